@@ -1,0 +1,155 @@
+import { type Kysely, type Migration, type MigrationProvider, sql } from 'kysely';
+
+/** Migrations are code, in order; names sort lexically. Each works on SQLite and PostgreSQL. */
+export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
+  const big = dialect === 'postgres' ? 'bigint' : 'integer';
+  const all: Record<string, Migration> = {
+    '0001_initial': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('users')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('name', 'text', (c) => c.notNull().unique())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('email', 'text')
+          .addColumn('password_hash', 'text')
+          .addColumn('groups', 'text', (c) => c.notNull().defaultTo('[]'))
+          .addColumn('attributes', 'text', (c) => c.notNull().defaultTo('{}'))
+          .addColumn('is_admin', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('disabled', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('updated_at', big, (c) => c.notNull())
+          .execute();
+
+        await db.schema
+          .createTable('api_tokens')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+          .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('name', 'text', (c) => c.notNull())
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('expires_at', big)
+          .addColumn('last_used_at', big)
+          .addColumn('revoked_at', big)
+          .execute();
+
+        await db.schema
+          .createTable('requests')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('requester_id', 'text', (c) => c.notNull().references('users.id'))
+          .addColumn('resource', 'text', (c) => c.notNull())
+          .addColumn('role', 'text', (c) => c.notNull())
+          .addColumn('duration_s', 'integer', (c) => c.notNull())
+          .addColumn('reason', 'text', (c) => c.notNull())
+          .addColumn('ticket', 'text')
+          .addColumn('start_at', big)
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('extends_grant_id', 'text')
+          .addColumn('decision', 'text', (c) => c.notNull())
+          .addColumn('rule', 'text')
+          .addColumn('policy_version', 'text', (c) => c.notNull())
+          .addColumn('approvals_required', 'integer', (c) => c.notNull())
+          .addColumn('approver_groups', 'text', (c) => c.notNull())
+          .addColumn('pending_expires_at', big)
+          .addColumn('decided_at', big)
+          .addColumn('decided_by', 'text')
+          .addColumn('decision_note', 'text')
+          .addColumn('grant_id', 'text')
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('updated_at', big, (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('requests_status_ttl').on('requests').columns(['status', 'pending_expires_at']).execute();
+        await db.schema.createIndex('requests_requester').on('requests').columns(['requester_id', 'created_at']).execute();
+
+        await db.schema
+          .createTable('approvals')
+          .addColumn('request_id', 'text', (c) => c.notNull().references('requests.id'))
+          .addColumn('approver_id', 'text', (c) => c.notNull().references('users.id'))
+          .addColumn('duration_s', 'integer')
+          .addColumn('comment', 'text')
+          .addColumn('at', big, (c) => c.notNull())
+          .addPrimaryKeyConstraint('approvals_pk', ['request_id', 'approver_id'])
+          .execute();
+
+        await db.schema
+          .createTable('grants')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('request_id', 'text', (c) => c.notNull().references('requests.id'))
+          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+          .addColumn('resource', 'text', (c) => c.notNull())
+          .addColumn('role', 'text', (c) => c.notNull())
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('principal', 'text', (c) => c.notNull().unique())
+          .addColumn('secret_enc', 'text', (c) => c.notNull())
+          .addColumn('duration_s', 'integer', (c) => c.notNull())
+          .addColumn('starts_at', big)
+          .addColumn('expires_at', big)
+          .addColumn('end_reason', 'text')
+          .addColumn('ended_at', big)
+          .addColumn('revoke_attempts', 'integer', (c) => c.notNull().defaultTo(0))
+          .addColumn('last_error', 'text')
+          .addColumn('due_at', big)
+          .addColumn('lease_owner', 'text')
+          .addColumn('lease_until', big)
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('updated_at', big, (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('grants_due').on('grants').column('due_at').execute();
+        await db.schema.createIndex('grants_user_status').on('grants').columns(['user_id', 'status']).execute();
+        await db.schema.createIndex('grants_resource_status').on('grants').columns(['resource', 'status']).execute();
+
+        await db.schema
+          .createTable('reviews')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('kind', 'text', (c) => c.notNull())
+          .addColumn('request_id', 'text', (c) => c.notNull())
+          .addColumn('grant_id', 'text')
+          .addColumn('status', 'text', (c) => c.notNull())
+          .addColumn('opened_at', big, (c) => c.notNull())
+          .addColumn('closed_at', big)
+          .addColumn('closed_by', 'text')
+          .addColumn('note', 'text')
+          .execute();
+
+        await db.schema
+          .createTable('audit_events')
+          .addColumn('seq', big, (c) => c.primaryKey())
+          .addColumn('at', big, (c) => c.notNull())
+          .addColumn('type', 'text', (c) => c.notNull())
+          .addColumn('actor', 'text', (c) => c.notNull())
+          .addColumn('request_id', 'text')
+          .addColumn('grant_id', 'text')
+          .addColumn('data', 'text', (c) => c.notNull())
+          .addColumn('prev_hash', 'text', (c) => c.notNull())
+          .addColumn('hash', 'text', (c) => c.notNull())
+          .execute();
+        await db.schema.createIndex('audit_type_at').on('audit_events').columns(['type', 'at']).execute();
+        await db.schema.createIndex('audit_at').on('audit_events').column('at').execute();
+
+        await db.schema
+          .createTable('audit_head')
+          .addColumn('id', 'integer', (c) => c.primaryKey())
+          .addColumn('seq', big, (c) => c.notNull())
+          .addColumn('hash', 'text', (c) => c.notNull())
+          .execute();
+        await sql`insert into audit_head (id, seq, hash) values (1, 0, ${'0'.repeat(64)})`.execute(db);
+
+        await db.schema
+          .createTable('policy_versions')
+          .addColumn('version', 'text', (c) => c.primaryKey())
+          .addColumn('source', 'text', (c) => c.notNull())
+          .addColumn('loaded_at', big, (c) => c.notNull())
+          .execute();
+
+        await db.schema
+          .createTable('meta')
+          .addColumn('key', 'text', (c) => c.primaryKey())
+          .addColumn('value', 'text', (c) => c.notNull())
+          .execute();
+      },
+    },
+  };
+  return { getMigrations: async () => all };
+}

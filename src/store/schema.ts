@@ -1,0 +1,165 @@
+import type { Generated } from 'kysely';
+
+/**
+ * The state store's tables, shared by both dialects (SQLite and PostgreSQL).
+ * Conventions: times are epoch milliseconds (INTEGER / BIGINT), JSON is stored as TEXT,
+ * ids are prefixed random strings (req_..., grt_...).
+ */
+export interface DB {
+  users: UsersTable;
+  api_tokens: ApiTokensTable;
+  requests: RequestsTable;
+  approvals: ApprovalsTable;
+  grants: GrantsTable;
+  reviews: ReviewsTable;
+  audit_events: AuditEventsTable;
+  audit_head: AuditHeadTable;
+  policy_versions: PolicyVersionsTable;
+  meta: MetaTable;
+}
+
+export interface UsersTable {
+  id: string;
+  name: string; // unique
+  kind: 'user' | 'workload';
+  email: string | null;
+  password_hash: string | null;
+  groups: string; // JSON string[]
+  attributes: string; // JSON Record<string,string>
+  is_admin: number; // 0/1
+  source: 'policy' | 'bootstrap' | 'oidc' | 'workload';
+  disabled: number; // 0/1
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ApiTokensTable {
+  id: string;
+  user_id: string;
+  /** sha256 hex of the token; the token itself is never stored. */
+  token_hash: string;
+  name: string;
+  created_at: number;
+  expires_at: number | null;
+  last_used_at: number | null;
+  revoked_at: number | null;
+}
+
+export type RequestStatusCol = 'pending' | 'approved' | 'denied' | 'cancelled' | 'expired';
+
+export interface RequestsTable {
+  id: string;
+  requester_id: string;
+  resource: string;
+  role: string;
+  duration_s: number;
+  reason: string;
+  ticket: string | null;
+  start_at: number | null;
+  status: RequestStatusCol;
+  /** 'new' | 'extension' (of grant extends_grant_id) | 'break_glass' */
+  kind: 'new' | 'extension' | 'break_glass';
+  extends_grant_id: string | null;
+  decision: string; // JSON Decision
+  rule: string | null;
+  policy_version: string;
+  approvals_required: number;
+  approver_groups: string; // JSON string[]
+  pending_expires_at: number | null;
+  decided_at: number | null;
+  decided_by: string | null;
+  decision_note: string | null;
+  grant_id: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ApprovalsTable {
+  request_id: string;
+  approver_id: string; // (request_id, approver_id) is the primary key: one vote per approver
+  duration_s: number | null; // shortened duration, if the approver asked for one
+  comment: string | null;
+  at: number;
+}
+
+export type GrantStatusCol =
+  | 'scheduled'
+  | 'activating'
+  | 'active'
+  | 'revoking'
+  | 'revoke_failed'
+  | 'expired'
+  | 'revoked';
+
+export interface GrantsTable {
+  id: string;
+  request_id: string;
+  user_id: string;
+  resource: string;
+  role: string;
+  status: GrantStatusCol;
+  /** The target principal (hp_...), chosen and recorded before it is created on the target. */
+  principal: string;
+  /** Encrypted secret (versioned envelope), recorded before it is set on the target. */
+  secret_enc: string;
+  duration_s: number;
+  starts_at: number | null; // set at activation (or the scheduled start)
+  expires_at: number | null;
+  /** Why access ends/ended: 'expired' | 'revoked'; set when revocation starts. */
+  end_reason: 'expired' | 'revoked' | null;
+  ended_at: number | null;
+  revoke_attempts: number;
+  last_error: string | null;
+  /** When the scheduler should next look at this grant (activation, expiry, retry). */
+  due_at: number | null;
+  /** Lease for claimed due work: which instance holds it and until when. */
+  lease_owner: string | null;
+  lease_until: number | null;
+  created_at: number;
+  updated_at: number;
+}
+
+export interface ReviewsTable {
+  id: string;
+  kind: 'break_glass';
+  request_id: string;
+  grant_id: string | null;
+  status: 'open' | 'closed';
+  opened_at: number;
+  closed_at: number | null;
+  closed_by: string | null;
+  note: string | null;
+}
+
+export interface AuditEventsTable {
+  seq: number; // 1, 2, 3 ... no gaps
+  at: number;
+  type: string;
+  actor: string; // principal id/name, or 'system'
+  request_id: string | null;
+  grant_id: string | null;
+  data: string; // canonical JSON, never a secret
+  prev_hash: string;
+  hash: string;
+}
+
+/** One row (id = 1): the chain's last seq and hash, updated in the same transaction. */
+export interface AuditHeadTable {
+  id: number;
+  seq: number;
+  hash: string;
+}
+
+export interface PolicyVersionsTable {
+  version: string;
+  source: string;
+  loaded_at: number;
+}
+
+export interface MetaTable {
+  key: string;
+  value: string;
+}
+
+export type AuditEventRow = AuditEventsTable;
+export type { Generated };
