@@ -143,6 +143,13 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           .addColumn('loaded_at', big, (c) => c.notNull())
           .execute();
 
+        // Single-use gateway tokens: a token's nonce is recorded when it is first used.
+        await db.schema
+          .createTable('used_nonces')
+          .addColumn('nonce', 'text', (c) => c.primaryKey())
+          .addColumn('expires_at', big, (c) => c.notNull())
+          .execute();
+
         await db.schema
           .createTable('meta')
           .addColumn('key', 'text', (c) => c.primaryKey())

@@ -16,6 +16,7 @@ export interface DB {
   audit_head: AuditHeadTable;
   policy_versions: PolicyVersionsTable;
   meta: MetaTable;
+  used_nonces: UsedNoncesTable;
 }
 
 export interface UsersTable {
@@ -154,6 +155,11 @@ export interface PolicyVersionsTable {
   version: string;
   source: string;
   loaded_at: number;
+}
+
+export interface UsedNoncesTable {
+  nonce: string;
+  expires_at: number;
 }
 
 export interface MetaTable {
