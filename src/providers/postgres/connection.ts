@@ -1,0 +1,95 @@
+import pg from 'pg';
+import type { SecretResolver } from '../provider.js';
+import type { PostgresConnection } from './config.js';
+import { SecretUnavailableError } from './errors.js';
+import type { Statement } from './sql.js';
+
+/** The slice of a pg client the provider uses (pool clients and one-off clients alike). */
+export interface Queryable {
+  query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
+}
+
+/** Admin sessions to the target: a small pool for the resource's database, one-off clients for others. */
+export interface AdminConnections {
+  readonly pool: pg.Pool;
+  /** Runs fn on a session in `database` (the pool when it is the resource's database). */
+  withDatabase<T>(database: string, fn: (c: Queryable) => Promise<T>): Promise<T>;
+  /** The admin password last read (so errors can be scrubbed of it); undefined until first use. */
+  lastAdminPassword(): string | undefined;
+  end(): Promise<void>;
+}
+
+const sslFor = (mode: PostgresConnection['sslmode']): pg.ClientConfig['ssl'] =>
+  mode === 'require' ? { rejectUnauthorized: false } : mode === 'verify-full' ? { rejectUnauthorized: true } : false;
+
+export function adminConnections(conn: PostgresConnection, secrets: SecretResolver, poolSize = 4): AdminConnections {
+  let lastPassword: string | undefined;
+  // Read on every new connection, so a rotated secret file is picked up without a restart.
+  const password = (): string => {
+    try {
+      lastPassword = secrets(conn.admin.password);
+    } catch (err) {
+      const where = 'env' in conn.admin.password ? `env ${conn.admin.password.env}` : `file ${conn.admin.password.file}`;
+      throw new SecretUnavailableError(`admin password unavailable (${where}): ${err instanceof Error ? err.message : String(err)}`);
+    }
+    return lastPassword;
+  };
+  const config = (database: string): pg.ClientConfig => ({
+    host: conn.host,
+    port: conn.port,
+    database,
+    user: conn.admin.user,
+    password,
+    ssl: sslFor(conn.sslmode),
+    application_name: 'hallpass',
+    connectionTimeoutMillis: 5_000,
+    statement_timeout: 30_000,
+    // REASSIGN OWNED takes ACCESS EXCLUSIVE locks; fail (retryably) rather than queue forever.
+    lock_timeout: 10_000,
+    // sql.ts quotes literals for this setting; never depend on the server default.
+    options: '-c standard_conforming_strings=on',
+  });
+  const pool = new pg.Pool({ ...config(conn.database), max: poolSize, idleTimeoutMillis: 10_000 });
+  // A target that goes away must surface as a failed call, never as an unhandled 'error' event.
+  pool.on('error', () => {});
+  pool.on('connect', (client) => client.on('error', () => {}));
+  return {
+    pool,
+    async withDatabase(database, fn) {
+      if (database === conn.database) return fn(pool);
+      const client = new pg.Client(config(database));
+      client.on('error', () => {});
+      await client.connect();
+      try {
+        return await fn(client);
+      } finally {
+        await client.end().catch(() => {});
+      }
+    },
+    lastAdminPassword: () => lastPassword,
+    end: () => pool.end(),
+  };
+}
+
+/** Runs fn inside BEGIN/COMMIT on one pooled session; rolls back (or discards a broken session) on error. */
+export async function inTransaction<T>(pool: pg.Pool, fn: (c: Queryable) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query('BEGIN');
+    const out = await fn(client);
+    await client.query('COMMIT');
+    client.release();
+    return out;
+  } catch (err) {
+    const rolledBack = await client.query('ROLLBACK').then(
+      () => true,
+      () => false,
+    );
+    client.release(rolledBack ? undefined : true);
+    throw err;
+  }
+}
+
+/** Sends a built Statement with its bind parameters. */
+export const exec = <R extends pg.QueryResultRow = pg.QueryResultRow>(c: Queryable, s: Statement): Promise<pg.QueryResult<R>> =>
+  c.query<R>(s.text, s.values === undefined ? undefined : [...s.values]);

@@ -1,0 +1,158 @@
+import { MANAGED_PREFIX, ProviderError, type ConnectionInfo, type Provider, type ProviderFactory, type ProvisionSpec, type SecretResolver } from '../provider.js';
+import { connectionSchema, parseConnection, parsePrivileges, privilegesSchema, type PostgresConnection } from './config.js';
+import { adminConnections, exec, inTransaction } from './connection.js';
+import { toProviderError } from './errors.js';
+import { revokeRoles } from './revoke.js';
+import * as sql from './sql.js';
+
+/** Owner of objects that revoked principals created, unless the connection names another. */
+export const DEFAULT_ORPHAN_OWNER = 'hallpass_orphans';
+
+/** hallpass-generated names only: the prefix, then safe characters, within PostgreSQL's 63 bytes. */
+const PRINCIPAL = new RegExp(`^${MANAGED_PREFIX}[A-Za-z0-9_]{1,${63 - MANAGED_PREFIX.length}}$`);
+/** Printable ASCII: SASLprep leaves it unchanged, so the client-side SCRAM verifier matches what clients send. */
+const SECRET = /^[\x20-\x7e]{1,1024}$/;
+
+function checkPrincipal(name: string): string {
+  if (!PRINCIPAL.test(name)) {
+    throw new ProviderError(`postgres: refusing principal ${JSON.stringify(name.slice(0, 80))}: not a hallpass-managed name (${MANAGED_PREFIX}[A-Za-z0-9_]+)`, false);
+  }
+  return name;
+}
+
+function checkDate(d: Date): Date {
+  if (!(d instanceof Date) || Number.isNaN(d.getTime())) throw new ProviderError('postgres: validUntil is not a valid date', false);
+  return d;
+}
+
+export interface PostgresProvider extends Provider {
+  readonly kind: 'postgres';
+  readonly connection: PostgresConnection;
+}
+
+/**
+ * A Provider for one PostgreSQL cluster in direct-credential mode: each grant becomes a LOGIN
+ * role `hp_...` with a password and VALID UNTIL, removed (sessions terminated first) on revoke.
+ * The admin password comes from `secrets` (env var or file), read per new connection.
+ */
+export function createPostgresProvider(connection: unknown, secrets: SecretResolver, opts: { poolSize?: number } = {}): PostgresProvider {
+  const conn = parseConnection(connection);
+  const orphan = conn.orphanOwner ?? DEFAULT_ORPHAN_OWNER;
+  const conns = adminConnections(conn, secrets, opts.poolSize);
+  let closed: Promise<void> | undefined;
+
+  /** Runs an operation, turning every failure into a ProviderError with these secrets removed. */
+  async function guarded<T>(op: string, extraSecrets: readonly string[], fn: () => Promise<T>): Promise<T> {
+    if (closed) throw new ProviderError(`postgres ${op}: provider is closed`, false);
+    try {
+      return await fn();
+    } catch (err) {
+      throw toProviderError(op, err, [conns.lastAdminPassword(), ...extraSecrets]);
+    }
+  }
+
+  return {
+    kind: 'postgres',
+    connection: conn,
+
+    async provision(spec: ProvisionSpec) {
+      const role = checkPrincipal(spec.principal);
+      if (!SECRET.test(spec.secret)) throw new ProviderError('postgres provision: secret must be 1-1024 printable ASCII characters', false);
+      const privileges = parsePrivileges(spec.privileges);
+      if (privileges.memberOf?.includes(orphan)) throw new ProviderError(`postgres provision: memberOf must not name the orphan owner ${orphan}`, false);
+      const validUntil = checkDate(spec.validUntil);
+      const verifier = await sql.scramVerifier(spec.secret);
+      const roleSpec: sql.RoleSpec = { name: role, verifier, validUntil, connectionLimit: privileges.connectionLimit ?? -1 };
+      await guarded('provision', [spec.secret, verifier], () =>
+        inTransaction(conns.pool, async (c) => {
+          await exec(c, sql.lockPrincipal(role));
+          const exists = ((await exec(c, sql.roleExists(role))).rowCount ?? 0) > 0;
+          const wanted = new Set(privileges.memberOf ?? []);
+          const extra = exists ? (await exec<{ rolname: string }>(c, sql.currentMemberships(role))).rows.map((r) => r.rolname).filter((g) => !wanted.has(g)) : [];
+          const statements = [
+            exists ? sql.alterRoleToSpec(roleSpec) : sql.createRole(roleSpec),
+            ...extra.map((g) => sql.revokeMembership(g, role)),
+            ...[...wanted].map((g) => sql.grantMembership(g, role)),
+            ...(privileges.grants ?? []).flatMap((g) => sql.grantStatements(g, role)),
+            sql.setReadOnly(role, privileges.readOnly === true),
+          ];
+          // One round trip, inside the surrounding transaction.
+          await c.query(statements.join(';\n'));
+        }),
+      );
+    },
+
+    async extend(principal, validUntil) {
+      const role = checkPrincipal(principal);
+      const statement = sql.alterValidUntil(role, checkDate(validUntil));
+      await guarded('extend', [], async () => {
+        try {
+          await conns.pool.query(statement);
+        } catch (err) {
+          if (typeof err === 'object' && err !== null && 'code' in err && err.code === '42704') {
+            throw new ProviderError(`postgres extend: principal ${role} does not exist`, false);
+          }
+          throw err;
+        }
+      });
+    },
+
+    async revoke(principals) {
+      const roles = [...new Set(principals.map(checkPrincipal))];
+      if (roles.length === 0) return;
+      await guarded('revoke', [], () => revokeRoles(conns, roles, orphan));
+    },
+
+    async listManagedPrincipals() {
+      return guarded('listManagedPrincipals', [], async () => (await exec<{ rolname: string }>(conns.pool, sql.listManaged())).rows.map((r) => r.rolname));
+    },
+
+    async check() {
+      try {
+        const r = await guarded('check', [], () =>
+          conns.pool.query<{ version: string; rolsuper: boolean; rolcreaterole: boolean }>(
+            `SELECT current_setting('server_version') AS version, rolsuper, rolcreaterole FROM pg_catalog.pg_roles WHERE rolname = current_user`,
+          ),
+        );
+        const row = r.rows[0];
+        if (!row) return { ok: false, error: 'postgres check: admin role not found in pg_roles' };
+        if (!row.rolsuper && !row.rolcreaterole) return { ok: false, error: `postgres check: admin ${conn.admin.user} has neither CREATEROLE nor SUPERUSER` };
+        return { ok: true, detail: `PostgreSQL ${row.version} as ${conn.admin.user}${row.rolsuper ? ' (superuser)' : ' (createrole)'}` };
+      } catch (err) {
+        return { ok: false, error: err instanceof Error ? err.message : String(err) };
+      }
+    },
+
+    connectionInfo(principal, secret): ConnectionInfo {
+      return postgresConnectionInfo(conn, principal, secret);
+    },
+
+    close() {
+      closed ??= conns.end();
+      return closed;
+    },
+  };
+}
+
+/** Connection details for a principal; the DSN is accepted by psql and libpq-based clients. */
+export function postgresConnectionInfo(conn: PostgresConnection, user: string, password: string): ConnectionInfo {
+  const host = conn.host.includes(':') && !conn.host.startsWith('[') ? `[${conn.host}]` : conn.host;
+  const query = conn.sslmode ? `?sslmode=${conn.sslmode}` : '';
+  const dsn = `postgresql://${encodeURIComponent(user)}:${encodeURIComponent(password)}@${host}:${conn.port}/${encodeURIComponent(conn.database)}${query}`;
+  const env: Record<string, string> = {
+    PGHOST: conn.host,
+    PGPORT: String(conn.port),
+    PGDATABASE: conn.database,
+    PGUSER: user,
+    PGPASSWORD: password,
+  };
+  if (conn.sslmode) env.PGSSLMODE = conn.sslmode;
+  return { kind: 'postgres', host: conn.host, port: conn.port, database: conn.database, user, password, dsn, env };
+}
+
+export const postgresProviderFactory: ProviderFactory = {
+  kind: 'postgres',
+  connectionSchema,
+  privilegesSchema,
+  create: (resource, secrets) => createPostgresProvider(resource.connection, secrets),
+};

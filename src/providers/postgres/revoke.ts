@@ -1,0 +1,68 @@
+import { ProviderError } from '../provider.js';
+import { exec, type AdminConnections, type Queryable } from './connection.js';
+import * as sql from './sql.js';
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/** How long to wait for terminated backends to exit before giving up (retryably). */
+const TERMINATE_DEADLINE_MS = 10_000;
+
+/**
+ * Terminates every backend of these roles (by oid, which survives DROP ROLE) and waits until
+ * none is left. Returns how many backends were found on the first pass.
+ */
+async function terminateAndWait(pool: Queryable, oids: readonly string[]): Promise<number> {
+  const deadline = Date.now() + TERMINATE_DEADLINE_MS;
+  let first: number | undefined;
+  for (;;) {
+    const r = await exec<{ n: number }>(pool, sql.terminateBackends(oids));
+    const n = r.rows[0]?.n ?? 0;
+    first ??= n;
+    if (n === 0) return first;
+    if (Date.now() > deadline) throw new ProviderError(`postgres revoke: ${n} session(s) still running after terminate`, true);
+    await sleep(5);
+  }
+}
+
+async function ensureOrphanOwner(pool: Queryable, orphan: string): Promise<void> {
+  const r = await exec(pool, sql.roleExists(orphan));
+  if (r.rowCount) return;
+  try {
+    await pool.query(sql.createOrphanOwner(orphan));
+  } catch (err) {
+    // Another hallpass instance created it first: that is the state we wanted.
+    if (!(typeof err === 'object' && err !== null && 'code' in err && err.code === '42710')) throw err;
+  }
+}
+
+/**
+ * The revocation sequence (see docs/providers/postgres.md). Each step is idempotent, so a
+ * retry after a crash at any point converges:
+ * 1. NOLOGIN for all, in one round trip, committed before anything else: no new sessions.
+ * 2. Terminate every session of those roles and wait until they are gone.
+ * 3. In each database where they own objects or hold privileges: REASSIGN OWNED to the
+ *    orphan owner (nothing they made is lost), then DROP OWNED (revokes their privileges).
+ * 4. DROP ROLE IF EXISTS for all, then a last sweep for any session that slipped in while
+ *    step 1 was committing.
+ */
+export async function revokeRoles(conns: AdminConnections, roles: readonly string[], orphan: string): Promise<void> {
+  const { pool } = conns;
+  const found = await exec<{ oid: string; rolname: string }>(pool, sql.existingRoles(roles));
+  if (found.rows.length === 0) return;
+  const names = found.rows.map((r) => r.rolname);
+  const oids = found.rows.map((r) => r.oid);
+
+  await pool.query(names.map(sql.noLogin).join(';\n'));
+  await terminateAndWait(pool, oids);
+
+  const dbs = await exec<{ datname: string }>(pool, sql.dependentDatabases(oids));
+  if (dbs.rows.length > 0) {
+    await ensureOrphanOwner(pool, orphan);
+    for (const { datname } of dbs.rows) {
+      // One simple-protocol message: runs as one implicit transaction.
+      await conns.withDatabase(datname, (c) => c.query(`${sql.reassignOwned(names, orphan)};\n${sql.dropOwned(names)}`));
+    }
+  }
+  await pool.query(sql.dropRoles(names));
+  await terminateAndWait(pool, oids);
+}

@@ -1,0 +1,157 @@
+import { createHash, createHmac, pbkdf2, randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import { MANAGED_PREFIX } from '../provider.js';
+import { SCHEMA_PRIVILEGES, SEQUENCE_PRIVILEGES, TABLE_PRIVILEGES, type PostgresGrant, type Privilege } from './config.js';
+
+/**
+ * Pure builders for every statement the provider sends. Utility statements (CREATE/ALTER/DROP
+ * ROLE, GRANT, REASSIGN OWNED) cannot take bind parameters in PostgreSQL, so identifiers are
+ * double-quoted here and the only literals (a VALID UNTIL timestamp and a SCRAM verifier, never
+ * a plaintext password) are quoted for standard_conforming_strings = on, which the provider's
+ * connections force. Catalog queries take their values as bind parameters.
+ */
+
+/** A statement with optional bind parameters. */
+export interface Statement {
+  readonly text: string;
+  readonly values?: readonly unknown[];
+}
+
+/** `"name"` with embedded quotes doubled. NUL cannot be represented, so it is refused. */
+export function quoteIdent(name: string): string {
+  if (name.length === 0 || name.includes('\0')) throw new TypeError('identifier must be non-empty and contain no NUL');
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+/**
+ * `'text'` with embedded quotes doubled, for standard_conforming_strings = on (backslash is an
+ * ordinary character there). Never used with E'' syntax.
+ */
+export function quoteLiteral(text: string): string {
+  if (text.includes('\0')) throw new TypeError('literal must contain no NUL');
+  return `'${text.replaceAll("'", "''")}'`;
+}
+
+const pbkdf2Async = promisify(pbkdf2);
+
+/**
+ * The SCRAM-SHA-256 verifier PostgreSQL would store for this password (RFC 5802/7677, the
+ * format of pg's scram_build_secret), computed here so the plaintext never reaches the server
+ * or its statement log. PostgreSQL applies SASLprep, which is the identity on printable ASCII;
+ * the provider only accepts secrets of printable ASCII so both sides hash the same bytes.
+ */
+export async function scramVerifier(password: string, salt: Buffer = randomBytes(16), iterations = 4096): Promise<string> {
+  const salted = await pbkdf2Async(Buffer.from(password, 'utf8'), salt, iterations, 32, 'sha256');
+  const clientKey = createHmac('sha256', salted).update('Client Key').digest();
+  const storedKey = createHash('sha256').update(clientKey).digest();
+  const serverKey = createHmac('sha256', salted).update('Server Key').digest();
+  return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+
+const timestamp = (d: Date): string => {
+  if (Number.isNaN(d.getTime())) throw new TypeError('validUntil is not a valid date');
+  return quoteLiteral(d.toISOString());
+};
+
+export interface RoleSpec {
+  readonly name: string;
+  /** A SCRAM verifier from scramVerifier(), not the plaintext. */
+  readonly verifier: string;
+  readonly validUntil: Date;
+  /** -1 for no limit. */
+  readonly connectionLimit: number;
+}
+
+// Only attributes a CREATEROLE (non-superuser) admin may set on ALTER; CREATE adds the NO* ones.
+const roleOptions = (r: RoleSpec) =>
+  `LOGIN INHERIT PASSWORD ${quoteLiteral(r.verifier)} VALID UNTIL ${timestamp(r.validUntil)} CONNECTION LIMIT ${Math.trunc(r.connectionLimit)}`;
+
+export const createRole = (r: RoleSpec): string => `CREATE ROLE ${quoteIdent(r.name)} ${roleOptions(r)} NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS`;
+export const alterRoleToSpec = (r: RoleSpec): string => `ALTER ROLE ${quoteIdent(r.name)} ${roleOptions(r)}`;
+export const alterValidUntil = (role: string, validUntil: Date): string => `ALTER ROLE ${quoteIdent(role)} VALID UNTIL ${timestamp(validUntil)}`;
+export const setReadOnly = (role: string, readOnly: boolean): string =>
+  readOnly
+    ? `ALTER ROLE ${quoteIdent(role)} SET default_transaction_read_only = on`
+    : `ALTER ROLE ${quoteIdent(role)} RESET default_transaction_read_only`;
+export const grantMembership = (group: string, role: string): string => `GRANT ${quoteIdent(group)} TO ${quoteIdent(role)}`;
+export const revokeMembership = (group: string, role: string): string => `REVOKE ${quoteIdent(group)} FROM ${quoteIdent(role)}`;
+export const createOrphanOwner = (role: string): string => `CREATE ROLE ${quoteIdent(role)} NOLOGIN`;
+export const noLogin = (role: string): string => `ALTER ROLE ${quoteIdent(role)} NOLOGIN`;
+const roleList = (roles: readonly string[]): string => {
+  if (roles.length === 0) throw new TypeError('role list must not be empty');
+  return roles.map(quoteIdent).join(', ');
+};
+export const reassignOwned = (roles: readonly string[], to: string): string => `REASSIGN OWNED BY ${roleList(roles)} TO ${quoteIdent(to)}`;
+export const dropOwned = (roles: readonly string[]): string => `DROP OWNED BY ${roleList(roles)}`;
+export const dropRoles = (roles: readonly string[]): string => `DROP ROLE IF EXISTS ${roleList(roles)}`;
+
+const only = <T extends string>(privs: readonly Privilege[], allowed: readonly T[]): T[] =>
+  allowed.filter((p) => (privs as readonly string[]).includes(p));
+
+/**
+ * GRANT statements for one policy grant. USAGE on the schema is always granted with it: table
+ * privileges are unusable without it. Each privilege goes only to object kinds it applies to.
+ */
+export function grantStatements(g: PostgresGrant, role: string): string[] {
+  const to = quoteIdent(role);
+  const schema = quoteIdent(g.on.schema);
+  const out: string[] = [];
+  const schemaPrivs = only(g.privileges, SCHEMA_PRIVILEGES);
+  out.push(`GRANT ${[...new Set(['USAGE', ...schemaPrivs])].join(', ')} ON SCHEMA ${schema} TO ${to}`);
+  const tablePrivs = only(g.privileges, TABLE_PRIVILEGES);
+  if (g.on.tables !== undefined && tablePrivs.length > 0) {
+    const target =
+      g.on.tables === 'all' ? `ALL TABLES IN SCHEMA ${schema}` : `TABLE ${g.on.tables.map((t) => `${schema}.${quoteIdent(t)}`).join(', ')}`;
+    out.push(`GRANT ${tablePrivs.join(', ')} ON ${target} TO ${to}`);
+  }
+  const seqPrivs = only(g.privileges, SEQUENCE_PRIVILEGES);
+  if (g.on.sequences === 'all' && seqPrivs.length > 0) {
+    out.push(`GRANT ${seqPrivs.join(', ')} ON ALL SEQUENCES IN SCHEMA ${schema} TO ${to}`);
+  }
+  return out;
+}
+
+/** `hp\_%`: the prefix for LIKE with its wildcards (`_`, `%`) and the escape (`\`) escaped. */
+export const managedLikePattern = (prefix: string = MANAGED_PREFIX): string => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+
+export const listManaged = (): Statement => ({
+  text: `SELECT rolname FROM pg_catalog.pg_roles WHERE rolname LIKE $1 ESCAPE '\\' ORDER BY rolname`,
+  values: [managedLikePattern()],
+});
+export const existingRoles = (roles: readonly string[]): Statement => ({
+  text: 'SELECT oid::int8::text AS oid, rolname FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])',
+  values: [roles],
+});
+export const roleExists = (role: string): Statement => ({
+  text: 'SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1',
+  values: [role],
+});
+export const currentMemberships = (role: string): Statement => ({
+  text: `SELECT g.rolname FROM pg_catalog.pg_auth_members m
+           JOIN pg_catalog.pg_roles g ON g.oid = m.roleid
+           JOIN pg_catalog.pg_roles r ON r.oid = m.member
+          WHERE r.rolname = $1`,
+  values: [role],
+});
+/** Serialises provisioning of one principal across hallpass instances (transaction-scoped). */
+export const lockPrincipal = (role: string): Statement => ({
+  text: `SELECT pg_advisory_xact_lock(hashtext('hallpass:' || $1))`,
+  values: [role],
+});
+/** Signals every backend of these roles (by oid, so it still finds them after DROP ROLE); n = how many. */
+export const terminateBackends = (roleOids: readonly string[]): Statement => ({
+  text: `SELECT count(pg_catalog.pg_terminate_backend(pid))::int AS n FROM pg_catalog.pg_stat_activity
+          WHERE usesysid = ANY($1::oid[]) AND pid <> pg_catalog.pg_backend_pid()`,
+  values: [roleOids],
+});
+/**
+ * Databases where the roles own objects or hold privileges (pg_shdepend). Dependencies on shared
+ * objects (dbid 0: privileges on a database, say) are handled from the current database.
+ */
+export const dependentDatabases = (roleOids: readonly string[]): Statement => ({
+  text: `SELECT DISTINCT COALESCE(d.datname, current_database()) AS datname FROM pg_catalog.pg_shdepend s
+           LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
+          WHERE s.refclassid = 'pg_catalog.pg_authid'::regclass AND s.refobjid = ANY($1::oid[])
+          ORDER BY d.datname`,
+  values: [roleOids],
+});
