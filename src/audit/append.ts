@@ -1,0 +1,90 @@
+import type { Dialect, Tx } from '../store/db.js';
+import { canonicalJSON } from './canonical.js';
+import { chainHash } from './chain.js';
+import { redact } from './redact.js';
+import type { AuditEventInput, AuditEventRow } from './types.js';
+
+/** Rows per INSERT statement: 9 parameters each stays far below SQLite's and PostgreSQL's limits. */
+const INSERT_CHUNK = 500;
+const MAX_TEXT = 200;
+
+/**
+ * Appends events to the hash chain inside the caller's transaction, so a state change and its
+ * audit events commit (or roll back) together.
+ * Race-safe: the chain head row is locked first (PostgreSQL `SELECT ... FOR UPDATE`; on SQLite a
+ * no-op UPDATE takes the database write lock), so concurrent appenders — also from other
+ * hallpass instances sharing the database — serialize and never reuse a seq.
+ */
+export async function appendEvents(tx: Tx, dialect: Dialect, events: readonly AuditEventInput[]): Promise<AuditEventRow[]> {
+  return appendPrepared(tx, dialect, events.map(prepareEvent));
+}
+
+/** appendEvents for events already checked and redacted by prepareEvent. */
+export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonly PreparedEvent[]): Promise<AuditEventRow[]> {
+  if (prepared.length === 0) return [];
+
+  if (dialect === 'sqlite') {
+    await tx.updateTable('audit_head').set((eb) => ({ seq: eb.ref('seq') })).where('id', '=', 1).execute();
+  }
+  let q = tx.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1);
+  if (dialect === 'postgres') q = q.forUpdate();
+  const head = await q.executeTakeFirst();
+  if (!head) throw new Error('audit_head row is missing: the store was not migrated');
+
+  let prevHash = head.hash;
+  let seq = Number(head.seq);
+  const rows: AuditEventRow[] = prepared.map((p) => {
+    seq += 1;
+    const hash = chainHash(prevHash, { ...p, seq, dataJson: p.data });
+    const row: AuditEventRow = {
+      seq,
+      at: p.at,
+      type: p.type,
+      actor: p.actor,
+      request_id: p.requestId,
+      grant_id: p.grantId,
+      data: p.data,
+      prev_hash: prevHash,
+      hash,
+    };
+    prevHash = hash;
+    return row;
+  });
+
+  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+    await tx.insertInto('audit_events').values(rows.slice(i, i + INSERT_CHUNK)).execute();
+  }
+  await tx.updateTable('audit_head').set({ seq, hash: prevHash }).where('id', '=', 1).execute();
+  return rows;
+}
+
+/** An event checked, with its time in epoch ms and its data redacted and canonical. */
+export interface PreparedEvent {
+  at: number;
+  type: string;
+  actor: string;
+  requestId: string | null;
+  grantId: string | null;
+  data: string;
+}
+
+/** Checks and redacts an event; throws a TypeError naming the bad field. */
+export function prepareEvent(e: AuditEventInput): PreparedEvent {
+  const at = e.at instanceof Date ? e.at.getTime() : e.at;
+  if (!Number.isSafeInteger(at)) throw new TypeError(`audit event ${JSON.stringify(e.type)}: "at" must be a valid time`);
+  return {
+    at,
+    type: text('type', e.type),
+    actor: text('actor', e.actor),
+    requestId: e.requestId === undefined ? null : text('requestId', e.requestId),
+    grantId: e.grantId === undefined ? null : text('grantId', e.grantId),
+    data: canonicalJSON(redact(e.data ?? {})),
+  };
+}
+
+function text(field: string, v: unknown): string {
+  if (typeof v !== 'string' || v.length === 0 || v.length > MAX_TEXT) {
+    throw new TypeError(`audit event: "${field}" must be a non-empty string of at most ${MAX_TEXT} characters`);
+  }
+  return v;
+}

@@ -1,0 +1,245 @@
+import { sql } from 'kysely';
+import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { openStore, type StoreConnection } from '../store/db.js';
+import { appendEvents } from './append.js';
+import { chainHash } from './chain.js';
+import { exportEvents } from './export.js';
+import { queryEvents } from './query.js';
+import type { AuditEventInput } from './types.js';
+import { verifyChain } from './verify.js';
+import { verifyExport } from './verify-export.js';
+import { AuditWriter } from './writer.js';
+
+export interface AuditTarget {
+  readonly name: 'sqlite' | 'postgres';
+  /** A fresh, migrated, empty store URL for one test. */
+  newUrl(): Promise<string>;
+  cleanup(): Promise<void>;
+}
+
+const T0 = Date.UTC(2026, 0, 1, 12);
+
+export function ev(i: number, extra: Partial<AuditEventInput> = {}): AuditEventInput {
+  return { type: i % 2 ? 'grant.activated' : 'request.created', actor: `u${i}`, at: T0 + i, data: { i }, ...extra };
+}
+
+/** The audit suite every store dialect must pass. */
+export function auditConformance(target: AuditTarget): void {
+  describe(`audit log on ${target.name}`, () => {
+    let store: StoreConnection;
+    const stores: StoreConnection[] = [];
+    const open = async (url?: string) => {
+      const s = await openStore({ url: url ?? (await target.newUrl()) });
+      stores.push(s);
+      return s;
+    };
+    const append = (events: AuditEventInput[], s = store) =>
+      s.db.transaction().execute((tx) => appendEvents(tx, s.dialect, events));
+    const seed = (n: number) => append(Array.from({ length: n }, (_, i) => ev(i + 1)));
+
+    beforeEach(async () => {
+      store = await open();
+    });
+    afterAll(async () => {
+      for (const s of stores) await s.close();
+      await target.cleanup();
+    });
+
+    it('appends a linked chain and verifies it, page by page', async () => {
+      const first = await seed(3);
+      const more = await append([ev(4, { requestId: 'req_1', grantId: 'grt_1' }), ev(5)]);
+      expect(first.map((r) => r.seq)).toEqual([1, 2, 3]);
+      expect(more[0]?.prev_hash).toBe(first[2]?.hash);
+      expect(await verifyChain(store.db, { pageSize: 2 })).toEqual({ ok: true, count: 5, headSeq: 5, headHash: more[1]?.hash });
+    });
+
+    it('verifies an empty log', async () => {
+      expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 0, headSeq: 0 });
+    });
+
+    it('rolls the events back with the caller transaction', async () => {
+      await seed(2);
+      await expect(
+        store.db.transaction().execute(async (tx) => {
+          await appendEvents(tx, store.dialect, [ev(3)]);
+          throw new Error('state change failed');
+        }),
+      ).rejects.toThrow('state change failed');
+      expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 2, headSeq: 2 });
+      expect((await append([ev(3)]))[0]?.seq).toBe(3);
+    });
+
+    it('stores redacted data: secrets never reach the log', async () => {
+      await append([ev(1, { data: { user: 'ann', password: 'hunter2', nested: { apiKey: 'k', list: [{ Token: 't' }] } } })]);
+      const rows = await store.db.selectFrom('audit_events').select('data').execute();
+      expect(rows[0]?.data).toBe('{"nested":{"apiKey":"[redacted]","list":[{"Token":"[redacted]"}]},"password":"[redacted]","user":"ann"}');
+      expect(await verifyChain(store.db)).toMatchObject({ ok: true });
+    });
+
+    describe('detects tampering and names the first bad event', () => {
+      beforeEach(async () => {
+        await seed(5);
+      });
+
+      it('edited event -> hash_mismatch', async () => {
+        await store.db.updateTable('audit_events').set({ actor: 'mallory' }).where('seq', '=', 3).execute();
+        expect(await verifyChain(store.db, { pageSize: 2 })).toMatchObject({ ok: false, count: 2, firstBad: { seq: 3, reason: 'hash_mismatch' } });
+      });
+
+      it('edited data column -> hash_mismatch', async () => {
+        await store.db.updateTable('audit_events').set({ data: '{"i":99}' }).where('seq', '=', 2).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: 2, reason: 'hash_mismatch' } });
+      });
+
+      it('deleted event -> seq_gap', async () => {
+        await store.db.deleteFrom('audit_events').where('seq', '=', 3).execute();
+        const r = await verifyChain(store.db);
+        expect(r).toMatchObject({ ok: false, count: 2, firstBad: { seq: 3, reason: 'seq_gap' } });
+      });
+
+      it('deleted event with later events renumbered -> hash_mismatch at the first renumbered', async () => {
+        await store.db.deleteFrom('audit_events').where('seq', '=', 3).execute();
+        await store.db.updateTable('audit_events').set((eb) => ({ seq: sql<number>`${eb.ref('seq')} - 1` })).where('seq', '>', 3).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: 3, reason: 'hash_mismatch' } });
+      });
+
+      it('inserted event (later ones shifted up) -> detected at the inserted seq', async () => {
+        await shiftUpFrom(3);
+        await store.db
+          .insertInto('audit_events')
+          .values({ seq: 3, at: T0, type: 'grant.revoked', actor: 'mallory', request_id: null, grant_id: null, data: '{}', prev_hash: '0', hash: '0' })
+          .execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: 3, reason: 'hash_mismatch' } });
+      });
+
+      it('inserted event with a forged valid hash -> the next event no longer fits', async () => {
+        await shiftUpFrom(3);
+        const prev = await store.db.selectFrom('audit_events').select('hash').where('seq', '=', 2).executeTakeFirstOrThrow();
+        const forged = { seq: 3, at: T0, type: 'x', actor: 'mallory', requestId: null, grantId: null, dataJson: '{}' };
+        await store.db
+          .insertInto('audit_events')
+          .values({ seq: 3, at: T0, type: 'x', actor: 'mallory', request_id: null, grant_id: null, data: '{}', prev_hash: prev.hash, hash: chainHash(prev.hash, forged) })
+          .execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, count: 3, firstBad: { seq: 4, reason: 'hash_mismatch' } });
+      });
+
+      it('relinked event (prev_hash edited, own hash recomputed) -> prev_hash_mismatch', async () => {
+        const row = await store.db.selectFrom('audit_events').selectAll().where('seq', '=', 4).executeTakeFirstOrThrow();
+        const fake = 'f'.repeat(64);
+        const hash = chainHash(fake, { seq: 4, at: row.at, type: row.type, actor: row.actor, requestId: row.request_id, grantId: row.grant_id, dataJson: row.data });
+        await store.db.updateTable('audit_events').set({ prev_hash: fake, hash }).where('seq', '=', 4).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: 4, reason: 'prev_hash_mismatch' } });
+      });
+
+      it('reordered pair (seq values swapped) -> hash_mismatch at the earlier seq', async () => {
+        await store.db.updateTable('audit_events').set({ seq: -1 }).where('seq', '=', 2).execute();
+        await store.db.updateTable('audit_events').set({ seq: 2 }).where('seq', '=', 3).execute();
+        await store.db.updateTable('audit_events').set({ seq: 3 }).where('seq', '=', -1).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, count: 1, firstBad: { seq: 2, reason: 'hash_mismatch' } });
+      });
+
+      it('truncated tail -> truncated at the first missing seq', async () => {
+        await store.db.deleteFrom('audit_events').where('seq', '>=', 4).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, count: 3, firstBad: { seq: 4, reason: 'truncated' } });
+      });
+
+      it('event appended behind the head -> head_mismatch', async () => {
+        const last = await store.db.selectFrom('audit_events').select('hash').where('seq', '=', 5).executeTakeFirstOrThrow();
+        const f = { seq: 6, at: T0, type: 'x', actor: 'mallory', requestId: null, grantId: null, dataJson: '{}' };
+        await store.db
+          .insertInto('audit_events')
+          .values({ seq: 6, at: T0, type: 'x', actor: 'mallory', request_id: null, grant_id: null, data: '{}', prev_hash: last.hash, hash: chainHash(last.hash, f) })
+          .execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, count: 6, firstBad: { seq: 6, reason: 'head_mismatch' } });
+      });
+
+      it('edited head -> head_mismatch', async () => {
+        await store.db.updateTable('audit_head').set({ hash: 'a'.repeat(64) }).where('id', '=', 1).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: 5, reason: 'head_mismatch' } });
+      });
+
+      async function shiftUpFrom(seq: number) {
+        await store.db.updateTable('audit_events').set((eb) => ({ seq: sql<number>`${eb.ref('seq')} + 1000` })).where('seq', '>=', seq).execute();
+        await store.db.updateTable('audit_events').set((eb) => ({ seq: sql<number>`${eb.ref('seq')} - 999` })).where('seq', '>=', 1000).execute();
+      }
+    });
+
+    it('serializes concurrent appending transactions into one chain without duplicate seq', async () => {
+      const url = await target.newUrl();
+      // On PostgreSQL, two separate connections = two hallpass instances sharing the database.
+      // On SQLite, one process shares one connection; the driver serializes the transactions.
+      const a = await open(url);
+      const b = target.name === 'postgres' ? await open(url) : a;
+      await Promise.all(
+        Array.from({ length: 40 }, (_, i) => append([ev(i * 3), ev(i * 3 + 1), ev(i * 3 + 2)], i % 2 ? a : b)),
+      );
+      expect(await verifyChain(a.db)).toMatchObject({ ok: true, count: 120, headSeq: 120 });
+      const seqs = (await a.db.selectFrom('audit_events').select('seq').orderBy('seq').execute()).map((r) => r.seq);
+      expect(seqs).toEqual(Array.from({ length: 120 }, (_, i) => i + 1));
+    });
+
+    it('queries by time, type, type prefix, subject and seq', async () => {
+      await append([
+        ev(1, { type: 'request.created', requestId: 'req_1' }),
+        ev(2, { type: 'grant.activated', grantId: 'grt_1', requestId: 'req_1' }),
+        ev(3, { type: 'grant_x', grantId: 'grt_2' }),
+        ev(4, { type: 'grant.expired', grantId: 'grt_1' }),
+      ]);
+      const seqs = async (q: Parameters<typeof queryEvents>[1]) => (await queryEvents(store.db, q)).map((e) => e.seq);
+      expect(await seqs({ limit: 10, typePrefix: 'grant.' })).toEqual([2, 4]);
+      expect(await seqs({ limit: 10, typePrefix: 'grant_' })).toEqual([3]);
+      expect(await seqs({ limit: 10, type: 'request.created' })).toEqual([1]);
+      expect(await seqs({ limit: 10, grantId: 'grt_1' })).toEqual([2, 4]);
+      expect(await seqs({ limit: 10, requestId: 'req_1' })).toEqual([1, 2]);
+      expect(await seqs({ limit: 10, since: T0 + 2, until: new Date(T0 + 4) })).toEqual([2, 3]);
+      expect(await seqs({ limit: 2, afterSeq: 1 })).toEqual([2, 3]);
+      const [e] = await queryEvents(store.db, { limit: 1, afterSeq: 1 });
+      expect(e).toMatchObject({ seq: 2, at: T0 + 2, type: 'grant.activated', actor: 'u2', requestId: 'req_1', grantId: 'grt_1', data: { i: 2 } });
+    });
+
+    it('exports JSONL that verifies offline, and catches an edited export', async () => {
+      await seed(2500);
+      let out = '';
+      const n = await exportEvents(store.db, 'jsonl', (c) => {
+        out += c;
+      });
+      expect(n).toBe(2500);
+      const lines = out.split('\n');
+      const head = await store.db.selectFrom('audit_head').select(['seq', 'hash']).executeTakeFirstOrThrow();
+      expect(verifyExport(lines, { expectedHead: head })).toEqual({ ok: true, count: 2500, headSeq: 2500, headHash: head.hash });
+      const edited = lines.map((l, i) => (i === 1233 ? l.replace('"actor":"u1234"', '"actor":"u9"') : l));
+      expect(verifyExport(edited)).toMatchObject({ ok: false, firstBad: { seq: 1234, reason: 'hash_mismatch' } });
+      expect(verifyExport(lines.slice(0, 2000), { expectedHead: head })).toMatchObject({ ok: false, firstBad: { seq: 2001, reason: 'truncated' } });
+    });
+
+    it('exports CSV with a header and filters, quoting and neutralising formulas', async () => {
+      await append([ev(1, { type: 'query', actor: '=2+3', data: { sql: 'select 1, "a"' } }), ev(2, { type: 'other' })]);
+      const chunks: string[] = [];
+      await exportEvents(store.db, 'csv', async (c) => void chunks.push(c), { type: 'query' });
+      const [header, row, end, ...rest] = chunks.join('').split('\r\n');
+      expect(header).toBe('seq,at,type,actor,request_id,grant_id,data,prev_hash,hash');
+      expect(row?.startsWith(`1,2026-01-01T12:00:00.001Z,query,'=2+3,,,"{""sql"":""select 1, \\""a\\""""}",${'0'.repeat(64)},`)).toBe(true);
+      expect(end).toBe('');
+      expect(rest).toEqual([]);
+    });
+
+    it('AuditWriter batches into few transactions and loses nothing on close', async () => {
+      const writer = new AuditWriter({ db: store.db, dialect: store.dialect, flushIntervalMs: 10_000, maxBatch: 100 });
+      for (let i = 0; i < 250; i++) await writer.record(ev(i));
+      // two full batches were flushed in the background; 50 are still queued behind the timer
+      await writer.close();
+      expect(writer.pending).toBe(0);
+      expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 250 });
+      const ats = (await store.db.selectFrom('audit_events').select('at').orderBy('seq').execute()).map((r) => r.at);
+      expect(ats).toEqual(Array.from({ length: 250 }, (_, i) => T0 + i));
+      await expect(writer.record(ev(1))).rejects.toThrow('closed');
+    });
+
+    it('AuditWriter recordDurable resolves after commit; a timer flushes small batches', async () => {
+      const writer = new AuditWriter({ db: store.db, dialect: store.dialect, flushIntervalMs: 5 });
+      await Promise.all([writer.recordDurable(ev(1)), writer.recordDurable(ev(2))]);
+      expect(await store.db.selectFrom('audit_events').select('seq').execute()).toHaveLength(2);
+      await writer.close();
+    });
+  });
+}

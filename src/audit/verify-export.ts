@@ -1,0 +1,72 @@
+import { canonicalJSON } from './canonical.js';
+import type { AuditEventRow } from './types.js';
+import { ChainWalker, type VerifyResult } from './verify.js';
+
+export interface VerifyExportOptions {
+  /**
+   * The head recorded elsewhere (e.g. printed by `hallpass audit verify` and kept by the
+   * auditor). Without it a cut-off tail cannot be told from a complete export.
+   */
+  readonly expectedHead?: { seq: number; hash: string };
+  /**
+   * Accept an export that starts after event 1, trusting its first event's prevHash as the
+   * starting point (default false: the export must start at event 1).
+   */
+  readonly allowPartial?: boolean;
+}
+
+/**
+ * Verifies a JSONL export offline (no database): every line is one event; seq must run 1, 2, 3 ...
+ * and every hash must match and link. Blank lines are ignored. Never throws for bad input.
+ */
+export function verifyExport(lines: Iterable<string>, opts: VerifyExportOptions = {}): VerifyResult {
+  let walker: ChainWalker | undefined;
+  let lineNo = 0;
+  for (const line of lines) {
+    lineNo += 1;
+    if (line.trim() === '') continue;
+    const row = parseLine(line);
+    if (!walker) {
+      walker = new ChainWalker(opts.allowPartial && row ? { seq: row.seq - 1, hash: row.prev_hash } : undefined);
+    }
+    if (!row) return walker.fail(walker.lastSeq + 1, 'malformed', `line ${lineNo} is not an audit event`);
+    const fault = walker.step(row);
+    if (fault) return fault;
+  }
+  walker ??= new ChainWalker();
+  if (opts.expectedHead) return walker.checkHead(opts.expectedHead);
+  return { ok: true, count: walker.count, headSeq: walker.lastSeq, headHash: walker.lastHash };
+}
+
+function parseLine(line: string): AuditEventRow | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(line);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
+  const e = v as Record<string, unknown>;
+  const str = (x: unknown): x is string => typeof x === 'string';
+  const optStr = (x: unknown): x is string | null => x === null || typeof x === 'string';
+  if (!Number.isSafeInteger(e.seq) || !Number.isSafeInteger(e.at)) return undefined;
+  if (!str(e.type) || !str(e.actor) || !optStr(e.requestId) || !optStr(e.grantId)) return undefined;
+  if (!str(e.prevHash) || !str(e.hash) || typeof e.data !== 'object' || e.data === null || Array.isArray(e.data)) return undefined;
+  let data: string;
+  try {
+    data = canonicalJSON(e.data);
+  } catch {
+    return undefined;
+  }
+  return {
+    seq: e.seq as number,
+    at: e.at as number,
+    type: e.type,
+    actor: e.actor,
+    request_id: e.requestId,
+    grant_id: e.grantId,
+    data,
+    prev_hash: e.prevHash,
+    hash: e.hash,
+  };
+}

@@ -1,0 +1,121 @@
+import type { Kysely } from 'kysely';
+import type { DB } from '../store/schema.js';
+import { GENESIS_HASH, chainHash } from './chain.js';
+import type { AuditEventRow } from './types.js';
+
+export type ChainFault =
+  | 'hash_mismatch' // the event's content does not match its hash: edited (or reordered)
+  | 'prev_hash_mismatch' // the event does not link to the one before it: deleted or inserted
+  | 'seq_gap' // a seq is missing: deleted
+  | 'duplicate_seq' // a seq appears twice or goes backwards
+  | 'head_mismatch' // the chain head disagrees with the last event: tail appended or head edited
+  | 'truncated' // the head names events that are no longer there
+  | 'malformed'; // a row or line that cannot be read as an event
+
+export type VerifyResult =
+  | { ok: true; count: number; headSeq: number; headHash: string }
+  | { ok: false; count: number; firstBad: { seq: number; reason: ChainFault }; message: string };
+
+export interface VerifyOptions {
+  /** Rows read per query (default 5000). */
+  readonly pageSize?: number;
+}
+
+/** Walks a chain one event at a time; shared by verifyChain (database) and verifyExport (JSONL). */
+export class ChainWalker {
+  count = 0;
+  lastSeq = 0;
+  lastHash = GENESIS_HASH;
+
+  constructor(start?: { seq: number; hash: string }) {
+    if (start) {
+      this.lastSeq = start.seq;
+      this.lastHash = start.hash;
+    }
+  }
+
+  /** Checks the next event; returns the fault, or undefined when it is sound. */
+  step(row: AuditEventRow): Extract<VerifyResult, { ok: false }> | undefined {
+    const expected = this.lastSeq + 1;
+    if (row.seq !== expected) {
+      if (typeof row.seq === 'number' && row.seq < expected) {
+        return this.fail(row.seq, 'duplicate_seq', `event ${row.seq} appears after event ${this.lastSeq}`);
+      }
+      return this.fail(expected, 'seq_gap', `event ${expected} is missing (the next event is ${String(row.seq)})`);
+    }
+    let computed: string;
+    try {
+      computed = chainHash(row.prev_hash, {
+        seq: row.seq,
+        at: row.at,
+        type: row.type,
+        actor: row.actor,
+        requestId: row.request_id,
+        grantId: row.grant_id,
+        dataJson: row.data,
+      });
+    } catch {
+      return this.fail(row.seq, 'malformed', `event ${row.seq} has fields that cannot be hashed`);
+    }
+    if (computed !== row.hash) {
+      return this.fail(row.seq, 'hash_mismatch', `event ${row.seq} does not match its hash: it was altered`);
+    }
+    if (row.prev_hash !== this.lastHash) {
+      return this.fail(row.seq, 'prev_hash_mismatch', `event ${row.seq} does not link to event ${this.lastSeq}`);
+    }
+    this.count += 1;
+    this.lastSeq = row.seq;
+    this.lastHash = row.hash;
+    return undefined;
+  }
+
+  /** Compares the walked chain's end with a recorded head. */
+  checkHead(head: { seq: number; hash: string }): VerifyResult {
+    if (head.seq > this.lastSeq) {
+      return this.fail(this.lastSeq + 1, 'truncated', `the head is at event ${head.seq} but the log ends at event ${this.lastSeq}`);
+    }
+    if (head.seq < this.lastSeq) {
+      return this.fail(head.seq + 1, 'head_mismatch', `event ${head.seq + 1} and later are beyond the head (${head.seq})`);
+    }
+    if (head.hash !== this.lastHash) {
+      return this.fail(head.seq, 'head_mismatch', `the head's hash disagrees with event ${head.seq}`);
+    }
+    return { ok: true, count: this.count, headSeq: this.lastSeq, headHash: this.lastHash };
+  }
+
+  fail(seq: number, reason: ChainFault, message: string): Extract<VerifyResult, { ok: false }> {
+    return { ok: false, count: this.count, firstBad: { seq, reason }, message };
+  }
+}
+
+/**
+ * Verifies the whole chain in seq order, a page at a time, and its head. A batch job: it reports
+ * tampering in the result and never throws for it. Events appended while it runs are verified
+ * too (it reads until the table and the head agree).
+ */
+export async function verifyChain(db: Kysely<DB>, opts: VerifyOptions = {}): Promise<VerifyResult> {
+  const pageSize = opts.pageSize ?? 5000;
+  const walker = new ChainWalker();
+  for (;;) {
+    const page = await db
+      .selectFrom('audit_events')
+      .selectAll()
+      .where('seq', '>', walker.lastSeq)
+      .orderBy('seq')
+      .limit(pageSize)
+      .execute();
+    for (const row of page) {
+      const fault = walker.step(row);
+      if (fault) return fault;
+    }
+    if (page.length === pageSize) continue;
+    const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
+    if (!head) return walker.fail(0, 'head_mismatch', 'the chain head row is missing');
+    if (head.seq > walker.lastSeq) {
+      // Either events were appended since the last page (read on) or the tail was cut.
+      const more = await db.selectFrom('audit_events').select('seq').where('seq', '>', walker.lastSeq).limit(1).executeTakeFirst();
+      if (more) continue;
+    }
+    return walker.checkHead(head);
+  }
+}
