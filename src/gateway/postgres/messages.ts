@@ -1,0 +1,226 @@
+/**
+ * PostgreSQL v3 wire-protocol message codes and the few readers the gateway needs.
+ * Only headers and the messages the gateway inspects are decoded; everything else is relayed
+ * as raw bytes. https://www.postgresql.org/docs/current/protocol-message-formats.html
+ */
+
+/** Messages a client (frontend) sends after startup. */
+export const enum FrontendCode {
+  Bind = 0x42, // 'B'
+  Close = 0x43, // 'C'
+  Describe = 0x44, // 'D'
+  Execute = 0x45, // 'E'
+  FunctionCall = 0x46, // 'F'
+  Flush = 0x48, // 'H'
+  Parse = 0x50, // 'P'
+  Query = 0x51, // 'Q'
+  Sync = 0x53, // 'S'
+  Terminate = 0x58, // 'X'
+  CopyFail = 0x66, // 'f'
+  CopyDone = 0x63, // 'c'
+  CopyData = 0x64, // 'd'
+  /** PasswordMessage, SASLInitialResponse and SASLResponse share 'p'. */
+  Password = 0x70, // 'p'
+}
+
+/** Messages a server (backend) sends. */
+export const enum BackendCode {
+  ParseComplete = 0x31, // '1'
+  BindComplete = 0x32, // '2'
+  CloseComplete = 0x33, // '3'
+  NotificationResponse = 0x41, // 'A'
+  CommandComplete = 0x43, // 'C'
+  DataRow = 0x44, // 'D'
+  ErrorResponse = 0x45, // 'E'
+  CopyInResponse = 0x47, // 'G'
+  CopyOutResponse = 0x48, // 'H'
+  EmptyQueryResponse = 0x49, // 'I'
+  BackendKeyData = 0x4b, // 'K'
+  NoticeResponse = 0x4e, // 'N'
+  Authentication = 0x52, // 'R'
+  ParameterStatus = 0x53, // 'S'
+  RowDescription = 0x54, // 'T'
+  FunctionCallResponse = 0x56, // 'V'
+  CopyBothResponse = 0x57, // 'W'
+  ReadyForQuery = 0x5a, // 'Z'
+  CopyDone = 0x63, // 'c'
+  CopyData = 0x64, // 'd'
+  NoData = 0x6e, // 'n'
+  PortalSuspended = 0x73, // 's'
+  ParameterDescription = 0x74, // 't'
+}
+
+/** Authentication request sub-codes (int32 after 'R'). */
+export const enum AuthCode {
+  Ok = 0,
+  CleartextPassword = 3,
+  MD5Password = 5,
+  SASL = 10,
+  SASLContinue = 11,
+  SASLFinal = 12,
+}
+
+/** Codes of untyped startup-phase packets (int32 after the length). */
+export const enum StartupCode {
+  Protocol3 = 196608, // 3.0
+  CancelRequest = 80877102,
+  SSLRequest = 80877103,
+  GSSENCRequest = 80877104,
+}
+
+/** A wire-protocol violation: the connection that sent it is closed, nothing else is affected. */
+export class ProtocolError extends Error {
+  override name = 'ProtocolError';
+}
+
+/** Reads NUL-terminated strings and integers from one message body; bounds-checked. */
+export class Reader {
+  offset: number;
+  constructor(
+    readonly buf: Buffer,
+    start = 0,
+  ) {
+    this.offset = start;
+  }
+  int16(): number {
+    this.need(2);
+    const v = this.buf.readInt16BE(this.offset);
+    this.offset += 2;
+    return v;
+  }
+  int32(): number {
+    this.need(4);
+    const v = this.buf.readInt32BE(this.offset);
+    this.offset += 4;
+    return v;
+  }
+  cstring(): string {
+    const end = this.buf.indexOf(0, this.offset);
+    if (end < 0) throw new ProtocolError('unterminated string in message');
+    const s = this.buf.toString('utf8', this.offset, end);
+    this.offset = end + 1;
+    return s;
+  }
+  bytes(n: number): Buffer {
+    this.need(n);
+    const b = this.buf.subarray(this.offset, this.offset + n);
+    this.offset += n;
+    return b;
+  }
+  get remaining(): number {
+    return this.buf.length - this.offset;
+  }
+  private need(n: number): void {
+    if (n < 0 || this.offset + n > this.buf.length) throw new ProtocolError('message shorter than its contents');
+  }
+}
+
+export interface StartupMessage {
+  readonly kind: 'startup';
+  readonly params: ReadonlyMap<string, string>;
+}
+export type StartupPacket =
+  | StartupMessage
+  | { readonly kind: 'ssl' }
+  | { readonly kind: 'gssenc' }
+  | { readonly kind: 'cancel'; readonly pid: number; readonly secret: number };
+
+/** Decodes a startup-phase packet (`packet` includes its 4-byte length). */
+export function readStartupPacket(packet: Buffer): StartupPacket {
+  const r = new Reader(packet, 4);
+  const code = r.int32();
+  switch (code) {
+    case StartupCode.SSLRequest:
+      return { kind: 'ssl' };
+    case StartupCode.GSSENCRequest:
+      return { kind: 'gssenc' };
+    case StartupCode.CancelRequest:
+      return { kind: 'cancel', pid: r.int32(), secret: r.int32() };
+    case StartupCode.Protocol3: {
+      const params = new Map<string, string>();
+      for (;;) {
+        const key = r.cstring();
+        if (key === '') break;
+        if (params.size >= 64) throw new ProtocolError('too many startup parameters');
+        params.set(key, r.cstring());
+      }
+      return { kind: 'startup', params };
+    }
+    default:
+      throw new ProtocolError(`unsupported protocol version ${code >>> 16}.${code & 0xffff}`);
+  }
+}
+
+/** Body of a typed message: bytes after the 5-byte header. */
+export const bodyOf = (frame: Buffer): Buffer => frame.subarray(5);
+
+/** Query ('Q'): the SQL text. */
+export function readQuery(frame: Buffer): string {
+  return new Reader(frame, 5).cstring();
+}
+
+/** Parse ('P'): statement name, SQL text, declared parameter type count. */
+export function readParse(frame: Buffer): { name: string; sql: string } {
+  const r = new Reader(frame, 5);
+  return { name: r.cstring(), sql: r.cstring() };
+}
+
+/** Bind ('B'): portal and statement names; parameter values only when asked (auditing them is opt-in). */
+export function readBind(frame: Buffer, withParams: boolean): { portal: string; statement: string; params?: (string | null)[] } {
+  const r = new Reader(frame, 5);
+  const portal = r.cstring();
+  const statement = r.cstring();
+  if (!withParams) return { portal, statement };
+  const nFormats = r.int16();
+  const formats: number[] = [];
+  for (let i = 0; i < nFormats; i++) formats.push(r.int16());
+  const n = r.int16();
+  const params: (string | null)[] = [];
+  for (let i = 0; i < n; i++) {
+    const len = r.int32();
+    if (len === -1) {
+      params.push(null);
+      continue;
+    }
+    const value = r.bytes(len);
+    const format = nFormats === 1 ? formats[0] : formats[i];
+    params.push(format === 1 ? `\\x${value.toString('hex')}` : value.toString('utf8'));
+  }
+  return { portal, statement, params };
+}
+
+/** Execute ('E'): portal name. */
+export function readExecute(frame: Buffer): string {
+  return new Reader(frame, 5).cstring();
+}
+
+/** CommandComplete ('C'): the command tag, e.g. "SELECT 5", "INSERT 0 1". */
+export function readCommandTag(frame: Buffer): string {
+  return new Reader(frame, 5).cstring();
+}
+
+/** Rows affected or returned, from a command tag's last number (null when it has none). */
+export function rowsFromTag(tag: string): number | null {
+  const i = tag.lastIndexOf(' ');
+  if (i < 0) return null;
+  const n = Number(tag.slice(i + 1));
+  return Number.isInteger(n) ? n : null;
+}
+
+/** ErrorResponse/NoticeResponse fields keyed by their one-byte code ('S','C','M',...). */
+export function readErrorFields(frame: Buffer): Map<string, string> {
+  const r = new Reader(frame, 5);
+  const out = new Map<string, string>();
+  while (r.remaining > 0) {
+    const code = r.buf[r.offset];
+    r.offset++;
+    if (code === 0) break;
+    out.set(String.fromCharCode(code ?? 0), r.cstring());
+  }
+  return out;
+}
+
+/** ReadyForQuery ('Z'): transaction status 'I' | 'T' | 'E'. */
+export function readTxStatus(frame: Buffer): number {
+  return frame[5] ?? 0x49;
+}
