@@ -152,6 +152,6 @@ export const dependentDatabases = (roleOids: readonly string[]): Statement => ({
   text: `SELECT DISTINCT COALESCE(d.datname, current_database()) AS datname FROM pg_catalog.pg_shdepend s
            LEFT JOIN pg_catalog.pg_database d ON d.oid = s.dbid
           WHERE s.refclassid = 'pg_catalog.pg_authid'::regclass AND s.refobjid = ANY($1::oid[])
-          ORDER BY d.datname`,
+          ORDER BY 1`,
   values: [roleOids],
 });
