@@ -71,16 +71,25 @@ export function adminConnections(conn: PostgresConnection, secrets: SecretResolv
   };
 }
 
-/** Runs fn inside BEGIN/COMMIT on one pooled session; rolls back (or discards a broken session) on error. */
-export async function inTransaction<T>(pool: pg.Pool, fn: (c: Queryable) => Promise<T>): Promise<T> {
+/**
+ * Runs fn inside BEGIN/COMMIT on one pooled session; rolls back (or discards a broken session)
+ * on error. fn sees the notices the server sent so far (a GRANT without grant option is only a
+ * WARNING, which fn may turn into a failure before the commit).
+ */
+export async function inTransaction<T>(pool: pg.Pool, fn: (c: Queryable, notices: readonly pg.NoticeMessage[]) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  const notices: pg.NoticeMessage[] = [];
+  const onNotice = (n: pg.NoticeMessage) => notices.push(n);
+  client.on('notice', onNotice);
   try {
     await client.query('BEGIN');
-    const out = await fn(client);
+    const out = await fn(client, notices);
     await client.query('COMMIT');
+    client.removeListener('notice', onNotice);
     client.release();
     return out;
   } catch (err) {
+    client.removeListener('notice', onNotice);
     const rolledBack = await client.query('ROLLBACK').then(
       () => true,
       () => false,

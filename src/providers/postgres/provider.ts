@@ -64,7 +64,7 @@ export function createPostgresProvider(connection: unknown, secrets: SecretResol
       const verifier = await sql.scramVerifier(spec.secret);
       const roleSpec: sql.RoleSpec = { name: role, verifier, validUntil, connectionLimit: privileges.connectionLimit ?? -1 };
       await guarded('provision', [spec.secret, verifier], () =>
-        inTransaction(conns.pool, async (c) => {
+        inTransaction(conns.pool, async (c, notices) => {
           await exec(c, sql.lockPrincipal(role));
           const exists = ((await exec(c, sql.roleExists(role))).rowCount ?? 0) > 0;
           const wanted = new Set(privileges.memberOf ?? []);
@@ -78,6 +78,11 @@ export function createPostgresProvider(connection: unknown, secrets: SecretResol
           ];
           // One round trip, inside the surrounding transaction.
           await c.query(statements.join(';\n'));
+          // 01007/01006: the admin lacks the grant option (or ADMIN OPTION), so PostgreSQL only warned.
+          const refused = notices.filter((n) => n.code === '01007' || n.code === '01006');
+          if (refused.length > 0) {
+            throw new ProviderError(`postgres provision: the admin may not grant this: ${refused.map((n) => n.message).join('; ')}`, false);
+          }
         }),
       );
     },

@@ -1,0 +1,146 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startPgTarget, type PgTarget } from '../../../test/support/pg-target.js';
+import { ProviderError } from '../provider.js';
+import { createPostgresProvider, DEFAULT_ORPHAN_OWNER, type PostgresProvider } from './provider.js';
+import { canLogin, connectAs, connectionFor, inAnHour, newPrincipal, newSecret, resolveSecret } from './test-helpers.js';
+
+describe('postgres revoke', () => {
+  let target: PgTarget;
+  let provider: PostgresProvider;
+  beforeAll(async () => {
+    target = await startPgTarget();
+    const admin = await target.admin();
+    await admin.query('CREATE DATABASE other');
+    await admin.end();
+    provider = createPostgresProvider(connectionFor(target).connection, resolveSecret);
+  });
+  afterAll(async () => {
+    await provider.close();
+    await target.stop();
+  });
+
+  it('objects the role created survive under the orphan owner, in every database, and privileges are gone', async () => {
+    const p = newPrincipal('owner');
+    const s = newSecret();
+    await provider.provision({ principal: p, secret: s, privileges: { grants: [{ privileges: ['CREATE'], on: { schema: 'public' } }] }, validUntil: inAnHour() });
+    // A privilege in a second database, granted by hand: revoke must find it (pg_shdepend) or DROP ROLE would fail.
+    const otherAdmin = await target.admin('other');
+    await otherAdmin.query(`GRANT CREATE ON SCHEMA public TO "${p}"`);
+    const info = provider.connectionInfo(p, s);
+    const c = await connectAs(info);
+    await c.query("CREATE TABLE public.made_during_grant AS SELECT 'kept'::text AS v");
+    await c.end();
+    const c2 = await connectAs(info, 'other');
+    await c2.query('CREATE TABLE public.elsewhere (v int)');
+    await c2.end();
+
+    await provider.revoke([p]);
+
+    const admin = await target.admin();
+    const owner = await admin.query<{ owner: string; v: string }>(
+      "SELECT pg_get_userbyid(c.relowner) AS owner, (SELECT v FROM public.made_during_grant) AS v FROM pg_class c WHERE c.oid = 'public.made_during_grant'::regclass",
+    );
+    expect(owner.rows[0]).toEqual({ owner: DEFAULT_ORPHAN_OWNER, v: 'kept' });
+    const orphan = await admin.query<{ rolcanlogin: boolean }>('SELECT rolcanlogin FROM pg_roles WHERE rolname = $1', [DEFAULT_ORPHAN_OWNER]);
+    expect(orphan.rows[0]?.rolcanlogin).toBe(false);
+    expect((await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [p])).rowCount).toBe(0);
+    await admin.end();
+    const other = await otherAdmin.query<{ owner: string }>("SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'public.elsewhere'::regclass");
+    expect(other.rows[0]?.owner).toBe(DEFAULT_ORPHAN_OWNER);
+    const acl = await otherAdmin.query<{ acl: string }>("SELECT coalesce(nspacl::text, '') AS acl FROM pg_namespace WHERE nspname = 'public'");
+    expect(acl.rows[0]?.acl).not.toContain(p);
+    await otherAdmin.end();
+  });
+
+  it('revokes 200 roles in one batch, terminating the open sessions among them', async () => {
+    const roles = Array.from({ length: 200 }, () => newPrincipal('bulk'));
+    const s = newSecret();
+    for (const p of roles) await provider.provision({ principal: p, secret: s, privileges: { memberOf: ['pg_read_all_data'] }, validUntil: inAnHour() });
+    const sessions = await Promise.all(roles.slice(0, 10).map((p) => connectAs(provider.connectionInfo(p, s))));
+    await provider.revoke(roles);
+    for (const c of sessions) {
+      await expect(c.query('SELECT 1')).rejects.toThrow();
+      await c.end().catch(() => {});
+    }
+    const admin = await target.admin();
+    expect((await admin.query('SELECT 1 FROM pg_roles WHERE rolname = ANY($1)', [roles])).rowCount).toBe(0);
+    await admin.end();
+    expect(await provider.listManagedPrincipals()).toEqual([]);
+    expect(await canLogin(provider.connectionInfo(roles[0] ?? '', s))).toBe(false);
+    await provider.revoke(roles);
+  });
+
+  it('target down: a retryable ProviderError with no password in it; works again once the target is back', async () => {
+    const p = newPrincipal('down');
+    const s = `pw-${newSecret()}`;
+    await target.pause();
+    try {
+      for (const call of [
+        () => provider.provision({ principal: p, secret: s, privileges: { memberOf: ['pg_read_all_data'] }, validUntil: inAnHour() }),
+        () => provider.revoke([p]),
+        () => provider.extend(p, inAnHour()),
+        () => provider.listManagedPrincipals(),
+      ]) {
+        const err = await call().catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(ProviderError);
+        const pe = err as ProviderError;
+        expect(pe.retryable).toBe(true);
+        expect(pe.message).not.toContain(s);
+        expect(pe.message).not.toContain(target.adminPassword);
+      }
+      const health = await provider.check();
+      expect(health.ok).toBe(false);
+      expect(JSON.stringify(health)).not.toContain(target.adminPassword);
+    } finally {
+      await target.resume();
+    }
+    await provider.provision({ principal: p, secret: s, privileges: { memberOf: ['pg_read_all_data'] }, validUntil: inAnHour() });
+    expect(await canLogin(provider.connectionInfo(p, s))).toBe(true);
+    await provider.revoke([p]);
+  });
+
+  it('works with a least-privilege admin (CREATEROLE, not superuser) as documented', async () => {
+    const su = await target.admin();
+    const adminPw = newSecret();
+    await su.query(`CREATE ROLE hallpass_admin LOGIN CREATEROLE PASSWORD '${adminPw}'`);
+    await su.query("ALTER ROLE hallpass_admin SET createrole_self_grant = 'set, inherit'");
+    await su.query('GRANT pg_read_all_data TO hallpass_admin WITH ADMIN OPTION');
+    await su.query('GRANT pg_signal_backend TO hallpass_admin');
+    await su.query('GRANT USAGE ON SCHEMA public TO hallpass_admin');
+    await su.end();
+    process.env.HP_TEST_LEAST_PRIV_ADMIN = adminPw;
+    const limited = createPostgresProvider(
+      { host: target.host, port: target.port, database: target.database, admin: { user: 'hallpass_admin', password: { env: 'HP_TEST_LEAST_PRIV_ADMIN' } }, orphanOwner: 'hallpass_orphans_lp' },
+      resolveSecret,
+    );
+    try {
+      expect(await limited.check()).toMatchObject({ ok: true });
+      const p = newPrincipal('lp');
+      const s = newSecret();
+      const wanted = { memberOf: ['pg_read_all_data'], grants: [{ privileges: ['CREATE'], on: { schema: 'public' } }], readOnly: false };
+      // Regression: without the grant option PostgreSQL only WARNs and grants nothing; that must fail loudly.
+      const refused = await limited.provision({ principal: p, secret: s, privileges: wanted, validUntil: inAnHour() }).catch((e: unknown) => e);
+      expect(refused).toMatchObject({ name: 'ProviderError', retryable: false });
+      expect((refused as Error).message).toMatch(/may not grant/);
+      expect(await limited.listManagedPrincipals()).not.toContain(p);
+      const su2 = await target.admin();
+      await su2.query('GRANT USAGE, CREATE ON SCHEMA public TO hallpass_admin WITH GRANT OPTION');
+      await su2.end();
+      await limited.provision({ principal: p, secret: s, privileges: wanted, validUntil: inAnHour() });
+      const c = await connectAs(limited.connectionInfo(p, s));
+      await c.query('CREATE TABLE public.lp_made (v int)');
+      await limited.extend(p, inAnHour());
+      await limited.revoke([p]);
+      await expect(c.query('SELECT 1')).rejects.toThrow();
+      await c.end().catch(() => {});
+      expect(await canLogin(limited.connectionInfo(p, s))).toBe(false);
+      const check = await target.admin();
+      const owner = await check.query<{ owner: string }>("SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'public.lp_made'::regclass");
+      await check.end();
+      expect(owner.rows[0]?.owner).toBe('hallpass_orphans_lp');
+    } finally {
+      await limited.close();
+    }
+  });
+});
+
