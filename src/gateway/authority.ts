@@ -1,0 +1,79 @@
+/**
+ * What the gateway needs from the rest of hallpass. The core implements GatewayAuthority and
+ * GatewayAuditSink; the gateway never touches the store, the policy or the providers directly.
+ */
+
+export type RefusalCode = 'bad_token' | 'replayed' | 'expired' | 'revoked' | 'wrong_resource' | 'not_owner' | 'not_active';
+
+export interface AuthorizeInput {
+  /** The password the client presented: a gateway token (see tokens.ts). */
+  readonly token: string;
+  /** The startup `user`: the hallpass user name the client claims to be. */
+  readonly user: string;
+  /** The startup `database`: the resource name. */
+  readonly resource: string;
+  /** "ip:port" of the client. */
+  readonly clientAddress: string;
+  readonly tls: boolean;
+}
+
+export type AuthorizeResult =
+  | { readonly ok: true; readonly session: AuthorizedSession }
+  | { readonly ok: false; readonly code: RefusalCode; readonly message: string };
+
+export interface GatewayAuthority {
+  /**
+   * Verify a gateway token presented as the password for `resource`. Tokens are single-use:
+   * a second use is 'replayed'. Never throws for a "no"; a thrown error is refused as an
+   * internal fault (the client sees no detail).
+   */
+  authorize(input: AuthorizeInput): Promise<AuthorizeResult>;
+}
+
+export interface UpstreamTls {
+  /** PEM CA bundle to verify the target with; omitted = system CAs. */
+  readonly ca?: string;
+  /** Default true. */
+  readonly rejectUnauthorized?: boolean;
+  readonly servername?: string;
+}
+
+export interface AuthorizedSession {
+  readonly grantId: string;
+  readonly userId: string;
+  readonly userName: string;
+  readonly resource: string;
+  readonly role: string;
+  /** The grant's end: the session is cut at this instant at the latest. */
+  readonly expiresAt: Date;
+  /** The grant's injected target credential. Never sent to the client, never audited. */
+  readonly upstream: {
+    readonly host: string;
+    readonly port: number;
+    readonly database: string;
+    readonly user: string;
+    readonly password: string;
+    readonly ssl?: UpstreamTls | false;
+  };
+  /** Statement classes denied for this role (see guardrails.ts GUARDRAILS). */
+  readonly guardrails: readonly string[];
+  /** Sets default_transaction_read_only upstream and denies ways out of it. */
+  readonly readOnly: boolean;
+  /** Store Bind parameter values in statement audit events (off by default: they may hold PII). */
+  readonly storeParameters: boolean;
+}
+
+export interface GatewayAuditEvent {
+  /** gateway.session.start | gateway.session.end | gateway.refused | gateway.query | gateway.statement | gateway.execute */
+  readonly type: string;
+  /** The hallpass user name, or the claimed user for refused attempts. */
+  readonly actor: string;
+  readonly grantId?: string;
+  readonly data: Record<string, unknown>;
+  readonly at: Date;
+}
+
+export interface GatewayAuditSink {
+  /** Append events durably, in order. Called with batches; a rejection is retried (same batch). */
+  record(events: readonly GatewayAuditEvent[]): Promise<void>;
+}

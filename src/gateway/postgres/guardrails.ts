@@ -1,0 +1,261 @@
+import { loadModule, parsePlPgSQLSync, parseSync } from 'libpg-query';
+
+/**
+ * Statement guardrails decided with PostgreSQL's own parser (libpg-query, WASM). Every node of
+ * every statement is inspected (multi-statement strings, CTEs, EXPLAIN, PREPARE, rule actions,
+ * and the SQL inside DO blocks), so a denied class cannot hide in a comment or a subquery.
+ * Decisions are cached by statement text. Fails closed: text the parser rejects is denied.
+ */
+
+/** The statement classes a policy role may deny, by name. */
+export const GUARDRAILS = {
+  ddl: 'DDL (CREATE, ALTER, DROP, GRANT, REVOKE, COMMENT, ...)',
+  truncate: 'TRUNCATE',
+  write: 'writes (INSERT, UPDATE, DELETE, MERGE, COPY FROM, SELECT INTO)',
+  write_without_where: 'UPDATE or DELETE without a WHERE clause',
+  copy_program: 'COPY to or from a program or a server-side file',
+  set_role: 'SET ROLE / SET SESSION AUTHORIZATION',
+  escape: 'statements that could escape the granted role (roles, ALTER SYSTEM, LOAD, server files, dblink, COPY PROGRAM)',
+  do_block: 'DO blocks',
+} as const;
+export type Guardrail = keyof typeof GUARDRAILS;
+
+export const isGuardrail = (name: string): name is Guardrail => Object.hasOwn(GUARDRAILS, name);
+
+export type GuardDecision = { readonly allowed: true } | { readonly allowed: false; readonly guardrail: Guardrail | 'read_only' | 'unparsable'; readonly reason: string };
+
+const ALLOW: GuardDecision = { allowed: true };
+
+/** What a statement does, as far as guardrails care: one pass over its parse tree. */
+interface Findings {
+  hits: Map<Guardrail | 'read_only', string>;
+  unparsable?: string;
+}
+
+const DDL = /^(Create|Alter|Drop|Rename|Comment|Grant|Index|View|Define|Rule|CompositeType|Reindex|SecLabel|ImportForeignSchema|RefreshMatView|Cluster|ReassignOwned)\w*Stmt$/;
+const ROLE_ESCAPE = new Set(['CreateRoleStmt', 'AlterRoleStmt', 'AlterRoleSetStmt', 'DropRoleStmt', 'GrantRoleStmt', 'AlterSystemStmt', 'LoadStmt', 'AlterDefaultPrivilegesStmt', 'ReassignOwnedStmt', 'CreateExtensionStmt', 'AlterExtensionStmt']);
+const ESCAPE_FUNCTIONS = new Set(['dblink', 'dblink_exec', 'dblink_connect', 'dblink_connect_u', 'dblink_send_query', 'pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'lo_import', 'lo_export', 'pg_file_write', 'pg_reload_conf', 'pg_terminate_backend', 'pg_signal_backend']);
+const ROLE_SETTINGS = new Set(['role', 'session_authorization']);
+const READ_ONLY_SETTINGS = new Set(['default_transaction_read_only', 'transaction_read_only']);
+
+let ready: Promise<void> | undefined;
+/** Loads the WASM parser once; call before the first check. */
+export function loadGuardrailParser(): Promise<void> {
+  ready ??= loadModule();
+  return ready;
+}
+
+export class GuardrailChecker {
+  readonly #cache = new Map<string, Findings>();
+  constructor(readonly maxCacheEntries = 10_000) {}
+
+  /** Decides `sql` for a role denying `denied` (unknown names are ignored; validate them in the policy). */
+  check(sql: string, denied: readonly string[], readOnly: boolean): GuardDecision {
+    if (denied.length === 0 && !readOnly) return ALLOW;
+    const f = this.#findings(sql);
+    if (f.unparsable !== undefined) {
+      return { allowed: false, guardrail: 'unparsable', reason: `the statement could not be checked: ${f.unparsable}` };
+    }
+    if (readOnly) {
+      const r = f.hits.get('read_only');
+      if (r !== undefined) return { allowed: false, guardrail: 'read_only', reason: r };
+    }
+    for (const g of denied) {
+      if (!isGuardrail(g)) continue;
+      const r = f.hits.get(g);
+      if (r !== undefined) return { allowed: false, guardrail: g, reason: r };
+    }
+    return ALLOW;
+  }
+
+  #findings(sql: string): Findings {
+    const hit = this.#cache.get(sql);
+    if (hit) return hit;
+    const f: Findings = { hits: new Map() };
+    try {
+      analyse(sql, f, 0);
+    } catch (e) {
+      f.unparsable = e instanceof Error ? e.message : String(e);
+    }
+    if (this.#cache.size >= this.maxCacheEntries) {
+      const oldest = this.#cache.keys().next();
+      if (!oldest.done) this.#cache.delete(oldest.value);
+    }
+    this.#cache.set(sql, f);
+    return f;
+  }
+}
+
+function analyse(sql: string, f: Findings, depth: number): void {
+  if (depth > 8) throw new Error('DO blocks nested too deeply');
+  walk(parseSync(sql), f, depth);
+}
+
+const hit = (f: Findings, g: Guardrail | 'read_only', reason: string) => {
+  if (!f.hits.has(g)) f.hits.set(g, reason);
+};
+
+type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
+
+function walk(value: unknown, f: Findings, depth: number): void {
+  if (Array.isArray(value)) {
+    for (const v of value) walk(v, f, depth);
+    return;
+  }
+  if (value === null || typeof value !== 'object') return;
+  for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && /^[A-Z]/.test(key)) {
+      inspect(key, v as Record<string, Json>, f, depth);
+    }
+    walk(v, f, depth);
+  }
+}
+
+function inspect(type: string, n: Record<string, Json>, f: Findings, depth: number): void {
+  if (DDL.test(type)) hit(f, 'ddl', `${stmtName(type)} is DDL`);
+  if (ROLE_ESCAPE.has(type)) hit(f, 'escape', `${stmtName(type)} could escape the granted role`);
+  switch (type) {
+    case 'TruncateStmt':
+      hit(f, 'truncate', 'TRUNCATE is not allowed');
+      hit(f, 'write', 'TRUNCATE writes');
+      break;
+    case 'InsertStmt':
+    case 'MergeStmt':
+      hit(f, 'write', `${stmtName(type)} writes`);
+      break;
+    case 'UpdateStmt':
+    case 'DeleteStmt':
+      hit(f, 'write', `${stmtName(type)} writes`);
+      if (n.whereClause === undefined) hit(f, 'write_without_where', `${stmtName(type)} without a WHERE clause`);
+      break;
+    case 'SelectStmt':
+      if (n.intoClause !== undefined) {
+        hit(f, 'write', 'SELECT INTO creates a table');
+        hit(f, 'ddl', 'SELECT INTO creates a table');
+      }
+      break;
+    case 'CopyStmt':
+      if (n.is_from === true) hit(f, 'write', 'COPY FROM writes');
+      if (n.is_program === true || typeof n.filename === 'string') {
+        const why = n.is_program === true ? 'COPY with a PROGRAM' : 'COPY with a server-side file';
+        hit(f, 'copy_program', why);
+        hit(f, 'escape', why);
+      }
+      break;
+    case 'VariableSetStmt':
+      variableSet(n, f);
+      break;
+    case 'TransactionStmt':
+      if (readWriteOption(n.options)) hit(f, 'read_only', 'a READ WRITE transaction is not allowed for a read-only role');
+      break;
+    case 'FuncCall':
+      funcCall(n, f);
+      break;
+    case 'DoStmt':
+      hit(f, 'do_block', 'DO blocks are not allowed');
+      doBlock(n, f, depth);
+      break;
+  }
+}
+
+function variableSet(n: Record<string, Json>, f: Findings): void {
+  const name = typeof n.name === 'string' ? n.name.toLowerCase() : '';
+  const resetting = n.kind === 'VAR_RESET' || n.kind === 'VAR_RESET_ALL';
+  if (ROLE_SETTINGS.has(name) && !resetting) {
+    hit(f, 'set_role', `SET ${name.toUpperCase()} is not allowed`);
+    hit(f, 'escape', `SET ${name.toUpperCase()} could escape the granted role`);
+  }
+  if (READ_ONLY_SETTINGS.has(name) && !resetting) hit(f, 'read_only', `changing ${name} is not allowed for a read-only role`);
+  if ((name === 'transaction' || name === 'session characteristics') && readWriteOption(n.args)) {
+    hit(f, 'read_only', 'READ WRITE is not allowed for a read-only role');
+  }
+}
+
+/** true when a transaction option list asks for READ WRITE (transaction_read_only = false). */
+function readWriteOption(options: Json | undefined): boolean {
+  if (!Array.isArray(options)) return false;
+  for (const o of options) {
+    const d = field(o, 'DefElem');
+    if (!d || d.defname !== 'transaction_read_only') continue;
+    const ival = field(d.arg, 'A_Const')?.ival;
+    // A_Const { ival: {} } is 0 = READ WRITE; { ival: { ival: 1 } } is READ ONLY.
+    const readOnly = ival !== null && typeof ival === 'object' && !Array.isArray(ival) && ival.ival === 1;
+    if (!readOnly) return true;
+  }
+  return false;
+}
+
+function funcCall(n: Record<string, Json>, f: Findings): void {
+  const names = Array.isArray(n.funcname) ? n.funcname : [];
+  const last = names[names.length - 1];
+  const fname = String(field(last ?? null, 'String')?.sval ?? '').toLowerCase();
+  if (ESCAPE_FUNCTIONS.has(fname)) hit(f, 'escape', `${fname}() could escape the granted role`);
+  if (fname !== 'set_config') return;
+  const first = Array.isArray(n.args) ? n.args[0] : undefined;
+  const sval = field(first ?? null, 'A_Const')?.sval;
+  const setting = (sval !== null && typeof sval === 'object' && !Array.isArray(sval) && typeof sval.sval === 'string' ? sval.sval : '').toLowerCase();
+  if (setting === '' || ROLE_SETTINGS.has(setting)) {
+    hit(f, 'set_role', 'set_config() of the role is not allowed');
+    hit(f, 'escape', 'set_config() could escape the granted role');
+  }
+  if (setting === '' || READ_ONLY_SETTINGS.has(setting)) hit(f, 'read_only', 'set_config() of read-only settings is not allowed');
+}
+
+/** Checks every SQL statement and expression inside a PL/pgSQL DO block; dynamic SQL cannot be checked. */
+function doBlock(n: Record<string, Json>, f: Findings, depth: number): void {
+  let body: string | undefined;
+  let language = 'plpgsql';
+  for (const a of Array.isArray(n.args) ? n.args : []) {
+    const d = field(a, 'DefElem');
+    const s = field(d?.arg ?? null, 'String')?.sval;
+    if (d?.defname === 'as' && typeof s === 'string') body = s;
+    if (d?.defname === 'language' && typeof s === 'string') language = s.toLowerCase();
+  }
+  const unchecked = (why: string) => {
+    for (const g of Object.keys(GUARDRAILS) as Guardrail[]) hit(f, g, why);
+    hit(f, 'read_only', why);
+  };
+  if (body === undefined || language !== 'plpgsql') return unchecked(`a DO block in ${language} cannot be checked`);
+  const fn = `CREATE FUNCTION hallpass_do() RETURNS void LANGUAGE plpgsql AS $hallpass_do$${body}$hallpass_do$`;
+  if (body.includes('$hallpass_do$')) return unchecked('a DO block that cannot be checked');
+  const tree = parsePlPgSQLSync(fn);
+  plpgsql(tree, f, depth, unchecked);
+}
+
+function plpgsql(value: unknown, f: Findings, depth: number, unchecked: (why: string) => void): void {
+  if (Array.isArray(value)) {
+    for (const v of value) plpgsql(v, f, depth, unchecked);
+    return;
+  }
+  if (value === null || typeof value !== 'object') return;
+  for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+    if (key === 'PLpgSQL_stmt_dynexecute' || key === 'PLpgSQL_stmt_dynfors' || key === 'PLpgSQL_stmt_open') {
+      const o = v as Record<string, unknown>;
+      if (key !== 'PLpgSQL_stmt_open' || o.dynquery !== undefined) unchecked('dynamic SQL (EXECUTE) in a DO block cannot be checked');
+    }
+    if (key === 'PLpgSQL_expr' && v !== null && typeof v === 'object') {
+      const e = v as { query?: unknown; parseMode?: unknown };
+      if (typeof e.query === 'string') {
+        const q = e.query;
+        if (e.parseMode === undefined || e.parseMode === 0) analyse(q, f, depth + 1);
+        else {
+          const assign = /^[^:=]*:?=/.exec(q);
+          analyse(`SELECT ${assign && (e.parseMode as number) >= 3 ? q.slice(assign[0].length) : q}`, f, depth + 1);
+        }
+      }
+    }
+    plpgsql(v, f, depth, unchecked);
+  }
+}
+
+function field(v: Json | undefined, key: string): Record<string, Json> | undefined {
+  if (v === null || v === undefined || typeof v !== 'object' || Array.isArray(v)) return undefined;
+  const inner = v[key];
+  return inner !== null && typeof inner === 'object' && !Array.isArray(inner) ? inner : undefined;
+}
+
+const stmtName = (type: string): string =>
+  type
+    .replace(/Stmt$/, '')
+    .replace(/([a-z])([A-Z])/g, '$1 $2')
+    .toUpperCase();

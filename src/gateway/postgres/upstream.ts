@@ -1,0 +1,241 @@
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import type { AuthorizedSession } from '../authority.js';
+import { Framer } from './framing.js';
+import { AuthCode, BackendCode, ProtocolError, Reader, readErrorFields } from './messages.js';
+import { md5Password, ScramClient } from './scram.js';
+import * as ser from './serializer.js';
+
+export interface UpstreamConnection {
+  readonly socket: Socket | TLSSocket;
+  /** The target's ParameterStatus messages, raw, to replay to the client. */
+  readonly parameterStatus: readonly Buffer[];
+  /** The target's cancel key (never shown to the client). */
+  readonly pid: number;
+  readonly secret: number;
+}
+
+/** The target refused the login or broke protocol; `sqlstate` when it sent an ErrorResponse. */
+export class UpstreamError extends Error {
+  override name = 'UpstreamError';
+  constructor(
+    message: string,
+    readonly sqlstate?: string,
+  ) {
+    super(message);
+  }
+}
+
+const LOGIN_MAX_MESSAGE = 1 << 20;
+
+/** Opens a connection to the target and logs in with the grant's injected credential. */
+export async function connectUpstream(
+  target: AuthorizedSession['upstream'],
+  startupParams: ReadonlyMap<string, string>,
+  timeoutMs: number,
+): Promise<UpstreamConnection> {
+  let socket: Socket | TLSSocket = netConnect({ host: target.host, port: target.port, noDelay: true });
+  const timer = setTimeout(() => socket.destroy(new UpstreamError(`timed out after ${timeoutMs} ms`)), timeoutMs);
+  try {
+    await once(socket, 'connect');
+    if (target.ssl) {
+      socket.write(ser.sslRequest());
+      const answer = await readBytes(socket, 1);
+      if (answer[0] !== 0x53) throw new UpstreamError('the target does not accept TLS');
+      const plain = socket;
+      socket = tlsConnect({
+        socket: plain,
+        servername: target.ssl.servername ?? target.host,
+        ...(target.ssl.ca !== undefined ? { ca: target.ssl.ca } : {}),
+        rejectUnauthorized: target.ssl.rejectUnauthorized ?? true,
+      });
+      socket.on('error', () => plain.destroy());
+      await once(socket, 'secureConnect');
+    }
+    socket.setNoDelay(true);
+    const params = new Map(startupParams);
+    params.set('user', target.user);
+    params.set('database', target.database);
+    socket.write(ser.startupMessage(params));
+    const result = await login(socket, target);
+    return result;
+  } catch (err) {
+    socket.destroy();
+    throw err instanceof UpstreamError ? err : new UpstreamError(err instanceof Error ? err.message : String(err));
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function login(socket: Socket | TLSSocket, target: AuthorizedSession['upstream']): Promise<UpstreamConnection> {
+  const messages = new MessageQueue(socket);
+  const parameterStatus: Buffer[] = [];
+  let pid = 0;
+  let secret = 0;
+  let scram: ScramClient | undefined;
+  for (;;) {
+    const [type, frame] = await messages.next();
+    switch (type) {
+      case BackendCode.Authentication: {
+        const r = new Reader(frame, 5);
+        const code = r.int32();
+        if (code === AuthCode.Ok) break;
+        if (code === AuthCode.CleartextPassword) {
+          if (!(socket as TLSSocket).encrypted) throw new UpstreamError('the target asked for a cleartext password without TLS');
+          socket.write(ser.passwordMessage(target.password));
+        } else if (code === AuthCode.MD5Password) {
+          socket.write(ser.passwordMessage(md5Password(target.user, target.password, r.bytes(4))));
+        } else if (code === AuthCode.SASL) {
+          const mechs: string[] = [];
+          for (let m = r.cstring(); m !== ''; m = r.cstring()) mechs.push(m);
+          if (!mechs.includes('SCRAM-SHA-256')) throw new UpstreamError(`unsupported SASL mechanisms: ${mechs.join(', ')}`);
+          scram = new ScramClient(target.password);
+          socket.write(ser.saslInitialResponse('SCRAM-SHA-256', scram.first()));
+        } else if (code === AuthCode.SASLContinue && scram) {
+          socket.write(ser.saslResponse(scram.final(frame.toString('utf8', 9))));
+        } else if (code === AuthCode.SASLFinal && scram) {
+          scram.verify(frame.toString('utf8', 9));
+        } else {
+          throw new UpstreamError(`unsupported authentication request ${code}`);
+        }
+        break;
+      }
+      case BackendCode.ParameterStatus:
+        parameterStatus.push(Buffer.from(frame));
+        break;
+      case BackendCode.BackendKeyData: {
+        const r = new Reader(frame, 5);
+        pid = r.int32();
+        secret = r.int32();
+        break;
+      }
+      case BackendCode.NoticeResponse:
+        break;
+      case BackendCode.ErrorResponse: {
+        const f = readErrorFields(frame);
+        throw new UpstreamError(f.get('M') ?? 'login failed', f.get('C'));
+      }
+      case BackendCode.ReadyForQuery:
+        messages.detach();
+        if (messages.leftover > 0) throw new UpstreamError('the target sent data before the first query');
+        return { socket, parameterStatus, pid, secret };
+      default:
+        throw new UpstreamError(`unexpected message '${String.fromCharCode(type)}' during login`);
+    }
+  }
+}
+
+/** Frames the target's login messages into an awaitable queue. */
+class MessageQueue {
+  readonly #framer = new Framer(LOGIN_MAX_MESSAGE);
+  readonly #queue: Array<[number, Buffer]> = [];
+  #waiter: { resolve: (m: [number, Buffer]) => void; reject: (e: Error) => void } | undefined;
+  #failure: Error | undefined;
+  leftover = 0;
+  readonly #onData = (chunk: Buffer) => {
+    try {
+      this.#framer.push(chunk, (t, f) => this.#queue.push([t, f]));
+    } catch (e) {
+      this.#fail(e instanceof Error ? e : new ProtocolError(String(e)));
+    }
+    this.#wake();
+  };
+  readonly #onClose = () => this.#fail(new UpstreamError('the target closed the connection during login'));
+  readonly #onError = (e: Error) => this.#fail(e);
+
+  constructor(readonly socket: Socket | TLSSocket) {
+    socket.on('data', this.#onData);
+    socket.on('close', this.#onClose);
+    socket.on('error', this.#onError);
+  }
+
+  next(): Promise<[number, Buffer]> {
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+      this.#wake();
+    });
+  }
+
+  detach(): void {
+    this.socket.off('data', this.#onData);
+    this.socket.off('close', this.#onClose);
+    this.socket.off('error', this.#onError);
+    this.leftover = this.#queue.length + this.#framer.buffered;
+  }
+
+  #fail(e: Error): void {
+    this.#failure ??= e;
+    this.#wake();
+  }
+
+  #wake(): void {
+    const w = this.#waiter;
+    if (!w) return;
+    const m = this.#queue.shift();
+    if (m) {
+      this.#waiter = undefined;
+      w.resolve(m);
+    } else if (this.#failure) {
+      this.#waiter = undefined;
+      w.reject(this.#failure);
+    }
+  }
+}
+
+function once(socket: Socket, event: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onErr = (e: Error) => {
+      socket.off(event, onOk);
+      reject(e);
+    };
+    const onOk = () => {
+      socket.off('error', onErr);
+      resolve();
+    };
+    socket.once(event, onOk);
+    socket.once('error', onErr);
+  });
+}
+
+function readBytes(socket: Socket, n: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const onData = (chunk: Buffer) => {
+      cleanup();
+      if (chunk.length > n) reject(new ProtocolError('unexpected data after the TLS answer'));
+      else resolve(chunk);
+    };
+    const onErr = (e: Error) => {
+      cleanup();
+      reject(e);
+    };
+    const onClose = () => {
+      cleanup();
+      reject(new UpstreamError('the target closed the connection'));
+    };
+    const cleanup = () => {
+      socket.off('data', onData);
+      socket.off('error', onErr);
+      socket.off('close', onClose);
+      socket.pause();
+    };
+    socket.on('data', onData);
+    socket.once('error', onErr);
+    socket.once('close', onClose);
+  });
+}
+
+/** Sends a CancelRequest for the target backend `pid`; resolves when the target closes it. */
+export function cancelUpstream(target: AuthorizedSession['upstream'], pid: number, secret: number, timeoutMs = 2000): Promise<void> {
+  return new Promise((resolve) => {
+    const s = netConnect({ host: target.host, port: target.port });
+    const done = () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve();
+    };
+    const t = setTimeout(done, timeoutMs);
+    s.on('connect', () => s.end(ser.cancelRequest(pid, secret)));
+    s.on('error', done);
+    s.on('close', done);
+  });
+}
