@@ -71,15 +71,21 @@ export function adminConnections(conn: PostgresConnection, secrets: SecretResolv
   };
 }
 
+/** A server NOTICE/WARNING, described structurally (pg-protocol's NoticeMessage). */
+export interface Notice {
+  readonly code?: string | undefined;
+  readonly message?: string | undefined;
+}
+
 /**
  * Runs fn inside BEGIN/COMMIT on one pooled session; rolls back (or discards a broken session)
  * on error. fn sees the notices the server sent so far (a GRANT without grant option is only a
  * WARNING, which fn may turn into a failure before the commit).
  */
-export async function inTransaction<T>(pool: pg.Pool, fn: (c: Queryable, notices: readonly pg.NoticeMessage[]) => Promise<T>): Promise<T> {
+export async function inTransaction<T>(pool: pg.Pool, fn: (c: Queryable, notices: readonly Notice[]) => Promise<T>): Promise<T> {
   const client = await pool.connect();
-  const notices: pg.NoticeMessage[] = [];
-  const onNotice = (n: pg.NoticeMessage) => notices.push(n);
+  const notices: Notice[] = [];
+  const onNotice = (n: Notice) => notices.push(n);
   client.on('notice', onNotice);
   try {
     await client.query('BEGIN');

@@ -9,6 +9,7 @@ import { runProviderConformance } from '../provider.conformance.js';
 import { ProviderError } from '../provider.js';
 import { providerFactories } from '../registry.js';
 import { createPostgresProvider, type PostgresProvider } from './provider.js';
+import * as sql from './sql.js';
 import { canLogin, connectAs, connectionFor, inAnHour, newPrincipal, newSecret, resolveSecret } from './test-helpers.js';
 
 const readOnly = { memberOf: ['pg_read_all_data'], readOnly: true };
@@ -83,6 +84,18 @@ describe('postgres provider against a scram-sha-256 target', () => {
     expect(await canLogin(provider.connectionInfo(p, `${s}x`))).toBe(false);
     expect(await canLogin(provider.connectionInfo(p, s))).toBe(true);
     await provider.revoke([p]);
+  });
+
+  it('scramVerifier computes exactly what PostgreSQL stores for the same password and salt', async () => {
+    const admin = await target.admin();
+    const password = `q'\\"$$ ${newSecret()}`;
+    await admin.query(`CREATE ROLE scram_ref PASSWORD ${sql.quoteLiteral(password)}`);
+    const stored = (await admin.query<{ v: string }>("SELECT rolpassword AS v FROM pg_authid WHERE rolname = 'scram_ref'")).rows[0]?.v ?? '';
+    await admin.query('DROP ROLE scram_ref');
+    await admin.end();
+    const m = /^SCRAM-SHA-256\$(\d+):([^$]+)\$/.exec(stored);
+    expect(m).not.toBeNull();
+    expect(await sql.scramVerifier(password, Buffer.from(m?.[2] ?? '', 'base64'), Number(m?.[1]))).toBe(stored);
   });
 
   it('VALID UNTIL in the past refuses login (the first layer of expiry)', async () => {
