@@ -25,23 +25,24 @@ export function buildUsers(r: Reporter, raw: unknown, groups: ReadonlyMap<string
   for (const [i, u] of items(raw)) {
     if (!Value.Check(UserSchema, u)) continue;
     const at = (...rest: (string | number)[]) => ['users', i, ...rest];
-    let ok = r.check(at('name'), checkName(u.name)) && r.unique(seen, u.name, at('name'), 'user');
-    if (u.email !== undefined && !EMAIL.test(u.email)) ok = fail(r, at('email'), `${quote(u.email)} is not an email address`);
+    // Kept when the name is good, so rules naming the user report no misleading second error.
+    const named = r.check(at('name'), checkName(u.name)) && r.unique(seen, u.name, at('name'), 'user');
+    if (u.email !== undefined && !EMAIL.test(u.email)) r.at(at('email'), `${quote(u.email)} is not an email address`);
     if (u.passwordHash !== undefined && !u.passwordHash.startsWith('scrypt$')) {
-      ok = fail(r, at('passwordHash'), 'must be an scrypt hash (scrypt$N$r$p$salt$hash), never a plain password');
+      r.at(at('passwordHash'), 'must be an scrypt hash (scrypt$N$r$p$salt$hash), never a plain password');
     }
     (u.groups ?? []).forEach((g, j) => {
-      if (!groups.has(g)) ok = fail(r, at('groups', j), `unknown group ${quote(g)}`);
+      if (!groups.has(g)) r.at(at('groups', j), `unknown group ${quote(g)}`);
     });
     const attributes = checkAttributes(r, at('attributes'), u.attributes ?? {});
-    if (!ok || !attributes) continue;
+    if (!named) continue;
     users.set(u.name, {
       name: u.name,
       email: u.email,
       passwordHash: u.passwordHash,
       groups: u.groups ?? [],
       admin: u.admin ?? false,
-      attributes,
+      attributes: attributes ?? {},
     });
   }
   return users;

@@ -1,7 +1,7 @@
 import { Value } from '@sinclair/typebox/value';
 import type { ProviderFactory } from '../providers/provider.js';
 import type { Path } from './errors.js';
-import { fail, items } from './build-people.js';
+import { items } from './build-people.js';
 import { checkLabelKey, checkLabelValue, checkName, quote } from './names.js';
 import type { Reporter } from './report.js';
 import { ResourceSchema } from './schema.js';
@@ -17,30 +17,31 @@ export function buildResources(r: Reporter, raw: unknown, kinds: KindSchemas): M
   for (const [i, res] of items(raw)) {
     if (!Value.Check(ResourceSchema, res)) continue;
     const at = (...rest: (string | number)[]): Path => ['resources', i, ...rest];
-    let ok = r.check(at('name'), checkName(res.name)) && r.unique(seen, res.name, at('name'), 'resource');
+    // A resource with a valid, unique name is kept even when other parts are wrong, so rules that
+    // name it do not report a second, misleading error. The load fails on the first error anyway.
+    const named = r.check(at('name'), checkName(res.name)) && r.unique(seen, res.name, at('name'), 'resource');
     const labels = checkLabels(r, at('labels'), res.labels ?? {});
     const kind = kinds.get(res.kind);
     if (!kind) {
       const known = [...kinds.keys()].sort().join(', ') || 'none';
-      ok = fail(r, at('kind'), `unknown kind ${quote(res.kind)} (known: ${known})`);
+      r.at(at('kind'), `unknown kind ${quote(res.kind)} (known: ${known})`);
     } else {
-      ok = schemaInto(r, kind.connectionSchema, res.connection, at('connection')) && ok;
+      schemaInto(r, kind.connectionSchema, res.connection, at('connection'));
     }
     const roles = new Map<string, RoleDef>();
     const roleEntries = Object.entries(res.roles);
-    if (roleEntries.length === 0) ok = fail(r, at('roles'), 'a resource needs at least one role');
+    if (roleEntries.length === 0) r.at(at('roles'), 'a resource needs at least one role');
     for (const [name, role] of roleEntries) {
-      const role_ = buildRole(r, at('roles', name), name, role);
-      if (kind) ok = schemaInto(r, kind.privilegesSchema, role.privileges, at('roles', name, 'privileges')) && ok;
-      if (role_) roles.set(name, role_);
-      else ok = false;
+      const def = buildRole(r, at('roles', name), name, role);
+      if (kind) schemaInto(r, kind.privilegesSchema, role.privileges, at('roles', name, 'privileges'));
+      if (def) roles.set(name, def);
     }
-    if (!ok || !labels) continue;
+    if (!named) continue;
     resources.set(res.name, {
       name: res.name,
       kind: res.kind,
       description: res.description,
-      labels,
+      labels: labels ?? {},
       connection: res.connection,
       roles,
     });
@@ -54,11 +55,7 @@ function buildRole(r: Reporter, path: Path, name: string, role: RawRole): RoleDe
     r.at(path, `role ${nameError}`, true);
     return undefined;
   }
-  let ok = true;
-  (role.guardrails ?? []).forEach((g, j) => {
-    ok = r.check([...path, 'guardrails', j], checkName(g)) && ok;
-  });
-  if (!ok) return undefined;
+  (role.guardrails ?? []).forEach((g, j) => r.check([...path, 'guardrails', j], checkName(g)));
   return {
     name,
     description: role.description,
@@ -69,10 +66,8 @@ function buildRole(r: Reporter, path: Path, name: string, role: RawRole): RoleDe
 }
 
 /** Reports every problem of a provider-defined part (connection, privileges) under `path`. */
-function schemaInto(r: Reporter, schema: Parameters<typeof schemaProblems>[0], value: unknown, path: Path): boolean {
-  const problems = schemaProblems(schema, value, path);
-  for (const p of problems) r.at(p.path, p.message, p.atKey);
-  return problems.length === 0;
+function schemaInto(r: Reporter, schema: Parameters<typeof schemaProblems>[0], value: unknown, path: Path): void {
+  for (const p of schemaProblems(schema, value, path)) r.problem(p);
 }
 
 export function checkLabels(r: Reporter, path: Path, raw: Record<string, string>): Record<string, string> | undefined {

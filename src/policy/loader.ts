@@ -36,7 +36,7 @@ function load(text: string, file: string, kinds: KindSchemas, version: string): 
     r.at([], 'a policy file is a mapping with resources: and rules:');
     return { ok: false, errors: r.errors };
   }
-  for (const p of schemaProblems(PolicyFileSchema, data)) r.at(p.path, p.message, p.atKey);
+  for (const p of schemaProblems(PolicyFileSchema, data)) r.problem(p);
 
   const doc = data as Record<string, unknown>;
   const settings = (doc.settings ?? {}) as { pendingTtl?: unknown };

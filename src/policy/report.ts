@@ -3,6 +3,7 @@ import { formatPath } from './errors.js';
 import type { Path, PolicyError } from './errors.js';
 import { quote } from './names.js';
 import type { LineMap } from './source.js';
+import type { SchemaProblem } from './schema-errors.js';
 
 /** Collects problems with their file, line and path while the loader walks the document. */
 export class Reporter {
@@ -15,6 +16,13 @@ export class Reporter {
 
   at(path: Path, message: string, atKey = false): void {
     this.errors.push({ file: this.file, line: this.lines.lineOf(path, atKey), path: formatPath(path), message });
+  }
+
+  /** Reports a structural problem at the line that shows it best. */
+  problem(p: SchemaProblem): void {
+    const line =
+      p.anchor === 'parent' && p.path.length > 1 ? this.lines.lineOf(p.path.slice(0, -1), true) : this.lines.lineOf(p.path, p.anchor === 'key');
+    this.errors.push({ file: this.file, line, path: formatPath(p.path), message: p.message });
   }
 
   /** Reports `message` when it is defined (the shape of the names.ts checkers). */

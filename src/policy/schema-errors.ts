@@ -5,11 +5,14 @@ import { Value } from '@sinclair/typebox/value';
 import type { Path } from './errors.js';
 import { quote } from './names.js';
 
-/** A structural problem at a path; `atKey` points at the key's line (unknown keys). */
+/**
+ * A structural problem at a path. `anchor` says which line shows it best: the value's, the key's
+ * (an unknown key), or the parent's key (a missing field: `approval:` above the mapping).
+ */
 export interface SchemaProblem {
   readonly path: Path;
   readonly message: string;
-  readonly atKey: boolean;
+  readonly anchor: 'value' | 'key' | 'parent';
 }
 
 /** Every structural problem of `value` against `schema`, one per path, with readable messages. */
@@ -26,7 +29,9 @@ export function schemaProblems(schema: TSchema, value: unknown, base: Path = [])
       for (const p of schemaProblems(nested, error.value, path)) out.push(p);
       continue;
     }
-    out.push({ path, message: describe(error), atKey: error.type === ValueErrorType.ObjectAdditionalProperties });
+    const anchor =
+      error.type === ValueErrorType.ObjectAdditionalProperties ? 'key' : error.type === ValueErrorType.ObjectRequiredProperty ? 'parent' : 'value';
+    out.push({ path, message: describe(error), anchor });
   }
   return out;
 }
