@@ -1,0 +1,206 @@
+import { revokeBackoffMs, REVOKE_ALERT_AFTER, type GrantStatus } from '../domain/grant.js';
+import { ProviderError } from '../providers/provider.js';
+import { getGrant, transitionGrant, type GrantRow } from '../store/grants.js';
+import type { Tx } from '../store/db.js';
+import { inTx, type AccessDeps, type AuditEvent } from './context.js';
+
+const ACTIVATION_RETRY_MS = 2000;
+
+/** Messages from targets are already secret-free (ProviderError); anything else is summarised. */
+function errorText(err: unknown): string {
+  if (err instanceof ProviderError) return err.message.slice(0, 500);
+  return err instanceof Error ? `${err.name}: ${err.message}`.slice(0, 500) : 'unknown error';
+}
+
+/**
+ * Brings a leased grant (scheduled or activating) to life on its target.
+ * Order: record the window (intent) -> provision on the target -> record active.
+ * A crash anywhere leaves 'activating' with an expired lease; the next attempt repeats the
+ * idempotent provision. A grant whose window is already over is ended instead.
+ */
+export async function activateGrant(deps: AccessDeps, grantId: string): Promise<GrantRow | undefined> {
+  const now = deps.clock.now().getTime();
+  const owner = deps.instanceId;
+  const prepared = await inTx(deps, async (tx, audit) => {
+    const g = await getGrant(tx, grantId);
+    if (!g || g.lease_owner !== owner) return undefined;
+    if (g.status === 'scheduled' || (g.status === 'activating' && g.expires_at === null)) {
+      const startsAt = now;
+      const expiresAt = now + g.duration_s * 1000;
+      const row = await transitionGrant(tx, g.id, ['scheduled', 'activating'], {
+        status: 'activating', starts_at: startsAt, expires_at: expiresAt, updated_at: now,
+      }, owner);
+      if (row) audit({ type: 'grant.activating', actor: 'system', grantId: g.id, requestId: g.request_id, at: now,
+        data: { resource: g.resource, role: g.role, principal: g.principal, startsAt, expiresAt } });
+      return row;
+    }
+    return g.status === 'activating' ? g : undefined;
+  });
+  if (!prepared) return undefined;
+  if (prepared.expires_at !== null && prepared.expires_at <= now) {
+    // The whole window passed while we could not act (e.g. the server was down): end it.
+    await beginEnd(deps, [prepared], 'expired', 'system');
+    await revokeLeased(deps, [prepared.id]);
+    return getGrant(deps.store.db, grantId);
+  }
+  const policy = deps.policy();
+  const role = policy.resources.get(prepared.resource)?.roles.get(prepared.role);
+  const provider = deps.providers.get(prepared.resource);
+  try {
+    if (!role || !provider) throw new ProviderError(`resource ${prepared.resource} role ${prepared.role} is no longer in the policy`, false);
+    const secret = deps.sealer.open(prepared.secret_enc, prepared.id);
+    await provider.provision({
+      principal: prepared.principal, secret, privileges: role.privileges, validUntil: new Date(prepared.expires_at!),
+    });
+  } catch (err) {
+    const message = errorText(err);
+    const permanent = err instanceof ProviderError && !err.retryable;
+    await inTx(deps, async (tx, audit) => {
+      audit({ type: 'grant.activation_failed', actor: 'system', grantId, requestId: prepared.request_id, at: now,
+        data: { resource: prepared.resource, error: message, willRetry: !permanent } });
+      await transitionGrant(tx, grantId, ['activating'], {
+        last_error: message, due_at: permanent ? now : Math.min(now + ACTIVATION_RETRY_MS, prepared.expires_at!),
+        lease_owner: null, lease_until: null, updated_at: now,
+      }, owner);
+    });
+    if (permanent) {
+      await beginEnd(deps, [prepared], 'revoked', 'system', { cause: message });
+    }
+    deps.wake(now + ACTIVATION_RETRY_MS);
+    return getGrant(deps.store.db, grantId);
+  }
+  const done = deps.clock.now().getTime();
+  const active = await inTx(deps, async (tx, audit) => {
+    const row = await transitionGrant(tx, grantId, ['activating'], {
+      status: 'active', due_at: prepared.expires_at, lease_owner: null, lease_until: null, last_error: null, updated_at: done,
+    }, owner);
+    if (row) {
+      audit({ type: 'grant.activated', actor: 'system', grantId, requestId: row.request_id, at: done,
+        data: { resource: row.resource, role: row.role, principal: row.principal, startsAt: row.starts_at, expiresAt: row.expires_at } });
+    } else {
+      // Someone ended it while we provisioned: hand it to the scheduler to revoke what we made.
+      await releaseLease(tx, grantId, owner, done);
+    }
+    return row;
+  });
+  if (active) {
+    deps.metrics.grantActivated();
+    deps.wake(active.expires_at!);
+    return active;
+  }
+  deps.wake(done);
+  return getGrant(deps.store.db, grantId);
+}
+
+async function releaseLease(tx: Tx, grantId: string, owner: string, now: number): Promise<void> {
+  await tx.updateTable('grants').set({ lease_owner: null, lease_until: null, due_at: now })
+    .where('id', '=', grantId).where('lease_owner', '=', owner).execute();
+}
+
+/**
+ * Records that access is ending (intent) for each grant still live: -> revoking, due now.
+ * The gateway is told at once. Returns the grants that this call moved.
+ */
+export async function beginEnd(
+  deps: AccessDeps,
+  grants: readonly GrantRow[],
+  reason: 'expired' | 'revoked',
+  actor: string,
+  data: Record<string, unknown> = {},
+): Promise<GrantRow[]> {
+  if (grants.length === 0) return [];
+  const now = deps.clock.now().getTime();
+  const moved = await inTx(deps, async (tx, audit) => {
+    const out: GrantRow[] = [];
+    for (const g of grants) {
+      let q = tx.updateTable('grants').set({
+        status: 'revoking', end_reason: reason, due_at: now, updated_at: now,
+        // A revoked grant's window closes now (the gateway's sessions never outlive it).
+        expires_at: g.expires_at === null || g.expires_at > now ? now : g.expires_at,
+      }).where('id', '=', g.id).where('status', 'in', ['scheduled', 'activating', 'active']);
+      // An expiry only applies if no extension moved the end meanwhile.
+      if (reason === 'expired') q = q.where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '<=', now)]));
+      const row = await q.returningAll().executeTakeFirst();
+      if (!row) continue;
+      out.push(row);
+      audit({ type: reason === 'expired' ? 'grant.expiring' : 'grant.revoking', actor, grantId: g.id, requestId: g.request_id, at: now,
+        data: { resource: g.resource, role: g.role, principal: g.principal, ...data } });
+    }
+    return out;
+  });
+  for (const g of moved) {
+    await deps.events.publish({ type: 'ended', grantId: g.id, resource: g.resource, reason, at: now });
+  }
+  return moved;
+}
+
+/**
+ * Takes access away on the targets for grants this instance holds leases on (status revoking or
+ * revoke_failed), batched per resource. Success -> expired/revoked. Failure -> retried with
+ * backoff; after REVOKE_ALERT_AFTER attempts the grant shows revoke_failed and an alert is raised.
+ */
+export async function revokeLeased(deps: AccessDeps, grantIds: readonly string[]): Promise<void> {
+  const owner = deps.instanceId;
+  const rows = (await Promise.all(grantIds.map((id) => getGrant(deps.store.db, id)))).filter(
+    (g): g is GrantRow => !!g && (g.status === 'revoking' || g.status === 'revoke_failed') && g.lease_owner === owner,
+  );
+  const byResource = new Map<string, GrantRow[]>();
+  for (const g of rows) byResource.set(g.resource, [...(byResource.get(g.resource) ?? []), g]);
+  await Promise.all([...byResource].map(([resource, gs]) => revokeOnResource(deps, resource, gs)));
+}
+
+async function revokeOnResource(deps: AccessDeps, resource: string, grants: GrantRow[]): Promise<void> {
+  const owner = deps.instanceId;
+  // Grants that never reached the target have nothing to remove there.
+  const onTarget = grants.filter((g) => g.starts_at !== null);
+  let failure: string | undefined;
+  if (onTarget.length > 0) {
+    const provider = deps.providers.get(resource);
+    try {
+      if (!provider) throw new ProviderError(`resource ${resource} is not in the policy: cannot reach its target`, true);
+      await provider.revoke(onTarget.map((g) => g.principal));
+    } catch (err) {
+      failure = errorText(err);
+    }
+  }
+  const now = deps.clock.now().getTime();
+  if (failure === undefined) {
+    await inTx(deps, async (tx, audit) => {
+      for (const g of grants) {
+        const to: GrantStatus = g.end_reason === 'revoked' ? 'revoked' : 'expired';
+        const row = await transitionGrant(tx, g.id, ['revoking', 'revoke_failed'], {
+          status: to, ended_at: now, due_at: null, lease_owner: null, lease_until: null, last_error: null, updated_at: now,
+        }, owner);
+        if (!row) continue;
+        const lagMs = g.end_reason === 'expired' && g.expires_at !== null ? now - g.expires_at : undefined;
+        audit({ type: to === 'revoked' ? 'grant.revoked' : 'grant.expired', actor: 'system', grantId: g.id, requestId: g.request_id, at: now,
+          data: { resource, role: g.role, principal: g.principal, attempts: g.revoke_attempts + 1, ...(lagMs === undefined ? {} : { lagMs }) } });
+        if (lagMs !== undefined) deps.metrics.expiryLagSeconds(Math.max(0, lagMs) / 1000);
+      }
+    });
+    return;
+  }
+  let earliest = Infinity;
+  await inTx(deps, async (tx, audit) => {
+    for (const g of grants) {
+      const attempts = g.revoke_attempts + 1;
+      const failedNow = attempts >= REVOKE_ALERT_AFTER;
+      const nextAt = now + revokeBackoffMs(attempts);
+      earliest = Math.min(earliest, nextAt);
+      const row = await transitionGrant(tx, g.id, ['revoking', 'revoke_failed'], {
+        status: failedNow ? 'revoke_failed' : g.status, revoke_attempts: attempts, last_error: failure,
+        due_at: nextAt, lease_owner: null, lease_until: null, updated_at: now,
+      }, owner);
+      if (!row) continue;
+      deps.metrics.revokeFailure(resource);
+      const events: AuditEvent[] = [{ type: 'grant.revoke_attempt_failed', actor: 'system', grantId: g.id, requestId: g.request_id, at: now,
+        data: { resource, principal: g.principal, attempt: attempts, error: failure, nextAttemptAt: nextAt } }];
+      if (attempts === REVOKE_ALERT_AFTER) {
+        events.push({ type: 'alert.revoke_failed', actor: 'system', grantId: g.id, requestId: g.request_id, at: now,
+          data: { resource, principal: g.principal, attempts, error: failure, message: `access on ${resource} could not be removed after ${attempts} attempts; still retrying` } });
+      }
+      audit(...events);
+    }
+  });
+  deps.wake(earliest);
+}

@@ -1,0 +1,26 @@
+import type { AccessDeps } from '../access/context.js';
+import type { Principal } from '../domain/principal.js';
+import type { GrantRow } from '../store/grants.js';
+import type { Metrics } from '../server/metrics.js';
+import type { ConnectionInfo } from '../providers/provider.js';
+
+/** What the gateway offers the API: a connection through it for one grant. */
+export interface GatewayAccess {
+  connectionFor(grant: GrantRow, user: Principal): ConnectionInfo;
+}
+
+export interface ApiContext {
+  readonly deps: AccessDeps;
+  readonly metrics: Metrics;
+  readonly gateway?: GatewayAccess | undefined;
+  /** Lifetime of a token issued by password login. */
+  readonly loginTokenTtlSeconds: number;
+  readonly log: (line: string) => void;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+    tokenId?: string;
+  }
+}

@@ -1,0 +1,107 @@
+import type { Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import { sql } from 'kysely';
+import { inTx } from '../../access/context.js';
+import { closeReview } from '../../access/grants.js';
+import { dummyVerify, verifyPassword } from '../../auth/password.js';
+import { hashToken, issueToken } from '../../auth/tokens.js';
+import { AppError } from '../../domain/errors.js';
+import { getUserByName } from '../../store/users.js';
+import { principalOf, requireAdmin } from '../auth.js';
+import type { ApiContext } from '../context.js';
+import { CloseReviewBody, ErrorBody, IdParams, LoginBody, MeView, ResourceView, ReviewView } from '../schemas.js';
+import { Type } from '@sinclair/typebox';
+import { LoginLimiter } from '../rate-limit.js';
+
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+export function miscRoutes(app: FastifyInstance, ctx: ApiContext): void {
+  const { deps } = ctx;
+  const db = deps.store.db;
+  const limiter = new LoginLimiter();
+
+  app.get('/healthz', { schema: { tags: ['ops'] } }, async (_req, reply) => {
+    try {
+      await sql`select 1`.execute(db);
+      return { status: 'ok', store: deps.store.dialect, policyVersion: deps.policy().version };
+    } catch {
+      return reply.status(503).send({ status: 'unavailable', store: deps.store.dialect });
+    }
+  });
+
+  app.get('/metrics', { schema: { tags: ['ops'], hide: true } }, async (_req, reply) => {
+    const active = await db.selectFrom('grants').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '=', 'active').executeTakeFirst();
+    ctx.metrics.activeGrants.set(Number(active?.n ?? 0));
+    return reply.header('content-type', ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
+  });
+
+  app.get('/api/v1/me', { schema: { tags: ['identity'], response: { 200: MeView } } }, async (req) => {
+    const p = principalOf(req);
+    return { id: p.id, name: p.name, kind: p.kind, email: p.email ?? null, groups: [...p.groups], isAdmin: p.isAdmin };
+  });
+
+  app.get('/api/v1/resources', { schema: { tags: ['resources'], response: { 200: Type.Object({ resources: Type.Array(ResourceView) }) } } }, async (req) => {
+    principalOf(req);
+    return {
+      resources: [...deps.policy().resources.values()].map((r) => ({
+        name: r.name, kind: r.kind, description: r.description ?? null, labels: { ...r.labels },
+        roles: [...r.roles.values()].map((role) => ({ name: role.name, description: role.description ?? null, readOnly: role.readOnly })),
+      })),
+    };
+  });
+
+  app.post('/api/v1/auth/login', {
+    schema: { tags: ['identity'], body: LoginBody, response: { 401: ErrorBody, 429: ErrorBody } },
+  }, async (req) => {
+    const body = req.body as Static<typeof LoginBody>;
+    const now = deps.clock.now().getTime();
+    const blocked = limiter.check(body.username, req.ip, now);
+    if (blocked) throw new AppError('rate_limited', `too many failed logins; try again in ${Math.ceil(blocked / 1000)}s`);
+    const user = await getUserByName(db, body.username);
+    const ok = user && user.disabled === 0 && user.password_hash
+      ? await verifyPassword(body.password, user.password_hash)
+      : await dummyVerify(body.password);
+    if (!ok || !user) {
+      limiter.fail(body.username, req.ip, now);
+      await inTx(deps, async (_tx, audit) => {
+        audit({ type: 'auth.login_failed', actor: body.username.slice(0, 64), at: now, data: { method: 'password', clientAddress: req.ip } });
+      });
+      throw new AppError('unauthenticated', 'wrong username or password');
+    }
+    limiter.succeed(body.username, req.ip);
+    const issued = await inTx(deps, async (tx, audit) => {
+      const t = await issueToken(tx, { userId: user.id, name: 'login', ttlSeconds: ctx.loginTokenTtlSeconds, now });
+      audit({ type: 'auth.login', actor: user.name, at: now, data: { method: 'password', clientAddress: req.ip, tokenId: t.id } });
+      return t;
+    });
+    return { token: issued.token, expiresAt: iso(issued.expiresAt), user: user.name };
+  });
+
+  app.post('/api/v1/auth/logout', { schema: { tags: ['identity'] } }, async (req) => {
+    const p = principalOf(req);
+    const token = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
+    const now = deps.clock.now().getTime();
+    await inTx(deps, async (tx, audit) => {
+      await tx.updateTable('api_tokens').set({ revoked_at: now }).where('token_hash', '=', hashToken(token)).where('revoked_at', 'is', null).execute();
+      audit({ type: 'auth.logout', actor: p.name, at: now, data: { clientAddress: req.ip } });
+    });
+    return { ok: true };
+  });
+
+  app.get('/api/v1/reviews', { schema: { tags: ['reviews'], response: { 200: Type.Object({ reviews: Type.Array(ReviewView) }) } } }, async (req) => {
+    requireAdmin(req);
+    const rows = await db.selectFrom('reviews').selectAll().orderBy('opened_at', 'desc').limit(500).execute();
+    return {
+      reviews: rows.map((r) => ({
+        id: r.id, kind: r.kind, requestId: r.request_id, grantId: r.grant_id, status: r.status, openedAt: new Date(r.opened_at).toISOString(),
+        closedAt: iso(r.closed_at), closedBy: r.closed_by, note: r.note,
+      })),
+    };
+  });
+
+  app.post('/api/v1/reviews/:id/close', { schema: { tags: ['reviews'], params: IdParams('rev'), body: CloseReviewBody } }, async (req) => {
+    const { id } = req.params as { id: string };
+    await closeReview(deps, requireAdmin(req), id, (req.body as Static<typeof CloseReviewBody>).note);
+    return { ok: true };
+  });
+}

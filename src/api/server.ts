@@ -1,0 +1,42 @@
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { installAuth } from './auth.js';
+import type { ApiContext } from './context.js';
+import { installErrorHandling } from './errors.js';
+import { auditRoutes } from './routes/audit.js';
+import { grantRoutes } from './routes/grants.js';
+import { miscRoutes } from './routes/misc.js';
+import { requestRoutes } from './routes/requests.js';
+import { ErrorBody, GrantView, RequestView } from './schemas.js';
+
+/** Builds the HTTP API (not listening yet). */
+export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: 64 * 1024,
+    trustProxy: false,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+  });
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: { title: 'hallpass', version: '1', description: 'Just-in-time, time-boxed, audited access to production.' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  app.addSchema(ErrorBody);
+  app.addSchema(RequestView);
+  app.addSchema(GrantView);
+  installErrorHandling(app, ctx.log);
+  installAuth(app, ctx);
+  app.addHook('onResponse', async (req, reply) => {
+    ctx.metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
+  });
+  miscRoutes(app, ctx);
+  requestRoutes(app, ctx);
+  grantRoutes(app, ctx);
+  auditRoutes(app, ctx);
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}

@@ -1,0 +1,80 @@
+import { inTx, type AccessDeps } from '../access/context.js';
+import { ProviderError } from '../providers/provider.js';
+
+export interface ReconcileResult {
+  resource: string;
+  ok: boolean;
+  removed: string[];
+  error?: string | undefined;
+}
+
+/**
+ * Sweeps every target for principals hallpass made (hp_...) that no live grant accounts for —
+ * left by a crash between creating a credential and recording it, a restored backup, or hands —
+ * and removes them, with an audit event and an alert. A batch job: returns results, never throws.
+ *
+ * The set of accounted-for principals is global, not per resource: two resources may share one
+ * PostgreSQL cluster, whose roles are cluster-wide.
+ */
+export async function reconcile(deps: AccessDeps): Promise<ReconcileResult[]> {
+  const policy = deps.policy();
+  const results: ReconcileResult[] = [];
+  for (const resource of policy.resources.values()) {
+    const provider = deps.providers.get(resource.name);
+    if (!provider) continue;
+    try {
+      const listedAt = deps.clock.now().getTime();
+      const onTarget = await provider.listManagedPrincipals();
+      if (onTarget.length === 0) {
+        results.push({ resource: resource.name, ok: true, removed: [] });
+        continue;
+      }
+      // Read grants after listing, so one recorded in between is seen. A grant that ended
+      // after we listed was just removed by its own revocation: not an orphan.
+      const known = await deps.store.db.selectFrom('grants').select(['principal', 'status', 'ended_at'])
+        .where('principal', 'in', onTarget)
+        .execute();
+      const live = new Set(known
+        .filter((r) => !['expired', 'revoked'].includes(r.status) || (r.ended_at !== null && r.ended_at >= listedAt))
+        .map((r) => r.principal));
+      const orphans = onTarget.filter((p) => !live.has(p));
+      if (orphans.length > 0) {
+        await provider.revoke(orphans);
+        const at = deps.clock.now().getTime();
+        await inTx(deps, async (_tx, audit) => {
+          for (const principal of orphans) {
+            audit(
+              { type: 'reconciler.orphan_removed', actor: 'system', at, data: { resource: resource.name, principal } },
+              { type: 'alert.orphan_principal', actor: 'system', at, data: {
+                resource: resource.name, principal, message: `principal ${principal} on ${resource.name} had no live grant and was removed`,
+              } },
+            );
+          }
+        });
+      }
+      results.push({ resource: resource.name, ok: true, removed: orphans });
+    } catch (err) {
+      const error = err instanceof ProviderError ? err.message : err instanceof Error ? err.message : String(err);
+      results.push({ resource: resource.name, ok: false, removed: [], error });
+    }
+  }
+  return results;
+}
+
+/** Runs reconcile() every `intervalMs` (and once at start). */
+export function startReconciler(deps: AccessDeps, intervalMs: number, onResult: (r: ReconcileResult[]) => void): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  const run = () => {
+    if (running) return;
+    running = reconcile(deps).then(onResult, () => undefined).finally(() => {
+      running = undefined;
+    });
+  };
+  run();
+  const timer = setInterval(run, intervalMs);
+  timer.unref();
+  return async () => {
+    clearInterval(timer);
+    await running;
+  };
+}

@@ -1,0 +1,115 @@
+import type { FastifyInstance } from 'fastify';
+import type { AccessDeps, GrantEventBus } from '../access/context.js';
+import type { GatewayAccess } from '../api/context.js';
+import { buildApi } from '../api/server.js';
+import { appendEvents } from '../audit/index.js';
+import { systemClock } from '../domain/clock.js';
+import { providerFactories } from '../providers/registry.js';
+import { reconcile, startReconciler, type ReconcileResult } from '../scheduler/reconciler.js';
+import { Scheduler } from '../scheduler/scheduler.js';
+import { loadMasterKey, secretBoxFor } from '../secrets/index.js';
+import { openStore, type StoreConnection } from '../store/db.js';
+import { bootstrapAdmin } from './bootstrap.js';
+import { defaultInstanceId, storeUrl, type HallpassConfig } from './config.js';
+import { LocalGrantEvents, PgGrantEvents } from './events.js';
+import { Metrics } from './metrics.js';
+import { PolicyHolder } from './policy-holder.js';
+import { ProviderPool, secretResolver } from './provider-pool.js';
+
+/** A running hallpass: API, scheduler, reconciler (and, when wired, the gateway). */
+export interface Hallpass {
+  readonly url: string;
+  readonly deps: AccessDeps;
+  readonly api: FastifyInstance;
+  readonly scheduler: Scheduler;
+  readonly policy: PolicyHolder;
+  readonly metrics: Metrics;
+  readonly masterKey: Buffer;
+  /** Set only on the very first start when no HALLPASS_ADMIN_TOKEN was given: print it once. */
+  readonly generatedAdminToken?: string | undefined;
+  reconcileNow(): Promise<ReconcileResult[]>;
+  close(): Promise<void>;
+}
+
+export interface StartOptions {
+  /** Adds listeners on top of the API (the gateway plugs in here). */
+  readonly extensions?: ReadonlyArray<HallpassExtension>;
+}
+
+/** Something that runs beside the API and hears about grant changes (e.g. the gateway). */
+export interface HallpassExtension {
+  start(h: Omit<Hallpass, 'close' | 'url' | 'api'>): Promise<{ gatewayAccess?: GatewayAccess; close(): Promise<void> }>;
+}
+
+/** The composition root: builds every part from the config, in order, and tears it down in reverse. */
+export async function startHallpass(config: HallpassConfig, opts: StartOptions = {}): Promise<Hallpass> {
+  const log = config.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const clock = config.clock ?? systemClock;
+  const instanceId = config.instanceId ?? defaultInstanceId(config.dataDir);
+  const cleanups: Array<() => Promise<void>> = [];
+  const closeAll = async () => {
+    for (const c of cleanups.reverse()) await c().catch((e: unknown) => log(`shutdown: ${String(e)}`));
+  };
+  try {
+    const master = loadMasterKey({ env: config.env, dataDir: config.dataDir });
+    const store: StoreConnection = await openStore({ url: storeUrl(config) });
+    cleanups.push(() => store.close());
+    let events: GrantEventBus;
+    if (store.dialect === 'postgres') {
+      const bus = new PgGrantEvents(config.databaseUrl!, `${instanceId}:${process.pid}`);
+      await bus.start();
+      cleanups.push(() => bus.close());
+      events = bus;
+    } else {
+      events = new LocalGrantEvents();
+    }
+    const metrics = new Metrics();
+    const base = { store, clock, appendAudit: appendEvents };
+    const policy = await PolicyHolder.load(config.policyFile, providerFactories, base);
+    cleanups.push(() => policy.close());
+    const providers = new ProviderPool(providerFactories, secretResolver(config.env), () => policy.current);
+    cleanups.push(() => providers.close());
+    let scheduler: Scheduler | undefined;
+    const deps: AccessDeps = {
+      ...base,
+      policy: () => policy.current,
+      providers,
+      sealer: secretBoxFor(master.key),
+      events,
+      metrics,
+      instanceId,
+      wake: (at) => scheduler?.wake(at),
+      leaseMs: config.leaseMs ?? 30_000,
+    };
+    scheduler = new Scheduler(deps, { pollMs: config.schedulerPollMs ?? 1000, onError: (e) => log(`scheduler: ${String(e)}`) });
+    const { generatedToken } = await bootstrapAdmin(deps, config.env.HALLPASS_ADMIN_TOKEN);
+    if (config.watchPolicy !== false) policy.watch(base, 1000, (e) => log(`policy reload: ${String(e)}`));
+
+    const partial = { deps, scheduler, policy, metrics, masterKey: master.key, generatedAdminToken: generatedToken, reconcileNow: () => reconcile(deps) };
+    let gatewayAccess: GatewayAccess | undefined;
+    for (const ext of opts.extensions ?? []) {
+      const started = await ext.start(partial);
+      cleanups.push(() => started.close());
+      gatewayAccess = started.gatewayAccess ?? gatewayAccess;
+    }
+
+    await scheduler.start();
+    const sched = scheduler;
+    cleanups.push(() => sched.stop());
+    const stopReconciler = startReconciler(deps, config.reconcileIntervalMs ?? 60_000, (results) => {
+      for (const r of results) if (!r.ok) log(`reconciler: ${r.resource}: ${r.error}`);
+    });
+    cleanups.push(stopReconciler);
+
+    const api = await buildApi({ deps, metrics, gateway: gatewayAccess, loginTokenTtlSeconds: 12 * 3600, log });
+    cleanups.push(() => api.close());
+    await api.listen({ host: config.listen.host, port: config.listen.port });
+    const addr = api.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
+    const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
+    return { ...partial, api, url: config.publicUrl ?? `http://${host}:${port}`, close: closeAll };
+  } catch (err) {
+    await closeAll();
+    throw err;
+  }
+}

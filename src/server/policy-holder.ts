@@ -1,0 +1,115 @@
+import { watchFile, unwatchFile } from 'node:fs';
+import { inTx, type AccessDeps } from '../access/context.js';
+import { formatPolicyError, loadPolicyFile, type KindSchemas } from '../policy/index.js';
+import type { Policy } from '../policy/types.js';
+import { disableMissingUsers, upsertUser } from '../store/users.js';
+import { ConfigError } from '../domain/errors.js';
+
+type Deps = Pick<AccessDeps, 'store' | 'clock' | 'appendAudit'>;
+
+/**
+ * Holds the current policy. Loads it at start (a bad file stops the server with every error,
+ * file:line); watches the file and swaps in a new valid version, auditing the change and
+ * syncing users; a bad edit is audited and the running version stays.
+ */
+export class PolicyHolder {
+  #policy: Policy;
+  readonly #path: string;
+  readonly #kinds: KindSchemas;
+  readonly #listeners = new Set<(p: Policy) => void>();
+  #watching = false;
+  #reloading: Promise<void> = Promise.resolve();
+
+  private constructor(policy: Policy, path: string, kinds: KindSchemas) {
+    this.#policy = policy;
+    this.#path = path;
+    this.#kinds = kinds;
+  }
+
+  static async load(path: string, kinds: KindSchemas, deps: Deps): Promise<PolicyHolder> {
+    const r = await loadPolicyFile(path, kinds);
+    if (!r.ok) throw new ConfigError(`policy file has errors:\n${r.errors.map(formatPolicyError).join('\n')}`);
+    const holder = new PolicyHolder(r.policy, path, kinds);
+    await holder.#record(deps, undefined, r.policy);
+    return holder;
+  }
+
+  get current(): Policy {
+    return this.#policy;
+  }
+
+  onChange(fn: (p: Policy) => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /** Re-reads the file now. Returns the errors if it is invalid (the old policy stays). */
+  async reload(deps: Deps): Promise<{ changed: boolean; errors?: string[] }> {
+    const r = await loadPolicyFile(this.#path, this.#kinds);
+    const at = deps.clock.now().getTime();
+    if (!r.ok) {
+      const errors = r.errors.map(formatPolicyError);
+      await inTx(deps as AccessDeps, async (_tx, audit) => {
+        audit({ type: 'policy.reload_failed', actor: 'system', at, data: { file: this.#path, errors: errors.slice(0, 50), keptVersion: this.#policy.version } });
+      });
+      return { changed: false, errors };
+    }
+    if (r.policy.version === this.#policy.version) return { changed: false };
+    const previous = this.#policy;
+    await this.#record(deps, previous, r.policy);
+    this.#policy = r.policy;
+    for (const fn of this.#listeners) fn(r.policy);
+    return { changed: true };
+  }
+
+  /** Polls the file (works on every filesystem, survives editors that replace the file). */
+  watch(deps: Deps, intervalMs = 1000, onError: (e: unknown) => void = () => {}): void {
+    if (this.#watching) return;
+    this.#watching = true;
+    watchFile(this.#path, { interval: intervalMs, persistent: false }, () => {
+      this.#reloading = this.#reloading.then(() => this.reload(deps).then(() => undefined, onError));
+    });
+  }
+
+  async close(): Promise<void> {
+    if (this.#watching) unwatchFile(this.#path);
+    this.#watching = false;
+    await this.#reloading;
+  }
+
+  /** Stores the version, syncs policy users, and audits it, in one transaction. */
+  async #record(deps: Deps, previous: Policy | undefined, next: Policy): Promise<void> {
+    const at = deps.clock.now().getTime();
+    await inTx(deps as AccessDeps, async (tx, audit) => {
+      const seen = await tx.selectFrom('policy_versions').select('version').where('version', '=', next.version).executeTakeFirst();
+      if (!seen) await tx.insertInto('policy_versions').values({ version: next.version, source: next.source, loaded_at: at }).execute();
+      const userChanges: Array<{ user: string; change: string }> = [];
+      for (const u of next.users.values()) {
+        const r = await upsertUser(tx, {
+          name: u.name, kind: 'user', email: u.email, passwordHash: u.passwordHash, groups: u.groups,
+          attributes: u.attributes, isAdmin: u.admin, source: 'policy',
+        }, at);
+        if (r.created) userChanges.push({ user: u.name, change: 'created' });
+        else if (r.changes.length > 0) userChanges.push({ user: u.name, change: `updated ${r.changes.join(', ')}` });
+      }
+      for (const name of await disableMissingUsers(tx, 'policy', new Set(next.users.keys()), at)) {
+        userChanges.push({ user: name, change: 'disabled (removed from policy)' });
+      }
+      if (!previous) {
+        const last = await tx.selectFrom('meta').select('value').where('key', '=', 'policy_version').executeTakeFirst();
+        if (last?.value === next.version && userChanges.length === 0) return;
+        audit({ type: last ? 'policy.changed' : 'policy.loaded', actor: 'system', at, data: {
+          file: next.source, version: next.version, previousVersion: last?.value ?? null, users: userChanges,
+          resources: next.resources.size, rules: next.rules.length,
+        } });
+      } else {
+        audit({ type: 'policy.changed', actor: 'system', at, data: {
+          file: next.source, version: next.version, previousVersion: previous.version, users: userChanges,
+          resources: next.resources.size, rules: next.rules.length,
+        } });
+      }
+      await tx.deleteFrom('meta').where('key', '=', 'policy_version').execute();
+      await tx.insertInto('meta').values({ key: 'policy_version', value: next.version }).execute();
+    });
+  }
+}
