@@ -39,7 +39,11 @@ export class AuditWriter {
   readonly #maxQueue: number;
   readonly #onError: (err: unknown) => void;
   #queue: Pending[] = [];
+  /** Events taken from the queue by the batch being committed. */
+  #inFlight = 0;
   #roomWaiters: Array<() => void> = [];
+  /** record() calls waiting for room in the queue. */
+  #waiting = 0;
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #closed = false;
@@ -53,9 +57,9 @@ export class AuditWriter {
     this.#onError = opts.onError ?? (() => undefined);
   }
 
-  /** Events waiting to be committed. */
+  /** Events not yet committed (queued or in the batch being committed). */
   get pending(): number {
-    return this.#queue.length;
+    return this.#queue.length + this.#inFlight;
   }
 
   /** Queues an event; resolves when it is accepted (immediately unless the queue is full). */
@@ -83,22 +87,34 @@ export class AuditWriter {
     }
   }
 
-  /** Drains the queue and stops; later record() calls reject. */
+  /**
+   * Refuses new record() calls, then commits everything: the queue and any record() still
+   * waiting for room. Rejects (events kept) if the database fails; call close() again to retry.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     this.#clearTimer();
-    await this.flush();
+    while (this.pending > 0 || this.#waiting > 0) {
+      await this.flush();
+      // Woken waiters enqueue on their next turn; let them before checking again.
+      if (this.#waiting > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+    }
   }
 
   async #enqueue(p: Pending): Promise<void> {
     if (this.#closed) throw new Error('AuditWriter is closed');
-    while (this.#queue.length >= this.#maxQueue) {
-      await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
-      if (this.#closed) throw new Error('AuditWriter is closed');
+    // A record() that started before close() is still accepted and committed by close().
+    while (this.pending >= this.#maxQueue) {
+      this.#waiting += 1;
+      try {
+        await new Promise<void>((resolve) => this.#roomWaiters.push(resolve));
+      } finally {
+        this.#waiting -= 1;
+      }
     }
     this.#queue.push(p);
     if (this.#queue.length >= this.#maxBatch) this.#kick();
-    else this.#timer ??= setTimeout(() => this.#kick(), this.#interval);
+    else if (!this.#closed) this.#timer ??= setTimeout(() => this.#kick(), this.#interval);
   }
 
   /** Starts a background flush; its failure goes to onError and a retry is scheduled. */
@@ -113,16 +129,19 @@ export class AuditWriter {
 
   async #runBatch(): Promise<void> {
     const batch = this.#queue.splice(0, this.#maxBatch);
+    this.#inFlight = batch.length;
     const run = this.#db
       .transaction()
       .execute((tx) => appendPrepared(tx, this.#dialect, batch.map((p) => p.event)))
       .then(
         () => {
+          this.#inFlight = 0;
           for (const p of batch) p.committed?.();
           this.#wakeRoomWaiters();
         },
         (err: unknown) => {
           // Events were validated when recorded, so this is the database: keep them, retry later.
+          this.#inFlight = 0;
           this.#queue.unshift(...batch);
           throw err;
         },
