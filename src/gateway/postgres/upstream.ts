@@ -3,6 +3,7 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { AuthorizedSession } from '../authority.js';
 import { Framer } from './framing.js';
 import { AuthCode, BackendCode, ProtocolError, Reader, readErrorFields } from './messages.js';
+import { FrameQueue } from './queue.js';
 import { md5Password, ScramClient } from './scram.js';
 import * as ser from './serializer.js';
 
@@ -68,7 +69,7 @@ export async function connectUpstream(
 }
 
 async function login(socket: Socket | TLSSocket, target: AuthorizedSession['upstream']): Promise<UpstreamConnection> {
-  const messages = new MessageQueue(socket);
+  const messages = new FrameQueue(socket, new Framer(LOGIN_MAX_MESSAGE), 'the target closed the connection during login');
   const parameterStatus: Buffer[] = [];
   let pid = 0;
   let secret = 0;
@@ -116,68 +117,10 @@ async function login(socket: Socket | TLSSocket, target: AuthorizedSession['upst
         throw new UpstreamError(f.get('M') ?? 'login failed', f.get('C'));
       }
       case BackendCode.ReadyForQuery:
-        messages.detach();
-        if (messages.leftover > 0) throw new UpstreamError('the target sent data before the first query');
+        if (messages.detach().length > 0 || messages.framer.buffered > 0) throw new UpstreamError('the target sent data before the first query');
         return { socket, parameterStatus, pid, secret };
       default:
         throw new UpstreamError(`unexpected message '${String.fromCharCode(type)}' during login`);
-    }
-  }
-}
-
-/** Frames the target's login messages into an awaitable queue. */
-class MessageQueue {
-  readonly #framer = new Framer(LOGIN_MAX_MESSAGE);
-  readonly #queue: Array<[number, Buffer]> = [];
-  #waiter: { resolve: (m: [number, Buffer]) => void; reject: (e: Error) => void } | undefined;
-  #failure: Error | undefined;
-  leftover = 0;
-  readonly #onData = (chunk: Buffer) => {
-    try {
-      this.#framer.push(chunk, (t, f) => this.#queue.push([t, f]));
-    } catch (e) {
-      this.#fail(e instanceof Error ? e : new ProtocolError(String(e)));
-    }
-    this.#wake();
-  };
-  readonly #onClose = () => this.#fail(new UpstreamError('the target closed the connection during login'));
-  readonly #onError = (e: Error) => this.#fail(e);
-
-  constructor(readonly socket: Socket | TLSSocket) {
-    socket.on('data', this.#onData);
-    socket.on('close', this.#onClose);
-    socket.on('error', this.#onError);
-  }
-
-  next(): Promise<[number, Buffer]> {
-    return new Promise((resolve, reject) => {
-      this.#waiter = { resolve, reject };
-      this.#wake();
-    });
-  }
-
-  detach(): void {
-    this.socket.off('data', this.#onData);
-    this.socket.off('close', this.#onClose);
-    this.socket.off('error', this.#onError);
-    this.leftover = this.#queue.length + this.#framer.buffered;
-  }
-
-  #fail(e: Error): void {
-    this.#failure ??= e;
-    this.#wake();
-  }
-
-  #wake(): void {
-    const w = this.#waiter;
-    if (!w) return;
-    const m = this.#queue.shift();
-    if (m) {
-      this.#waiter = undefined;
-      w.resolve(m);
-    } else if (this.#failure) {
-      this.#waiter = undefined;
-      w.reject(this.#failure);
     }
   }
 }

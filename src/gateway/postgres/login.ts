@@ -1,0 +1,120 @@
+import type { Socket } from 'node:net';
+import { TLSSocket } from 'node:tls';
+import type { AuthorizedSession, GatewayAuthority, RefusalCode } from '../authority.js';
+import { Framer } from './framing.js';
+import { FrontendCode, ProtocolError, readStartupPacket, type StartupPacket } from './messages.js';
+import { FrameQueue } from './queue.js';
+import * as ser from './serializer.js';
+import type { LoadedTls } from './tls.js';
+
+/** PostgreSQL's own limit for a startup packet. */
+const MAX_STARTUP_PACKET = 10_000;
+/** A password message carrying a gateway token is small. */
+const MAX_AUTH_MESSAGE = 8 * 1024;
+
+export interface LoginOptions {
+  readonly authority: GatewayAuthority;
+  readonly tls: LoadedTls | undefined;
+  readonly requireTls: boolean;
+  readonly allowPasswordWithoutTls: boolean;
+}
+
+export type LoginResult =
+  | {
+      readonly kind: 'ok';
+      readonly client: Socket;
+      readonly tls: boolean;
+      readonly auth: AuthorizedSession;
+      readonly startup: ReadonlyMap<string, string>;
+      /** The client's framer (carries any partial message already received). */
+      readonly framer: Framer;
+      /** Whole messages the client sent before we answered (pipelined after the password). */
+      readonly early: Array<[number, Buffer]>;
+    }
+  | { readonly kind: 'cancel'; readonly pid: number; readonly secret: number }
+  | {
+      readonly kind: 'refused';
+      readonly code: RefusalCode | 'tls_required' | 'bad_startup' | 'internal';
+      readonly message: string;
+      readonly user: string;
+      readonly resource: string;
+      readonly tls: boolean;
+    };
+
+/**
+ * The client-facing half of a connection's start: SSLRequest/TLS, the startup message, and
+ * authentication with a gateway token as the password (cleartext, only inside TLS unless
+ * explicitly allowed). Refusals are answered here with a FATAL ErrorResponse; the caller audits.
+ */
+export async function acceptClient(raw: Socket, clientAddress: string, opts: LoginOptions): Promise<LoginResult> {
+  let socket: Socket = raw;
+  let tls = false;
+  let queue = new FrameQueue(socket, new Framer(MAX_STARTUP_PACKET, true));
+  let packet: StartupPacket = readStartupPacket((await queue.next())[1]);
+  for (let negotiations = 0; packet.kind === 'ssl' || packet.kind === 'gssenc'; negotiations++) {
+    if (negotiations >= 2) throw new ProtocolError('too many encryption requests');
+    if (packet.kind === 'ssl' && opts.tls && !tls) {
+      // Bytes after SSLRequest but before the handshake would be unencrypted injected data.
+      if (queue.detach().length > 0 || queue.framer.buffered > 0) throw new ProtocolError('data received before the TLS handshake');
+      socket.write(ser.sslAccepted());
+      const secure = new TLSSocket(socket, { isServer: true, secureContext: opts.tls.context });
+      secure.on('error', noop); // errors surface as 'close' from here on; never as an uncaught event
+      await new Promise<void>((resolve, reject) => {
+        const onClose = () => reject(new ProtocolError('closed during the TLS handshake'));
+        secure.once('error', reject);
+        secure.once('close', onClose);
+        secure.once('secure', () => {
+          secure.off('error', reject);
+          secure.off('close', onClose);
+          resolve();
+        });
+      });
+      socket = secure;
+      tls = true;
+      queue = new FrameQueue(socket, new Framer(MAX_STARTUP_PACKET, true));
+    } else {
+      socket.write(ser.sslRefused());
+    }
+    packet = readStartupPacket((await queue.next())[1]);
+  }
+  if (packet.kind === 'cancel') {
+    queue.detach();
+    return packet;
+  }
+  const startup = packet.params;
+  const user = startup.get('user') ?? '';
+  const resource = startup.get('database') ?? user;
+  const refuse = (code: Extract<LoginResult, { kind: 'refused' }>['code'], sqlstate: string, message: string): LoginResult => {
+    queue.detach();
+    socket.end(ser.errorResponse({ severity: 'FATAL', code: sqlstate, message }));
+    return { kind: 'refused', code, message, user, resource, tls };
+  };
+  if (user === '') return refuse('bad_startup', '28000', 'hallpass: no user name given (use your hallpass user name)');
+  if (startup.has('replication')) return refuse('bad_startup', '28000', 'hallpass: replication connections are not supported');
+  if (!tls && (opts.requireTls || !opts.allowPasswordWithoutTls)) {
+    return refuse('tls_required', '28000', 'hallpass: the gateway requires TLS (connect with sslmode=require or verify-full)');
+  }
+  socket.write(ser.authenticationCleartext());
+  queue.framer.startup = false;
+  queue.framer.maxLength = MAX_AUTH_MESSAGE;
+  const [type, frame] = await queue.next();
+  if (type !== FrontendCode.Password) throw new ProtocolError('expected a password message');
+  const end = frame.indexOf(0, 5);
+  if (end < 0) throw new ProtocolError('malformed password message');
+  const token = frame.toString('utf8', 5, end);
+  let result;
+  try {
+    result = await opts.authority.authorize({ token, user, resource, clientAddress, tls });
+  } catch {
+    return refuse('internal', 'XX000', 'hallpass: the gateway could not check your access; try again');
+  }
+  if (!result.ok) {
+    const sqlstate = result.code === 'wrong_resource' || result.code === 'not_owner' || result.code === 'not_active' ? '28000' : '28P01';
+    return refuse(result.code, sqlstate, `hallpass: ${result.message}`);
+  }
+  if (result.session.resource !== resource) return refuse('wrong_resource', '28000', `hallpass: this token is not for ${resource}`);
+  const early = queue.detach();
+  return { kind: 'ok', client: socket, tls, auth: result.session, startup, framer: queue.framer, early };
+}
+
+const noop = (): void => {};

@@ -1,0 +1,144 @@
+import type { Socket } from 'node:net';
+import type { Framer } from './framing.js';
+import { FrontendCode } from './messages.js';
+
+/** How a relay ended, seen from the relay (the session adds cut-offs and shutdowns). */
+export type RelayEnd =
+  | { readonly kind: 'client_terminate' }
+  | { readonly kind: 'client_closed' }
+  | { readonly kind: 'upstream_closed' }
+  | { readonly kind: 'protocol_error'; readonly side: 'client' | 'upstream'; readonly message: string };
+
+export interface RelayHooks {
+  /** Client -> target message; returns the bytes to forward. */
+  fromClient(type: number, frame: Buffer): Buffer;
+  /** Target -> client message; returns the bytes to forward. */
+  fromServer(type: number, frame: Buffer): Buffer;
+  /** Called before each chunk is relayed; false stops the relay (the grant just ended). */
+  mayRelay(): boolean;
+  onEnd(end: RelayEnd): void;
+}
+
+/**
+ * Moves whole messages between a client and its target. Each direction is framed so that only
+ * whole messages are ever forwarded (a cut-off can always inject a clean FATAL), consecutive
+ * messages of a chunk go out in one write, and a slow reader pauses its peer (backpressure), so
+ * memory per session stays bounded by the socket buffers plus one message.
+ */
+export class Relay {
+  bytesFromClient = 0;
+  bytesToClient = 0;
+  #stopped = false;
+
+  constructor(
+    readonly client: Socket,
+    readonly upstream: Socket,
+    readonly clientFramer: Framer,
+    readonly upstreamFramer: Framer,
+    readonly hooks: RelayHooks,
+  ) {}
+
+  /** Starts relaying; `early` are whole client messages already read during login. */
+  start(early: ReadonlyArray<readonly [number, Buffer]>): void {
+    const c = this.client;
+    const u = this.upstream;
+    c.on('data', this.#onClientData);
+    u.on('data', this.#onUpstreamData);
+    c.on('close', this.#onClientClose);
+    u.on('close', this.#onUpstreamClose);
+    c.on('error', noop);
+    u.on('error', noop);
+    if (early.length > 0) {
+      const out: Buffer[] = [];
+      for (const [t, f] of early) this.#clientFrame(t, f, out);
+      this.#write(u, c, out);
+    }
+    c.resume();
+    u.resume();
+  }
+
+  /** Stops relaying in both directions; the sockets stay open for the caller to finish. */
+  stop(): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.client.off('data', this.#onClientData);
+    this.upstream.off('data', this.#onUpstreamData);
+    this.client.off('close', this.#onClientClose);
+    this.upstream.off('close', this.#onUpstreamClose);
+  }
+
+  #terminated = false;
+
+  readonly #onClientData = (chunk: Buffer): void => {
+    if (this.#stopped || !this.hooks.mayRelay()) return;
+    this.bytesFromClient += chunk.length;
+    const out: Buffer[] = [];
+    try {
+      this.clientFramer.push(chunk, (t, f) => this.#clientFrame(t, f, out));
+    } catch (e) {
+      this.#write(this.upstream, this.client, out);
+      return this.#end({ kind: 'protocol_error', side: 'client', message: e instanceof Error ? e.message : String(e) });
+    }
+    this.#write(this.upstream, this.client, out);
+    if (this.#terminated) this.#end({ kind: 'client_terminate' });
+  };
+
+  #clientFrame(type: number, frame: Buffer, out: Buffer[]): void {
+    if (this.#terminated) return;
+    if (type === FrontendCode.Terminate) this.#terminated = true;
+    append(out, this.hooks.fromClient(type, frame));
+  }
+
+  readonly #onUpstreamData = (chunk: Buffer): void => {
+    if (this.#stopped || !this.hooks.mayRelay()) return;
+    const out: Buffer[] = [];
+    try {
+      this.upstreamFramer.push(chunk, (t, f) => append(out, this.hooks.fromServer(t, f)));
+    } catch (e) {
+      this.#write(this.client, this.upstream, out);
+      return this.#end({ kind: 'protocol_error', side: 'upstream', message: e instanceof Error ? e.message : String(e) });
+    }
+    this.#write(this.client, this.upstream, out);
+  };
+
+  readonly #onClientClose = (): void => this.#end({ kind: 'client_closed' });
+  readonly #onUpstreamClose = (): void => this.#end({ kind: 'upstream_closed' });
+
+  #end(end: RelayEnd): void {
+    if (this.#stopped) return;
+    this.stop();
+    this.hooks.onEnd(end);
+  }
+
+  /** Writes `out` to `to`; if `to` is full, pauses `from` until it drains. */
+  #write(to: Socket, from: Socket, out: Buffer[]): void {
+    if (out.length === 0) return;
+    let n = 0;
+    for (const b of out) n += b.length;
+    if (to === this.client) this.bytesToClient += n;
+    if (out.length === 1) to.write(out[0] as Buffer);
+    else {
+      to.cork();
+      for (const b of out) to.write(b);
+      to.uncork();
+    }
+    if (to.writableNeedDrain && !from.isPaused()) {
+      from.pause();
+      to.once('drain', () => {
+        if (!this.#stopped) from.resume();
+      });
+    }
+  }
+}
+
+/** Appends `b`, merging it into the previous buffer when it directly follows it in memory. */
+function append(out: Buffer[], b: Buffer): void {
+  const last = out[out.length - 1];
+  if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
+    out[out.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
+  } else {
+    out.push(b);
+  }
+}
+
+const noop = (): void => {};

@@ -1,0 +1,178 @@
+import { createServer, type Server, type Socket } from 'node:net';
+import { systemClock, type Clock } from '../../domain/clock.js';
+import { ConfigError } from '../../domain/errors.js';
+import { AuditBatcher, type AuditBatcherOptions } from '../audit-batcher.js';
+import type { GatewayAuditSink, GatewayAuthority } from '../authority.js';
+import { CancelRegistry } from './cancel.js';
+import { GuardrailChecker, loadGuardrailParser } from './guardrails.js';
+import { ClientSession, type SessionContext } from './session.js';
+import { loadGatewayTls, type GatewayTlsConfig, type LoadedTls } from './tls.js';
+
+export interface PostgresGatewayOptions {
+  readonly authority: GatewayAuthority;
+  readonly audit: GatewayAuditSink;
+  /** Default 127.0.0.1. */
+  readonly host?: string;
+  /** Default 15432; 0 picks a free port (see address()). */
+  readonly port?: number;
+  /** Certificate source; `false` disables TLS (then only `insecureAllowPasswordWithoutTls` lets anyone in). */
+  readonly tls: GatewayTlsConfig | false;
+  /** Refuse clients that do not negotiate TLS. Default true. */
+  readonly requireTls?: boolean;
+  /** Accept a gateway token in cleartext outside TLS. Default false: never in production. */
+  readonly insecureAllowPasswordWithoutTls?: boolean;
+  /** Largest protocol message accepted after login, either direction. Default 64 MiB. */
+  readonly maxMessageBytes?: number;
+  /** Default 10 s. */
+  readonly upstreamConnectTimeoutMs?: number;
+  /** Startup + authentication + upstream login must finish within this. Default 15 s. */
+  readonly loginTimeoutMs?: number;
+  /** Most simultaneous client connections. Default 1000. */
+  readonly maxConnections?: number;
+  readonly auditBatch?: AuditBatcherOptions;
+  readonly clock?: Clock;
+}
+
+export interface GatewaySessionInfo {
+  readonly sessionId: string;
+  readonly grantId: string;
+  readonly userName: string;
+  readonly resource: string;
+  readonly clientAddress: string;
+}
+
+/**
+ * The PostgreSQL gateway: one listener, its sessions indexed by grant so a grant's end cuts
+ * them all at once, and its audit batcher. Each session also holds its own timer at the grant's
+ * end, so it is cut even if endGrant is never called.
+ */
+export class PostgresGateway {
+  readonly #opts: PostgresGatewayOptions;
+  readonly #audit: AuditBatcher;
+  readonly #byGrant = new Map<string, Set<ClientSession>>();
+  readonly #all = new Set<ClientSession>();
+  readonly #sockets = new Set<Socket>();
+  #server: Server | undefined;
+  #tls: LoadedTls | undefined;
+  #ctx: SessionContext | undefined;
+  #closing = false;
+
+  constructor(opts: PostgresGatewayOptions) {
+    if (opts.tls === false && (opts.requireTls ?? true)) {
+      throw new ConfigError('gateway: requireTls is on but TLS is disabled; configure tls (cert/key or selfSignedDir)');
+    }
+    this.#opts = opts;
+    this.#audit = new AuditBatcher(opts.audit, opts.auditBatch);
+  }
+
+  /** Loads TLS and the SQL parser, then listens. Resolves with the bound address. */
+  async start(): Promise<{ host: string; port: number }> {
+    const o = this.#opts;
+    this.#tls = o.tls === false ? undefined : await loadGatewayTls(o.tls);
+    await loadGuardrailParser();
+    this.#ctx = {
+      authority: o.authority,
+      tls: this.#tls,
+      requireTls: o.requireTls ?? true,
+      allowPasswordWithoutTls: o.insecureAllowPasswordWithoutTls ?? false,
+      audit: this.#audit,
+      cancelKeys: new CancelRegistry<ClientSession>(),
+      guardrails: new GuardrailChecker(),
+      clock: o.clock ?? systemClock,
+      maxMessageBytes: o.maxMessageBytes ?? 64 * 1024 * 1024,
+      upstreamConnectTimeoutMs: o.upstreamConnectTimeoutMs ?? 10_000,
+      loginTimeoutMs: o.loginTimeoutMs ?? 15_000,
+      attach: (s) => this.#attach(s),
+      detach: (s) => this.#detach(s),
+    };
+    const server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.#onConnection(socket));
+    server.maxConnections = o.maxConnections ?? 1000;
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(o.port ?? 15432, o.host ?? '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    return this.address();
+  }
+
+  address(): { host: string; port: number } {
+    const a = this.#server?.address();
+    if (!a || typeof a === 'string') throw new ConfigError('gateway is not listening');
+    return { host: a.address, port: a.port };
+  }
+
+  /** The certificate clients should trust (PEM), e.g. for a generated self-signed pair. */
+  get certificatePem(): string | undefined {
+    return this.#tls?.certPem;
+  }
+
+  /** Open sessions (for /metrics and the admin view). */
+  sessions(): GatewaySessionInfo[] {
+    return [...this.#byGrant.values()].flatMap((set) =>
+      [...set].flatMap((s) =>
+        s.auth
+          ? [{ sessionId: s.id, grantId: s.auth.grantId, userName: s.auth.userName, resource: s.auth.resource, clientAddress: s.clientAddress }]
+          : [],
+      ),
+    );
+  }
+
+  /** Cuts every session of the grant now (FATAL "access to R expired|revoked"). Resolves when all are closed. */
+  async endGrant(grantId: string, reason: 'expired' | 'revoked'): Promise<number> {
+    const set = this.#byGrant.get(grantId);
+    if (!set) return 0;
+    const sessions = [...set];
+    await Promise.all(sessions.map((s) => s.cut(reason)));
+    return sessions.length;
+  }
+
+  /** The grant's end moved (extension): every session re-arms its own timer. */
+  updateGrantExpiry(grantId: string, expiresAt: Date): void {
+    for (const s of this.#byGrant.get(grantId) ?? []) s.updateExpiry(expiresAt);
+  }
+
+  /** Stops listening, ends every session cleanly, and stores every audit event. */
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    const server = this.#server;
+    const closed = server ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
+    await Promise.all([...this.#all].map((s) => s.cut('shutdown')));
+    for (const s of this.#sockets) s.destroy();
+    await closed;
+    await this.#audit.drain();
+  }
+
+  #onConnection(socket: Socket): void {
+    const ctx = this.#ctx;
+    if (!ctx || this.#closing) {
+      socket.destroy();
+      return;
+    }
+    this.#sockets.add(socket);
+    socket.once('close', () => this.#sockets.delete(socket));
+    const session = new ClientSession(socket, ctx);
+    this.#all.add(session);
+    void session.done.then(() => this.#all.delete(session));
+    void session.run();
+  }
+
+  #attach(s: ClientSession): void {
+    const id = s.grantId;
+    if (id === undefined) return;
+    let set = this.#byGrant.get(id);
+    if (!set) this.#byGrant.set(id, (set = new Set()));
+    set.add(s);
+  }
+
+  #detach(s: ClientSession): void {
+    const id = s.grantId;
+    if (id === undefined) return;
+    const set = this.#byGrant.get(id);
+    set?.delete(s);
+    if (set?.size === 0) this.#byGrant.delete(id);
+  }
+}

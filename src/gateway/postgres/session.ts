@@ -1,0 +1,315 @@
+import { randomBytes } from 'node:crypto';
+import type { Socket } from 'node:net';
+import type { Clock } from '../../domain/clock.js';
+import type { AuditBatcher } from '../audit-batcher.js';
+import type { AuthorizedSession } from '../authority.js';
+import type { CancelRegistry } from './cancel.js';
+import { Framer } from './framing.js';
+import type { GuardrailChecker } from './guardrails.js';
+import { acceptClient, type LoginOptions } from './login.js';
+import { Relay, type RelayEnd } from './relay.js';
+import { ProtocolError } from './messages.js';
+import * as ser from './serializer.js';
+import { StatementTracker } from './tracker.js';
+import { cancelUpstream, connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
+
+export interface SessionContext extends LoginOptions {
+  readonly audit: AuditBatcher;
+  readonly cancelKeys: CancelRegistry<ClientSession>;
+  readonly guardrails: GuardrailChecker;
+  readonly clock: Clock;
+  readonly maxMessageBytes: number;
+  readonly upstreamConnectTimeoutMs: number;
+  /** Startup, TLS, authentication and the upstream login must finish within this. */
+  readonly loginTimeoutMs: number;
+  attach(session: ClientSession): void;
+  detach(session: ClientSession): void;
+}
+
+export type EndReason = 'expired' | 'revoked' | 'shutdown' | RelayEnd['kind'];
+
+/** Startup parameters passed on to the target. Others (notably `options`, which can set any GUC) are not. */
+const FORWARDED_PARAMS = ['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits'];
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * One client connection: login, upstream login with the grant's credential, relay, and the end
+ * (by the client, the target, or a cut-off at the grant's end). run() never throws.
+ */
+export class ClientSession {
+  readonly id = `gws_${randomBytes(9).toString('base64url')}`;
+  readonly clientAddress: string;
+  auth: AuthorizedSession | undefined;
+  #client: Socket;
+  #tls = false;
+  #upstream: UpstreamConnection | undefined;
+  #relay: Relay | undefined;
+  #tracker: StatementTracker | undefined;
+  #key: { pid: number; secret: number } | undefined;
+  #expiresMs = Infinity;
+  #timer: NodeJS.Timeout | undefined;
+  #ending = false;
+  #pendingCut: 'expired' | 'revoked' | 'shutdown' | undefined;
+  #startedAt = new Date(0);
+  readonly #done: Promise<void>;
+  #resolveDone!: () => void;
+
+  constructor(
+    readonly socket: Socket,
+    readonly ctx: SessionContext,
+  ) {
+    this.#client = socket;
+    this.clientAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+    this.#done = new Promise((r) => (this.#resolveDone = r));
+    socket.on('error', noop);
+    socket.setNoDelay(true);
+  }
+
+  /** Resolves once both connections are closed and the end is audited. */
+  get done(): Promise<void> {
+    return this.#done;
+  }
+
+  get grantId(): string | undefined {
+    return this.auth?.grantId;
+  }
+
+  async run(): Promise<void> {
+    const loginTimer = setTimeout(() => this.socket.destroy(), this.ctx.loginTimeoutMs);
+    try {
+      await this.#login();
+    } catch (e) {
+      // A malformed or abandoned login: answer if we still can, close this connection only.
+      this.#stopTimer();
+      if (this.auth) this.ctx.detach(this);
+      this.#upstream?.socket.destroy();
+      if (e instanceof ProtocolError) {
+        this.ctx.audit.add({
+          type: 'gateway.refused',
+          actor: this.auth?.userName ?? '',
+          data: { code: 'protocol_error', message: e.message, clientAddress: this.clientAddress, tls: this.#tls },
+          at: this.ctx.clock.now(),
+        });
+        if (this.#client.writable) this.#client.end(ser.errorResponse({ severity: 'FATAL', code: '08P01', message: `hallpass: ${e.message}` }));
+      }
+      await this.#closeSoon(this.#client);
+      this.#resolveDone();
+    } finally {
+      clearTimeout(loginTimer);
+    }
+  }
+
+  async #login(): Promise<void> {
+    const ctx = this.ctx;
+    const r = await acceptClient(this.socket, this.clientAddress, ctx);
+    if (r.kind === 'cancel') {
+      this.socket.destroy();
+      const target = ctx.cancelKeys.lookup(r.pid, r.secret);
+      if (target) await target.cancelQuery();
+      this.#resolveDone();
+      return;
+    }
+    if (r.kind === 'refused') {
+      ctx.audit.add({
+        type: 'gateway.refused',
+        actor: r.user,
+        data: { code: r.code, message: r.message, resource: r.resource, clientAddress: this.clientAddress, tls: r.tls },
+        at: ctx.clock.now(),
+      });
+      await this.#closeSoon(this.socket);
+      this.#resolveDone();
+      return;
+    }
+    this.#client = r.client;
+    this.#tls = r.tls;
+    const auth = r.auth;
+    this.auth = auth;
+    this.#expiresMs = auth.expiresAt.getTime();
+    ctx.attach(this);
+    this.#armTimer();
+    const params = new Map<string, string>();
+    for (const k of FORWARDED_PARAMS) {
+      const v = r.startup.get(k);
+      if (v !== undefined) params.set(k, v);
+    }
+    if (auth.readOnly) params.set('default_transaction_read_only', 'on');
+    try {
+      this.#upstream = await connectUpstream(auth.upstream, params, ctx.upstreamConnectTimeoutMs);
+    } catch (e) {
+      const sqlstate = e instanceof UpstreamError && e.sqlstate ? e.sqlstate : '08006';
+      this.#audit('gateway.refused', { code: 'upstream_failed', sqlstate, resource: auth.resource, clientAddress: this.clientAddress, tls: this.#tls });
+      // The target's message may name the injected principal: the client gets a generic one.
+      r.client.end(ser.errorResponse({ severity: 'FATAL', code: sqlstate, message: `hallpass: could not log in to ${auth.resource} (SQLSTATE ${sqlstate})` }));
+      await this.#closeSoon(r.client);
+      this.#stopTimer();
+      ctx.detach(this);
+      this.#resolveDone();
+      return;
+    }
+    const upstream = this.#upstream;
+    if (this.#pendingCut || ctx.clock.now().getTime() >= this.#expiresMs) {
+      // The grant ended while we were logging in.
+      upstream.socket.end(ser.terminate());
+      this.#startedAt = ctx.clock.now();
+      this.#relay = undefined;
+      this.#finish(this.#pendingCut ?? 'expired');
+      return;
+    }
+    this.#key = ctx.cancelKeys.register(this);
+    this.#client.cork();
+    this.#client.write(ser.authenticationOk());
+    for (const p of upstream.parameterStatus) this.#client.write(p);
+    this.#client.write(ser.backendKeyData(this.#key.pid, this.#key.secret));
+    this.#client.write(ser.readyForQuery('I'));
+    this.#client.uncork();
+    this.#startedAt = ctx.clock.now();
+    this.#audit('gateway.session.start', {
+      sessionId: this.id,
+      resource: auth.resource,
+      role: auth.role,
+      clientAddress: this.clientAddress,
+      tls: this.#tls,
+      applicationName: r.startup.get('application_name') ?? null,
+      principal: auth.upstream.user,
+      readOnly: auth.readOnly,
+      guardrails: auth.guardrails,
+    });
+    const tracker = new StatementTracker(auth, ctx.guardrails, (type, data) => this.#audit(type, { sessionId: this.id, ...data }));
+    this.#tracker = tracker;
+    r.framer.maxLength = ctx.maxMessageBytes;
+    upstream.socket.on('error', noop);
+    this.#relay = new Relay(this.#client, upstream.socket, r.framer, new Framer(ctx.maxMessageBytes), {
+      fromClient: (t, f) => tracker.fromClient(t, f),
+      fromServer: (t, f) => tracker.fromServer(t, f),
+      mayRelay: () => {
+        if (this.ctx.clock.now().getTime() < this.#expiresMs) return true;
+        this.#finish('expired');
+        return false;
+      },
+      onEnd: (end) => this.#finish(end.kind, end.kind === 'protocol_error' ? end.message : undefined),
+    });
+    this.#relay.start(r.early);
+  }
+
+  /** Cuts the session now (grant ended, or the gateway is shutting down). Resolves when closed. */
+  cut(reason: 'expired' | 'revoked' | 'shutdown'): Promise<void> {
+    if (!this.#relay) {
+      // Still logging in: the login path ends it as soon as the upstream login returns.
+      this.#pendingCut ??= reason;
+      if (!this.#upstream) {
+        this.socket.destroy();
+      }
+      return this.#done;
+    }
+    this.#finish(reason);
+    return this.#done;
+  }
+
+  /** The grant was extended (or shortened): re-arm this session's own timer. */
+  updateExpiry(expiresAt: Date): void {
+    this.#expiresMs = expiresAt.getTime();
+    if (this.#relay && !this.#ending) this.#armTimer();
+  }
+
+  /** Ctrl-C: cancel the query running upstream (the client used the gateway's cancel key). */
+  async cancelQuery(): Promise<void> {
+    const u = this.#upstream;
+    if (!u || !this.auth || this.#ending) return;
+    this.#audit('gateway.cancel', { sessionId: this.id });
+    await cancelUpstream(this.auth.upstream, u.pid, u.secret);
+  }
+
+  #armTimer(): void {
+    this.#stopTimer();
+    const delay = this.#expiresMs - this.ctx.clock.now().getTime();
+    if (delay <= 0) {
+      if (this.#relay) this.#finish('expired');
+      else this.#pendingCut ??= 'expired';
+      return;
+    }
+    this.#timer = setTimeout(() => this.#armTimer(), Math.min(delay, MAX_TIMER_MS));
+    this.#timer.unref();
+  }
+
+  #stopTimer(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #finish(reason: EndReason, detail?: string): void {
+    if (this.#ending) return;
+    this.#ending = true;
+    this.#stopTimer();
+    this.#relay?.stop();
+    if (this.#key) this.ctx.cancelKeys.unregister(this.#key.pid);
+    const now = this.ctx.clock.now();
+    // No byte is relayed after the grant's end (mayRelay), so the session ended by then.
+    const endedAt = reason === 'expired' && now.getTime() > this.#expiresMs ? new Date(this.#expiresMs) : now;
+    const auth = this.auth as AuthorizedSession;
+    const client = this.#client;
+    const upstream = this.#upstream as UpstreamConnection;
+    const fatal = clientMessage(reason, auth.resource, detail);
+    if (fatal && client.writable) client.end(fatal);
+    else client.end();
+    const clientClosed = this.#closeSoon(client);
+    // A query still running upstream would outlive the session: cancel it, then log out.
+    const busy = this.#tracker?.busy ?? false;
+    const upstreamClosed = (async () => {
+      if (busy && reason !== 'upstream_closed') await cancelUpstream(auth.upstream, upstream.pid, upstream.secret, 1000);
+      if (upstream.socket.writable) upstream.socket.end(ser.terminate());
+      await this.#closeSoon(upstream.socket);
+    })();
+    this.ctx.audit.add({
+      type: 'gateway.session.end',
+      actor: auth.userName,
+      grantId: auth.grantId,
+      data: {
+        sessionId: this.id,
+        resource: auth.resource,
+        reason,
+        ...(detail !== undefined ? { detail } : {}),
+        clientAddress: this.clientAddress,
+        tls: this.#tls,
+        startedAt: this.#startedAt.toISOString(),
+        bytesFromClient: this.#relay?.bytesFromClient ?? 0,
+        bytesToClient: this.#relay?.bytesToClient ?? 0,
+      },
+      at: endedAt,
+    });
+    this.ctx.detach(this);
+    void Promise.all([clientClosed, upstreamClosed]).finally(() => this.#resolveDone());
+  }
+
+  /** Resolves when `s` has closed; destroys it if the peer does not close within 500 ms. */
+  #closeSoon(s: Socket): Promise<void> {
+    return new Promise((resolve) => {
+      if (s.destroyed) return resolve();
+      const t = setTimeout(() => s.destroy(), 500);
+      s.once('close', () => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
+  #audit(type: string, data: Record<string, unknown>): void {
+    const auth = this.auth as AuthorizedSession;
+    this.ctx.audit.add({ type, actor: auth.userName, grantId: auth.grantId, data, at: this.ctx.clock.now() });
+  }
+}
+
+function clientMessage(reason: EndReason, resource: string, detail: string | undefined): Buffer | undefined {
+  switch (reason) {
+    case 'expired':
+    case 'revoked':
+      return ser.errorResponse({ severity: 'FATAL', code: '57P01', message: `hallpass: access to ${resource} ${reason}` });
+    case 'shutdown':
+      return ser.errorResponse({ severity: 'FATAL', code: '57P01', message: 'hallpass: the gateway is shutting down' });
+    case 'protocol_error':
+      return ser.errorResponse({ severity: 'FATAL', code: '08P01', message: `hallpass: protocol violation: ${detail ?? ''}` });
+    default:
+      return undefined;
+  }
+}
+
+const noop = (): void => {};

@@ -1,0 +1,270 @@
+import type { GuardDecision, GuardrailChecker } from './guardrails.js';
+import {
+  BackendCode,
+  FrontendCode,
+  readBind,
+  readCommandTag,
+  readErrorFields,
+  readExecute,
+  readParse,
+  readQuery,
+  readTxStatus,
+  rowsFromTag,
+} from './messages.js';
+import * as ser from './serializer.js';
+
+/** Where statement audit events go (the session adds who/where). */
+export type StatementEmitter = (type: 'gateway.query' | 'gateway.statement' | 'gateway.execute', data: Record<string, unknown>) => void;
+
+export interface TrackerPolicy {
+  readonly resource: string;
+  readonly role: string;
+  readonly guardrails: readonly string[];
+  readonly readOnly: boolean;
+  readonly storeParameters: boolean;
+}
+
+const enum Kind {
+  Query,
+  Parse,
+  Bind,
+  Execute,
+  Describe,
+  Close,
+  Sync,
+  Function,
+}
+
+type Denial = Extract<GuardDecision, { allowed: false }>;
+
+/** A request forwarded upstream and not yet answered. Answers come back in order. */
+interface Pending {
+  kind: Kind;
+  start: number;
+  sql?: string;
+  statementId?: number;
+  name?: string;
+  tags?: string[];
+  error?: string;
+  denied?: Denial;
+  params?: (string | null)[] | undefined;
+}
+
+/** A statement text never crosses this many characters into an audit event. */
+const MAX_AUDIT_SQL = 64 * 1024;
+/** The parse-time error we send upstream in place of a denied statement (replaced on the way back). */
+const POISON = "SELECT 'hallpass: statement denied'::pg_catalog.int4";
+
+/**
+ * Follows the conversation of one session to audit it and enforce guardrails, without
+ * re-serialising what passes: it sees each whole message once in each direction and returns
+ * the message to forward (the same bytes, or a substitute for a denied statement).
+ *
+ * A denied statement is replaced upstream by one that fails at parse time, so the target itself
+ * aborts the transaction and discards the rest of an extended-protocol batch exactly as it would
+ * for any error; the target's ErrorResponse is then swapped for ours on the way back. Responses
+ * stay in order even when the client pipelines.
+ */
+export class StatementTracker {
+  readonly #pending: Pending[] = [];
+  #head = 0;
+  readonly #statements = new Map<string, { id: number; sql: string }>();
+  readonly #portals = new Map<string, { statementId: number | undefined; statement: string; params?: (string | null)[] | undefined }>();
+  #nextId = 1;
+  /** Last ReadyForQuery status: 'I' idle, 'T' in a transaction, 'E' failed transaction. */
+  txStatus = 0x49;
+
+  constructor(
+    readonly policy: TrackerPolicy,
+    readonly checker: GuardrailChecker,
+    readonly emit: StatementEmitter,
+    readonly now: () => number = performance.now.bind(performance),
+  ) {}
+
+  /** A request is in flight upstream (a cut-off must cancel it). */
+  get busy(): boolean {
+    return this.#head < this.#pending.length;
+  }
+
+  /** Client -> target. Returns what to forward. */
+  fromClient(type: number, frame: Buffer): Buffer {
+    switch (type) {
+      case FrontendCode.Query: {
+        const sql = readQuery(frame);
+        const d = this.#decide(sql);
+        this.#push({ kind: Kind.Query, start: this.now(), sql, tags: [], ...(d ? { denied: d } : {}) });
+        return d ? ser.query(POISON) : frame;
+      }
+      case FrontendCode.Parse: {
+        const { name, sql } = readParse(frame);
+        const id = this.#nextId++;
+        this.#statements.set(name, { id, sql });
+        const d = this.#decide(sql);
+        this.#push({ kind: Kind.Parse, start: this.now(), sql, name, statementId: id, ...(d ? { denied: d } : {}) });
+        return d ? ser.parse(name, POISON) : frame;
+      }
+      case FrontendCode.Bind: {
+        const b = readBind(frame, this.policy.storeParameters);
+        const st = this.#statements.get(b.statement);
+        this.#portals.set(b.portal, { statementId: st?.id, statement: b.statement, params: b.params });
+        this.#push({ kind: Kind.Bind, start: 0 });
+        return frame;
+      }
+      case FrontendCode.Execute: {
+        const portal = this.#portals.get(readExecute(frame));
+        this.#push({
+          kind: Kind.Execute,
+          start: this.now(),
+          ...(portal?.statementId !== undefined ? { statementId: portal.statementId } : {}),
+          name: portal?.statement ?? '',
+          params: portal?.params,
+        });
+        return frame;
+      }
+      case FrontendCode.Describe:
+        this.#push({ kind: Kind.Describe, start: 0 });
+        return frame;
+      case FrontendCode.Close:
+        this.#push({ kind: Kind.Close, start: 0 });
+        if (frame[5] === 0x53 /* 'S' */) this.#statements.delete(frame.toString('utf8', 6, frame.length - 1));
+        return frame;
+      case FrontendCode.Sync:
+        this.#push({ kind: Kind.Sync, start: 0 });
+        return frame;
+      case FrontendCode.FunctionCall:
+        this.#push({ kind: Kind.Function, start: this.now(), sql: `<function call ${frame.readInt32BE(5)}>`, tags: [] });
+        return frame;
+      default:
+        return frame; // CopyData/CopyDone/CopyFail, Flush, Terminate: no answer of their own
+    }
+  }
+
+  /** Target -> client. Returns what to forward. */
+  fromServer(type: number, frame: Buffer): Buffer {
+    const head = this.#pending[this.#head];
+    switch (type) {
+      case BackendCode.CommandComplete:
+      case BackendCode.EmptyQueryResponse:
+      case BackendCode.PortalSuspended: {
+        if (!head) break;
+        const tag = type === BackendCode.CommandComplete ? readCommandTag(frame) : '';
+        if (head.kind === Kind.Query || head.kind === Kind.Function) head.tags?.push(tag);
+        else if (head.kind === Kind.Execute) this.#finishExecute(head, tag, type === BackendCode.PortalSuspended);
+        break;
+      }
+      case BackendCode.ParseComplete:
+        if (head?.kind === Kind.Parse) this.#finishParse(head);
+        break;
+      case BackendCode.BindComplete:
+      case BackendCode.CloseComplete:
+        if (head?.kind === Kind.Bind || head?.kind === Kind.Close) this.#shift();
+        break;
+      case BackendCode.RowDescription:
+      case BackendCode.NoData:
+        if (head?.kind === Kind.Describe) this.#shift();
+        break;
+      case BackendCode.ErrorResponse:
+        return this.#onError(head, frame);
+      case BackendCode.ReadyForQuery:
+        this.txStatus = readTxStatus(frame);
+        if (head && (head.kind === Kind.Query || head.kind === Kind.Function)) this.#finishQuery(head);
+        else if (head?.kind === Kind.Sync) this.#shift();
+        break;
+    }
+    return frame;
+  }
+
+  #onError(head: Pending | undefined, frame: Buffer): Buffer {
+    if (!head || head.kind === Kind.Sync) return frame; // e.g. a FATAL from the target: passes through
+    const code = readErrorFields(frame).get('C') ?? 'XX000';
+    const replacement = head.denied && head.error === undefined ? this.#deniedError(head.denied) : frame;
+    head.error ??= code;
+    if (head.kind === Kind.Query || head.kind === Kind.Function) return replacement; // finished by ReadyForQuery
+    // Extended protocol: this request failed, the target skips everything up to the next Sync.
+    this.#shift();
+    if (head.kind === Kind.Parse) this.#emitParse(head);
+    else if (head.kind === Kind.Execute) this.#emitExecute(head, null, false);
+    for (let p = this.#pending[this.#head]; p && p.kind !== Kind.Sync; p = this.#pending[this.#head]) {
+      this.#shift();
+      if (p.denied && p.kind === Kind.Parse) this.#emitParse({ ...p, error: 'skipped' });
+    }
+    return replacement;
+  }
+
+  #deniedError(d: Denial): Buffer {
+    return ser.errorResponse({
+      severity: 'ERROR',
+      code: '42501',
+      message: `hallpass: statement denied on ${this.policy.resource} for role ${this.policy.role} (${d.guardrail}): ${d.reason}`,
+      hint: 'The role you were granted does not allow this statement. Request a role that does.',
+    });
+  }
+
+  #decide(sql: string): Denial | undefined {
+    const d = this.checker.check(sql, this.policy.guardrails, this.policy.readOnly);
+    return d.allowed ? undefined : d;
+  }
+
+  #push(p: Pending): void {
+    this.#pending.push(p);
+  }
+
+  #shift(): void {
+    this.#head++;
+    if (this.#head >= 1024 || this.#head === this.#pending.length) {
+      this.#pending.splice(0, this.#head);
+      this.#head = 0;
+    }
+  }
+
+  #finishQuery(p: Pending): void {
+    this.#shift();
+    const tags = p.tags ?? [];
+    const last = tags[tags.length - 1];
+    this.emit('gateway.query', {
+      sql: clip(p.sql ?? ''),
+      durationMs: round(this.now() - p.start),
+      tags,
+      rows: last === undefined ? null : rowsFromTag(last),
+      ...(p.error !== undefined ? { error: p.error } : {}),
+      ...(p.denied ? { denied: { guardrail: p.denied.guardrail, reason: p.denied.reason } } : {}),
+    });
+  }
+
+  #finishParse(p: Pending): void {
+    this.#shift();
+    this.#emitParse(p);
+  }
+
+  #emitParse(p: Pending): void {
+    this.emit('gateway.statement', {
+      statementId: p.statementId,
+      name: p.name,
+      sql: clip(p.sql ?? ''),
+      durationMs: round(this.now() - p.start),
+      ...(p.error !== undefined ? { error: p.error } : {}),
+      ...(p.denied ? { denied: { guardrail: p.denied.guardrail, reason: p.denied.reason } } : {}),
+    });
+  }
+
+  #finishExecute(p: Pending, tag: string, suspended: boolean): void {
+    this.#shift();
+    this.#emitExecute(p, tag, suspended);
+  }
+
+  #emitExecute(p: Pending, tag: string | null, suspended: boolean): void {
+    this.emit('gateway.execute', {
+      statementId: p.statementId ?? null,
+      ...(p.statementId === undefined ? { statement: p.name } : {}),
+      durationMs: round(this.now() - p.start),
+      tag,
+      rows: tag ? rowsFromTag(tag) : null,
+      ...(suspended ? { suspended: true } : {}),
+      ...(p.error !== undefined ? { error: p.error } : {}),
+      ...(p.params ? { params: p.params } : {}),
+    });
+  }
+}
+
+const round = (ms: number): number => Math.round(ms * 1000) / 1000;
+const clip = (sql: string): string => (sql.length > MAX_AUDIT_SQL ? `${sql.slice(0, MAX_AUDIT_SQL)}…` : sql);
