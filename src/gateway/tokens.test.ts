@@ -11,8 +11,15 @@ describe('gateway tokens', () => {
     expect(t.token).toMatch(/^hpg_grt_abc\.\d+\.[\w-]+\.[\w-]{43}$/);
     expect(t.expiresAt.getTime() - now.getTime()).toBe(GATEWAY_TOKEN_TTL_MS);
     const v = verifyGatewayToken(key, t.token, new Date(now.getTime() + 1000));
-    expect(v).toEqual({ ok: true, grantId: 'grt_abc', nonce: t.nonce, expiresAt: t.expiresAt });
+    expect(v).toEqual({ ok: true, grantId: 'grt_abc', nonce: t.nonce, expiresAt: t.expiresAt, reusable: false });
     expect(verifyGatewayToken(key, t.token, t.expiresAt)).toEqual({ ok: false, code: 'expired' });
+  });
+
+  it('marks reusable tokens (for pools and pgbench) so a prefix change breaks the MAC', () => {
+    const t = mintGatewayToken(key, { grantId: 'grt_abc', now, reusable: true });
+    expect(t.token.startsWith('hpgm_grt_abc.')).toBe(true);
+    expect(verifyGatewayToken(key, t.token, now)).toMatchObject({ ok: true, reusable: true });
+    expect(verifyGatewayToken(key, t.token.replace('hpgm_', 'hpg_'), now)).toEqual({ ok: false, code: 'bad_mac' });
   });
 
   it('never outlives the grant', () => {

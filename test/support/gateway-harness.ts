@@ -31,8 +31,8 @@ export class TestAuthority implements GatewayAuthority {
     return grantId;
   }
 
-  token(grantId: string, ttlMs?: number): string {
-    return mintGatewayToken(this.key, { grantId, now: new Date(), ...(ttlMs !== undefined ? { ttlMs } : {}) }).token;
+  token(grantId: string, ttlMs?: number, reusable = false): string {
+    return mintGatewayToken(this.key, { grantId, now: new Date(), reusable, ...(ttlMs !== undefined ? { ttlMs } : {}) }).token;
   }
 
   setExpiry(grantId: string, expiresAt: Date): void {
@@ -52,8 +52,10 @@ export class TestAuthority implements GatewayAuthority {
         ? { ok: false, code: 'expired', message: 'the gateway token has expired; get a new one with hallpass connect' }
         : { ok: false, code: 'bad_token', message: 'invalid gateway token' };
     }
-    if (this.usedNonces.has(v.nonce)) return { ok: false, code: 'replayed', message: 'this gateway token was already used' };
-    this.usedNonces.add(v.nonce);
+    if (!v.reusable) {
+      if (this.usedNonces.has(v.nonce)) return { ok: false, code: 'replayed', message: 'this gateway token was already used' };
+      this.usedNonces.add(v.nonce);
+    }
     const g = this.grants.get(v.grantId);
     if (!g) return { ok: false, code: 'bad_token', message: 'invalid gateway token' };
     if (g.status === 'revoked') return { ok: false, code: 'revoked', message: `your grant for ${g.resource} was revoked` };
@@ -97,7 +99,7 @@ export interface GatewayFixture {
   /** A node-postgres client through the gateway with a fresh token for `grantId` (TLS, CA verified). */
   client(grantId: string, opts?: { user?: string; database?: string }): pg.Client;
   /** psql/pgbench environment for a fresh token of `grantId`. */
-  env(grantId: string, opts?: { sslmode?: string; user?: string }): NodeJS.ProcessEnv;
+  env(grantId: string, opts?: { sslmode?: string; user?: string; reusable?: boolean }): NodeJS.ProcessEnv;
   stop(): Promise<void>;
 }
 
@@ -174,7 +176,7 @@ export async function startGatewayFixture(opts: Partial<PostgresGatewayOptions> 
         PGPORT: String(port),
         PGUSER: o.user ?? TEST_USER,
         PGDATABASE: 'app',
-        PGPASSWORD: authority.token(grantId),
+        PGPASSWORD: authority.token(grantId, undefined, o.reusable ?? false),
         PGSSLMODE: o.sslmode ?? 'verify-full',
         PGSSLROOTCERT: caFile,
         PGCONNECT_TIMEOUT: '10',

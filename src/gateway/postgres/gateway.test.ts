@@ -50,4 +50,96 @@ describe('PostgreSQL gateway relay', () => {
     const g = fx.grant({ upstream: { user: 'hp_md5', password: 'md5-secret-pw' } });
     expect(await psql(g, 'select current_user')).toBe('hp_md5');
   });
+
+  it('relays COPY in and out, notices and NOTIFY', async () => {
+    const g = fx.grant();
+    const out = await psql(g, 'copy (select id, name from items where id <= 3 order by id) to stdout');
+    expect(out).toBe('1\titem 1\n2\titem 2\n3\titem 3');
+    const input = Array.from({ length: 1000 }, (_, i) => `${1000 + i}\tcopied ${i}`).join('\n');
+    const child = spawn('psql', ['-X', '-v', 'ON_ERROR_STOP=1', '-c', 'copy items from stdin'], { env: fx.env(g) });
+    child.stdin.end(`${input}\n`);
+    const [code] = await new Promise<[number | null]>((r) => child.on('close', (c) => r([c])));
+    expect(code).toBe(0);
+    expect(await psql(fx.grant(), 'select count(*) from items where id >= 1000')).toBe('1000');
+
+    const c = fx.client(fx.grant());
+    const listener = fx.client(fx.grant());
+    await Promise.all([c.connect(), listener.connect()]);
+    try {
+      const notices: string[] = [];
+      c.on('notice', (n) => notices.push(n.message ?? ''));
+      await c.query("do $$ begin raise notice 'hello from upstream'; end $$");
+      expect(notices).toEqual(['hello from upstream']);
+      const got = new Promise<string>((r) => listener.on('notification', (n) => r(n.payload ?? '')));
+      await listener.query('listen chan');
+      await c.query("notify chan, 'ping'");
+      expect(await got).toBe('ping');
+    } finally {
+      await Promise.all([c.end(), listener.end()]);
+    }
+  });
+
+  it('runs an interactive psql session from stdin', async () => {
+    const child = spawn('psql', ['-X', '-At'], { env: fx.env(fx.grant()) });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stdin.write('select 40 + 2;\n');
+    child.stdin.write('begin;\nselect name from items where id = 5;\ncommit;\n');
+    child.stdin.end('\\q\n');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code).toBe(0);
+    expect(stdout.split('\n').filter(Boolean)).toEqual(['42', 'BEGIN', 'item 5', 'COMMIT']);
+  });
+
+  it('maps Ctrl-C in psql to a cancel of the upstream query', async () => {
+    const child = spawn('psql', ['-X', '-c', 'select pg_sleep(60)'], { env: fx.env(fx.grant()) });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    await waitFor(async () => (await activeSleeps()) === 1);
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code).not.toBe(0);
+    expect(stderr).toMatch(/canceling statement due to user request/);
+    expect(await activeSleeps()).toBe(0);
+  });
+
+  it('streams a large result to a slow reader and keeps working', async () => {
+    const c = fx.client(fx.grant());
+    await c.connect();
+    try {
+      const r = await c.query("select repeat('x', 1000) as pad from generate_series(1, 20000)");
+      expect(r.rowCount).toBe(20000);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('runs pgbench through the gateway, simple and extended', async () => {
+    const g = fx.grant();
+    await run('pgbench', ['-i', '-s', '1', '-q'], { env: fx.env(g) });
+    // pgbench opens several connections with one password: a reusable token.
+    const env = fx.env(g, { reusable: true });
+    for (const args of [['-M', 'simple'], ['-M', 'extended'], ['-M', 'prepared'], ['-M', 'extended', '-C']]) {
+      const { stdout } = await run('pgbench', ['-S', ...args, '-c', '2', '-t', '50', '-n'], { env });
+      expect(stdout).toMatch(/number of transactions actually processed: 100\/100/);
+    }
+  });
 });
+
+async function activeSleeps(): Promise<number> {
+  const admin = await fx.target.admin();
+  try {
+    const r = await admin.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where query like 'select pg_sleep%' and state = 'active'");
+    return r.rows[0]?.n ?? 0;
+  } finally {
+    await admin.end();
+  }
+}
+
+async function waitFor(cond: () => Promise<boolean>, tries = 200): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('condition not reached');
+}
