@@ -89,12 +89,18 @@ export function compileCondition(source: string): { ok: true; run: CompiledCondi
   if (!checked.valid) return { ok: false, error: `does not compile: ${celMessage(checked.error)}` };
   if (checked.type !== 'bool') return { ok: false, error: `must be a bool expression, not ${String(checked.type)}` };
   const run: CompiledCondition = (ctx) => {
+    // A failing condition (a missing map key, say) throws; nobody reads that stack, and capturing
+    // it is most of the cost of the failure. Synchronous, so no other code sees the change.
+    const stackLimit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     try {
       const value: unknown = parsed(ctx);
       if (typeof value !== 'boolean') return { ok: false, error: 'did not return a bool' };
       return { ok: true, value };
     } catch (err) {
       return { ok: false, error: celMessage(err) };
+    } finally {
+      Error.stackTraceLimit = stackLimit;
     }
   };
   return { ok: true, run };
