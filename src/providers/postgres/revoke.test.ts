@@ -11,6 +11,7 @@ describe('postgres revoke', () => {
     target = await startPgTarget();
     const admin = await target.admin();
     await admin.query('CREATE DATABASE other');
+    await admin.query('CREATE TABLE public.shared (id serial PRIMARY KEY, v text)');
     await admin.end();
     provider = createPostgresProvider(connectionFor(target).connection, resolveSecret);
   });
@@ -52,10 +53,11 @@ describe('postgres revoke', () => {
     await otherAdmin.end();
   });
 
-  it('revokes 200 roles in one batch, terminating the open sessions among them', async () => {
+  it('revokes 200 roles sharing grants on one table in one batch, terminating the open sessions among them', async () => {
     const roles = Array.from({ length: 200 }, () => newPrincipal('bulk'));
     const s = newSecret();
-    for (const p of roles) await provider.provision({ principal: p, secret: s, privileges: { memberOf: ['pg_read_all_data'] }, validUntil: inAnHour() });
+    const privileges = { memberOf: ['pg_read_all_data'], grants: [{ privileges: ['SELECT', 'UPDATE', 'USAGE'], on: { schema: 'public', tables: ['shared'], sequences: 'all' } }] };
+    for (const p of roles) await provider.provision({ principal: p, secret: s, privileges, validUntil: inAnHour() });
     const sessions = await Promise.all(roles.slice(0, 10).map((p) => connectAs(provider.connectionInfo(p, s))));
     await provider.revoke(roles);
     for (const c of sessions) {
@@ -64,6 +66,10 @@ describe('postgres revoke', () => {
     }
     const admin = await target.admin();
     expect((await admin.query('SELECT 1 FROM pg_roles WHERE rolname = ANY($1)', [roles])).rowCount).toBe(0);
+    const acls = await admin.query<{ acl: string }>(
+      "SELECT coalesce(relacl::text, '') AS acl FROM pg_class WHERE relnamespace = 'public'::regnamespace UNION ALL SELECT coalesce(nspacl::text, '') FROM pg_namespace WHERE nspname = 'public'",
+    );
+    expect(acls.rows.map((r) => r.acl).join(' ')).not.toMatch(/hp_bulk_|\b\d{4,}=/);
     await admin.end();
     expect(await provider.listManagedPrincipals()).toEqual([]);
     expect(await canLogin(provider.connectionInfo(roles[0] ?? '', s))).toBe(false);

@@ -40,8 +40,9 @@ async function ensureOrphanOwner(pool: Queryable, orphan: string): Promise<void>
  * retry after a crash at any point converges:
  * 1. NOLOGIN for all, in one round trip, committed before anything else: no new sessions.
  * 2. Terminate every session of those roles and wait until they are gone.
- * 3. In each database where they own objects or hold privileges: REASSIGN OWNED to the
- *    orphan owner (nothing they made is lost), then DROP OWNED (revokes their privileges).
+ * 3. In each database where they own objects or hold privileges: REVOKE ALL per table,
+ *    sequence and schema for all the roles at once (fast path), REASSIGN OWNED to the orphan
+ *    owner (nothing they made is lost), then DROP OWNED (revokes whatever privileges remain).
  * 4. DROP ROLE IF EXISTS for all, then a last sweep for any session that slipped in while
  *    step 1 was committing.
  */
@@ -59,8 +60,12 @@ export async function revokeRoles(conns: AdminConnections, roles: readonly strin
   if (dbs.rows.length > 0) {
     await ensureOrphanOwner(pool, orphan);
     for (const { datname } of dbs.rows) {
-      // One simple-protocol message: runs as one implicit transaction.
-      await conns.withDatabase(datname, (c) => c.query(`${sql.reassignOwned(names, orphan)};\n${sql.dropOwned(names)}`));
+      await conns.withDatabase(datname, async (c) => {
+        const held = await exec<{ kind: sql.BatchRevocable; schema: string | null; name: string; roles: string[] }>(c, sql.privilegeHolders(oids));
+        const statements = [...held.rows.map((h) => sql.revokeAllOn(h.kind, h.schema, h.name, h.roles)), sql.reassignOwned(names, orphan), sql.dropOwned(names)];
+        // One simple-protocol message: runs as one implicit transaction.
+        await c.query(statements.join(';\n'));
+      });
     }
   }
   await pool.query(sql.dropRoles(names));

@@ -69,6 +69,11 @@ describe('sql.ts builders against hostile input (executed on a real PostgreSQL)'
     expect(Number((await admin.query<{ n: string }>('SELECT count(*) AS n FROM pg_roles')).rows[0]?.n)).toBe(rolesBefore + HOSTILE.length);
     expect(await canaryIntact()).toEqual({ ok: true });
 
+    const oids = (await admin.query<{ oid: string }>('SELECT oid::int8::text AS oid FROM pg_roles WHERE rolname = ANY($1)', [HOSTILE])).rows.map((r) => r.oid);
+    const held = await admin.query<{ kind: sql.BatchRevocable; schema: string | null; name: string; roles: string[] }>(sql.privilegeHolders(oids).text, [oids]);
+    expect(held.rows.length).toBe(HOSTILE.length * 2);
+    for (const h of held.rows) await admin.query(sql.revokeAllOn(h.kind, h.schema, h.name, h.roles));
+    expect((await admin.query(sql.privilegeHolders(oids).text, [oids])).rowCount).toBe(0);
     await admin.query(`CREATE ROLE orphans NOLOGIN`);
     await admin.query(`${sql.reassignOwned(HOSTILE, 'orphans')}; ${sql.dropOwned(HOSTILE)}`);
     await admin.query(sql.dropRoles(HOSTILE));
