@@ -157,6 +157,91 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           .execute();
       },
     },
+    // Identity: TOTP MFA, recovery codes, step-up stamps, web sessions, OIDC logins, refresh tokens.
+    '0002_identity': {
+      async up(db: Kysely<unknown>) {
+        await db.schema
+          .createTable('mfa_totp')
+          .addColumn('user_id', 'text', (c) => c.primaryKey().references('users.id'))
+          .addColumn('secret_enc', 'text', (c) => c.notNull())
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('confirmed_at', big)
+          .addColumn('last_step', big)
+          .execute();
+
+        await db.schema
+          .createTable('mfa_recovery_codes')
+          .addColumn('code_hash', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('used_at', big)
+          .execute();
+        await db.schema.createIndex('mfa_recovery_user').on('mfa_recovery_codes').column('user_id').execute();
+
+        // Step-up: when the holder of an API token last passed MFA.
+        await db.schema
+          .createTable('token_mfa')
+          .addColumn('token_id', 'text', (c) => c.primaryKey())
+          .addColumn('mfa_at', big, (c) => c.notNull())
+          .execute();
+
+        await db.schema
+          .createTable('web_sessions')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+          .addColumn('session_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('last_seen_at', big, (c) => c.notNull())
+          .addColumn('expires_at', big, (c) => c.notNull())
+          .addColumn('revoked_at', big)
+          .addColumn('mfa_at', big)
+          .execute();
+        await db.schema.createIndex('web_sessions_user').on('web_sessions').column('user_id').execute();
+
+        await db.schema
+          .createTable('oidc_logins')
+          .addColumn('state_hash', 'text', (c) => c.primaryKey())
+          .addColumn('nonce', 'text', (c) => c.notNull())
+          .addColumn('verifier_enc', 'text', (c) => c.notNull())
+          .addColumn('mode', 'text', (c) => c.notNull())
+          .addColumn('cli_redirect', 'text')
+          .addColumn('cli_challenge', 'text')
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('expires_at', big, (c) => c.notNull())
+          .addColumn('consumed_at', big)
+          .execute();
+
+        // One-time codes handing an SSO login over to the CLI that started it (bound to its PKCE challenge).
+        await db.schema
+          .createTable('cli_login_codes')
+          .addColumn('code_hash', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+          .addColumn('challenge', 'text', (c) => c.notNull())
+          .addColumn('expires_at', big, (c) => c.notNull())
+          .addColumn('used_at', big)
+          .execute();
+
+        await db.schema
+          .createTable('refresh_tokens')
+          .addColumn('id', 'text', (c) => c.primaryKey())
+          .addColumn('user_id', 'text', (c) => c.notNull().references('users.id'))
+          .addColumn('token_hash', 'text', (c) => c.notNull().unique())
+          .addColumn('access_token_id', 'text', (c) => c.notNull())
+          .addColumn('created_at', big, (c) => c.notNull())
+          .addColumn('expires_at', big, (c) => c.notNull())
+          .addColumn('used_at', big)
+          .addColumn('revoked_at', big)
+          .execute();
+        await db.schema.createIndex('refresh_tokens_user').on('refresh_tokens').column('user_id').execute();
+
+        // Workload JWTs seen (sha256), so each token's first use is audited once.
+        await db.schema
+          .createTable('workload_tokens_seen')
+          .addColumn('token_hash', 'text', (c) => c.primaryKey())
+          .addColumn('expires_at', big, (c) => c.notNull())
+          .execute();
+      },
+    },
   };
   return { getMigrations: async () => all };
 }

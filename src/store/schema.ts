@@ -17,6 +17,14 @@ export interface DB {
   policy_versions: PolicyVersionsTable;
   meta: MetaTable;
   used_nonces: UsedNoncesTable;
+  mfa_totp: MfaTotpTable;
+  mfa_recovery_codes: MfaRecoveryCodesTable;
+  token_mfa: TokenMfaTable;
+  web_sessions: WebSessionsTable;
+  oidc_logins: OidcLoginsTable;
+  cli_login_codes: CliLoginCodesTable;
+  refresh_tokens: RefreshTokensTable;
+  workload_tokens_seen: WorkloadTokensSeenTable;
 }
 
 export interface UsersTable {
@@ -165,6 +173,86 @@ export interface UsedNoncesTable {
 export interface MetaTable {
   key: string;
   value: string;
+}
+
+// --- 0002_identity ---
+
+export interface MfaTotpTable {
+  user_id: string;
+  /** Base32 TOTP secret sealed with the SecretBox (aad `totp:<user_id>`). */
+  secret_enc: string;
+  created_at: number;
+  /** Null until the user proves the authenticator works with a first code. */
+  confirmed_at: number | null;
+  /** RFC 6238 time step of the last accepted code: codes at or before it are refused (no replay). */
+  last_step: number | null;
+}
+
+export interface MfaRecoveryCodesTable {
+  /** sha256 hex of the normalized code. */
+  code_hash: string;
+  user_id: string;
+  created_at: number;
+  used_at: number | null;
+}
+
+export interface TokenMfaTable {
+  token_id: string;
+  mfa_at: number;
+}
+
+export interface WebSessionsTable {
+  id: string;
+  user_id: string;
+  /** sha256 hex of the cookie value. */
+  session_hash: string;
+  created_at: number;
+  last_seen_at: number;
+  /** Absolute end of the session. */
+  expires_at: number;
+  revoked_at: number | null;
+  mfa_at: number | null;
+}
+
+export interface OidcLoginsTable {
+  /** sha256 hex of the `state` sent to the provider. */
+  state_hash: string;
+  nonce: string;
+  /** PKCE code verifier, sealed (aad `oidc:<state_hash>`). */
+  verifier_enc: string;
+  mode: 'web' | 'cli';
+  /** CLI logins: the loopback URL to hand the result to (null: show a code to paste). */
+  cli_redirect: string | null;
+  /** CLI logins: base64url sha256 of the CLI's own verifier. */
+  cli_challenge: string | null;
+  created_at: number;
+  expires_at: number;
+  consumed_at: number | null;
+}
+
+export interface CliLoginCodesTable {
+  code_hash: string;
+  user_id: string;
+  challenge: string;
+  expires_at: number;
+  used_at: number | null;
+}
+
+export interface RefreshTokensTable {
+  id: string;
+  user_id: string;
+  token_hash: string;
+  /** The access token issued with it (revoked with it). */
+  access_token_id: string;
+  created_at: number;
+  expires_at: number;
+  used_at: number | null;
+  revoked_at: number | null;
+}
+
+export interface WorkloadTokensSeenTable {
+  token_hash: string;
+  expires_at: number;
 }
 
 export type AuditEventRow = AuditEventsTable;
