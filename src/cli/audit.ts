@@ -1,0 +1,74 @@
+import { createWriteStream } from 'node:fs';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { ReadableStream as NodeWebStream } from 'node:stream/web';
+import { Option, type Command } from 'commander';
+import { auditTypeArg, pastTimeArg, positiveIntArg } from './args.js';
+import { cell, json, relative, table } from './format.js';
+import { CliError } from './io.js';
+import { cliContext } from './program.js';
+import type { AuditEvent, VerifyOutcome } from './views.js';
+
+function dataSummary(data: Record<string, unknown>): string {
+  return Object.entries(data)
+    .filter(([, v]) => v !== null && v !== undefined && typeof v !== 'object')
+    .map(([k, v]) => `${k}=${String(v)}`)
+    .join(' ');
+}
+
+/** audit (query), audit verify, audit export. */
+export function auditCommands(program: Command): void {
+  const now = () => cliContext(program).now();
+  const audit = program.command('audit')
+    .description('query the audit log (admins); see also `audit verify` and `audit export`')
+    .option('--since <time>', 'from this time: ISO, or a duration ago such as 1h', pastTimeArg(now))
+    .option('--until <time>', 'up to this time: ISO, or a duration ago', pastTimeArg(now))
+    .option('--type <type>', 'event type, or a family such as grant.*', auditTypeArg)
+    .option('--limit <n>', 'at most this many events (default 100)', positiveIntArg(5000))
+    .option('--json', 'print the API response as JSON')
+    .action(async (o: { since?: string; until?: string; type?: string; limit?: number; json?: boolean }, cmd: Command) => {
+      const ctx = cliContext(cmd);
+      const res = await ctx.client().get<{ events: AuditEvent[] }>('/api/v1/audit', {
+        since: o.since, until: o.until, type: o.type, limit: o.limit,
+      });
+      if (o.json) return ctx.out(json(res));
+      ctx.out(table(['seq', 'when', 'type', 'actor', 'subject', 'details'], res.events.map((e) => [
+        String(e.seq), relative(e.at, ctx.now()), e.type, cell(e.actor, 24), e.grantId ?? e.requestId ?? '-', cell(dataSummary(e.data), 60),
+      ])));
+    });
+
+  audit.command('verify')
+    .description('check the hash chain of the whole audit log; exit 1 when it is broken')
+    .option('--json', 'print the API response as JSON')
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      const ctx = cliContext(cmd);
+      const r = await ctx.client().get<VerifyOutcome>('/api/v1/audit/verify');
+      if (o.json) ctx.out(json(r));
+      if (!r.ok) {
+        throw new CliError(`audit chain BROKEN at seq ${r.firstBad.seq} (${r.firstBad.reason}): ${r.message}; ${r.count} events before it verified`);
+      }
+      if (!o.json) ctx.out(`audit chain ok: ${r.count} events, head seq ${r.headSeq} (${r.headHash.slice(0, 16)}…)\n`);
+    });
+
+  audit.command('export')
+    .description('stream the audit log as JSON lines or CSV')
+    .addOption(new Option('--format <format>', 'jsonl (verifiable offline) or csv').choices(['jsonl', 'csv']).makeOptionMandatory())
+    .option('--output <file>', 'write to this file instead of stdout (created 0600)')
+    .option('--since <time>', 'from this time: ISO, or a duration ago', pastTimeArg(now))
+    .option('--until <time>', 'up to this time: ISO, or a duration ago', pastTimeArg(now))
+    .option('--type <type>', 'event type, or a family such as grant.*', auditTypeArg)
+    .action(async (o: { format: string; output?: string; since?: string; until?: string; type?: string }, cmd: Command) => {
+      const ctx = cliContext(cmd);
+      const body = await ctx.client().stream('/api/v1/audit/export', { format: o.format, since: o.since, until: o.until, type: o.type });
+      const source = Readable.fromWeb(body as NodeWebStream<Uint8Array>);
+      if (o.output) {
+        await pipeline(source, createWriteStream(o.output, { mode: 0o600 }));
+        ctx.err(`audit log written to ${o.output}\n`);
+        return;
+      }
+      const decoder = new TextDecoder();
+      for await (const chunk of source) ctx.out(decoder.decode(chunk as Uint8Array, { stream: true }));
+      const rest = decoder.decode();
+      if (rest) ctx.out(rest);
+    });
+}
