@@ -1,8 +1,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { allowMd5, startGatewayFixture, TEST_USER, type GatewayFixture } from '../../../test/support/gateway-harness.js';
+import { allowMd5, startGatewayFixture, type GatewayFixture } from '../../../test/support/gateway-harness.js';
 
 const run = promisify(execFile);
 let fx: GatewayFixture;

@@ -178,7 +178,7 @@ export class StatementTracker {
     if (!head || head.kind === Kind.Sync) return frame; // e.g. a FATAL from the target: passes through
     const code = readErrorFields(frame).get('C') ?? 'XX000';
     const replacement = head.denied && head.error === undefined ? this.#deniedError(head.denied) : frame;
-    head.error ??= code;
+    head.error ??= head.denied ? '42501' : code; // what the client saw
     if (head.kind === Kind.Query || head.kind === Kind.Function) return replacement; // finished by ReadyForQuery
     // Extended protocol: this request failed, the target skips everything up to the next Sync.
     this.#shift();

@@ -1,0 +1,225 @@
+import { execFile, spawn } from 'node:child_process';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGatewayFixture, TEST_USER, type GatewayFixture } from '../../../test/support/gateway-harness.js';
+
+const run = promisify(execFile);
+let fx: GatewayFixture;
+
+beforeAll(async () => {
+  fx = await startGatewayFixture();
+});
+afterAll(async () => {
+  await fx?.stop();
+});
+
+/** Runs psql and returns its exit code and stderr. */
+async function psqlResult(env: NodeJS.ProcessEnv, sql: string): Promise<{ code: number; stderr: string; stdout: string }> {
+  try {
+    const { stdout, stderr } = await run('psql', ['-X', '-At', '-c', sql], { env });
+    return { code: 0, stderr, stdout: stdout.trim() };
+  } catch (e) {
+    const err = e as { code?: number; stderr?: string; stdout?: string };
+    return { code: err.code ?? -1, stderr: err.stderr ?? '', stdout: err.stdout ?? '' };
+  }
+}
+
+async function flushed(): Promise<void> {
+  await new Promise((r) => setTimeout(r, 30));
+}
+
+describe('refused attempts', () => {
+  const cases: Array<[string, () => NodeJS.ProcessEnv, RegExp, string]> = [
+    ['a bad token', () => ({ ...fx.env(fx.grant()), PGPASSWORD: 'hpg_not.a.token' }), /invalid gateway token/, 'bad_token'],
+    ['a token signed with another key', () => ({ ...fx.env(fx.grant()), PGPASSWORD: fx.authority.token(fx.grant()).replace(/.$/, 'A') }), /invalid gateway token/, 'bad_token'],
+    ['an expired grant', () => fx.env(fx.grant({ expiresAt: new Date(Date.now() - 1000) })), /has expired/, 'expired'],
+    ['a revoked grant', () => fx.env(fx.grant({ status: 'revoked' })), /was revoked/, 'revoked'],
+    ['a grant not active yet', () => fx.env(fx.grant({ status: 'scheduled' })), /not active yet/, 'not_active'],
+    ['the wrong resource', () => ({ ...fx.env(fx.grant()), PGDATABASE: 'billing' }), /this token is for app, not billing/, 'wrong_resource'],
+    ['a grant of another user', () => fx.env(fx.grant(), { user: 'mallory' }), /belongs to another user/, 'not_owner'],
+    ['a password outside TLS', () => fx.env(fx.grant(), { sslmode: 'disable' }), /requires TLS/, 'tls_required'],
+  ];
+  for (const [name, env, message, code] of cases) {
+    it(`refuses ${name} with a clear error and an audit event with the client address`, async () => {
+      const before = fx.sink.ofType('gateway.refused').length;
+      const r = await psqlResult(env(), 'select 1');
+      expect(r.code).not.toBe(0);
+      expect(r.stderr).toMatch(message);
+      await flushed();
+      const ev = fx.sink.ofType('gateway.refused').slice(before);
+      expect(ev).toHaveLength(1);
+      expect(ev[0]?.data).toMatchObject({ code, clientAddress: expect.stringMatching(/^127\.0\.0\.1:\d+$/) });
+    });
+  }
+
+  it('refuses a replayed token and an expired token', async () => {
+    const g = fx.grant();
+    const env = fx.env(g);
+    expect((await psqlResult(env, 'select 1')).code).toBe(0);
+    const again = await psqlResult(env, 'select 1');
+    expect(again.stderr).toMatch(/already used/);
+    const stale = { ...env, PGPASSWORD: fx.authority.token(g, 1) };
+    await new Promise((r) => setTimeout(r, 5));
+    expect((await psqlResult(stale, 'select 1')).stderr).toMatch(/gateway token has expired/);
+    await flushed();
+    expect(fx.sink.ofType('gateway.refused').slice(-2).map((e) => e.data.code)).toEqual(['replayed', 'expired']);
+  });
+});
+
+describe('cut-off', () => {
+  async function sleepingPsql(grantId: string) {
+    const child = spawn('psql', ['-X', '-c', 'select pg_sleep(600)'], { env: fx.env(grantId) });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const exited = new Promise<number | null>((r) => child.on('close', r));
+    await waitFor(async () => (await sleeps()) === 1);
+    return { exited, stderr: () => stderr };
+  }
+
+  it('cuts a psql session in pg_sleep(600) at the grant end, by its own timer, and cancels the query', async () => {
+    const expiresAt = new Date(Date.now() + 2500);
+    const g = fx.grant({ expiresAt });
+    const p = await sleepingPsql(g);
+    expect(await p.exited).not.toBe(0);
+    expect(p.stderr()).toMatch(/FATAL: {2}hallpass: access to app expired/);
+    await waitFor(async () => (await sleeps()) === 0);
+    await flushed();
+    const end = fx.sink.ofType('gateway.session.end').find((e) => e.grantId === g);
+    expect(end?.data.reason).toBe('expired');
+    expect(end?.at.getTime()).toBeLessThanOrEqual(expiresAt.getTime());
+  });
+
+  it('cuts every session of a revoked grant at once, mid-query', async () => {
+    const g = fx.grant();
+    const a = await sleepingPsql(g);
+    const c = fx.client(g);
+    await c.connect();
+    c.on('error', () => {});
+    expect(await fx.gateway.endGrant(g, 'revoked')).toBe(2);
+    expect(await a.exited).not.toBe(0);
+    expect(a.stderr()).toMatch(/hallpass: access to app revoked/);
+    await expect(c.query('select 1')).rejects.toThrow();
+    await waitFor(async () => (await sleeps()) === 0);
+    await flushed();
+    expect(fx.sink.ofType('gateway.session.end').filter((e) => e.grantId === g).map((e) => e.data.reason)).toEqual(['revoked', 'revoked']);
+    await c.end().catch(() => {});
+  });
+
+  it('keeps a session open past the old end after an extension', async () => {
+    const g = fx.grant({ expiresAt: new Date(Date.now() + 1500) });
+    const c = fx.client(g);
+    await c.connect();
+    try {
+      fx.gateway.updateGrantExpiry(g, new Date(Date.now() + 3_600_000));
+      await new Promise((r) => setTimeout(r, 2000));
+      expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await c.end();
+    }
+  });
+});
+
+describe('guardrails in a session', () => {
+  it('denies a statement with a clear error, audits it, and the session stays usable', async () => {
+    const c = fx.client(fx.grant({ guardrails: ['ddl', 'write_without_where', 'truncate'] }));
+    await c.connect();
+    try {
+      await expect(c.query('drop table items')).rejects.toThrow(/hallpass: statement denied on app for role write \(ddl\): DROP is DDL/);
+      await expect(c.query('select 1; /* hidden */ delete from items')).rejects.toThrow(/write_without_where/);
+      await expect(c.query({ text: 'truncate items', values: [] })).rejects.toThrow(/\(truncate\)/);
+      await expect(c.query("do $$ begin execute 'drop table items'; end $$")).rejects.toThrow(/dynamic SQL/);
+      expect((await c.query('select count(*)::int as n from items where id < 10')).rows).toEqual([{ n: 9 }]);
+      // Inside a transaction the denial aborts it, as any error would.
+      await c.query('begin');
+      await expect(c.query('delete from items')).rejects.toThrow(/denied/);
+      await expect(c.query('select 1')).rejects.toThrow(/current transaction is aborted/);
+      await c.query('rollback');
+      expect((await c.query('select count(*)::int as n from items where id <= 100')).rows).toEqual([{ n: 100 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
+  it('keeps a read-only role read-only', async () => {
+    const c = fx.client(fx.grant({ role: 'read' }));
+    await c.connect();
+    try {
+      expect((await c.query('show default_transaction_read_only')).rows).toEqual([{ default_transaction_read_only: 'on' }]);
+      await expect(c.query('set default_transaction_read_only = off')).rejects.toThrow(/read_only/);
+      await expect(c.query('begin read write')).rejects.toThrow(/read_only/);
+      await expect(c.query("insert into items values (5000, 'x')")).rejects.toThrow(/read-only transaction|permission denied/);
+    } finally {
+      await c.end();
+    }
+  });
+});
+
+describe('audit', () => {
+  it('records every statement of a scripted session, in order, without parameter values by default', async () => {
+    const g = fx.grant({ guardrails: ['ddl'] });
+    const c = fx.client(g);
+    await c.connect();
+    await c.query('select 1');
+    await c.query('select name from items where id = $1', [3]);
+    await c.query({ name: 'p1', text: 'select id from items where id = $1', values: [4] });
+    await c.query({ name: 'p1', text: 'select id from items where id = $1', values: [5] });
+    await c.query('create table nope (a int)').catch(() => {});
+    await c.query('select * from missing_table').catch(() => {});
+    await c.query("update items set name = 'renamed' where id = 1");
+    await c.end();
+    await waitFor(async () => fx.sink.events.some((e) => e.grantId === g && e.type === 'gateway.session.end'));
+    const events = fx.sink.events.filter((e) => e.grantId === g);
+    const summary = events.map((e) => [e.type, e.data.sql ?? e.data.tag ?? e.data.reason ?? null, e.data.denied ?? e.data.error ?? null]);
+    expect(summary).toEqual([
+      ['gateway.session.start', null, null],
+      ['gateway.query', 'select 1', null],
+      ['gateway.statement', 'select name from items where id = $1', null],
+      ['gateway.execute', 'SELECT 1', null],
+      ['gateway.statement', 'select id from items where id = $1', null],
+      ['gateway.execute', 'SELECT 1', null],
+      ['gateway.execute', 'SELECT 1', null],
+      ['gateway.query', 'create table nope (a int)', { guardrail: 'ddl', reason: 'CREATE is DDL' }],
+      ['gateway.query', 'select * from missing_table', '42P01'],
+      ['gateway.query', "update items set name = 'renamed' where id = 1", null],
+      ['gateway.session.end', 'client_terminate', null],
+    ]);
+    const [stmt, exec1, exec2] = events.filter((e) => e.data.sql === 'select id from items where id = $1' || e.type === 'gateway.execute').slice(1);
+    expect(exec1?.data.statementId).toBe(stmt?.data.statementId);
+    expect(exec2?.data.statementId).toBe(stmt?.data.statementId);
+    expect(events.find((e) => e.data.sql?.toString().startsWith('update'))?.data).toMatchObject({ tags: ['UPDATE 1'], rows: 1 });
+    expect(JSON.stringify(events)).not.toMatch(/"params"/);
+    const end = events[events.length - 1];
+    expect(end?.data).toMatchObject({ tls: true, bytesFromClient: expect.any(Number), bytesToClient: expect.any(Number) });
+    expect(end?.actor).toBe(TEST_USER);
+    expect(JSON.stringify(events)).not.toContain(fx.roles.rw.password);
+  });
+
+  it('stores parameter values when the resource asks for it', async () => {
+    const g = fx.grant({ storeParameters: true });
+    const c = fx.client(g);
+    await c.connect();
+    await c.query('select $1::text as a, $2::int as b', ['hello', null]);
+    await c.end();
+    await waitFor(async () => fx.sink.events.some((e) => e.grantId === g && e.type === 'gateway.execute'));
+    expect(fx.sink.events.find((e) => e.grantId === g && e.type === 'gateway.execute')?.data.params).toEqual(['hello', null]);
+  });
+});
+
+async function sleeps(): Promise<number> {
+  const admin = await fx.target.admin();
+  try {
+    const r = await admin.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where query like 'select pg_sleep%' and state = 'active'");
+    return r.rows[0]?.n ?? 0;
+  } finally {
+    await admin.end();
+  }
+}
+
+async function waitFor(cond: () => Promise<boolean>, tries = 200): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error('condition not reached');
+}
+
