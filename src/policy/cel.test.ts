@@ -26,11 +26,15 @@ describe('CEL conditions', () => {
     expect(compiled.run(ctx)).toEqual({ ok: true, value: true });
   });
 
-  it('reports an unknown time zone as an evaluation error, not an exception', () => {
-    const compiled = compileCondition('now.getHours("Mars/Olympus") > 1');
+  it('refuses a literal unknown time zone at compile time', () => {
+    expect(compileCondition('now.getHours("Mars/Olympus") > 1')).toEqual({ ok: false, error: 'unknown time zone "Mars/Olympus"' });
+  });
+
+  it('reports a computed unknown time zone as an evaluation error, not an exception', () => {
+    const compiled = compileCondition('now.getHours(request.ticket) > 1');
     if (!compiled.ok) throw new Error(compiled.error);
     const result = compiled.run({
-      request: celRequest(60, 'r', 't'),
+      request: celRequest(60, 'r', 'Mars/Olympus'),
       requester: celRequester({ id: '1', kind: 'user', name: 'a', groups: [], isAdmin: false, attributes: {} }),
       resource: new CelResource('db', 'postgres', {}),
       role: 'read',

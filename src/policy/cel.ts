@@ -88,6 +88,8 @@ export function compileCondition(source: string): { ok: true; run: CompiledCondi
   const checked = parsed.check();
   if (!checked.valid) return { ok: false, error: `does not compile: ${celMessage(checked.error)}` };
   if (checked.type !== 'bool') return { ok: false, error: `must be a bool expression, not ${String(checked.type)}` };
+  const badZone = unknownTimeZone(parsed.ast);
+  if (badZone !== undefined) return { ok: false, error: `unknown time zone ${JSON.stringify(badZone)}` };
   const run: CompiledCondition = (ctx) => {
     // A failing condition (a missing map key, say) throws; nobody reads that stack, and capturing
     // it is most of the cost of the failure. Synchronous, so no other code sees the change.
@@ -104,6 +106,36 @@ export function compileCondition(source: string): { ok: true; run: CompiledCondi
     }
   };
   return { ok: true, run };
+}
+
+const ZONED_GETTERS = new Set(['getDate', 'getDayOfMonth', 'getDayOfWeek', 'getDayOfYear', 'getFullYear', 'getHours', 'getMinutes', 'getMonth', 'getSeconds']);
+
+/** Finds a literal time zone (`now.getHours("Mars/Base")`) that Intl does not know, at load time. */
+function unknownTimeZone(node: unknown): string | undefined {
+  if (typeof node !== 'object' || node === null) return undefined;
+  if (Array.isArray(node)) {
+    for (const child of node) {
+      const found = unknownTimeZone(child);
+      if (found !== undefined) return found;
+    }
+    return undefined;
+  }
+  const { op, args } = node as { op?: unknown; args?: unknown };
+  if (op === 'rcall' && Array.isArray(args) && typeof args[0] === 'string' && ZONED_GETTERS.has(args[0])) {
+    const zoneArg: unknown = Array.isArray(args[2]) ? args[2][0] : undefined;
+    const { op: argOp, args: zone } = (zoneArg ?? {}) as { op?: unknown; args?: unknown };
+    if (argOp === 'value' && typeof zone === 'string' && !isTimeZone(zone)) return zone;
+  }
+  return typeof op === 'string' ? unknownTimeZone(args) : undefined;
+}
+
+function isTimeZone(zone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: zone });
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** CEL messages carry a source excerpt after the first line; keep the first line only. */

@@ -70,6 +70,11 @@ describe('hostile policy files', () => {
     expect(errors('- just\n- a list\n')).toEqual(['evil.yaml:1: a policy file is a mapping with resources: and rules:']);
   });
 
+  it('refuses an unknown time zone in a condition at load', () => {
+    const text = `${RESOURCE}\ngroups: [{ name: sre }]\nrules:\n  - name: r\n    who: { groups: [sre] }\n    resources: { names: [db] }\n    roles: [read]\n    duration: { max: 5m }\n    approval: auto\n    when: 'now.getHours("UTC") > 1 && [1].all(x, now.getDayOfWeek("Mars/Olympus") > x)'\n`;
+    expect(errors(text)).toEqual(['evil.yaml:14: rules[0].when: unknown time zone "Mars/Olympus"']);
+  });
+
   it('bounds conditions in size and nesting', () => {
     const deep = `${'('.repeat(100)}true${')'.repeat(100)}`;
     const text = `${RESOURCE}\ngroups: [{ name: sre }]\nrules:\n  - name: r\n    who: { groups: [sre] }\n    resources: { names: [db] }\n    roles: [read]\n    duration: { max: 5m }\n    approval: auto\n    when: '${deep}'\n`;
