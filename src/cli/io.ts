@@ -36,3 +36,20 @@ export class CliError extends Error {
 }
 
 export const usageError = (message: string) => new CliError(message, EXIT_USAGE);
+
+/** A CliIo that keeps the output in memory (tests, and callers that embed the CLI). */
+export function memoryIo(env: Record<string, string | undefined> = {}, opts: { pollIntervalMs?: number } = {}): CliIo & { out: string; err: string } {
+  const io = {
+    out: '',
+    err: '',
+    env,
+    ...(opts.pollIntervalMs !== undefined ? { pollIntervalMs: opts.pollIntervalMs } : {}),
+    stdout(t: string) {
+      io.out += t;
+    },
+    stderr(t: string) {
+      io.err += t;
+    },
+  };
+  return io;
+}
