@@ -110,6 +110,7 @@ function describe(p: Principal): string {
 function inputProblem(input: DecisionInput): string | undefined {
   const nameError = checkName(input.resource) ?? checkName(input.role);
   if (nameError) return nameError;
+  if (!(input.now instanceof Date) || Number.isNaN(input.now.getTime())) return 'the decision time is not a valid date';
   const d = input.durationSeconds;
   if (d !== undefined && (!Number.isSafeInteger(d) || d <= 0 || d > MAX_REQUEST_SECONDS)) {
     return `duration must be a positive whole number of seconds up to ${formatDuration(MAX_REQUEST_SECONDS)}`;

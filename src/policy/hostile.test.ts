@@ -110,3 +110,12 @@ describe('names and free-text validators', () => {
     expect(checkLabelKey('__proto__')).toBeDefined();
   });
 });
+
+describe('hostile volumes', () => {
+  it('summarises after 100 errors instead of listing thousands', () => {
+    const text = `resources: []\nrules: []\n${Array.from({ length: 300 }, (_, i) => `k${i}: v`).join('\n')}\n`;
+    const errs = errors(text);
+    expect(errs).toHaveLength(101);
+    expect(errs[100]).toBe('evil.yaml:103: ... and 200 more');
+  });
+});

@@ -17,6 +17,8 @@ export type { KindSchemas };
 export type LoadResult = { ok: true; policy: Policy } | { ok: false; errors: PolicyError[] };
 
 export const DEFAULT_PENDING_TTL_SECONDS = 3600;
+/** More than this many problems are summarised: the first ones are what a person fixes first. */
+const MAX_ERRORS = 100;
 
 /**
  * Parses and validates a policy. Never throws for bad input: every problem found comes back
@@ -29,7 +31,9 @@ export function loadPolicy(text: string, opts: { file: string; kinds: KindSchema
 
 function load(text: string, file: string, kinds: KindSchemas, version: string): LoadResult {
   const parsed = parseSource(text);
-  if (!parsed.ok) return { ok: false, errors: parsed.problems.map((p) => ({ file, line: p.line, path: '', message: p.message })) };
+  if (!parsed.ok) {
+    return { ok: false, errors: parsed.problems.slice(0, MAX_ERRORS).map((p) => ({ file, line: p.line, path: '', message: p.message })) };
+  }
   const r = new Reporter(file, parsed.lines);
   const data = parsed.data;
   if (typeof data !== 'object' || data === null || Array.isArray(data)) {
@@ -54,7 +58,10 @@ function load(text: string, file: string, kinds: KindSchemas, version: string): 
   const breakGlass = buildBreakGlass(r, doc.breakGlass, groups);
 
   if (r.errors.length > 0 || pendingTtlSeconds === undefined) {
-    return { ok: false, errors: r.errors.sort((a, b) => a.line - b.line) };
+    const errors = r.errors.sort((a, b) => a.line - b.line);
+    if (errors.length <= MAX_ERRORS) return { ok: false, errors };
+    const rest = errors.length - MAX_ERRORS;
+    return { ok: false, errors: [...errors.slice(0, MAX_ERRORS), { file, line: errors[MAX_ERRORS]?.line ?? 1, path: '', message: `... and ${rest} more` }] };
   }
   const policy: Policy = {
     version,

@@ -23,7 +23,13 @@ export function parseSource(text: string): ParsedSource {
     return { ok: false, problems: [{ line: 1, message: `file is ${bytes} bytes; the limit is ${MAX_POLICY_BYTES}` }] };
   }
   const counter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false, strict: true });
+  let doc: Document;
+  try {
+    doc = parseDocument(text, { lineCounter: counter, uniqueKeys: true, prettyErrors: false, strict: true });
+  } catch (err) {
+    // The parser reports its own failures as errors; this is for anything it lets escape.
+    return { ok: false, problems: [{ line: 1, message: `invalid YAML: ${err instanceof Error ? err.message : String(err)}` }] };
+  }
   const line = (offset: number) => counter.linePos(offset).line;
   const problems: SourceProblem[] = [...doc.errors, ...doc.warnings].map((e) => ({
     line: line(e.pos[0]),
