@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestDatabase } from '../../test/support/services.js';
-import { auditConformance } from './conformance.js';
+import { auditConformance } from './audit.conformance.js';
 
 // The same suite on both store dialects.
 const dir = mkdtempSync(join(tmpdir(), 'hp-audit-'));

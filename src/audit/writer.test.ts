@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStore, type StoreConnection } from '../store/db.js';
-import { ev } from './conformance.js';
+import { ev } from './audit.conformance.js';
 import { verifyChain } from './verify.js';
 import { AuditWriter } from './writer.js';
 
