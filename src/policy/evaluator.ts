@@ -1,7 +1,6 @@
 import { formatDuration } from '../domain/duration.js';
 import type { Principal } from '../domain/principal.js';
-import { celNow, celRequest, celRequester } from './cel.js';
-import { CelResource } from './cel.js';
+import { CelResource, celNow, celRequest, celRequester } from './cel.js';
 import type { CelContext } from './cel.js';
 import { compiledPolicy } from './compiled.js';
 import type { CompiledRule } from './compiled.js';
@@ -11,6 +10,8 @@ import type { Decision, DecisionInput, Policy } from './types.js';
 /** Longest duration anyone may ask for, in seconds (rules cap it further). */
 const MAX_REQUEST_SECONDS = 366 * 86400;
 const NO_RULES: readonly CompiledRule[] = [];
+/** SSO users can carry hundreds of groups; a denial names the first few. */
+const MAX_GROUPS_SHOWN = 10;
 
 /**
  * Decides a request under a policy. Pure (time comes from `input.now`) and total: a "no" is a
@@ -103,7 +104,10 @@ function whoMatches(rule: CompiledRule, p: Principal): boolean {
 
 function describe(p: Principal): string {
   const who = `${p.kind} ${p.name}`;
-  return p.groups.length === 0 ? `${who} (no groups)` : `${who} (groups ${p.groups.join(', ')})`;
+  if (p.groups.length === 0) return `${who} (no groups)`;
+  const shown = p.groups.slice(0, MAX_GROUPS_SHOWN).join(', ');
+  const more = p.groups.length > MAX_GROUPS_SHOWN ? ` and ${p.groups.length - MAX_GROUPS_SHOWN} more` : '';
+  return `${who} (groups ${shown}${more})`;
 }
 
 /** Defends the evaluator against input the API layer should already have refused. */

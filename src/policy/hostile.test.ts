@@ -66,6 +66,12 @@ describe('hostile policy files', () => {
     expect(e).not.toContain('\u001b');
   });
 
+  it('refuses custom YAML tags instead of constructing anything', () => {
+    expect(errors("resources: []\nrules: !!js/function 'function(){ return 1 }'\n")).toEqual([
+      'evil.yaml:2: invalid YAML: Unresolved tag: tag:yaml.org,2002:js/function',
+    ]);
+  });
+
   it('refuses a document that is not a mapping', () => {
     expect(errors('- just\n- a list\n')).toEqual(['evil.yaml:1: a policy file is a mapping with resources: and rules:']);
   });
