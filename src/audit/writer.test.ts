@@ -68,6 +68,11 @@ describe('AuditWriter when the database fails', () => {
     await expect(writer.record(ev(6))).rejects.toThrow('closed');
   });
 
+  it('refuses options that would stall it', () => {
+    expect(() => new AuditWriter({ db: store.db, dialect: 'sqlite', maxBatch: 0 })).toThrow('maxBatch');
+    expect(() => new AuditWriter({ db: store.db, dialect: 'sqlite', flushIntervalMs: Number.NaN })).toThrow('flushIntervalMs');
+  });
+
   it('refuses an invalid event when it is recorded, not at flush time', async () => {
     const writer = new AuditWriter({ db: store.db, dialect: 'sqlite' });
     await expect(writer.record({ type: '', actor: 'a', at: 0 })).rejects.toThrow('"type"');

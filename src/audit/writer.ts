@@ -55,6 +55,9 @@ export class AuditWriter {
     this.#maxBatch = opts.maxBatch ?? 1000;
     this.#maxQueue = Math.max(opts.maxQueue ?? 50_000, this.#maxBatch);
     this.#onError = opts.onError ?? (() => undefined);
+    for (const [name, v] of [['flushIntervalMs', this.#interval], ['maxBatch', this.#maxBatch], ['maxQueue', this.#maxQueue]] as const) {
+      if (!Number.isSafeInteger(v) || v < (name === 'flushIntervalMs' ? 0 : 1)) throw new RangeError(`AuditWriter: ${name} must be a whole number >= ${name === 'flushIntervalMs' ? 0 : 1}`);
+    }
   }
 
   /** Events not yet committed (queued or in the batch being committed). */
