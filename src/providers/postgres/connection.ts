@@ -12,6 +12,8 @@ export interface Queryable {
 /** Admin sessions to the target: a small pool for the resource's database, one-off clients for others. */
 export interface AdminConnections {
   readonly pool: pg.Pool;
+  /** The resource's database (the pool's). */
+  readonly database: string;
   /** Runs fn on a session in `database` (the pool when it is the resource's database). */
   withDatabase<T>(database: string, fn: (c: Queryable) => Promise<T>): Promise<T>;
   /** The admin password last read (so errors can be scrubbed of it); undefined until first use. */
@@ -55,6 +57,7 @@ export function adminConnections(conn: PostgresConnection, secrets: SecretResolv
   pool.on('connect', (client) => client.on('error', () => {}));
   return {
     pool,
+    database: conn.database,
     async withDatabase(database, fn) {
       if (database === conn.database) return fn(pool);
       const client = new pg.Client(config(database));

@@ -3,8 +3,11 @@ import { ProviderError } from '../provider.js';
 /** SQLSTATE classes/codes worth retrying: the target is down, busy, restarting or timed out. */
 const RETRYABLE_SQLSTATE = [/^08/, /^53/, /^57P0[1-3]$/, /^57014$/, /^55P03$/, /^40001$/, /^40P01$/];
 const RETRYABLE_ERRNO = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN', 'ENOTFOUND']);
-/** What node-postgres says when the socket dies or a connect times out (these carry no code). */
-const RETRYABLE_MESSAGE = /connection terminated|connection ended|timeout|connection error|not queryable/i;
+/**
+ * What node-postgres says when the socket dies or a connect times out (these carry no code), and
+ * PostgreSQL's XX000 for a catalog row changed by a concurrent GRANT/REVOKE from outside hallpass.
+ */
+const RETRYABLE_MESSAGE = /connection terminated|connection ended|timeout|connection error|not queryable|tuple concurrently (updated|deleted)/i;
 
 /** Raised when the admin password cannot be read: a configuration fault, not worth retrying. */
 export class SecretUnavailableError extends Error {

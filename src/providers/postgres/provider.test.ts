@@ -142,6 +142,15 @@ describe('postgres provider against a scram-sha-256 target', () => {
     await provider.revoke([p]);
   });
 
+  it('regression: concurrent provisions granting on one table all succeed (no "tuple concurrently updated")', async () => {
+    const roles = Array.from({ length: 40 }, () => newPrincipal('conc'));
+    const results = await Promise.allSettled(roles.map((p) => provider.provision({ principal: p, secret: newSecret(), privileges: writer, validUntil: inAnHour() })));
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    const listed = await provider.listManagedPrincipals();
+    expect(roles.every((p) => listed.includes(p))).toBe(true);
+    await provider.revoke(roles);
+  });
+
   it('revoke terminates an open session, removes the role and keeps it out', async () => {
     const p = newPrincipal('live');
     const s = newSecret();

@@ -65,7 +65,7 @@ export function createPostgresProvider(connection: unknown, secrets: SecretResol
       const roleSpec: sql.RoleSpec = { name: role, verifier, validUntil, connectionLimit: privileges.connectionLimit ?? -1 };
       await guarded('provision', [spec.secret, verifier], () =>
         inTransaction(conns.pool, async (c, notices) => {
-          await exec(c, sql.lockPrincipal(role));
+          await c.query(sql.lockCatalogForTransaction());
           const exists = ((await exec(c, sql.roleExists(role))).rowCount ?? 0) > 0;
           const wanted = new Set(privileges.memberOf ?? []);
           const extra = exists ? (await exec<{ rolname: string }>(c, sql.currentMemberships(role))).rows.map((r) => r.rolname).filter((g) => !wanted.has(g)) : [];
@@ -92,7 +92,10 @@ export function createPostgresProvider(connection: unknown, secrets: SecretResol
       const statement = sql.alterValidUntil(role, checkDate(validUntil));
       await guarded('extend', [], async () => {
         try {
-          await conns.pool.query(statement);
+          await inTransaction(conns.pool, async (c) => {
+            await c.query(sql.lockCatalogForTransaction());
+            await c.query(statement);
+          });
         } catch (err) {
           if (typeof err === 'object' && err !== null && 'code' in err && err.code === '42704') {
             throw new ProviderError(`postgres extend: principal ${role} does not exist`, false);

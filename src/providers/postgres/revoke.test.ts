@@ -76,6 +76,19 @@ describe('postgres revoke', () => {
     await provider.revoke(roles);
   });
 
+  it('two instances revoking the same batch at once both succeed (idempotent under a race)', async () => {
+    const roles = Array.from({ length: 50 }, () => newPrincipal('race'));
+    const privileges = { grants: [{ privileges: ['SELECT'], on: { schema: 'public', tables: ['shared'] } }] };
+    for (const p of roles) await provider.provision({ principal: p, secret: newSecret(), privileges, validUntil: inAnHour() });
+    const second = createPostgresProvider(connectionFor(target).connection, resolveSecret);
+    try {
+      await Promise.all([provider.revoke(roles), second.revoke([...roles].reverse())]);
+    } finally {
+      await second.close();
+    }
+    expect(await provider.listManagedPrincipals()).toEqual([]);
+  });
+
   it('target down: a retryable ProviderError with no password in it; works again once the target is back', async () => {
     const p = newPrincipal('down');
     const s = `pw-${newSecret()}`;

@@ -47,7 +47,28 @@ async function ensureOrphanOwner(pool: Queryable, orphan: string): Promise<void>
  *    step 1 was committing.
  */
 export async function revokeRoles(conns: AdminConnections, roles: readonly string[], orphan: string): Promise<void> {
-  const { pool } = conns;
+  // One session holds the catalog lock for the whole sequence and runs every step in this database.
+  const session = await conns.pool.connect();
+  try {
+    await session.query(sql.lockCatalog());
+    const inDatabase = <T>(db: string, fn: (c: Queryable) => Promise<T>) => (db === conns.database ? fn(session) : conns.withDatabase(db, fn));
+    await revokeOnce(session, inDatabase, roles, orphan);
+  } finally {
+    // Unlocking a broken session fails; closing it releases the lock anyway.
+    const unlocked = await session.query(sql.unlockCatalog()).then(
+      () => true,
+      () => false,
+    );
+    session.release(unlocked ? undefined : true);
+  }
+}
+
+async function revokeOnce(
+  pool: Queryable,
+  inDatabase: <T>(db: string, fn: (c: Queryable) => Promise<T>) => Promise<T>,
+  roles: readonly string[],
+  orphan: string,
+): Promise<void> {
   const found = await exec<{ oid: string; rolname: string }>(pool, sql.existingRoles(roles));
   if (found.rows.length === 0) return;
   const names = found.rows.map((r) => r.rolname);
@@ -60,7 +81,7 @@ export async function revokeRoles(conns: AdminConnections, roles: readonly strin
   if (dbs.rows.length > 0) {
     await ensureOrphanOwner(pool, orphan);
     for (const { datname } of dbs.rows) {
-      await conns.withDatabase(datname, async (c) => {
+      await inDatabase(datname, async (c) => {
         const held = await exec<{ kind: sql.BatchRevocable; schema: string | null; name: string; roles: string[] }>(c, sql.privilegeHolders(oids));
         const statements = [...held.rows.map((h) => sql.revokeAllOn(h.kind, h.schema, h.name, h.roles)), sql.reassignOwned(names, orphan), sql.dropOwned(names)];
         // One simple-protocol message: runs as one implicit transaction.

@@ -133,11 +133,15 @@ export const currentMemberships = (role: string): Statement => ({
           WHERE r.rolname = $1`,
   values: [role],
 });
-/** Serialises provisioning of one principal across hallpass instances (transaction-scoped). */
-export const lockPrincipal = (role: string): Statement => ({
-  text: `SELECT pg_advisory_xact_lock(hashtext('hallpass:' || $1))`,
-  values: [role],
-});
+/**
+ * One advisory lock serialises every catalog change hallpass makes through this database, across
+ * all hallpass instances: PostgreSQL fails concurrent GRANT/REVOKE on one object with "tuple
+ * concurrently updated", and two revokes of one role race on REASSIGN/DROP.
+ */
+const CATALOG_LOCK = `hashtext('hallpass:catalog')`;
+export const lockCatalogForTransaction = (): string => `SELECT pg_advisory_xact_lock(${CATALOG_LOCK})`;
+export const lockCatalog = (): string => `SELECT pg_advisory_lock(${CATALOG_LOCK})`;
+export const unlockCatalog = (): string => `SELECT pg_advisory_unlock(${CATALOG_LOCK})`;
 /** Signals every backend of these roles (by oid, so it still finds them after DROP ROLE); n = how many. */
 export const terminateBackends = (roleOids: readonly string[]): Statement => ({
   text: `SELECT count(pg_catalog.pg_terminate_backend(pid))::int AS n FROM pg_catalog.pg_stat_activity
