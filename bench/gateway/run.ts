@@ -1,0 +1,227 @@
+/**
+ * PostgreSQL gateway benchmark: pgbench -S through direct PostgreSQL, PgBouncer and the hallpass
+ * gateway (every statement audited, and with the audit sink dropping events), side by side in one
+ * run. Usage (as root, to install PgBouncer from Debian's packages):
+ *
+ *   node --import tsx bench/gateway/run.ts            # BENCH_SECONDS=5 BENCH_SCALE=10 to change
+ */
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { appendFile } from 'node:fs/promises';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import type { GatewayAuditEvent, GatewayAuditSink } from '../../src/gateway/authority.js';
+import { PostgresGateway } from '../../src/gateway/postgres/server.js';
+import { TestAuthority } from '../../test/support/gateway-harness.js';
+import { freePort, startPgTarget, type PgTarget } from '../../test/support/pg-target.js';
+
+const run = promisify(execFile);
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const SCALE = Number(process.env.BENCH_SCALE ?? 10);
+const CLIENTS = [1, 4, 8];
+
+/** A realistic sink: hash-chains each event and appends the batch to a JSONL file. */
+class JsonlChainSink implements GatewayAuditSink {
+  #prev = '';
+  count = 0;
+  constructor(readonly file: string) {}
+  async record(events: readonly GatewayAuditEvent[]): Promise<void> {
+    let out = '';
+    for (const e of events) {
+      const line = JSON.stringify({ ...e, prevHash: this.#prev });
+      this.#prev = createHash('sha256').update(line).digest('hex');
+      out += `${line}\n`;
+    }
+    this.count += events.length;
+    await appendFile(this.file, out);
+  }
+}
+class DropSink implements GatewayAuditSink {
+  async record(): Promise<void> {}
+}
+
+interface Result {
+  target: string;
+  mode: string;
+  clients: number;
+  tps: number;
+  p50us: number;
+  avgMs: number;
+}
+
+function ensurePgBouncer(): string {
+  const found = spawnSync('sh', ['-c', 'command -v pgbouncer || ls /usr/sbin/pgbouncer'], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
+  if (found) return found;
+  console.log('installing pgbouncer from Debian packages ...');
+  const r = spawnSync('sh', ['-c', 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer'], { stdio: 'inherit' });
+  if (r.status !== 0) throw new Error('could not install pgbouncer (run as root with apt-get available)');
+  return '/usr/sbin/pgbouncer';
+}
+
+async function startPgBouncer(bin: string, dir: string, target: { port: number }, user: string, password: string, cert: string, key: string) {
+  const port = await freePort();
+  writeFileSync(join(dir, 'cert.pem'), cert);
+  writeFileSync(join(dir, 'key.pem'), key);
+  writeFileSync(join(dir, 'userlist.txt'), `"${user}" "${password}"\n`);
+  writeFileSync(
+    join(dir, 'pgbouncer.ini'),
+    [
+      '[databases]',
+      `app = host=127.0.0.1 port=${target.port} dbname=app user=${user} password=${password}`,
+      '[pgbouncer]',
+      'listen_addr = 127.0.0.1',
+      `listen_port = ${port}`,
+      'unix_socket_dir =',
+      'auth_type = plain',
+      `auth_file = ${join(dir, 'userlist.txt')}`,
+      'pool_mode = session',
+      'max_client_conn = 200',
+      'default_pool_size = 20',
+      'client_tls_sslmode = require',
+      `client_tls_cert_file = ${join(dir, 'cert.pem')}`,
+      `client_tls_key_file = ${join(dir, 'key.pem')}`,
+      `logfile = ${join(dir, 'pgbouncer.log')}`,
+      'ignore_startup_parameters = extra_float_digits',
+      '',
+    ].join('\n'),
+  );
+  for (const f of readdirSync(dir)) chmodSync(join(dir, f), 0o644);
+  chmodSync(dir, 0o777); // pgbouncer drops root for the postgres user and writes its log here
+  const args = process.getuid?.() === 0 ? ['-u', 'postgres', join(dir, 'pgbouncer.ini')] : [join(dir, 'pgbouncer.ini')];
+  const child: ChildProcess = spawn(bin, args, { stdio: 'ignore' });
+  for (let i = 0; i < 50; i++) {
+    const ok = await new Promise<boolean>((r) => {
+      const s = spawnSync('pg_isready', ['-h', '127.0.0.1', '-p', String(port)]);
+      r(s.status === 0);
+    });
+    if (ok) break;
+    if (child.exitCode !== null) throw new Error(`pgbouncer exited: ${readFileSync(join(dir, 'pgbouncer.log'), 'utf8').slice(-500)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return { port, stop: () => child.kill('SIGTERM') };
+}
+
+async function pgbench(env: NodeJS.ProcessEnv, mode: string, clients: number, reconnect: boolean, logDir: string): Promise<Omit<Result, 'target'>> {
+  for (const f of readdirSync(logDir)) rmSync(join(logDir, f));
+  const args = ['-n', '-S', '-M', mode, '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(SECONDS), '-l', '--log-prefix', join(logDir, 'tx')];
+  if (reconnect) args.push('-C');
+  const { stdout } = await run('pgbench', args, { env, maxBuffer: 1 << 24 });
+  const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? NaN);
+  const avgMs = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1] ?? NaN);
+  const lat: number[] = [];
+  for (const f of readdirSync(logDir)) {
+    for (const line of readFileSync(join(logDir, f), 'utf8').split('\n')) {
+      const us = Number(line.split(' ')[2]);
+      if (Number.isFinite(us) && line) lat.push(us);
+    }
+  }
+  lat.sort((a, b) => a - b);
+  const p50us = lat[Math.floor(lat.length / 2)] ?? NaN;
+  return { mode: reconnect ? `${mode} -C` : mode, clients, tps, p50us, avgMs };
+}
+
+async function main(): Promise<void> {
+  const bouncerBin = ensurePgBouncer();
+  const work = mkdtempSync(join(tmpdir(), 'hp-gwbench-'));
+  chmodSync(work, 0o755);
+  const target = await startPgTarget({ database: 'app' });
+  try {
+    await benchAgainst(target, bouncerBin, work);
+  } finally {
+    await target.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function benchAgainst(target: PgTarget, bouncerBin: string, work: string): Promise<void> {
+  const user = 'hp_bench';
+  const password = 'bench-pw-0123456789';
+  const admin = await target.admin();
+  await admin.query(`create role ${user} login password '${password}'`);
+  await admin.end();
+  await run('pgbench', ['-i', '-q', '-s', String(SCALE), '-I', 'dtgvp', target.adminUrl()]);
+  const a2 = await target.admin();
+  await a2.query(`grant select on all tables in schema public to ${user}`);
+  await a2.end();
+
+  const authority = new TestAuthority();
+  const auditFile = join(work, 'audit.jsonl');
+  const audited = new JsonlChainSink(auditFile);
+  const gwOn = new PostgresGateway({ authority, audit: audited, port: 0, tls: { selfSignedDir: join(work, 'tls') } });
+  const gwOff = new PostgresGateway({ authority, audit: new DropSink(), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
+  const on = await gwOn.start();
+  const off = await gwOff.start();
+  const cert = gwOn.certificatePem ?? '';
+  const key = readFileSync(join(work, 'tls', 'gateway-key.pem'), 'utf8');
+  const bouncerDir = join(work, 'pgbouncer');
+  spawnSync('mkdir', ['-p', bouncerDir]);
+  const bouncer = await startPgBouncer(bouncerBin, bouncerDir, target, user, password, cert, key);
+  const grantId = authority.addGrant({
+    userId: 'usr_bench',
+    userName: 'bench',
+    resource: 'app',
+    role: 'read',
+    expiresAt: new Date(Date.now() + 24 * 3_600_000),
+    upstream: { host: target.host, port: target.port, database: 'app', user, password },
+    guardrails: ['ddl', 'truncate', 'write_without_where', 'copy_program', 'set_role'],
+    readOnly: false,
+    storeParameters: false,
+  });
+  const base = { ...process.env, PGDATABASE: 'app', PGHOST: '127.0.0.1' };
+  const targets: Array<[string, () => NodeJS.ProcessEnv]> = [
+    ['direct', () => ({ ...base, PGPORT: String(target.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'disable' })],
+    ['pgbouncer', () => ({ ...base, PGPORT: String(bouncer.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' })],
+    ['gateway', () => ({ ...base, PGPORT: String(on.port), PGUSER: 'bench', PGPASSWORD: authority.token(grantId, undefined, true), PGSSLMODE: 'require' })],
+    ['gateway-noaudit', () => ({ ...base, PGPORT: String(off.port), PGUSER: 'bench', PGPASSWORD: authority.token(grantId, undefined, true), PGSSLMODE: 'require' })],
+  ];
+  const logDir = join(work, 'logs');
+  spawnSync('mkdir', ['-p', logDir]);
+  const results: Result[] = [];
+  try {
+    for (const [mode, reconnect] of [['simple', false], ['extended', false], ['extended', true]] as const) {
+      for (const clients of CLIENTS) {
+        for (const [name, env] of targets) {
+          const r = await pgbench(env(), mode, clients, reconnect, logDir);
+          results.push({ target: name, ...r });
+          console.log(`${name.padEnd(16)} ${r.mode.padEnd(12)} c=${String(clients).padEnd(2)} tps=${r.tps.toFixed(0).padStart(7)}  p50=${r.p50us.toFixed(0).padStart(6)} µs  avg=${r.avgMs.toFixed(3)} ms`);
+        }
+      }
+    }
+  } finally {
+    bouncer.stop();
+    await gwOn.close();
+    await gwOff.close();
+  }
+  const get = (t: string, m: string, c: number) => results.find((r) => r.target === t && r.mode === m && r.clients === c);
+  console.log('\nratios');
+  for (const m of ['simple', 'extended', 'extended -C']) {
+    for (const c of CLIENTS) {
+      const g = get('gateway', m, c);
+      const b = get('pgbouncer', m, c);
+      const d = get('direct', m, c);
+      const n = get('gateway-noaudit', m, c);
+      if (!g || !b || !d || !n) continue;
+      console.log(
+        `${m.padEnd(12)} c=${String(c).padEnd(2)} gateway/pgbouncer TPS ${(g.tps / b.tps).toFixed(2)}  gateway/direct TPS ${(g.tps / d.tps).toFixed(2)}  ` +
+          `audit on/off TPS ${(g.tps / n.tps).toFixed(2)}  added p50 vs direct ${(g.p50us - d.p50us).toFixed(0)} µs`,
+      );
+    }
+  }
+  const g8 = get('gateway', 'extended', 8);
+  const b8 = get('pgbouncer', 'extended', 8);
+  const g1 = get('gateway', 'simple', 1);
+  const d1 = get('direct', 'simple', 1);
+  const g1e = get('gateway', 'extended', 1);
+  const d1e = get('direct', 'extended', 1);
+  if (g8 && b8 && g1 && d1 && g1e && d1e) {
+    console.log('\ntargets');
+    console.log(`  gateway ≥ 0.9× PgBouncer TPS at 8 clients extended: ${(g8.tps / b8.tps).toFixed(2)}×`);
+    console.log(`  added p50 ≤ 100 µs over direct at 1 client: simple ${(g1.p50us - d1.p50us).toFixed(0)} µs, extended ${(g1e.p50us - d1e.p50us).toFixed(0)} µs`);
+    const ratios = ['simple', 'extended'].flatMap((m) => CLIENTS.map((c) => (get('gateway', m, c)?.tps ?? 0) / (get('gateway-noaudit', m, c)?.tps ?? 1)));
+    console.log(`  auditing on ≥ 0.9× off: min ${Math.min(...ratios).toFixed(2)}×, events stored ${audited.count}`);
+  }
+}
+
+await main();
