@@ -19,8 +19,10 @@ function dataSummary(data: Record<string, unknown>): string {
 /** audit (query), audit verify, audit export. */
 export function auditCommands(program: Command): void {
   const now = () => cliContext(program).now();
-  const audit = program.command('audit')
-    .description('query the audit log (admins); see also `audit verify` and `audit export`')
+  const audit = program.command('audit').description('the audit log (admins): query (default), verify, export');
+  // The query is a default subcommand, so `audit --type X` and `audit export --type X` each own their options.
+  audit.command('list', { isDefault: true })
+    .description('query the audit log (the default: `hallpass audit --since 1h`)')
     .option('--since <time>', 'from this time: ISO, or a duration ago such as 1h', pastTimeArg(now))
     .option('--until <time>', 'up to this time: ISO, or a duration ago', pastTimeArg(now))
     .option('--type <type>', 'event type, or a family such as grant.*', auditTypeArg)

@@ -9,7 +9,8 @@ export function requestLine(r: Request, now: number): string {
       const have = r.approvals.length;
       const from = r.approverGroups.length ? ` from ${r.approverGroups.join(' or ')}` : '';
       const ttl = r.pendingExpiresAt ? `; lapses ${relative(r.pendingExpiresAt, now)}` : '';
-      return `request ${r.id} pending: ${have}/${r.approvalsRequired} approvals${from}${ttl}`;
+      const start = r.startAt ? `; would start ${relative(r.startAt, now)}` : '';
+      return `request ${r.id} pending: ${have}/${r.approvalsRequired} approvals${from}${ttl}${start}`;
     }
     case 'approved':
       return `request ${r.id} approved${r.kind === 'break_glass' ? ' (BREAK-GLASS: a review has been opened)' : ''}`;
@@ -59,7 +60,8 @@ export function requestsTable(rows: readonly Request[], now: number): string {
     ['id', 'status', 'requester', 'resource', 'role', 'for', 'approvals', 'created', 'reason'],
     rows.map((r) => [
       r.id, r.kind === 'break_glass' ? `${r.status}!` : r.status, cell(r.requester, 24), r.resource, r.role,
-      humanSeconds(r.durationSeconds), `${r.approvals.length}/${r.approvalsRequired}`, relative(r.createdAt, now), cell(r.reason),
+      r.durationSeconds > 0 ? humanSeconds(r.durationSeconds) : '-',
+      r.approvalsRequired > 0 ? `${r.approvals.length}/${r.approvalsRequired}` : '-', relative(r.createdAt, now), cell(r.reason),
     ]),
   );
 }

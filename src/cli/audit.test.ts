@@ -1,0 +1,109 @@
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyExport } from '../audit/index.js';
+import { startPgTarget, type PgTarget } from '../../test/support/pg-target.js';
+import { startTestHallpass, type TestHallpass } from '../../test/support/hallpass.js';
+import { memoryIo } from './io.js';
+import { buildProgram, runCli } from './program.js';
+import type { AuditEvent, RequestOutcome, Review } from './views.js';
+
+let target: PgTarget;
+let t: TestHallpass;
+let dir: string;
+
+async function hp(user: string, args: string[]) {
+  const token = user === 'admin' ? t.adminToken : await t.token(user);
+  const io = memoryIo({ XDG_CONFIG_HOME: dir, HALLPASS_SERVER: t.h.url, HALLPASS_TOKEN: token });
+  const code = await runCli(buildProgram(io), args);
+  return { code, out: io.out, err: io.err };
+}
+
+beforeAll(async () => {
+  target = await startPgTarget();
+  t = await startTestHallpass({ target });
+  dir = mkdtempSync(join(tmpdir(), 'hp-cli-audit-'));
+  const r = await hp('alice', ['request', 'app-db', '--role', 'read', '--reason', 'audit fixture']);
+  expect(r.code).toBe(0);
+});
+
+afterAll(async () => {
+  await t?.close();
+  await target?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('hallpass audit, reviews', () => {
+  it('audit --type with a family filter lists matching events (table and --json)', async () => {
+    const table = await hp('admin', ['audit', '--type', 'request.*', '--since', '1h']);
+    expect(table.code).toBe(0);
+    expect(table.out).toMatch(/^SEQ\s+WHEN\s+TYPE\s+ACTOR/);
+    expect(table.out).toMatch(/request\.created\s+alice\s+req_/);
+    const j = JSON.parse((await hp('admin', ['audit', '--type', 'request.*', '--limit', '50', '--json'])).out) as { events: AuditEvent[] };
+    expect(j.events.length).toBeGreaterThan(0);
+    expect(j.events.every((e) => e.type.startsWith('request.'))).toBe(true);
+  });
+
+  it('audit is for admins: a user gets the server\'s refusal and exit 1', async () => {
+    const r = await hp('alice', ['audit']);
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/^hallpass: .*admin/);
+  });
+
+  it('audit export --format jsonl --output writes a 0600 file that verifies offline', async () => {
+    const file = join(dir, 'audit.jsonl');
+    const r = await hp('admin', ['audit', 'export', '--format', 'jsonl', '--output', file]);
+    expect(r.code).toBe(0);
+    expect(r.out).toBe('');
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    const lines = readFileSync(file, 'utf8').split('\n').filter(Boolean);
+    expect(lines.length).toBeGreaterThan(3);
+    expect(verifyExport(lines)).toMatchObject({ ok: true, count: lines.length });
+  });
+
+  it('audit export --format csv --type streams only that type to stdout', async () => {
+    const r = await hp('admin', ['audit', 'export', '--format', 'csv', '--type', 'grant.activated']);
+    expect(r.code).toBe(0);
+    const [header, ...rows] = r.out.trim().split(/\r?\n/); // RFC 4180: CRLF
+    expect(header).toBe('seq,at,type,actor,request_id,grant_id,data,prev_hash,hash');
+    expect(rows.length).toBeGreaterThan(0);
+    expect(rows.every((row) => row.split(',')[2] === 'grant.activated')).toBe(true);
+  });
+
+  it('audit export without --format is a usage error', async () => {
+    const r = await hp('admin', ['audit', 'export']);
+    expect(r.code).toBe(2);
+    expect(r.err).toContain("required option '--format <format>' not specified");
+  });
+
+  it('break-glass opens a review that reviews lists and review close closes', async () => {
+    const bg = JSON.parse((await hp('olga', ['request', 'app-db', '--role', 'owner', '--reason', 'db on fire', '--break-glass', '--json'])).out) as RequestOutcome;
+    expect(bg.request.kind).toBe('break_glass');
+    const list = JSON.parse((await hp('admin', ['reviews', '--json'])).out) as { reviews: Review[] };
+    const review = list.reviews.find((r) => r.requestId === bg.request.id)!;
+    expect(review.status).toBe('open');
+    const close = await hp('admin', ['review', 'close', review.id, '--note', 'checked the session log']);
+    expect(close.code).toBe(0);
+    expect(close.out).toBe(`review ${review.id} closed\n`);
+    const after = await hp('admin', ['reviews']);
+    expect(after.out).toMatch(new RegExp(`${review.id}\\s+closed\\s+break_glass\\s.*\\schecked the session log`));
+  });
+
+  it('audit verify passes on an intact chain', async () => {
+    const r = await hp('admin', ['audit', 'verify']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^audit chain ok: \d+ events, head seq \d+/);
+  });
+
+  it('audit verify exits 1 naming the first bad seq once an event is altered', async () => {
+    await t.h.deps.store.db.updateTable('audit_events').set({ actor: 'mallory' }).where('seq', '=', 3).execute();
+    const r = await hp('admin', ['audit', 'verify']);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(/^hallpass: audit chain BROKEN at seq 3 \(hash_mismatch\): event 3 does not match its hash/);
+    const j = await hp('admin', ['audit', 'verify', '--json']);
+    expect(j.code).toBe(1);
+    expect(JSON.parse(j.out)).toMatchObject({ ok: false, firstBad: { seq: 3, reason: 'hash_mismatch' } });
+  });
+});
