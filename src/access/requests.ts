@@ -6,7 +6,7 @@ import { canApprove } from '../policy/approve.js';
 import { evaluate } from '../policy/evaluator.js';
 import type { Decision, MfaRequirement } from '../policy/types.js';
 import type { Tx } from '../store/db.js';
-import { insertGrant, listGrants, type GrantRow } from '../store/grants.js';
+import { getGrant, insertGrant, listGrants, type GrantRow } from '../store/grants.js';
 import {
   getRequest, insertRequest, listApprovals, listRequests, recordApprovalOnce, transitionRequest, type RequestRow,
 } from '../store/requests.js';
@@ -148,8 +148,10 @@ async function finishApproved(deps: AccessDeps, request: RequestRow): Promise<Re
     const grant = await applyExtension(deps, request);
     return { request, grant };
   }
+  const recorded = await getGrant(deps.store.db, request.grant_id);
+  if (recorded?.status === 'scheduled') return { request, grant: recorded };
   const grant = await activateGrant(deps, request.grant_id);
-  return { request, grant: grant ?? undefined };
+  return { request, grant: grant ?? recorded };
 }
 
 /**

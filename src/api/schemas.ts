@@ -11,6 +11,8 @@ const Duration = Type.String({ pattern: '^(?:\\d+d)?(?:\\d+h)?(?:\\d+m)?(?:\\d+s
 // Free text: printable, no control characters except none (tabs/newlines are refused).
 const Text = (max: number) => Type.String({ minLength: 1, maxLength: max, pattern: '^[^\\u0000-\\u001f\\u007f]*$' });
 const Time = Type.String({ format: 'date-time' });
+// Tickets are ids (OPS-123): printable ASCII, no spaces (as src/policy/names.ts checkTicket).
+const Ticket = Type.String({ minLength: 1, maxLength: MAX_TICKET_LENGTH, pattern: '^[!-~]+$' });
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 
 export const ErrorBody = Type.Object({
@@ -24,7 +26,7 @@ export const CreateRequestBody = Type.Object({
   role: Name,
   duration: Type.Optional(Duration),
   reason: Text(MAX_REASON_LENGTH),
-  ticket: Type.Optional(Text(MAX_TICKET_LENGTH)),
+  ticket: Type.Optional(Ticket),
   startAt: Type.Optional(Time),
   breakGlass: Type.Optional(Type.Boolean()),
 }, { additionalProperties: false });
@@ -36,7 +38,7 @@ export const ApproveBody = Type.Object({
 }, { additionalProperties: false });
 export const DenyBody = Type.Object({ reason: Text(MAX_REASON_LENGTH) }, { additionalProperties: false });
 export const ExtendBody = Type.Object({
-  by: Duration, reason: Text(MAX_REASON_LENGTH), ticket: Type.Optional(Text(MAX_TICKET_LENGTH)),
+  by: Duration, reason: Text(MAX_REASON_LENGTH), ticket: Type.Optional(Ticket),
 }, { additionalProperties: false });
 export const RevokeBody = Type.Object({ reason: Type.Optional(Text(MAX_REASON_LENGTH)) }, { additionalProperties: false });
 export const CloseReviewBody = Type.Object({ note: Text(MAX_REASON_LENGTH) }, { additionalProperties: false });

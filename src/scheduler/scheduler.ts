@@ -48,11 +48,16 @@ export class Scheduler {
     this.#onError = opts.onError ?? ((err) => process.stderr.write(`hallpass scheduler: ${String(err)}\n`));
   }
 
+  #now(): number {
+    return this.#deps.clock.now().getTime();
+  }
+
   /** Releases leases this instance held before a restart, then starts ticking. */
-  async start(): Promise<void> {
-    this.#stopped = false;
+  async start(opts: { timers?: boolean } = {}): Promise<void> {
     await this.#deps.store.db.updateTable('grants').set({ lease_owner: null, lease_until: null })
       .where('lease_owner', '=', this.#deps.instanceId).execute();
+    if (opts.timers === false) return; // driven by tick() alone (tests with a manual clock)
+    this.#stopped = false;
     this.wake(0);
   }
 
@@ -67,7 +72,7 @@ export class Scheduler {
   wake(at: number): void {
     if (this.#stopped) return;
     if (this.#running) {
-      if (at <= Date.now() + 5) this.#again = true;
+      if (at <= this.#now() + 5) this.#again = true;
       else if (at < this.#wakeAt) this.#arm(at);
       return;
     }
@@ -77,7 +82,7 @@ export class Scheduler {
   #arm(at: number): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#wakeAt = at;
-    const delay = Math.max(0, Math.min(at - Date.now(), this.#pollMs));
+    const delay = Math.max(0, Math.min(at - this.#now(), this.#pollMs));
     this.#timer = setTimeout(() => this.#fire(), delay);
     this.#timer.unref?.();
   }
@@ -103,7 +108,7 @@ export class Scheduler {
 
   async #armNext(): Promise<void> {
     if (this.#stopped) return;
-    let next = Date.now() + this.#pollMs;
+    let next = this.#now() + this.#pollMs;
     try {
       const [g, p] = await Promise.all([nextGrantDue(this.#deps.store.db), nextPendingDue(this.#deps.store.db)]);
       next = Math.min(next, g ?? Infinity, p ?? Infinity);

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { AccessDeps, GrantEventBus } from '../access/context.js';
 import type { GatewayAccess } from '../api/context.js';
+import type { PostgresGateway } from '../gateway/postgres/server.js';
 import { buildApi } from '../api/server.js';
 import { appendEvents } from '../audit/index.js';
 import { systemClock } from '../domain/clock.js';
@@ -25,6 +26,9 @@ export interface Hallpass {
   readonly policy: PolicyHolder;
   readonly metrics: Metrics;
   readonly masterKey: Buffer;
+  readonly dataDir: string;
+  /** The PostgreSQL gateway, when enabled. */
+  readonly gateway?: PostgresGateway | undefined;
   /** Set only on the very first start when no HALLPASS_ADMIN_TOKEN was given: print it once. */
   readonly generatedAdminToken?: string | undefined;
   reconcileNow(): Promise<ReconcileResult[]>;
@@ -38,7 +42,11 @@ export interface StartOptions {
 
 /** Something that runs beside the API and hears about grant changes (e.g. the gateway). */
 export interface HallpassExtension {
-  start(h: Omit<Hallpass, 'close' | 'url' | 'api'>): Promise<{ gatewayAccess?: GatewayAccess; close(): Promise<void> }>;
+  start(h: Omit<Hallpass, 'close' | 'url' | 'api' | 'gateway'>): Promise<{
+    gatewayAccess?: GatewayAccess;
+    gateway?: PostgresGateway;
+    close(): Promise<void>;
+  }>;
 }
 
 /** The composition root: builds every part from the config, in order, and tears it down in reverse. */
@@ -69,7 +77,8 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
     cleanups.push(() => policy.close());
     const providers = new ProviderPool(providerFactories, secretResolver(config.env), () => policy.current);
     cleanups.push(() => providers.close());
-    let scheduler: Scheduler | undefined;
+    // The scheduler needs deps and deps wake the scheduler: tie the knot through a late binding.
+    const wake = { to: (_at: number): void => {} };
     const deps: AccessDeps = {
       ...base,
       policy: () => policy.current,
@@ -78,28 +87,35 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
       events,
       metrics,
       instanceId,
-      wake: (at) => scheduler?.wake(at),
+      wake: (at) => wake.to(at),
       leaseMs: config.leaseMs ?? 30_000,
     };
-    scheduler = new Scheduler(deps, { pollMs: config.schedulerPollMs ?? 1000, onError: (e) => log(`scheduler: ${String(e)}`) });
+    const scheduler = new Scheduler(deps, { pollMs: config.schedulerPollMs ?? 1000, onError: (e) => log(`scheduler: ${String(e)}`) });
+    wake.to = (at) => scheduler.wake(at);
     const { generatedToken } = await bootstrapAdmin(deps, config.env.HALLPASS_ADMIN_TOKEN);
     if (config.watchPolicy !== false) policy.watch(base, 1000, (e) => log(`policy reload: ${String(e)}`));
 
-    const partial = { deps, scheduler, policy, metrics, masterKey: master.key, generatedAdminToken: generatedToken, reconcileNow: () => reconcile(deps) };
+    const partial = {
+      deps, scheduler, policy, metrics, masterKey: master.key, dataDir: config.dataDir, generatedAdminToken: generatedToken,
+      reconcileNow: () => reconcile(deps),
+    };
     let gatewayAccess: GatewayAccess | undefined;
+    let gateway: PostgresGateway | undefined;
     for (const ext of opts.extensions ?? []) {
       const started = await ext.start(partial);
       cleanups.push(() => started.close());
       gatewayAccess = started.gatewayAccess ?? gatewayAccess;
+      gateway = started.gateway ?? gateway;
     }
 
-    await scheduler.start();
-    const sched = scheduler;
-    cleanups.push(() => sched.stop());
-    const stopReconciler = startReconciler(deps, config.reconcileIntervalMs ?? 60_000, (results) => {
-      for (const r of results) if (!r.ok) log(`reconciler: ${r.resource}: ${r.error}`);
-    });
-    cleanups.push(stopReconciler);
+    await scheduler.start({ timers: config.schedulerTimers !== false });
+    cleanups.push(() => scheduler.stop());
+    if (config.schedulerTimers !== false) {
+      const stopReconciler = startReconciler(deps, config.reconcileIntervalMs ?? 60_000, (results) => {
+        for (const r of results) if (!r.ok) log(`reconciler: ${r.resource}: ${r.error}`);
+      });
+      cleanups.push(stopReconciler);
+    }
 
     const api = await buildApi({ deps, metrics, gateway: gatewayAccess, loginTokenTtlSeconds: 12 * 3600, log });
     cleanups.push(() => api.close());
@@ -107,7 +123,7 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
     const addr = api.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
-    return { ...partial, api, url: config.publicUrl ?? `http://${host}:${port}`, close: closeAll };
+    return { ...partial, gateway, api, url: config.publicUrl ?? `http://${host}:${port}`, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

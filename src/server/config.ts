@@ -25,6 +25,8 @@ export interface HallpassConfig {
   readonly instanceId?: string | undefined;
   readonly clock?: Clock | undefined;
   readonly schedulerPollMs?: number | undefined;
+  /** false: no timers; due work runs only when scheduler.tick() is called (manual-clock tests). */
+  readonly schedulerTimers?: boolean | undefined;
   readonly reconcileIntervalMs?: number | undefined;
   readonly leaseMs?: number | undefined;
   /** Poll the policy file for changes (default true). */

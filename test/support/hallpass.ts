@@ -82,6 +82,8 @@ export interface StartTestOptions {
   dataDir?: string;
   instanceId?: string;
   schedulerPollMs?: number;
+  /** false with a manual clock: due work runs only on t.h.scheduler.tick(). */
+  schedulerTimers?: boolean;
   reconcileIntervalMs?: number;
   leaseMs?: number;
   masterKey?: string;
@@ -106,6 +108,7 @@ export async function startTestHallpass(o: StartTestOptions): Promise<TestHallpa
     instanceId: o.instanceId,
     clock: o.clock,
     schedulerPollMs: o.schedulerPollMs ?? 200,
+    schedulerTimers: o.schedulerTimers,
     reconcileIntervalMs: o.reconcileIntervalMs ?? 3_600_000,
     leaseMs: o.leaseMs,
     watchPolicy: false,

@@ -1,0 +1,81 @@
+import type { AccessDeps } from '../access/context.js';
+import type { AuthorizeInput, AuthorizeResult, GatewayAuditEvent, GatewayAuditSink, GatewayAuthority } from '../gateway/authority.js';
+import { verifyGatewayToken } from '../gateway/tokens.js';
+import { appendEvents } from '../audit/index.js';
+import { getGrant } from '../store/grants.js';
+import { getUserById } from '../store/users.js';
+
+/**
+ * The core's answer to "may this gateway client in?": a valid, unexpired, single-use token for
+ * an active grant of this user on this resource. The upstream credential comes from the grant
+ * (decrypted here, handed to the gateway in memory only).
+ */
+export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAuthority {
+  return {
+    async authorize(input: AuthorizeInput): Promise<AuthorizeResult> {
+      const now = deps.clock.now();
+      const v = verifyGatewayToken(tokenKey, input.token, now);
+      if (!v.ok) {
+        return v.code === 'expired'
+          ? { ok: false, code: 'expired', message: 'gateway token expired: mint a new one (hallpass connect / hallpass creds --via-gateway)' }
+          : { ok: false, code: 'bad_token', message: 'invalid gateway token' };
+      }
+      const grant = await getGrant(deps.store.db, v.grantId);
+      if (!grant) return { ok: false, code: 'bad_token', message: 'invalid gateway token' };
+      const user = await getUserById(deps.store.db, grant.user_id);
+      if (!user || user.disabled || user.name !== input.user) {
+        return { ok: false, code: 'not_owner', message: 'this token belongs to another user\'s grant' };
+      }
+      if (grant.resource !== input.resource) {
+        return { ok: false, code: 'wrong_resource', message: `this token is for ${grant.resource}, not ${input.resource}` };
+      }
+      if (grant.status === 'revoked' || grant.end_reason === 'revoked') return { ok: false, code: 'revoked', message: `access to ${grant.resource} was revoked` };
+      if (grant.status !== 'active' || grant.expires_at === null) {
+        return grant.status === 'expired' || grant.end_reason === 'expired'
+          ? { ok: false, code: 'expired', message: `access to ${grant.resource} expired` }
+          : { ok: false, code: 'not_active', message: `grant ${grant.id} is ${grant.status}` };
+      }
+      if (grant.expires_at <= now.getTime()) return { ok: false, code: 'expired', message: `access to ${grant.resource} expired` };
+      // Single use: the first connection records the nonce; any later one is a replay.
+      const inserted = await deps.store.db.insertInto('used_nonces')
+        .values({ nonce: v.nonce, expires_at: v.expiresAt.getTime() })
+        .onConflict((oc) => oc.column('nonce').doNothing())
+        .executeTakeFirst();
+      if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) {
+        return { ok: false, code: 'replayed', message: 'this gateway token was already used: mint a new one' };
+      }
+      const policy = deps.policy();
+      const role = policy.resources.get(grant.resource)?.roles.get(grant.role);
+      const provider = deps.providers.get(grant.resource);
+      if (!role || !provider) return { ok: false, code: 'not_active', message: `${grant.resource} is no longer in the policy` };
+      const info = provider.connectionInfo(grant.principal, deps.sealer.open(grant.secret_enc, grant.id));
+      return {
+        ok: true,
+        session: {
+          grantId: grant.id, userId: user.id, userName: user.name, resource: grant.resource, role: grant.role,
+          expiresAt: new Date(grant.expires_at),
+          upstream: { host: info.host, port: info.port, database: info.database ?? grant.resource, user: info.user, password: info.password, ssl: false },
+          guardrails: role.guardrails ?? [], readOnly: role.readOnly, storeParameters: false,
+        },
+      };
+    },
+  };
+}
+
+/** Gateway audit batches go into the same hash chain, one transaction per batch. */
+export function gatewayAuditSink(deps: AccessDeps): GatewayAuditSink {
+  return {
+    async record(events: readonly GatewayAuditEvent[]): Promise<void> {
+      if (events.length === 0) return;
+      await deps.store.db.transaction().execute((tx) =>
+        appendEvents(tx, deps.store.dialect, events.map((e) => ({
+          type: e.type, actor: e.actor, ...(e.grantId ? { grantId: e.grantId } : {}), data: e.data, at: e.at,
+        }))));
+    },
+  };
+}
+
+/** Forget used nonces whose tokens have expired anyway. */
+export async function pruneNonces(deps: AccessDeps): Promise<void> {
+  await deps.store.db.deleteFrom('used_nonces').where('expires_at', '<', deps.clock.now().getTime() - 60_000).execute();
+}

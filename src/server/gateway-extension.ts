@@ -1,0 +1,60 @@
+import { join } from 'node:path';
+import type { GatewayAccess } from '../api/context.js';
+import { PostgresGateway } from '../gateway/postgres/server.js';
+import { mintGatewayToken } from '../gateway/tokens.js';
+import { deriveKey } from '../secrets/index.js';
+import type { HallpassExtension } from './app.js';
+import type { GatewayListenConfig } from './config.js';
+import { gatewayAuditSink, gatewayAuthority, pruneNonces } from './gateway-authority.js';
+
+/** The PostgreSQL gateway as a part of the server: authority, audit, grant-event wiring. */
+export function gatewayExtension(cfg: GatewayListenConfig, opts: { insecureAllowPasswordWithoutTls?: boolean } = {}): HallpassExtension {
+  return {
+    async start(h) {
+      const { deps } = h;
+      const tokenKey = deriveKey(h.masterKey, 'gateway-token-hmac');
+      const gateway = new PostgresGateway({
+        authority: gatewayAuthority(deps, tokenKey),
+        audit: gatewayAuditSink(deps),
+        host: cfg.host,
+        port: cfg.port,
+        tls: cfg.certFile && cfg.keyFile
+          ? { certFile: cfg.certFile, keyFile: cfg.keyFile }
+          : { selfSignedDir: join(h.dataDir, 'gateway-tls'), hostnames: [cfg.host, 'localhost'] },
+        requireTls: cfg.requireTls,
+        insecureAllowPasswordWithoutTls: opts.insecureAllowPasswordWithoutTls ?? false,
+        clock: deps.clock,
+      });
+      const bound = await gateway.start();
+      const unsubscribe = deps.events.subscribe((ev) => {
+        if (ev.type === 'ended') void gateway.endGrant(ev.grantId, ev.reason).catch(() => undefined);
+        else gateway.updateGrantExpiry(ev.grantId, new Date(ev.expiresAt));
+      });
+      const prune = setInterval(() => void pruneNonces(deps).catch(() => undefined), 60_000);
+      prune.unref();
+      const advertisedHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? 'localhost' : cfg.host;
+      const gatewayAccess: GatewayAccess = {
+        connectionFor(grant, user) {
+          const minted = mintGatewayToken(tokenKey, {
+            grantId: grant.id, now: deps.clock.now(), notAfter: grant.expires_at === null ? undefined : new Date(grant.expires_at),
+          });
+          const sslmode = 'require';
+          const dsn = `postgres://${encodeURIComponent(user.name)}:${encodeURIComponent(minted.token)}@${advertisedHost}:${bound.port}/${encodeURIComponent(grant.resource)}?sslmode=${sslmode}`;
+          return {
+            kind: 'postgres', host: advertisedHost, port: bound.port, database: grant.resource, user: user.name, password: minted.token, dsn,
+            env: { PGHOST: advertisedHost, PGPORT: String(bound.port), PGDATABASE: grant.resource, PGUSER: user.name, PGPASSWORD: minted.token, PGSSLMODE: sslmode },
+          };
+        },
+      };
+      return {
+        gatewayAccess,
+        gateway,
+        async close() {
+          clearInterval(prune);
+          unsubscribe();
+          await gateway.close();
+        },
+      };
+    },
+  };
+}

@@ -1,0 +1,348 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/domain/clock.js';
+import { getGrant } from '../../src/store/grants.js';
+import { queryEvents, verifyChain } from '../../src/audit/index.js';
+import { startPgTarget, type PgTarget } from '../support/pg-target.js';
+import { startTestHallpass, testPolicy, type TestHallpass } from '../support/hallpass.js';
+import { managedRoles, roleExists, tryConnect } from '../support/target-checks.js';
+
+/**
+ * The request -> approval -> grant -> expiry/revocation lifecycle against a real PostgreSQL
+ * target that demands scram-sha-256, with a manual clock: due work runs when the test ticks.
+ */
+describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
+  let target: PgTarget;
+  let t: TestHallpass;
+  let clock: ManualClock;
+
+  beforeAll(async () => {
+    target = await startPgTarget();
+    const admin = await target.admin();
+    await admin.query('create table orders (id int primary key, total numeric)');
+    await admin.query('insert into orders values (1, 10), (2, 20)');
+    await admin.end();
+  });
+  afterAll(async () => {
+    await target?.stop();
+  });
+
+  const start = async (policy?: string) => {
+    clock = new ManualClock(Date.now());
+    t = await startTestHallpass({ target, clock, schedulerTimers: false, ...(policy ? { policy } : {}) });
+  };
+  afterEach(async () => {
+    await t?.close();
+  });
+
+  const request = async (user: string, body: Record<string, unknown>) =>
+    t.api(await t.token(user), 'POST', '/api/v1/requests', { resource: 'app-db', reason: 'lifecycle test', ...body });
+  const events = async (filters: { type?: string; requestId?: string; grantId?: string }) =>
+    queryEvents(t.h.deps.store.db, { ...filters, limit: 1000 });
+
+  it('refuses self-approval, audits the attempt, and changes nothing', async () => {
+    await start();
+    const r = await request('alice', { role: 'write', duration: '30m' });
+    expect(r.status).toBe(201);
+    expect(r.body.request.status).toBe('pending');
+    const id = r.body.request.id;
+    // carol is in sre AND engineers: she may approve others' requests, never her own
+    const own = await request('carol', { role: 'write', duration: '30m' });
+    const self = await t.api(await t.token('carol'), 'POST', `/api/v1/requests/${own.body.request.id}/approve`, {});
+    expect(self.status).toBe(403);
+    expect(self.body.error.code).toBe('self_approval');
+    const selfAlice = await t.api(await t.token('alice'), 'POST', `/api/v1/requests/${id}/approve`, {});
+    expect(selfAlice.status).toBe(403);
+    const after = await t.api(await t.token('alice'), 'GET', `/api/v1/requests/${id}`);
+    expect(after.body.status).toBe('pending');
+    expect(after.body.approvals).toEqual([]);
+    expect((await events({ type: 'request.approve_refused' })).length).toBe(2);
+    // a non-approver (dave, engineers only) is refused too
+    const dave = await t.api(await t.token('dave'), 'POST', `/api/v1/requests/${id}/approve`, {});
+    expect(dave.status).toBe(403);
+    expect(dave.body.error.code).toBe('forbidden');
+  });
+
+  it('needs two distinct approvers for a threshold of two; a double approval counts once', async () => {
+    await start();
+    const r = await request('alice', { role: 'owner', duration: '30m', ticket: 'OPS-42' });
+    expect(r.body.request.status).toBe('pending');
+    const id = r.body.request.id;
+    const first = await t.api(await t.token('bob'), 'POST', `/api/v1/requests/${id}/approve`, { comment: 'ok' });
+    expect(first.status).toBe(200);
+    expect(first.body.request.status).toBe('pending');
+    const again = await t.api(await t.token('bob'), 'POST', `/api/v1/requests/${id}/approve`, {});
+    expect(again.status).toBe(409);
+    const mid = await t.api(await t.token('alice'), 'GET', `/api/v1/requests/${id}`);
+    expect(mid.body.approvals).toHaveLength(1);
+    expect(mid.body.status).toBe('pending');
+    const second = await t.api(await t.token('carol'), 'POST', `/api/v1/requests/${id}/approve`, {});
+    expect(second.status).toBe(200);
+    expect(second.body.request.status).toBe('approved');
+    expect(second.body.grant.status).toBe('active');
+    expect(await roleExists(target, second.body.grant.principal)).toBe(true);
+  });
+
+  it('counts concurrent double approvals once (race-safe recordApprovalOnce)', async () => {
+    await start();
+    const r = await request('alice', { role: 'owner', duration: '30m', ticket: 'OPS-43' });
+    const id = r.body.request.id;
+    const bob = await t.token('bob');
+    const results = await Promise.all(Array.from({ length: 5 }, () => t.api(bob, 'POST', `/api/v1/requests/${id}/approve`, {})));
+    expect(results.filter((x) => x.status === 200)).toHaveLength(1);
+    expect(results.filter((x) => x.status === 409)).toHaveLength(4);
+    const after = await t.api(bob, 'GET', `/api/v1/requests/${id}`);
+    expect(after.body.status).toBe('pending');
+    expect(after.body.approvals).toHaveLength(1);
+  });
+
+  it('lets an approver shorten the duration but not lengthen it', async () => {
+    await start();
+    const r = await request('alice', { role: 'write', duration: '30m' });
+    const id = r.body.request.id;
+    const longer = await t.api(await t.token('bob'), 'POST', `/api/v1/requests/${id}/approve`, { duration: '1h' });
+    expect(longer.status).toBe(400);
+    const ok = await t.api(await t.token('bob'), 'POST', `/api/v1/requests/${id}/approve`, { duration: '5m' });
+    expect(ok.status).toBe(200);
+    const g = ok.body.grant;
+    expect(new Date(g.expiresAt).getTime() - new Date(g.startsAt).getTime()).toBe(5 * 60_000);
+  });
+
+  it('expires a pending request after its TTL; deciding it afterwards is a 409 that changes nothing', async () => {
+    await start(undefined);
+    const r = await request('alice', { role: 'write', duration: '30m' });
+    const id = r.body.request.id;
+    clock.advance(10 * 60_000 - 1000);
+    await t.h.scheduler.tick();
+    expect((await t.api(await t.token('alice'), 'GET', `/api/v1/requests/${id}`)).body.status).toBe('pending');
+    clock.advance(2000);
+    const tick = await t.h.scheduler.tick();
+    expect(tick.pendingExpired).toBe(1);
+    expect((await t.api(await t.token('alice'), 'GET', `/api/v1/requests/${id}`)).body.status).toBe('expired');
+    const late = await t.api(await t.token('bob'), 'POST', `/api/v1/requests/${id}/approve`, {});
+    expect(late.status).toBe(409);
+    expect((await events({ requestId: id })).map((e) => e.type)).toEqual(['request.created', 'request.pending', 'request.expired']);
+  });
+
+  it('answers illegal transitions with 409 and leaves state alone', async () => {
+    await start();
+    const alice = await t.token('alice');
+    const bob = await t.token('bob');
+    const pending = (await request('alice', { role: 'write' })).body.request.id;
+    expect((await t.api(bob, 'POST', `/api/v1/requests/${pending}/deny`, { reason: 'not now' })).status).toBe(200);
+    for (const [who, action, body] of [[bob, 'approve', {}], [bob, 'deny', { reason: 'x' }], [alice, 'cancel', undefined]] as const) {
+      const res = await t.api(who, 'POST', `/api/v1/requests/${pending}/${action}`, body);
+      expect(res.status, `${action} a denied request`).toBe(409);
+    }
+    const cancelled = (await request('alice', { role: 'write' })).body.request.id;
+    expect((await t.api(alice, 'POST', `/api/v1/requests/${cancelled}/cancel`)).status).toBe(200);
+    expect((await t.api(bob, 'POST', `/api/v1/requests/${cancelled}/approve`, {})).status).toBe(409);
+    const approved = await request('alice', { role: 'read', duration: '5m' });
+    expect(approved.body.request.status).toBe('approved');
+    expect((await t.api(alice, 'POST', `/api/v1/requests/${approved.body.request.id}/cancel`)).status).toBe(409);
+    const gid = approved.body.grant.id;
+    expect((await t.api(alice, 'POST', `/api/v1/grants/${gid}/revoke`, { reason: 'done' })).status).toBe(200);
+    const twice = await t.api(alice, 'POST', `/api/v1/grants/${gid}/revoke`, { reason: 'again' });
+    expect(twice.status).toBe(409);
+    expect((await t.api(alice, 'POST', `/api/v1/grants/${gid}/extend`, { by: '5m', reason: 'more' })).status).toBe(409);
+    expect((await t.api(alice, 'GET', `/api/v1/grants/${gid}/credentials`)).status).toBe(409);
+    expect((await t.api(alice, 'GET', `/api/v1/requests/${pending}`)).body.status).toBe('denied');
+    expect((await t.api(alice, 'GET', `/api/v1/grants/${gid}`)).body.status).toBe('revoked');
+  });
+
+  it('treats a request for a role already held as an extension that moves VALID UNTIL', async () => {
+    await start();
+    const first = await request('alice', { role: 'read', duration: '5m' });
+    const g = first.body.grant;
+    const again = await request('alice', { role: 'read', duration: '10m', reason: 'need more time' });
+    expect(again.status).toBe(201);
+    expect(again.body.request.kind).toBe('extension');
+    expect(again.body.request.extendsGrantId).toBe(g.id);
+    expect(again.body.grant.id).toBe(g.id);
+    const newEnd = new Date(again.body.grant.expiresAt).getTime();
+    expect(newEnd - new Date(g.expiresAt).getTime()).toBe(10 * 60_000);
+    const admin = await target.admin();
+    const r = await admin.query<{ v: Date }>('select rolvaliduntil as v from pg_roles where rolname = $1', [g.principal]);
+    await admin.end();
+    expect(Math.abs(r.rows[0]!.v.getTime() - newEnd)).toBeLessThan(1000);
+    // the old end passes: nothing happens; the new end passes: access goes
+    clock.advance(6 * 60_000);
+    await t.h.scheduler.tick();
+    expect(await roleExists(target, g.principal)).toBe(true);
+    clock.advance(10 * 60_000);
+    await t.h.scheduler.tick();
+    expect(await roleExists(target, g.principal)).toBe(false);
+    expect((await t.api(await t.token('alice'), 'GET', `/api/v1/grants/${g.id}`)).body.status).toBe('expired');
+  });
+
+  it('revokes early: the role is gone and an open connection is terminated', async () => {
+    await start();
+    const alice = await t.token('alice');
+    const r = await request('alice', { role: 'read', duration: '30m' });
+    const creds = await t.api(alice, 'GET', `/api/v1/grants/${r.body.grant.id}/credentials`);
+    const conn = await tryConnect(creds.body.dsn);
+    if (!('client' in conn)) throw conn.error;
+    expect((await conn.client.query('select count(*)::int as n from orders')).rows[0].n).toBe(2);
+    const revoked = await t.api(alice, 'POST', `/api/v1/grants/${r.body.grant.id}/revoke`, { reason: 'finished early' });
+    expect(revoked.status).toBe(200);
+    expect(revoked.body.status).toBe('revoked');
+    await expect(conn.client.query('select 1')).rejects.toThrow();
+    expect(await roleExists(target, r.body.grant.principal)).toBe(false);
+    const again = await tryConnect(creds.body.dsn);
+    expect('error' in again && again.error.message).toMatch(/password authentication failed|does not exist/);
+    const types = (await events({ grantId: r.body.grant.id })).map((e) => e.type);
+    expect(types).toEqual(['grant.created', 'grant.activating', 'grant.activated', 'grant.credentials_issued', 'grant.revoking', 'grant.revoked']);
+  });
+
+  it('keeps retrying a revocation while the target is down, flags revoke_failed with an alert, and finishes when it is back', async () => {
+    await start();
+    const r = await request('alice', { role: 'read', duration: '5m' });
+    const gid = r.body.grant.id;
+    await target.pause();
+    try {
+      clock.advance(5 * 60_000 + 1);
+      await t.h.scheduler.tick();
+      let g = await getGrant(t.h.deps.store.db, gid);
+      expect(g?.status).toBe('revoking');
+      expect(g?.revoke_attempts).toBe(1);
+      for (let i = 0; i < 2; i++) {
+        clock.advance(70_000);
+        await t.h.scheduler.tick();
+      }
+      g = await getGrant(t.h.deps.store.db, gid);
+      expect(g?.status).toBe('revoke_failed');
+      expect(g?.revoke_attempts).toBe(3);
+      expect(g?.last_error).toBeTruthy();
+      expect(g?.last_error).not.toContain(target.adminPassword);
+      expect((await events({ type: 'alert.revoke_failed', grantId: gid })).length).toBe(1);
+      expect((await events({ type: 'grant.revoke_attempt_failed', grantId: gid })).length).toBe(3);
+      const view = await t.api(await t.token('alice'), 'GET', `/api/v1/grants/${gid}`);
+      expect(view.body.status).toBe('revoke_failed');
+      clock.advance(70_000);
+      await t.h.scheduler.tick();
+      expect((await getGrant(t.h.deps.store.db, gid))?.revoke_attempts).toBe(4);
+    } finally {
+      await target.resume();
+    }
+    clock.advance(70_000);
+    await t.h.scheduler.tick();
+    const done = await getGrant(t.h.deps.store.db, gid);
+    expect(done?.status).toBe('expired');
+    expect(await roleExists(target, r.body.grant.principal)).toBe(false);
+    expect((await verifyChain(t.h.deps.store.db)).ok).toBe(true);
+  });
+
+  it('removes an orphan left by a crash between creating a role and recording it (reconciler)', async () => {
+    await start();
+    const provider = t.h.deps.providers.get('app-db')!;
+    // The "crash": a principal exists on the target with no grant recorded for it.
+    const orphan = 'hp_crashorphan00000000001';
+    await provider.provision({ principal: orphan, secret: 'x'.repeat(40), privileges: { memberOf: ['pg_read_all_data'] }, validUntil: new Date(Date.now() + 3600_000) });
+    const live = await request('alice', { role: 'read', duration: '30m' });
+    expect(await roleExists(target, orphan)).toBe(true);
+    const results = await t.h.reconcileNow();
+    // (earlier tests' servers left their grants' roles behind on this shared target: orphans too)
+    expect(results[0]?.ok).toBe(true);
+    expect(results[0]?.removed).toContain(orphan);
+    expect(results[0]?.removed).not.toContain(live.body.grant.principal);
+    expect(await roleExists(target, orphan)).toBe(false);
+    expect(await roleExists(target, live.body.grant.principal)).toBe(true);
+    const alerts = await events({ type: 'alert.orphan_principal' });
+    expect(alerts.map((e) => e.data.principal)).toContain(orphan);
+  });
+
+  it('finishes an activation interrupted after the intent was recorded (crash mid-activation)', async () => {
+    await start();
+    const r = await request('alice', { role: 'read', duration: '30m' });
+    const gid = r.body.grant.id;
+    // Rewind to the state a crash would leave: intent recorded, lease held by a dead instance,
+    // role possibly created. The lease runs out; the scheduler provisions again (idempotent).
+    await t.h.deps.store.db.updateTable('grants').set({ status: 'activating', lease_owner: 'dead-instance', lease_until: clock.now().getTime() + 30_000, due_at: clock.now().getTime() })
+      .where('id', '=', gid).execute();
+    await t.h.scheduler.tick();
+    expect((await getGrant(t.h.deps.store.db, gid))?.status).toBe('activating');
+    clock.advance(31_000);
+    await t.h.scheduler.tick();
+    const g = await getGrant(t.h.deps.store.db, gid);
+    expect(g?.status).toBe('active');
+    expect(g?.lease_owner).toBeNull();
+    expect(await roleExists(target, g!.principal)).toBe(true);
+  });
+
+  it('activates a scheduled grant at its start, with the clock starting at activation', async () => {
+    await start();
+    const startAt = new Date(clock.now().getTime() + 10 * 60_000);
+    const r = await request('alice', { role: 'read', duration: '5m', startAt: startAt.toISOString() });
+    expect(r.body.grant.status).toBe('scheduled');
+    expect(await roleExists(target, r.body.grant.principal)).toBe(false);
+    clock.advance(10 * 60_000 + 2500);
+    await t.h.scheduler.tick();
+    const g = await getGrant(t.h.deps.store.db, r.body.grant.id);
+    expect(g?.status).toBe('active');
+    expect(g?.starts_at).toBe(clock.now().getTime());
+    expect(g!.expires_at! - g!.starts_at!).toBe(5 * 60_000);
+  });
+
+  it('break-glass grants at once, raises an alert, and leaves a review only an admin can close', async () => {
+    await start();
+    const olga = await t.token('olga');
+    const r = await request('olga', { role: 'write', duration: '30m', breakGlass: true, reason: 'prod down, INC-99' });
+    expect(r.status).toBe(201);
+    expect(r.body.request.kind).toBe('break_glass');
+    expect(r.body.grant.status).toBe('active');
+    expect((await events({ type: 'alert.break_glass' })).length).toBe(1);
+    const reviews = await t.api(t.adminToken, 'GET', '/api/v1/reviews');
+    expect(reviews.body.reviews).toHaveLength(1);
+    const rid = reviews.body.reviews[0].id;
+    expect((await t.api(olga, 'POST', `/api/v1/reviews/${rid}/close`, { note: 'fine' })).status).toBe(403);
+    expect((await t.api(t.adminToken, 'POST', `/api/v1/reviews/${rid}/close`, { note: 'reviewed with olga' })).status).toBe(200);
+    expect((await t.api(t.adminToken, 'POST', `/api/v1/reviews/${rid}/close`, { note: 'again' })).status).toBe(409);
+    // someone outside the break-glass groups is denied
+    const alice = await request('alice', { role: 'write', breakGlass: true });
+    expect(alice.status).toBe(403);
+  });
+
+  it('keeps injection in reasons, tickets, resource and role names away from the target', async () => {
+    await start(testPolicy(target).replace("ticketPattern: '^OPS-[0-9]+$'", "ticketPattern: '.*'"));
+    const before = await managedRoles(target);
+    const hostile = [`x'; drop table orders; --`, `"); drop role postgres; --`, `$$; drop table orders; $$`, `\\'; select pg_sleep(10); --`];
+    for (const text of hostile) {
+      const ok = await request('alice', { role: 'owner', reason: text, ticket: text.replace(/\s/g, '').slice(0, 90) });
+      expect(ok.status, JSON.stringify(ok.body)).toBe(201);
+      expect(ok.body.request.reason).toBe(text);
+      expect((await t.api(await t.token('alice'), 'POST', `/api/v1/requests/${ok.body.request.id}/cancel`)).status).toBe(200);
+      const badResource = await t.api(await t.token('alice'), 'POST', '/api/v1/requests', { resource: `app-db${text}`, role: 'read', reason: 'x' });
+      expect(badResource.status).toBe(400);
+      const badRole = await t.api(await t.token('alice'), 'POST', '/api/v1/requests', { resource: 'app-db', role: `read${text}`, reason: 'x' });
+      expect(badRole.status).toBe(400);
+    }
+    const spaced = await request('alice', { role: 'owner', reason: 'x', ticket: 'OPS 1' });
+    expect(spaced.status).toBe(400);
+    const ctl = await t.api(await t.token('alice'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', reason: 'line1\nline2\u0000' });
+    expect(ctl.status).toBe(400);
+    const extra = await t.api(await t.token('alice'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', reason: 'x', privileges: 'superuser' });
+    expect(extra.status).toBe(400);
+    expect(extra.body.error.message).toContain('privileges');
+    const admin = await target.admin();
+    const orders = await admin.query('select count(*)::int as n from orders');
+    const pgRole = await admin.query("select 1 from pg_roles where rolname = 'postgres'");
+    await admin.end();
+    expect(orders.rows[0].n).toBe(2);
+    expect(pgRole.rowCount).toBe(1);
+    expect(await managedRoles(target)).toEqual(before);
+  });
+
+  it('denies by policy with reasons (403) and records the denial', async () => {
+    await start();
+    const r = await request('bob', { role: 'read' });
+    expect(r.status).toBe(403);
+    expect(r.body.error.code).toBe('policy_denied');
+    expect(r.body.error.details.reasons.length).toBeGreaterThan(0);
+    const noReason = await t.api(await t.token('alice'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read' });
+    expect(noReason.status).toBe(400);
+    const tooLong = await request('alice', { role: 'read', duration: '2h' });
+    expect(tooLong.status).toBe(403);
+    expect(JSON.stringify(tooLong.body.error)).toMatch(/1h/);
+    const denied = await events({ type: 'request.denied' });
+    expect(denied.length).toBe(2);
+  });
+});
