@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { celNow, celRequest, celRequester, CelResource, compileCondition } from './cel.js';
+import { celRequest, celRequester, CelResource, compileCondition } from './cel.js';
+import { celNow } from './cel-time.js';
 
 describe('CEL conditions', () => {
   it('the cached time-zone formatter answers exactly like Date#toLocaleString', () => {

@@ -1,6 +1,7 @@
 import { formatDuration } from '../domain/duration.js';
 import type { Principal } from '../domain/principal.js';
-import { CelResource, celNow, celRequest, celRequester } from './cel.js';
+import { CelResource, celRequest, celRequester } from './cel.js';
+import { celNow } from './cel-time.js';
 import type { CelContext } from './cel.js';
 import { compiledPolicy } from './compiled.js';
 import type { CompiledRule } from './compiled.js';
