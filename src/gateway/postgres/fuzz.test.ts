@@ -2,10 +2,10 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeUpstream, type FakeUpstream } from '../../../test/support/gateway-fake-upstream.js';
 import { MemoryAuditSink, TestAuthority } from '../../../test/support/gateway-harness.js';
+import { rawLogin, rawQuery } from '../../../test/support/gateway-raw-client.js';
 import * as ser from './serializer.js';
 import { PostgresGateway } from './server.js';
 
@@ -71,51 +71,11 @@ function sendRaw(data: Buffer[]): Promise<Buffer> {
   });
 }
 
-/** A logged-in TLS connection through the gateway to the fake upstream. */
-async function login(): Promise<Socket> {
-  const raw = netConnect({ port, host: '127.0.0.1' });
-  await new Promise((r) => raw.once('connect', r));
-  raw.write(ser.sslRequest());
-  await new Promise((r) => raw.once('data', r));
-  const s = tlsConnect({ socket: raw, rejectUnauthorized: false });
-  s.on('error', () => {});
-  await new Promise((r) => s.once('secureConnect', r));
-  s.write(ser.startupMessage(new Map([['user', 'alice'], ['database', 'app']])));
-  await new Promise((r) => s.once('data', r)); // AuthenticationCleartextPassword
-  s.write(ser.passwordMessage(authority.token(grantId)));
-  let seen = Buffer.alloc(0);
-  await new Promise<void>((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      seen = Buffer.concat([seen, d]);
-      if (seen.includes(Buffer.from([0x5a, 0, 0, 0, 5, 0x49]))) {
-        s.off('data', onData);
-        resolve();
-      }
-    };
-    s.on('data', onData);
-    s.once('close', () => reject(new Error(`closed during login: ${seen.toString('latin1')}`)));
-  });
-  return s;
-}
-
-async function roundTrip(s: Socket): Promise<string> {
-  return new Promise((resolve) => {
-    let got = Buffer.alloc(0);
-    const onData = (d: Buffer) => {
-      got = Buffer.concat([got, d]);
-      if (got.includes(0x5a)) {
-        s.off('data', onData);
-        resolve(got.toString('latin1'));
-      }
-    };
-    s.on('data', onData);
-    s.write(ser.query('select 1'));
-  });
-}
+const login = (): Promise<Socket> => rawLogin(port, authority.token(grantId));
 
 async function stillServes(): Promise<void> {
   const s = await login();
-  expect(await roundTrip(s)).toContain('SELECT 0');
+  expect(await rawQuery(s, 'select 1')).toContain('SELECT 0');
   s.end(ser.terminate());
 }
 

@@ -2,6 +2,8 @@ import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allowMd5, startGatewayFixture, type GatewayFixture } from '../../../test/support/gateway-harness.js';
+import { rawLogin } from '../../../test/support/gateway-raw-client.js';
+import * as ser from './serializer.js';
 
 const run = promisify(execFile);
 let fx: GatewayFixture;
@@ -102,6 +104,28 @@ describe('PostgreSQL gateway relay', () => {
     expect(await activeSleeps()).toBe(0);
   });
 
+  it('applies backpressure: a client that stops reading stalls the target, not the gateway memory', async () => {
+    const s = await rawLogin(fx.port, fx.authority.token(fx.grant()));
+    const rssBefore = process.memoryUsage().rss;
+    s.pause();
+    // About 400 MB of rows: far more than any buffer between the target and the client.
+    s.write(ser.query("select repeat('x', 4000) from generate_series(1, 100000)"));
+    await waitFor(async () => {
+      const admin = await fx.target.admin();
+      try {
+        const r = await admin.query<{ n: number }>(
+          "select count(*)::int as n from pg_stat_activity where query like 'select repeat%' and wait_event = 'ClientWrite'",
+        );
+        return r.rows[0]?.n === 1;
+      } finally {
+        await admin.end();
+      }
+    });
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(64 * 1024 * 1024);
+    s.destroy();
+    await waitFor(async () => (await activeSleeps('select repeat%')) === 0);
+  });
+
   it('streams a large result to a slow reader and keeps working', async () => {
     const c = fx.client(fx.grant());
     await c.connect();
@@ -125,10 +149,10 @@ describe('PostgreSQL gateway relay', () => {
   });
 });
 
-async function activeSleeps(): Promise<number> {
+async function activeSleeps(like = 'select pg_sleep%'): Promise<number> {
   const admin = await fx.target.admin();
   try {
-    const r = await admin.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where query like 'select pg_sleep%' and state = 'active'");
+    const r = await admin.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where query like $1 and state = 'active'", [like]);
     return r.rows[0]?.n ?? 0;
   } finally {
     await admin.end();

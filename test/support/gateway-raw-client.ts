@@ -1,0 +1,52 @@
+import { connect as netConnect, type Socket } from 'node:net';
+import { connect as tlsConnect, type TLSSocket } from 'node:tls';
+import * as ser from '../../src/gateway/postgres/serializer.js';
+
+/**
+ * A hand-driven PostgreSQL client for gateway tests that need control no driver gives:
+ * arbitrary bytes after login, or not reading at all.
+ */
+export async function rawLogin(port: number, token: string, opts: { user?: string; database?: string } = {}): Promise<TLSSocket> {
+  const raw: Socket = netConnect({ port, host: '127.0.0.1' });
+  raw.on('error', () => {});
+  await new Promise((r) => raw.once('connect', r));
+  raw.write(ser.sslRequest());
+  await new Promise((r) => raw.once('data', r));
+  const s = tlsConnect({ socket: raw, rejectUnauthorized: false });
+  s.on('error', () => {});
+  await new Promise((r) => s.once('secureConnect', r));
+  s.write(ser.startupMessage(new Map([['user', opts.user ?? 'alice'], ['database', opts.database ?? 'app']])));
+  await new Promise((r) => s.once('data', r)); // AuthenticationCleartextPassword
+  s.write(ser.passwordMessage(token));
+  let seen = Buffer.alloc(0);
+  await new Promise<void>((resolve, reject) => {
+    const onClose = () => reject(new Error(`closed during login: ${seen.toString('latin1')}`));
+    const onData = (d: Buffer) => {
+      seen = Buffer.concat([seen, d]);
+      if (seen.includes(Buffer.from([0x5a, 0, 0, 0, 5, 0x49]))) {
+        s.off('data', onData);
+        s.off('close', onClose);
+        resolve();
+      }
+    };
+    s.on('data', onData);
+    s.once('close', onClose);
+  });
+  return s;
+}
+
+/** Sends a simple query and resolves with everything received up to ReadyForQuery (latin1). */
+export function rawQuery(s: Socket, sql: string): Promise<string> {
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    const onData = (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (got.includes(0x5a)) {
+        s.off('data', onData);
+        resolve(got.toString('latin1'));
+      }
+    };
+    s.on('data', onData);
+    s.write(ser.query(sql));
+  });
+}
