@@ -103,9 +103,9 @@ async function startPgBouncer(bin: string, dir: string, target: { port: number }
   return { port, stop: () => child.kill('SIGTERM') };
 }
 
-async function pgbench(env: NodeJS.ProcessEnv, mode: string, clients: number, reconnect: boolean, logDir: string): Promise<Omit<Result, 'target'>> {
+async function pgbench(env: NodeJS.ProcessEnv, mode: string, clients: number, reconnect: boolean, logDir: string, seconds = SECONDS): Promise<Omit<Result, 'target'>> {
   for (const f of readdirSync(logDir)) rmSync(join(logDir, f));
-  const args = ['-n', '-S', '-M', mode, '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(SECONDS), '-l', '--log-prefix', join(logDir, 'tx')];
+  const args = ['-n', '-S', '-M', mode, '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(seconds), '-l', '--log-prefix', join(logDir, 'tx')];
   if (reconnect) args.push('-C');
   const { stdout } = await run('pgbench', args, { env, maxBuffer: 1 << 24 });
   const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? NaN);
@@ -180,6 +180,8 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   spawnSync('mkdir', ['-p', logDir]);
   const results: Result[] = [];
   try {
+    // Warm-up (JIT, connection caches) so the first measured row is not penalised.
+    for (const [, env] of targets) for (const m of ['simple', 'extended']) await pgbench(env(), m, 2, false, logDir, 1);
     for (const [mode, reconnect] of [['simple', false], ['extended', false], ['extended', true]] as const) {
       for (const clients of CLIENTS) {
         for (const [name, env] of targets) {

@@ -83,6 +83,16 @@ describe('guardrails', () => {
     expect(denied('reset default_transaction_read_only', [], true)).toBeNull();
   });
 
+  it('sends anything unusual in a SELECT to the parser (no lexical shortcut around it)', () => {
+    expect(denied('select * into t2 from items')).toBe('ddl');
+    expect(denied("SELECT set_config('role', 'postgres', false)")).toBe('set_role');
+    expect(denied('select U&"set\\005fconfig"(\'role\', \'x\', false)')).toBe('set_role');
+    expect(denied('select 1; drop table t;')).toBe('ddl');
+    expect(denied("select query_to_xml('delete from t', true, true, '')", ['escape'])).toBe('escape');
+    expect(denied('select abalance from pgbench_accounts where aid = 42;')).toBeNull();
+    expect(denied('select\n  1 ;  ')).toBeNull();
+  });
+
   it('fails closed on text the parser rejects, and allows anything when the role has no guardrails', () => {
     expect(denied('selec 1')).toBe('unparsable');
     expect(checker.check('drop table t', [], false)).toEqual({ allowed: true });

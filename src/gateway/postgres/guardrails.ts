@@ -34,9 +34,21 @@ interface Findings {
 
 const DDL = /^(Create|Alter|Drop|Rename|Comment|Grant|Index|View|Define|Rule|CompositeType|Reindex|SecLabel|ImportForeignSchema|RefreshMatView|Cluster|ReassignOwned)\w*Stmt$/;
 const ROLE_ESCAPE = new Set(['CreateRoleStmt', 'AlterRoleStmt', 'AlterRoleSetStmt', 'DropRoleStmt', 'GrantRoleStmt', 'AlterSystemStmt', 'LoadStmt', 'AlterDefaultPrivilegesStmt', 'ReassignOwnedStmt', 'CreateExtensionStmt', 'AlterExtensionStmt']);
-const ESCAPE_FUNCTIONS = new Set(['dblink', 'dblink_exec', 'dblink_connect', 'dblink_connect_u', 'dblink_send_query', 'pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'lo_import', 'lo_export', 'pg_file_write', 'pg_reload_conf', 'pg_terminate_backend', 'pg_signal_backend']);
+const ESCAPE_FUNCTIONS = new Set(['dblink', 'dblink_exec', 'dblink_connect', 'dblink_connect_u', 'dblink_send_query', 'pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'lo_import', 'lo_export', 'pg_file_write', 'pg_reload_conf', 'pg_terminate_backend', 'pg_signal_backend', 'query_to_xml', 'query_to_xml_and_xmlschema', 'query_to_xmlschema']);
+
+/**
+ * A single plain SELECT that can hit no guardrail, recognised without parsing (simple-protocol
+ * queries carry literals, so their text rarely repeats and the cache would miss). Conservative:
+ * anything unusual (quoted or escaped identifiers, dollar quotes, a second statement, INTO, a
+ * function on the escape list, set_config) goes to the parser.
+ */
+const PLAIN_SELECT = /^\s*select\s/i;
+const NOT_PLAIN = /["\\;]|u&|\$[^0-9]|\binto\b|set_config|dblink|pg_read|pg_ls_dir|pg_stat_file|lo_import|lo_export|pg_file_write|pg_reload_conf|pg_terminate_backend|pg_signal_backend|_to_xml/i;
+const isPlainSelect = (sql: string): boolean => PLAIN_SELECT.test(sql) && !NOT_PLAIN.test(sql.replace(/;\s*$/, ''));
 const ROLE_SETTINGS = new Set(['role', 'session_authorization']);
 const READ_ONLY_SETTINGS = new Set(['default_transaction_read_only', 'transaction_read_only']);
+
+const NOTHING: Findings = { hits: new Map() };
 
 let ready: Promise<void> | undefined;
 /** Loads the WASM parser once; call before the first check. */
@@ -69,6 +81,7 @@ export class GuardrailChecker {
   }
 
   #findings(sql: string): Findings {
+    if (sql.length < 2048 && isPlainSelect(sql)) return NOTHING;
     const hit = this.#cache.get(sql);
     if (hit) return hit;
     const f: Findings = { hits: new Map() };
