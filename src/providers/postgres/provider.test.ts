@@ -108,6 +108,17 @@ describe('postgres provider against a scram-sha-256 target', () => {
     await provider.revoke([p]);
   });
 
+  it('real time: a credential valid for ~1.5 s logs in before and is refused after VALID UNTIL passes', async () => {
+    const p = newPrincipal('rt');
+    const s = newSecret();
+    const until = new Date(Date.now() + 1500);
+    await provider.provision({ principal: p, secret: s, privileges: readOnly, validUntil: until });
+    expect(await canLogin(provider.connectionInfo(p, s))).toBe(true);
+    await new Promise((resolve) => setTimeout(resolve, until.getTime() - Date.now() + 200));
+    expect(await canLogin(provider.connectionInfo(p, s))).toBe(false);
+    await provider.revoke([p]);
+  });
+
   it('extend moves VALID UNTIL; extending a missing principal is a non-retryable error', async () => {
     const p = newPrincipal('ext');
     await provider.provision({ principal: p, secret: newSecret(), privileges: readOnly, validUntil: inAnHour() });

@@ -9,17 +9,17 @@ const TERMINATE_DEADLINE_MS = 10_000;
 
 /**
  * Terminates every backend of these roles (by oid, which survives DROP ROLE) and waits until
- * none is left. Returns how many backends were found on the first pass.
+ * none is left. Without pg_signal_backend (or superuser) the signal is refused and this times out.
  */
-async function terminateAndWait(pool: Queryable, oids: readonly string[]): Promise<number> {
+async function terminateAndWait(pool: Queryable, oids: readonly string[]): Promise<void> {
   const deadline = Date.now() + TERMINATE_DEADLINE_MS;
-  let first: number | undefined;
   for (;;) {
     const r = await exec<{ n: number }>(pool, sql.terminateBackends(oids));
     const n = r.rows[0]?.n ?? 0;
-    first ??= n;
-    if (n === 0) return first;
-    if (Date.now() > deadline) throw new ProviderError(`postgres revoke: ${n} session(s) still running after terminate`, true);
+    if (n === 0) return;
+    if (Date.now() > deadline) {
+      throw new ProviderError(`postgres revoke: ${n} session(s) still running after terminate (does the admin have pg_signal_backend?)`, true);
+    }
     await sleep(5);
   }
 }
@@ -52,7 +52,7 @@ export async function revokeRoles(conns: AdminConnections, roles: readonly strin
   try {
     await session.query(sql.lockCatalog());
     const inDatabase = <T>(db: string, fn: (c: Queryable) => Promise<T>) => (db === conns.database ? fn(session) : conns.withDatabase(db, fn));
-    await revokeOnce(session, inDatabase, roles, orphan);
+    await revokeLocked(session, inDatabase, roles, orphan);
   } finally {
     // Unlocking a broken session fails; closing it releases the lock anyway.
     const unlocked = await session.query(sql.unlockCatalog()).then(
@@ -63,7 +63,7 @@ export async function revokeRoles(conns: AdminConnections, roles: readonly strin
   }
 }
 
-async function revokeOnce(
+async function revokeLocked(
   pool: Queryable,
   inDatabase: <T>(db: string, fn: (c: Queryable) => Promise<T>) => Promise<T>,
   roles: readonly string[],
