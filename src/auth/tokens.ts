@@ -113,3 +113,11 @@ function generateToken(): string {
 function ms(t: Date | number): number {
   return t instanceof Date ? t.getTime() : t;
 }
+
+/** Like authenticateToken, and also says which token it was (for logout and MFA step-up stamps). */
+export async function authenticateTokenWithId(db: Executor, token: string, now: Date | number): Promise<{ user: UserRow; tokenId: string } | undefined> {
+  const user = await authenticateToken(db, token, now);
+  if (!user) return undefined;
+  const row = await db.selectFrom('api_tokens').select('id').where('token_hash', '=', hashToken(token)).executeTakeFirst();
+  return row ? { user, tokenId: row.id } : undefined;
+}

@@ -1,0 +1,121 @@
+import type { AccessDeps } from '../access/context.js';
+import { inTx } from '../access/context.js';
+import { AppError } from '../domain/errors.js';
+import type { Principal } from '../domain/principal.js';
+import { getUserById, getUserByName, toPrincipal, upsertUser } from '../store/users.js';
+import { sessionSettings, type IdentityConfig } from './config.js';
+import { MfaService } from './mfa.js';
+import { OidcLogin } from './oidc.js';
+import { authenticateSession, csrfMatches, readCookie, SESSION_COOKIE } from './sessions.js';
+import { stampMfa, tokenMfaAt } from './stamps.js';
+import { authenticateTokenWithId } from './tokens.js';
+import { looksLikeJwt, WorkloadAuthError, WorkloadVerifier, type VerifiedWorkload } from './workload.js';
+
+export interface AuthInput {
+  readonly authorization?: string | undefined;
+  readonly cookie?: string | undefined;
+  readonly csrf?: string | undefined;
+  readonly mfaCode?: string | undefined;
+  readonly method: string;
+  readonly route: string;
+  readonly ip: string;
+}
+
+export interface AuthResult {
+  readonly principal: Principal;
+  readonly tokenId?: string | undefined;
+  readonly sessionId?: string | undefined;
+}
+
+const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * Who is calling: an API token (`Authorization: Bearer hp_tok_...`), a workload's OIDC JWT
+ * (`Authorization: Bearer eyJ...`), or a web session cookie (state-changing calls must carry the
+ * CSRF header). An `X-Hallpass-MFA` code, when sent, is checked and stamps the token or session.
+ */
+export class Identity {
+  readonly mfa: MfaService;
+  readonly workloads: WorkloadVerifier;
+  readonly oidc: OidcLogin | undefined;
+  readonly settings: ReturnType<typeof sessionSettings>;
+
+  constructor(readonly deps: AccessDeps, readonly config: IdentityConfig, readonly csrfKey: Buffer, readonly baseUrl: () => string,
+    opts: { jwksCooldownMs?: number } = {}) {
+    this.mfa = new MfaService(deps, config.mfa);
+    this.workloads = new WorkloadVerifier(config.workloadIssuers ?? [], config.workloads ?? [], deps.clock, { cooldownMs: opts.jwksCooldownMs });
+    this.oidc = config.oidc ? new OidcLogin(deps, config.oidc, () => `${baseUrl()}/api/v1/auth/oidc/callback`) : undefined;
+    this.settings = sessionSettings(config.sessions);
+  }
+
+  async authenticate(input: AuthInput): Promise<AuthResult> {
+    const now = this.deps.clock.now().getTime();
+    const result = await this.#identify(input, now);
+    if (input.mfaCode === undefined || result.principal.kind !== 'user') return result;
+    const at = await this.mfa.verify(result.principal, input.mfaCode.trim(), input.ip, `${input.method} ${input.route}`);
+    await stampMfa(this.deps.store.db, result, at);
+    return { ...result, principal: { ...result.principal, mfaAt: at } };
+  }
+
+  async #identify(input: AuthInput, now: number): Promise<AuthResult> {
+    const m = input.authorization ? /^Bearer ([^\s]+)$/i.exec(input.authorization) : null;
+    if (m) {
+      const bearer = m[1]!;
+      if (this.workloads.enabled && looksLikeJwt(bearer)) return { principal: await this.#workload(bearer, input.ip, now) };
+      const auth = await authenticateTokenWithId(this.deps.store.db, bearer, now);
+      if (!auth) throw new AppError('unauthenticated', 'invalid, expired or revoked token (run: hallpass login)');
+      return { principal: toPrincipal(auth.user, await tokenMfaAt(this.deps.store.db, auth.tokenId)), tokenId: auth.tokenId };
+    }
+    const cookie = readCookie(input.cookie, SESSION_COOKIE);
+    if (cookie === undefined) throw new AppError('unauthenticated', 'missing bearer token (run: hallpass login)');
+    const session = await authenticateSession(this.deps.store.db, cookie, now, this.settings);
+    if (!session) throw new AppError('unauthenticated', 'your session has ended: sign in again');
+    if (!SAFE_METHODS.has(input.method) && !csrfMatches(cookie, input.csrf, this.csrfKey)) {
+      throw new AppError('forbidden', 'missing or wrong CSRF token (send the X-Hallpass-CSRF header from GET /api/v1/auth/session)');
+    }
+    const user = await getUserById(this.deps.store.db, session.userId);
+    if (!user) throw new AppError('unauthenticated', 'your session has ended: sign in again');
+    return { principal: toPrincipal(user, session.mfaAt), sessionId: session.id };
+  }
+
+  async #workload(jwt: string, ip: string, now: number): Promise<Principal> {
+    let v: VerifiedWorkload;
+    try {
+      v = await this.workloads.verify(jwt);
+    } catch (e) {
+      const why = e instanceof WorkloadAuthError ? e.message : 'token could not be verified';
+      await inTx(this.deps, async (_tx, audit) => {
+        audit({ type: 'auth.workload_failed', actor: 'anonymous', at: now, data: { why, issuer: e instanceof WorkloadAuthError ? e.issuer ?? null : null, clientAddress: ip } });
+      });
+      throw new AppError('unauthenticated', `workload token refused: ${why}`);
+    }
+    const row = await inTx(this.deps, async (tx, audit) => {
+      const existing = await getUserByName(tx, v.workload);
+      if (existing && existing.source !== 'workload') throw new AppError('forbidden', `workload name ${v.workload} is taken by a ${existing.source} user`);
+      if (existing?.disabled) throw new AppError('forbidden', `workload ${v.workload} is disabled`);
+      const r = existing ?? (await upsertUser(tx, { name: v.workload, kind: 'workload', groups: [], attributes: {}, isAdmin: false, source: 'workload' }, now)).row;
+      const seen = await tx.insertInto('workload_tokens_seen').values({ token_hash: v.tokenHash, expires_at: v.expiresAt })
+        .onConflict((oc) => oc.column('token_hash').doNothing()).executeTakeFirst();
+      if (Number(seen.numInsertedOrUpdatedRows ?? 0n) > 0) {
+        await tx.deleteFrom('workload_tokens_seen').where('expires_at', '<', now - 3600_000).execute();
+        audit({ type: 'auth.workload', actor: v.workload, at: now, data: {
+          workload: v.workload, issuer: v.issuer, subject: v.subject ?? null, repository: v.attributes.repository ?? null,
+          ref: v.attributes.ref ?? null, environment: v.attributes.environment ?? null, expiresAt: v.expiresAt, clientAddress: ip,
+        } });
+      }
+      return r;
+    });
+    // Attributes come from this token, not the stored row: concurrent jobs of one workload never see each other's claims.
+    return { ...toPrincipal(row), attributes: v.attributes };
+  }
+
+  /**
+   * Password login's second step: nothing for users without MFA; otherwise a TOTP (or recovery)
+   * code is required and checked. Returns when MFA passed, to stamp the token issued.
+   */
+  async loginSecondFactor(user: { id: string; name: string; kind: 'user' | 'workload' }, code: string | undefined, ip: string): Promise<number | undefined> {
+    if (!(await this.mfa.isEnrolled(user.id))) return undefined;
+    if (!code) throw new AppError('mfa_required', 'this account uses MFA: give your TOTP code too', { reason: 'login' });
+    return this.mfa.verify(user, code, ip, 'login');
+  }
+}

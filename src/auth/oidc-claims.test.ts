@@ -1,0 +1,23 @@
+import { describe, expect, it } from 'vitest';
+import { identityFromClaims, SsoRefused } from './oidc-claims.js';
+
+const base = { issuer: 'https://idp', clientId: 'hallpass' };
+
+describe('SSO claims to a hallpass user', () => {
+  it('maps IdP groups through groupMap and drops the rest; adminGroups make admins', () => {
+    const id = identityFromClaims({ ...base, groupMap: { 'Eng-Platform': 'engineers', SRE: ['sre', 'oncall'] }, adminGroups: ['sre'] },
+      { sub: 's1', email: 'Alice@Example.com', email_verified: true, groups: ['Eng-Platform', 'SRE', 'Marketing'] });
+    expect(id).toEqual({ name: 'alice@example.com', email: 'alice@example.com', groups: ['engineers', 'oncall', 'sre'], isAdmin: true, attributes: { sub: 's1' } });
+  });
+
+  it('keeps only safely named groups when there is no groupMap', () => {
+    expect(identityFromClaims(base, { email: 'a@x.io', groups: ['engineers', 'Bad Group', 'x; drop'] }).groups).toEqual(['engineers']);
+  });
+
+  it('refuses unverified emails and domains not allowed', () => {
+    expect(() => identityFromClaims(base, { email: 'a@x.io', email_verified: false })).toThrow(SsoRefused);
+    expect(() => identityFromClaims({ ...base, allowedEmailDomains: ['example.com'] }, { email: 'a@evil.com' })).toThrow(/domain evil.com/);
+    expect(() => identityFromClaims({ ...base, allowedEmailDomains: ['example.com'] }, { email: 'a@example.com.evil.com' })).toThrow(SsoRefused);
+    expect(() => identityFromClaims({ ...base, allowedEmailDomains: ['example.com'] }, { sub: 'x' })).toThrow(SsoRefused);
+  });
+});

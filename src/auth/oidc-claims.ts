@@ -1,0 +1,46 @@
+import { isSafeName } from '../policy/names.js';
+import type { OidcConfig } from './config.js';
+
+export interface SsoIdentity {
+  readonly name: string;
+  readonly email: string | undefined;
+  readonly groups: string[];
+  readonly isAdmin: boolean;
+  readonly attributes: Record<string, string>;
+}
+
+/** Why an ID token's claims do not let the person in (safe to show and audit). */
+export class SsoRefused extends Error {
+  override name = 'SsoRefused';
+}
+
+/** Turns verified ID token claims into a hallpass user, applying domain and group rules. Pure. */
+export function identityFromClaims(config: OidcConfig, claims: Readonly<Record<string, unknown>>): SsoIdentity {
+  const email = typeof claims.email === 'string' ? claims.email.toLowerCase() : undefined;
+  if (claims.email_verified === false) throw new SsoRefused('the identity provider says this email address is not verified');
+  if (config.allowedEmailDomains && config.allowedEmailDomains.length > 0) {
+    const domain = email?.split('@')[1];
+    if (!domain || !config.allowedEmailDomains.map((d) => d.toLowerCase()).includes(domain)) {
+      throw new SsoRefused(`email domain ${domain ?? '(none)'} is not allowed`);
+    }
+  }
+  const rawName = claims[config.usernameClaim ?? 'email'];
+  if (typeof rawName !== 'string' || rawName.length === 0 || rawName.length > 200) throw new SsoRefused(`the ID token has no usable ${config.usernameClaim ?? 'email'} claim`);
+  const name = (config.usernameClaim ?? 'email') === 'email' ? rawName.toLowerCase() : rawName;
+  const raw = claims[config.groupsClaim ?? 'groups'];
+  const idpGroups = Array.isArray(raw) ? raw.filter((g): g is string => typeof g === 'string') : typeof raw === 'string' ? [raw] : [];
+  const groups = new Set<string>();
+  for (const g of idpGroups) {
+    if (config.groupMap) {
+      const mapped = config.groupMap[g];
+      for (const m of mapped === undefined ? [] : typeof mapped === 'string' ? [mapped] : mapped) groups.add(m);
+    } else if (isSafeName(g)) {
+      groups.add(g);
+    }
+  }
+  const sorted = [...groups].sort();
+  const attributes: Record<string, string> = {};
+  if (typeof claims.sub === 'string') attributes.sub = claims.sub.slice(0, 256);
+  if (typeof claims.iss === 'string') attributes.iss = claims.iss.slice(0, 256);
+  return { name, email, groups: sorted, isAdmin: sorted.some((g) => config.adminGroups?.includes(g)), attributes };
+}

@@ -1,0 +1,141 @@
+import { createHash, randomBytes } from 'node:crypto';
+import * as client from 'openid-client';
+import type { AccessDeps } from '../access/context.js';
+import { inTx } from '../access/context.js';
+import { getUserByName, upsertUser, type UserRow } from '../store/users.js';
+import type { OidcConfig } from './config.js';
+import { identityFromClaims, SsoRefused } from './oidc-claims.js';
+
+/** How long the IdP round trip may take. */
+const LOGIN_TTL_MS = 10 * 60_000;
+const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
+
+export interface BeginCli {
+  /** Loopback URL (http://127.0.0.1:PORT/...) to send the browser back to; omitted: show a code. */
+  readonly redirect?: string | undefined;
+  /** base64url(sha256(verifier)) of a secret the CLI keeps: only it can redeem the login. */
+  readonly challenge: string;
+}
+
+export interface FinishedLogin {
+  readonly user: UserRow;
+  readonly mode: 'web' | 'cli';
+  readonly cliRedirect: string | null;
+  readonly cliChallenge: string | null;
+}
+
+/**
+ * OpenID Connect login (authorization code + PKCE, state and nonce) against one provider.
+ * State, nonce and the PKCE verifier live in `oidc_logins` (the verifier sealed), so any
+ * instance can finish a login another began, and each is consumed once.
+ */
+export class OidcLogin {
+  #server: Promise<client.ServerMetadata> | undefined;
+
+  constructor(private readonly deps: AccessDeps, readonly config: OidcConfig, private readonly redirectUri: () => string) {}
+
+  async begin(mode: 'web' | 'cli', cli?: BeginCli): Promise<URL> {
+    const config = await this.#client();
+    const state = client.randomState();
+    const nonce = client.randomNonce();
+    const verifier = client.randomPKCECodeVerifier();
+    const now = this.deps.clock.now().getTime();
+    const stateHash = sha256(state);
+    await this.deps.store.db.insertInto('oidc_logins').values({
+      state_hash: stateHash, nonce, verifier_enc: this.deps.sealer.seal(verifier, `oidc:${stateHash}`), mode,
+      cli_redirect: cli?.redirect ?? null, cli_challenge: cli?.challenge ?? null, created_at: now, expires_at: now + LOGIN_TTL_MS, consumed_at: null,
+    }).execute();
+    await this.deps.store.db.deleteFrom('oidc_logins').where('expires_at', '<', now - LOGIN_TTL_MS).execute();
+    return client.buildAuthorizationUrl(config, {
+      redirect_uri: this.redirectUri(),
+      scope: (this.config.scopes ?? ['openid', 'email', 'profile']).join(' '),
+      state, nonce,
+      code_challenge: await client.calculatePKCECodeChallenge(verifier),
+      code_challenge_method: 'S256',
+    });
+  }
+
+  /**
+   * Finishes a login from the provider's redirect: the state must name a live login of ours, the
+   * response must come from our issuer, the code is exchanged with our PKCE verifier, and the ID
+   * token must be signed by the issuer, for us, unexpired, with our nonce. Then the user is created
+   * or updated (group changes at the IdP apply now, and are audited). Throws SsoRefused.
+   */
+  async finish(callback: URL, clientAddress: string): Promise<FinishedLogin> {
+    const now = this.deps.clock.now().getTime();
+    const state = callback.searchParams.get('state');
+    if (!state) throw new SsoRefused('the provider response has no state');
+    const stateHash = sha256(state);
+    // Consume first (race-safe: one caller wins), so a replayed callback finds nothing.
+    const login = await this.deps.store.db.updateTable('oidc_logins').set({ consumed_at: now })
+      .where('state_hash', '=', stateHash).where('consumed_at', 'is', null).where('expires_at', '>', now)
+      .returningAll().executeTakeFirst();
+    if (!login) throw new SsoRefused('unknown, expired or already used login state');
+    const idpError = callback.searchParams.get('error');
+    if (idpError) throw new SsoRefused(`the identity provider refused: ${idpError.slice(0, 100)}`);
+    const config = await this.#client();
+    let claims: Record<string, unknown>;
+    try {
+      const tokens = await client.authorizationCodeGrant(config, callback, {
+        pkceCodeVerifier: this.deps.sealer.open(login.verifier_enc, `oidc:${stateHash}`),
+        expectedState: state,
+        expectedNonce: login.nonce,
+        idTokenExpected: true,
+      }, { redirect_uri: this.redirectUri() });
+      claims = { ...(tokens.claims() ?? {}) };
+    } catch (e) {
+      throw new SsoRefused(`the sign-in response was refused: ${describe(e)}`);
+    }
+    const id = identityFromClaims(this.config, claims);
+    const user = await inTx(this.deps, async (tx, audit) => {
+      const existing = await getUserByName(tx, id.name);
+      if (existing && existing.source !== 'oidc') throw new SsoRefused(`user ${id.name} is a local ${existing.kind}, not an SSO user`);
+      if (existing && existing.disabled !== 0) throw new SsoRefused(`user ${id.name} is disabled`);
+      const before = existing ? (JSON.parse(existing.groups) as string[]) : [];
+      const r = await upsertUser(tx, {
+        name: id.name, kind: 'user', email: id.email, groups: id.groups, attributes: id.attributes, isAdmin: id.isAdmin, source: 'oidc',
+      }, now);
+      if (r.created) audit({ type: 'user.created', actor: 'system', at: now, data: { user: id.name, source: 'oidc', groups: id.groups, admin: id.isAdmin } });
+      else if (r.changes.length > 0) {
+        audit({ type: 'user.updated', actor: 'system', at: now, data: {
+          user: id.name, source: 'oidc', changes: r.changes, groupsAdded: id.groups.filter((g) => !before.includes(g)),
+          groupsRemoved: before.filter((g) => !id.groups.includes(g)), admin: id.isAdmin,
+        } });
+      }
+      audit({ type: 'auth.login', actor: id.name, at: now, data: { method: 'oidc', mode: login.mode, clientAddress } });
+      return r.row;
+    });
+    return { user, mode: login.mode, cliRedirect: login.cli_redirect, cliChallenge: login.cli_challenge };
+  }
+
+  /** A Configuration per use: its clock follows the injected clock (tests move it). */
+  async #client(): Promise<client.Configuration> {
+    this.#server ??= this.#discover().catch((e: unknown) => {
+      this.#server = undefined;
+      throw e;
+    });
+    const server = await this.#server;
+    const skew = Math.round((this.deps.clock.now().getTime() - Date.now()) / 1000);
+    const auth = this.config.clientSecret ? client.ClientSecretPost(this.config.clientSecret) : client.None();
+    const config = new client.Configuration(server, this.config.clientId, { [client.clockSkew]: skew }, auth);
+    if (this.config.allowInsecureHttp) client.allowInsecureRequests(config);
+    return config;
+  }
+
+  async #discover(): Promise<client.ServerMetadata> {
+    const c = await client.discovery(new URL(this.config.issuer), this.config.clientId, undefined, undefined,
+      this.config.allowInsecureHttp ? { execute: [client.allowInsecureRequests] } : undefined);
+    return c.serverMetadata();
+  }
+}
+
+function describe(e: unknown): string {
+  const err = e as { code?: unknown; message?: unknown; error?: unknown };
+  const msg = typeof err.message === 'string' ? err.message : 'unknown error';
+  return (typeof err.error === 'string' ? `${err.error}: ${msg}` : msg).slice(0, 300);
+}
+
+/** A random one-time code handed to a CLI (64 hex chars). */
+export function newCliCode(): string {
+  return randomBytes(32).toString('hex');
+}

@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { claimAttributes, globMatch, matchWorkload } from './workload-match.js';
+
+describe('workload claim conditions', () => {
+  const workloads = [
+    { name: 'deploy-main', issuer: 'https://ci', claims: { repository: 'acme/orders', ref: 'refs/heads/main' } },
+    { name: 'deploy-release', issuer: 'https://ci', claims: { repository: 'acme/orders', ref: ['refs/tags/v*', 'refs/heads/release/*'] } },
+  ];
+
+  it('needs every condition to hold, with globs and alternatives', () => {
+    expect(matchWorkload(workloads, 'https://ci', { repository: 'acme/orders', ref: 'refs/heads/main' })?.name).toBe('deploy-main');
+    expect(matchWorkload(workloads, 'https://ci', { repository: 'acme/orders', ref: 'refs/tags/v1.2' })?.name).toBe('deploy-release');
+    expect(matchWorkload(workloads, 'https://ci', { repository: 'acme/orders', ref: 'refs/heads/feature' })).toBeUndefined();
+    expect(matchWorkload(workloads, 'https://ci', { repository: 'evil/orders', ref: 'refs/heads/main' })).toBeUndefined();
+    expect(matchWorkload(workloads, 'https://other', { repository: 'acme/orders', ref: 'refs/heads/main' })).toBeUndefined();
+    expect(matchWorkload(workloads, 'https://ci', { repository: 'acme/orders' })).toBeUndefined();
+  });
+
+  it('treats glob metacharacters other than * literally (regression: a dot must not match any character)', () => {
+    expect(globMatch('acme/orders.v2', 'acme/ordersXv2')).toBe(false);
+    expect(globMatch('refs/heads/(main)', 'refs/heads/(main)')).toBe(true);
+    expect(globMatch('refs/*', 'refs/heads/main')).toBe(true);
+    expect(globMatch('refs/*', 'xrefs/heads')).toBe(false);
+  });
+
+  it('exposes short string claims as attributes, nothing nested', () => {
+    expect(claimAttributes({ ref: 'refs/heads/main', exp: 5, nested: { a: 1 }, 'bad key': 'x', long: 'x'.repeat(600) }))
+      .toEqual({ ref: 'refs/heads/main', exp: '5' });
+  });
+});
