@@ -1,4 +1,5 @@
 import type { AccessDeps } from '../access/context.js';
+import type { Identity } from '../auth/identity.js';
 import type { Principal } from '../domain/principal.js';
 import type { GrantRow } from '../store/grants.js';
 import type { Metrics } from '../server/metrics.js';
@@ -16,11 +17,14 @@ export interface ApiContext {
   /** Lifetime of a token issued by password login. */
   readonly loginTokenTtlSeconds: number;
   readonly log: (line: string) => void;
+  /** MFA, web sessions, SSO and workload identity (src/auth/identity.ts). */
+  readonly identity?: Identity | undefined;
 }
 
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
     tokenId?: string;
+    sessionId?: string;
   }
 }

@@ -5,6 +5,7 @@ import type { ApiContext } from './context.js';
 import { installErrorHandling } from './errors.js';
 import { auditRoutes } from './routes/audit.js';
 import { grantRoutes } from './routes/grants.js';
+import { identityRoutes } from './routes/identity.js';
 import { miscRoutes } from './routes/misc.js';
 import { requestRoutes } from './routes/requests.js';
 import { ErrorBody, GrantView, RequestView } from './schemas.js';
@@ -37,6 +38,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   requestRoutes(app, ctx);
   grantRoutes(app, ctx);
   auditRoutes(app, ctx);
+  identityRoutes(app, ctx);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

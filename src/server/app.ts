@@ -4,11 +4,12 @@ import type { GatewayAccess } from '../api/context.js';
 import type { PostgresGateway } from '../gateway/postgres/server.js';
 import { buildApi } from '../api/server.js';
 import { appendEvents } from '../audit/index.js';
+import { Identity } from '../auth/identity.js';
 import { systemClock } from '../domain/clock.js';
 import { providerFactories } from '../providers/registry.js';
 import { reconcile, startReconciler, type ReconcileResult } from '../scheduler/reconciler.js';
 import { Scheduler } from '../scheduler/scheduler.js';
-import { loadMasterKey, secretBoxFor } from '../secrets/index.js';
+import { deriveKey, loadMasterKey, secretBoxFor } from '../secrets/index.js';
 import { openStore, type StoreConnection } from '../store/db.js';
 import { bootstrapAdmin } from './bootstrap.js';
 import { defaultInstanceId, storeUrl, type HallpassConfig } from './config.js';
@@ -117,13 +118,16 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
       cleanups.push(stopReconciler);
     }
 
-    const api = await buildApi({ deps, metrics, gateway: gatewayAccess, loginTokenTtlSeconds: 12 * 3600, log });
+    let url = config.publicUrl ?? '';
+    const identity = new Identity(deps, config.identity ?? {}, deriveKey(master.key, 'web-csrf'), () => url, { jwksCooldownMs: config.identity?.jwksCooldownMs });
+    const api = await buildApi({ deps, metrics, gateway: gatewayAccess, loginTokenTtlSeconds: 12 * 3600, log, identity });
     cleanups.push(() => api.close());
     await api.listen({ host: config.listen.host, port: config.listen.port });
     const addr = api.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : config.listen.port;
     const host = config.listen.host.includes(':') ? `[${config.listen.host}]` : config.listen.host;
-    return { ...partial, gateway, api, url: config.publicUrl ?? `http://${host}:${port}`, close: closeAll };
+    url = config.publicUrl ?? `http://${host}:${port}`;
+    return { ...partial, gateway, api, url, close: closeAll };
   } catch (err) {
     await closeAll();
     throw err;

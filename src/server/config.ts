@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { resolve, join } from 'node:path';
+import type { IdentityConfig } from '../auth/config.js';
 import type { Clock } from '../domain/clock.js';
 
 export interface GatewayListenConfig {
@@ -32,6 +33,8 @@ export interface HallpassConfig {
   /** Poll the policy file for changes (default true). */
   readonly watchPolicy?: boolean | undefined;
   readonly log?: ((line: string) => void) | undefined;
+  /** SSO, workload identity, MFA and session settings (docs/identity.md). */
+  readonly identity?: IdentityConfig | undefined;
 }
 
 export const DEFAULT_API_PORT = 8470;

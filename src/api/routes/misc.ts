@@ -4,6 +4,7 @@ import { sql } from 'kysely';
 import { inTx } from '../../access/context.js';
 import { closeReview } from '../../access/grants.js';
 import { dummyVerify, verifyPassword } from '../../auth/password.js';
+import { stampMfa } from '../../auth/stamps.js';
 import { hashToken, issueToken } from '../../auth/tokens.js';
 import { AppError } from '../../domain/errors.js';
 import { getUserByName } from '../../store/users.js';
@@ -69,8 +70,11 @@ export function miscRoutes(app: FastifyInstance, ctx: ApiContext): void {
       throw new AppError('unauthenticated', 'wrong username or password');
     }
     limiter.succeed(body.username, req.ip);
+    // Users enrolled in MFA also give a TOTP code; the token issued starts MFA-fresh.
+    const mfaAt = await ctx.identity?.loginSecondFactor(user, body.totp, req.ip);
     const issued = await inTx(deps, async (tx, audit) => {
       const t = await issueToken(tx, { userId: user.id, name: 'login', ttlSeconds: ctx.loginTokenTtlSeconds, now });
+      if (mfaAt !== undefined) await stampMfa(tx, { tokenId: t.id }, mfaAt);
       audit({ type: 'auth.login', actor: user.name, at: now, data: { method: 'password', clientAddress: req.ip, tokenId: t.id } });
       return t;
     });
