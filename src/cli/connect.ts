@@ -43,10 +43,14 @@ export function connectCommand(program: Command): void {
     });
 }
 
-/** The caller's environment with the target's variables (PGPASSWORD...): never on the command line. */
+/**
+ * The caller's environment with the target's variables (PGPASSWORD...): never on the command line.
+ * The caller's own PG* settings (PGSERVICE, PGSSLMODE, PGPASSFILE...) are dropped so they cannot
+ * redirect or override the grant's connection, and HALLPASS_* (the token) is not handed to psql.
+ */
 function childEnv(base: Readonly<Record<string, string | undefined>>, creds: Credentials): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const [k, v] of Object.entries(base)) if (v !== undefined && !k.startsWith('HALLPASS_')) env[k] = v;
+  for (const [k, v] of Object.entries(base)) if (v !== undefined && !k.startsWith('HALLPASS_') && !k.startsWith('PG')) env[k] = v;
   return { ...env, ...creds.env };
 }
 

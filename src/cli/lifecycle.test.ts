@@ -210,7 +210,7 @@ describe('hallpass CLI against a real server and PostgreSQL target', () => {
   it('connect runs psql with the credentials in its environment, not its arguments', async () => {
     const bin = mkdtempSync(join(tmpdir(), 'hp-fake-psql-'));
     const log = join(bin, 'log');
-    writeFileSync(join(bin, 'psql'), `#!/bin/sh\n{ echo "args=$*"; echo "user=$PGUSER"; echo "pw=$PGPASSWORD"; echo "tok=$HALLPASS_TOKEN"; } > ${log}\nexit 3\n`);
+    writeFileSync(join(bin, 'psql'), `#!/bin/sh\n{ echo "args=$*"; echo "user=$PGUSER"; echo "pw=$PGPASSWORD"; echo "tok=$HALLPASS_TOKEN"; echo "svc=$PGSERVICE"; } > ${log}\nexit 3\n`);
     chmodSync(join(bin, 'psql'), 0o755);
     try {
       const o = await request('dave', 'read');
@@ -218,7 +218,7 @@ describe('hallpass CLI against a real server and PostgreSQL target', () => {
       const both = await hp('dave', ['connect', 'app-db'], { PATH: `${bin}:/usr/bin:/bin` });
       expect(both.code).toBe(1);
       expect(both.err).toMatch(/^hallpass: you hold several roles on app-db \((write, read|read, write)\): choose one with --role\n$/);
-      const r = await hp('dave', ['connect', 'app-db', '--role', 'read', '--', '-c', 'select 1'], { PATH: `${bin}:/usr/bin:/bin` });
+      const r = await hp('dave', ['connect', 'app-db', '--role', 'read', '--', '-c', 'select 1'], { PATH: `${bin}:/usr/bin:/bin`, PGSERVICE: 'elsewhere' });
       expect(r.err).toContain(`connecting to app-db as ${o.grant!.principal}`);
       expect(r.code).toBe(3); // psql's own exit code
       const seen = readFileSync(log, 'utf8');
@@ -226,6 +226,7 @@ describe('hallpass CLI against a real server and PostgreSQL target', () => {
       expect(seen).toContain(`user=${o.grant!.principal}`);
       expect(seen).toMatch(/^pw=\S+$/m);
       expect(seen).toContain('tok=\n');
+      expect(seen).toContain('svc=\n');
     } finally {
       rmSync(bin, { recursive: true, force: true });
     }
