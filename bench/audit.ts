@@ -5,6 +5,7 @@
  * (the machine's, via HALLPASS_TEST_PG_URL or 127.0.0.1:5432), each with the batching AuditWriter
  * and with one transaction per event. Target: >= 10,000 events/s on the embedded store.
  */
+import { sql } from 'kysely';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,10 +84,22 @@ async function runAll(label: string, open: () => Promise<StoreConnection>): Prom
   }
 }
 
+/** Reads the pragmas back from the store, so the output states what was measured. */
+async function sqliteSettings(s: StoreConnection): Promise<string> {
+  const mode = await sql<{ journal_mode: string }>`pragma journal_mode`.execute(s.db);
+  const sync = await sql<{ synchronous: number }>`pragma synchronous`.execute(s.db);
+  const names = ['OFF', 'NORMAL', 'FULL', 'EXTRA'];
+  const level = sync.rows[0]?.synchronous ?? -1;
+  return `journal_mode=${mode.rows[0]?.journal_mode ?? '?'}, synchronous=${names[level] ?? level}`;
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'hp-bench-audit-'));
   let n = 0;
   try {
+    const probe = await openStore({ url: join(dir, 'probe.db') });
+    console.log(`embedded store: SQLite file in ${dir}, ${await sqliteSettings(probe)}`);
+    await probe.close();
     await runAll('sqlite (file, WAL, synchronous=NORMAL)', () => openStore({ url: join(dir, `b${++n}.db`) }));
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { InsertQueryNode, ValuesNode, sql, type KyselyPlugin } from 'kysely';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { openStore, type StoreConnection } from '../store/db.js';
 import { appendEvents } from './append.js';
@@ -224,15 +224,35 @@ export function auditConformance(target: AuditTarget): void {
     });
 
     it('AuditWriter batches into few transactions and loses nothing on close', async () => {
-      const writer = new AuditWriter({ db: store.db, dialect: store.dialect, flushIntervalMs: 10_000, maxBatch: 100 });
-      for (let i = 0; i < 250; i++) await writer.record(ev(i));
-      // two full batches were flushed in the background; 50 are still queued behind the timer
-      await writer.close();
-      expect(writer.pending).toBe(0);
-      expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 250 });
+      // Rows per INSERT (each flush is one transaction with one multi-row insert per 500 rows).
+      const seen = new Map<unknown, number>();
+      const countInserts: KyselyPlugin = {
+        transformQuery: (args) => {
+          const n = args.node;
+          if (InsertQueryNode.is(n) && n.values && ValuesNode.is(n.values)) seen.set(args.queryId, n.values.values.length);
+          return n;
+        },
+        transformResult: async (args) => args.result,
+      };
+      const db = store.db.withPlugin(countInserts);
+      const idle = new AuditWriter({ db, dialect: store.dialect, flushIntervalMs: 60_000, maxBatch: 1000 });
+      for (let i = 0; i < 250; i++) await idle.record(ev(i));
+      expect(idle.pending).toBe(250);
+      await idle.close();
+      expect([...seen.values()]).toEqual([250]); // nothing was due before close: one transaction
+
+      seen.clear();
+      const busy = new AuditWriter({ db, dialect: store.dialect, flushIntervalMs: 60_000, maxBatch: 100 });
+      for (let i = 250; i < 500; i++) await busy.record(ev(i));
+      await busy.close();
+      const sizes = [...seen.values()];
+      expect(sizes.reduce((a, b) => a + b, 0)).toBe(250);
+      expect(Math.max(...sizes)).toBeLessThanOrEqual(100);
+      expect(idle.pending + busy.pending).toBe(0);
+      expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 500 });
       const ats = (await store.db.selectFrom('audit_events').select('at').orderBy('seq').execute()).map((r) => r.at);
-      expect(ats).toEqual(Array.from({ length: 250 }, (_, i) => T0 + i));
-      await expect(writer.record(ev(1))).rejects.toThrow('closed');
+      expect(ats).toEqual(Array.from({ length: 500 }, (_, i) => T0 + i));
+      await expect(busy.record(ev(1))).rejects.toThrow('closed');
     });
 
     it('AuditWriter recordDurable resolves after commit; a timer flushes small batches', async () => {
