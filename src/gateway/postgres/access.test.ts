@@ -2,6 +2,8 @@ import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, TEST_USER, type GatewayFixture } from '../../../test/support/gateway-harness.js';
+import { rawLogin } from '../../../test/support/gateway-raw-client.js';
+import * as ser from './serializer.js';
 
 const run = promisify(execFile);
 let fx: GatewayFixture;
@@ -138,6 +140,45 @@ describe('guardrails in a session', () => {
     } finally {
       await c.end();
     }
+  });
+
+  it('keeps responses in order when a denied statement is pipelined between allowed ones', async () => {
+    const s = await rawLogin(fx.port, fx.authority.token(fx.grant({ guardrails: ['ddl'] })));
+    const typed = (type: string, body: Buffer) => {
+      const b = Buffer.alloc(5 + body.length);
+      b.write(type, 0, 'latin1');
+      b.writeInt32BE(4 + body.length, 1);
+      body.copy(b, 5);
+      return b;
+    };
+    const bind = typed('B', Buffer.from('\0\0\0\0\0\0\0\0', 'latin1'));
+    const execute = typed('E', Buffer.from('\0\0\0\0\0', 'latin1'));
+    const sync = typed('S', Buffer.alloc(0));
+    let got = '';
+    const done = new Promise<void>((resolve) => {
+      s.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        if ((got.match(/Z\0\0\0\x05/g) ?? []).length === 5) resolve();
+      });
+    });
+    s.write(
+      Buffer.concat([
+        ser.query("select 'first'"),
+        ser.query('drop table items'),
+        ser.query("select 'third'"),
+        // extended batch: an allowed statement, then a denied one: the target skips to Sync
+        ser.parse('', "select 'fourth'"), bind, execute,
+        ser.parse('', 'create table x (a int)'), bind, execute, sync,
+        ser.parse('', "select 'fifth'"), bind, execute, sync,
+      ]),
+    );
+    await done;
+    const order = ['first', 'hallpass: statement denied on app for role write (ddl): DROP is DDL', 'third', 'fourth', '(ddl): CREATE is DDL', 'fifth'];
+    const positions = order.map((m) => got.indexOf(m));
+    expect(positions.every((p) => p >= 0)).toBe(true);
+    expect([...positions].sort((a, b) => a - b)).toEqual(positions);
+    expect(got).not.toContain('invalid input syntax'); // the stand-in error never reaches the client
+    s.end(ser.terminate());
   });
 
   it('keeps a read-only role read-only', async () => {

@@ -52,6 +52,8 @@ export class PostgresGateway {
   readonly #byGrant = new Map<string, Set<ClientSession>>();
   readonly #all = new Set<ClientSession>();
   readonly #sockets = new Set<Socket>();
+  /** Grants ended here recently: a session that finishes logging in after endGrant is cut too. */
+  readonly #ended = new Map<string, 'expired' | 'revoked'>();
   #server: Server | undefined;
   #tls: LoadedTls | undefined;
   #ctx: SessionContext | undefined;
@@ -122,6 +124,11 @@ export class PostgresGateway {
 
   /** Cuts every session of the grant now (FATAL "access to R expired|revoked"). Resolves when all are closed. */
   async endGrant(grantId: string, reason: 'expired' | 'revoked'): Promise<number> {
+    this.#ended.set(grantId, reason);
+    if (this.#ended.size > 10_000) {
+      const oldest = this.#ended.keys().next();
+      if (!oldest.done) this.#ended.delete(oldest.value);
+    }
     const set = this.#byGrant.get(grantId);
     if (!set) return 0;
     const sessions = [...set];
@@ -166,6 +173,8 @@ export class PostgresGateway {
     let set = this.#byGrant.get(id);
     if (!set) this.#byGrant.set(id, (set = new Set()));
     set.add(s);
+    const ended = this.#ended.get(id);
+    if (ended) void s.cut(ended);
   }
 
   #detach(s: ClientSession): void {

@@ -193,15 +193,9 @@ export class ClientSession {
 
   /** Cuts the session now (grant ended, or the gateway is shutting down). Resolves when closed. */
   cut(reason: 'expired' | 'revoked' | 'shutdown'): Promise<void> {
-    if (!this.#relay) {
-      // Still logging in: the login path ends it as soon as the upstream login returns.
-      this.#pendingCut ??= reason;
-      if (!this.#upstream) {
-        this.socket.destroy();
-      }
-      return this.#done;
-    }
-    this.#finish(reason);
+    if (this.#relay) this.#finish(reason);
+    else if (!this.auth) this.socket.destroy(); // not logged in yet: nothing to tell
+    else this.#pendingCut ??= reason; // logging in upstream: ended with a FATAL as soon as that returns
     return this.#done;
   }
 
