@@ -1,7 +1,7 @@
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { createTestDatabase } from '../../test/support/services.js';
 import { openStore, type StoreConnection } from '../store/db.js';
-import { LAST_USED_RESOLUTION_MS, authenticateToken, hashToken, issueToken, revokeAllForUser, revokeToken } from './tokens.js';
+import { LAST_USED_RESOLUTION_MS, authenticateToken, authenticateTokenWithId, hashToken, issueToken, revokeAllForUser, revokeToken } from './tokens.js';
 
 const T0 = Date.UTC(2026, 0, 1, 12);
 
@@ -52,6 +52,13 @@ for (const target of targets) {
       const user = await authenticateToken(store.db, t.token, T0 + 1);
       expect(user).toMatchObject({ id: 'usr_a', name: 'ann' });
       expect(Object.keys(user ?? {}).sort()).toEqual(Object.keys(await store.db.selectFrom('users').selectAll().executeTakeFirstOrThrow()).sort());
+    });
+
+    it('authenticateTokenWithId names the token, and refuses what authenticateToken refuses', async () => {
+      const t = await issueToken(store.db, { userId: 'usr_a', name: 'laptop', ttlSeconds: 60, now: T0 });
+      expect(await authenticateTokenWithId(store.db, t.token, T0)).toMatchObject({ tokenId: t.id, user: { id: 'usr_a' } });
+      expect(await authenticateTokenWithId(store.db, t.token, T0 + 60_000)).toBeUndefined();
+      expect(await authenticateTokenWithId(store.db, 'hp_tok_short', T0)).toBeUndefined();
     });
 
     it('issues distinct tokens', async () => {

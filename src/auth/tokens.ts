@@ -53,6 +53,11 @@ export async function issueToken(db: Executor, input: IssueTokenInput): Promise<
  * and records last use at most once a minute (a conditional UPDATE: concurrent requests write once).
  */
 export async function authenticateToken(db: Executor, token: string, now: Date | number): Promise<UserRow | undefined> {
+  return (await authenticateTokenWithId(db, token, now))?.user;
+}
+
+/** Like authenticateToken, and also says which token it was (for logout and MFA step-up stamps). */
+export async function authenticateTokenWithId(db: Executor, token: string, now: Date | number): Promise<{ user: UserRow; tokenId: string } | undefined> {
   if (!TOKEN_PATTERN.test(token)) return undefined;
   const at = ms(now);
   const row = await db
@@ -72,8 +77,8 @@ export async function authenticateToken(db: Executor, token: string, now: Date |
       .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<=', at - LAST_USED_RESOLUTION_MS)]))
       .execute();
   }
-  const { token_id: _id, token_expires_at: _exp, token_revoked_at: _rev, token_last_used_at: _used, ...user } = row;
-  return user;
+  const { token_id: tokenId, token_expires_at: _exp, token_revoked_at: _rev, token_last_used_at: _used, ...user } = row;
+  return { user, tokenId };
 }
 
 /** Revokes one token by id; true if it was live. Pass `userId` to revoke only a token of that user. */
@@ -112,12 +117,4 @@ function generateToken(): string {
 
 function ms(t: Date | number): number {
   return t instanceof Date ? t.getTime() : t;
-}
-
-/** Like authenticateToken, and also says which token it was (for logout and MFA step-up stamps). */
-export async function authenticateTokenWithId(db: Executor, token: string, now: Date | number): Promise<{ user: UserRow; tokenId: string } | undefined> {
-  const user = await authenticateToken(db, token, now);
-  if (!user) return undefined;
-  const row = await db.selectFrom('api_tokens').select('id').where('token_hash', '=', hashToken(token)).executeTakeFirst();
-  return row ? { user, tokenId: row.id } : undefined;
 }
