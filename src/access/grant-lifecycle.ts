@@ -174,7 +174,7 @@ async function revokeOnResource(deps: AccessDeps, resource: string, grants: Gran
         if (!row) continue;
         const lagMs = g.end_reason === 'expired' && g.expires_at !== null ? now - g.expires_at : undefined;
         audit({ type: to === 'revoked' ? 'grant.revoked' : 'grant.expired', actor: 'system', grantId: g.id, requestId: g.request_id, at: now,
-          data: { resource, role: g.role, principal: g.principal, attempts: g.revoke_attempts + 1, ...(lagMs === undefined ? {} : { lagMs }) } });
+          data: { resource, role: g.role, principal: g.principal, attempts: g.revoke_attempts + 1, instance: deps.instanceId, ...(lagMs === undefined ? {} : { lagMs }) } });
         if (lagMs !== undefined) deps.metrics.expiryLagSeconds(Math.max(0, lagMs) / 1000);
       }
     });
