@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import type { PgTarget } from '../../../test/support/pg-target.js';
 import { MANAGED_PREFIX, type ConnectionInfo, type SecretResolver } from '../provider.js';
 
 /** Test-only resolver with the production semantics: env var or file, never inline. */
@@ -14,8 +13,17 @@ export const resolveSecret: SecretResolver = (ref) => {
   return readFileSync(ref.file, 'utf8').trim();
 };
 
+/** The slice of test/support/pg-target's PgTarget used here (src/ must not import from test/). */
+export interface TargetAddress {
+  readonly host: string;
+  readonly port: number;
+  readonly database: string;
+  readonly adminUser: string;
+  readonly adminPassword: string;
+}
+
 /** The connection block a policy file would hold for this target, with the admin password in a fresh env var. */
-export function connectionFor(target: PgTarget): { connection: Record<string, unknown>; envVar: string } {
+export function connectionFor(target: TargetAddress): { connection: Record<string, unknown>; envVar: string } {
   const envVar = `HP_TEST_PG_ADMIN_${randomBytes(4).toString('hex').toUpperCase()}`;
   process.env[envVar] = target.adminPassword;
   return {
