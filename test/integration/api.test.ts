@@ -1,0 +1,114 @@
+import { readFileSync, writeFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sql } from 'kysely';
+import { queryEvents } from '../../src/audit/index.js';
+import { startPgTarget, type PgTarget } from '../support/pg-target.js';
+import { startTestHallpass, testPolicy, type TestHallpass } from '../support/hallpass.js';
+
+describe('HTTP API edges, policy reload and audit verification', () => {
+  let target: PgTarget;
+  let t: TestHallpass;
+  beforeAll(async () => {
+    target = await startPgTarget();
+    t = await startTestHallpass({ target });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await target?.stop();
+  });
+
+  it('answers errors as JSON {error:{code,message}} with the right status', async () => {
+    const anon = await t.api(undefined, 'GET', '/api/v1/grants');
+    expect(anon.status).toBe(401);
+    expect(anon.body.error.code).toBe('unauthenticated');
+    const junkToken = await t.api('hp_tok_not-a-real-token', 'GET', '/api/v1/grants');
+    expect(junkToken.status).toBe(401);
+    const alice = await t.token('alice');
+    const missing = await t.api(alice, 'GET', '/api/v1/requests/req_0000000000000000');
+    expect(missing.status).toBe(404);
+    expect(missing.body.error.code).toBe('not_found');
+    const badId = await t.api(alice, 'GET', '/api/v1/grants/../../etc/passwd');
+    expect([400, 404]).toContain(badId.status);
+    const route = await t.api(alice, 'GET', '/api/v1/nope');
+    expect(route.status).toBe(404);
+    const notJson = await t.api(alice, 'POST', '/api/v1/requests', '{"resource":');
+    expect(notJson.status).toBe(400);
+    expect(notJson.body.error.code).toBe('bad_request');
+    const badDuration = await t.api(alice, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '5x', reason: 'x' });
+    expect(badDuration.status).toBe(400);
+    expect(badDuration.body.error.message).toContain('duration');
+    const unknownResource = await t.api(alice, 'POST', '/api/v1/requests', { resource: 'nope-db', role: 'read', reason: 'x' });
+    expect(unknownResource.status).toBe(404);
+    const unknownRole = await t.api(alice, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'superuser', reason: 'x' });
+    expect(unknownRole.status).toBe(400);
+    const huge = await t.api(alice, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', reason: 'x'.repeat(200_000) });
+    expect([400, 413]).toContain(huge.status);
+    const adminOnly = await t.api(alice, 'GET', '/api/v1/audit');
+    expect(adminOnly.status).toBe(403);
+    // nothing above created anything
+    expect(await t.h.deps.store.db.selectFrom('requests').select('id').execute()).toEqual([]);
+  });
+
+  it('serves /healthz, Prometheus /metrics and an OpenAPI document built from the validating schemas', async () => {
+    const health = await t.api(undefined, 'GET', '/healthz');
+    expect(health.status).toBe(200);
+    expect(health.body.status).toBe('ok');
+    const alice = await t.token('alice');
+    await t.api(alice, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '5m', reason: 'metrics' });
+    const metrics = await fetch(`${t.h.url}/metrics`).then((r) => r.text());
+    for (const name of ['hallpass_http_requests_total', 'hallpass_active_grants', 'hallpass_revocation_failures_total', 'hallpass_expiry_lag_seconds_bucket']) {
+      expect(metrics).toContain(name);
+    }
+    expect(metrics).toMatch(/hallpass_active_grants 1/);
+    const doc = await t.api(undefined, 'GET', '/openapi.json');
+    expect(doc.status).toBe(200);
+    const paths = Object.keys(doc.body.paths);
+    for (const p of ['/api/v1/requests', '/api/v1/requests/{id}/approve', '/api/v1/grants/{id}/credentials', '/api/v1/audit/verify', '/api/v1/me']) {
+      expect(paths).toContain(p);
+    }
+    const body = doc.body.paths['/api/v1/requests'].post.requestBody.content['application/json'].schema;
+    expect(body.required).toEqual(expect.arrayContaining(['resource', 'role', 'reason']));
+    expect(body.additionalProperties).toBe(false);
+  });
+
+  it('detects tampering through GET /api/v1/audit/verify and names the first bad event', async () => {
+    const ok = await t.api(t.adminToken, 'GET', '/api/v1/audit/verify');
+    expect(ok.body.ok).toBe(true);
+    const db = t.h.deps.store.db;
+    const victim = (await queryEvents(db, { type: 'request.created', limit: 1 }))[0]!;
+    await sql`update audit_events set data = ${JSON.stringify({ ...victim.data, reason: 'nothing to see' })} where seq = ${victim.seq}`.execute(db);
+    const bad = await t.api(t.adminToken, 'GET', '/api/v1/audit/verify');
+    expect(bad.body.ok).toBe(false);
+    expect(bad.body.firstBad.seq).toBe(victim.seq);
+    // put it back (the other tests share this store)
+    await sql`update audit_events set data = ${JSON.stringify(victim.data)} where seq = ${victim.seq}`.execute(db);
+  });
+
+  it('reloads a changed policy file, audits the change, and keeps the old one when the edit is invalid', async () => {
+    const before = t.h.policy.current.version;
+    const good = testPolicy(target).replace('duration: { default: 5m, max: 1h }', 'duration: { default: 5m, max: 2h }');
+    writeFileSync(t.policyPath, good);
+    const r1 = await t.h.policy.reload(t.h.deps);
+    expect(r1.changed).toBe(true);
+    expect(t.h.policy.current.version).not.toBe(before);
+    const changed = await queryEvents(t.h.deps.store.db, { type: 'policy.changed', limit: 10 });
+    expect(changed.at(-1)?.data.previousVersion).toBe(before);
+    const v2 = t.h.policy.current.version;
+    writeFileSync(t.policyPath, `${readFileSync(t.policyPath, 'utf8')}\nrules_typo: []\n`);
+    const r2 = await t.h.policy.reload(t.h.deps);
+    expect(r2.changed).toBe(false);
+    expect(r2.errors?.join('\n')).toMatch(/policy\.yaml:\d+/);
+    expect(t.h.policy.current.version).toBe(v2);
+    expect((await queryEvents(t.h.deps.store.db, { type: 'policy.reload_failed', limit: 10 })).length).toBe(1);
+    // the request records the version it was decided under
+    const alice = await t.token('dave');
+    const req = await t.api(alice, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '90m', reason: 'after reload' });
+    expect(req.status).toBe(201);
+    expect(req.body.request.policyVersion).toBe(v2);
+  });
+
+  it('refuses to start with an invalid policy, naming file and line', async () => {
+    await expect(startTestHallpass({ target, policy: 'resources:\n  - name: BAD NAME\n    kind: postgres\n' }))
+      .rejects.toThrow(/policy\.yaml:2/);
+  });
+});
