@@ -138,6 +138,8 @@ describe('errors', () => {
     expect(fmt.err).toContain('Allowed choices are env, json, dsn');
     const reason = await hp(['deny', 'req_0123456789abcdef', '--reason', 'two\nlines'], env);
     expect(reason.code).toBe(2);
+    const timeout = await hp(['request', 'db', '--role', 'r', '--reason', 'x', '--timeout', '1m'], env);
+    expect(timeout).toMatchObject({ code: 2, err: 'hallpass: --timeout only makes sense with --wait\n' });
     expect(seen).toEqual([]);
   });
 

@@ -147,6 +147,15 @@ describe('hallpass CLI against a real server and PostgreSQL target', () => {
     expect(r.err).toContain(`hallpass: request ${pendingId} was denied: not during the freeze`);
   });
 
+  it('request --wait --timeout gives up with exit 1 and says the request stays open', async () => {
+    const r = await hp('dave', ['request', 'app-db', '--role', 'write', '--reason', 'nobody answers', '--wait', '--timeout', '1s']);
+    expect(r.code).toBe(1);
+    expect(r.out).toBe('');
+    expect(r.err).toMatch(/hallpass: gave up waiting for request (req_\w+) \(still pending\); it stays open: hallpass cancel \1\n$/);
+    const id = /cancel (req_\w+)/.exec(r.err)![1]!;
+    expect((await hp('dave', ['cancel', id])).code).toBe(0);
+  });
+
   it('extend an active grant; revoke it and its credential stops working', async () => {
     const o = await request('alice', 'read', ['--for', '5m']);
     const grantId = o.grant!.id;

@@ -3,6 +3,7 @@ import { parseDuration } from '../domain/duration.js';
 import { durationArg, futureTimeArg, requestIdArg, textArg } from './args.js';
 import { fetchCredentials, formatOption, renderCredentials, type CredentialFormat } from './credentials.js';
 import { json } from './format.js';
+import { usageError } from './io.js';
 import { cliContext } from './program.js';
 import { outcomeText, requestLine, requestsTable } from './summaries.js';
 import type { Request, RequestOutcome } from './views.js';
@@ -33,6 +34,7 @@ export function requestCommands(program: Command): void {
     .option('--json', 'print the API response as JSON')
     .action(async (resource: string, o: RequestOpts, cmd: Command) => {
       const ctx = cliContext(cmd);
+      if (o.timeout && !o.wait) throw usageError('--timeout only makes sense with --wait');
       const client = ctx.client();
       const outcome = await client.post<RequestOutcome>('/api/v1/requests', {
         resource, role: o.role, reason: o.reason,
