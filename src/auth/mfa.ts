@@ -1,8 +1,8 @@
 import { inTx, type AccessDeps } from '../access/context.js';
-import { LoginLimiter } from '../api/rate-limit.js';
 import { AppError, conflict, notFound } from '../domain/errors.js';
 import type { MfaConfig } from './config.js';
 import { hashRecoveryCode, isRecoveryCodeShaped, newRecoveryCode } from './recovery.js';
+import { MfaThrottle } from './throttle.js';
 import { CODE_PATTERN, newTotpSecret, totpUri, verifyTotp } from './totp.js';
 
 export interface MfaSubject {
@@ -26,7 +26,7 @@ const aad = (userId: string) => `totp:${userId}`;
  * Failed attempts are throttled per user and per client address.
  */
 export class MfaService {
-  readonly #limiter = new LoginLimiter(5, 15 * 60_000, 15 * 60_000);
+  readonly #limiter = new MfaThrottle();
   readonly #issuer: string;
   readonly #recoveryCount: number;
 
@@ -81,7 +81,7 @@ export class MfaService {
       await this.#storeRecovery(tx, user.id, codes, now);
       audit({ type: 'mfa.enrolled', actor: user.name, at: now, data: { method: 'totp', recoveryCodes: codes.length, clientAddress: address } });
     });
-    this.#limiter.succeed(user.name, address);
+    this.#limiter.succeed(user.name);
     return codes;
   }
 
@@ -120,7 +120,7 @@ export class MfaService {
     } else {
       return this.#fail(user, address, now, purpose, 'not a code');
     }
-    this.#limiter.succeed(user.name, address);
+    this.#limiter.succeed(user.name);
     return now;
   }
 
@@ -156,7 +156,7 @@ export class MfaService {
   }
 
   #throttle(user: string, address: string, now: number): void {
-    const wait = this.#limiter.check(user, address, now);
+    const wait = this.#limiter.wait(user, address, now);
     if (wait > 0) throw new AppError('rate_limited', `too many failed MFA codes; try again in ${Math.ceil(wait / 1000)}s`);
   }
 
