@@ -223,6 +223,21 @@ describe('postgres provider against a scram-sha-256 target', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('a wrong admin password is a non-retryable error that does not echo the password; check() says why', async () => {
+    const wrong = `wrong-${newSecret()}`;
+    process.env.HP_TEST_WRONG_ADMIN_PW = wrong;
+    const bad = createPostgresProvider({ ...connectionFor(target).connection, admin: { user: target.adminUser, password: { env: 'HP_TEST_WRONG_ADMIN_PW' } } }, resolveSecret);
+    const err = await bad.listManagedPrincipals().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProviderError);
+    expect((err as ProviderError).retryable).toBe(false);
+    expect((err as ProviderError).message).toMatch(/password authentication failed/);
+    expect((err as ProviderError).message).not.toContain(wrong);
+    const health = await bad.check();
+    expect(health.ok).toBe(false);
+    expect(JSON.stringify(health)).not.toContain(wrong);
+    await bad.close();
+  });
+
   it('a plaintext admin password in the policy file is rejected by the schema', () => {
     const base = connectionFor(target).connection;
     expect(() => createPostgresProvider({ ...base, admin: { user: 'postgres', password: 'hunter2' } }, resolveSecret)).toThrow(ProviderError);
