@@ -13,12 +13,13 @@ export function grantCommands(program: Command): void {
     .option('--active', 'only live grants (scheduled, active, being revoked)')
     .option('--all', 'everyone\'s grants (admins)')
     .option('--json', 'print the API response as JSON')
-    .action(async (o: { active?: boolean; all?: boolean; json?: boolean }, cmd: Command) => {
+    .option('--ids', 'print only the grant ids, newest first, one per line (for scripts)')
+    .action(async (o: { active?: boolean; all?: boolean; json?: boolean; ids?: boolean }, cmd: Command) => {
       const ctx = cliContext(cmd);
       const res = await ctx.client().get<{ grants: Grant[] }>('/api/v1/grants', {
         active: o.active ? true : undefined, scope: o.all ? 'all' : undefined,
       });
-      ctx.out(o.json ? json(res) : grantsTable(res.grants, ctx.now()));
+      ctx.out(o.json ? json(res) : o.ids ? res.grants.map((g) => g.id).join('\n') : grantsTable(res.grants, ctx.now()));
     });
 
   program.command('extend')

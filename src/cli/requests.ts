@@ -56,12 +56,13 @@ export function requestCommands(program: Command): void {
     .option('--pending', 'only pending requests')
     .option('--all', 'everyone\'s requests (admins)')
     .option('--json', 'print the API response as JSON')
-    .action(async (o: { pending?: boolean; all?: boolean; json?: boolean }, cmd: Command) => {
+    .option('--ids', 'print only the request ids, newest first, one per line (for scripts)')
+    .action(async (o: { pending?: boolean; all?: boolean; json?: boolean; ids?: boolean }, cmd: Command) => {
       const ctx = cliContext(cmd);
       const res = await ctx.client().get<{ requests: Request[] }>('/api/v1/requests', {
         status: o.pending ? 'pending' : undefined, scope: o.all ? 'all' : undefined,
       });
-      ctx.out(o.json ? json(res) : requestsTable(res.requests, ctx.now()));
+      ctx.out(o.json ? json(res) : o.ids ? res.requests.map((r) => r.id).join('\n') : requestsTable(res.requests, ctx.now()));
     });
 
   program.command('approve')

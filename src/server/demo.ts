@@ -115,9 +115,9 @@ A short tour — paste into a second terminal, in this directory (Ctrl-C here st
 
   # 2. writing needs an approval from someone else (bob, an SRE)
   HALLPASS_TOKEN=$ALICE ./bin/hallpass request demo-db --role write --for 10m --reason "fix order 42"
-  HALLPASS_TOKEN=$ALICE ./bin/hallpass approve "$(HALLPASS_TOKEN=$ALICE ./bin/hallpass requests --pending --ids)"   # refused: no self-approval
+  HALLPASS_TOKEN=$ALICE ./bin/hallpass approve "$(HALLPASS_TOKEN=$ALICE ./bin/hallpass requests --pending --ids | head -n 1)"   # refused: no self-approval
   HALLPASS_TOKEN=$BOB ./bin/hallpass requests --pending
-  HALLPASS_TOKEN=$BOB ./bin/hallpass approve "$(HALLPASS_TOKEN=$BOB ./bin/hallpass requests --pending --ids)" --for 5m
+  HALLPASS_TOKEN=$BOB ./bin/hallpass approve "$(HALLPASS_TOKEN=$BOB ./bin/hallpass requests --pending --ids | head -n 1)" --for 5m
   HALLPASS_TOKEN=$ALICE ./bin/hallpass grants --active
 
   # 3. through the gateway: alice never sees the database password, every statement is audited

@@ -21,8 +21,9 @@ export function grantRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/api/v1/grants', { schema: { tags: ['grants'], querystring: ListGrantsQuery } }, async (req) => {
     const q = req.query as Static<typeof ListGrantsQuery>;
     const p = principalOf(req);
+    if (q.scope === 'all' && !p.isAdmin) throw new AppError('forbidden', 'scope=all is for admins');
     const rows = await listGrants(db, {
-      userId: q.scope === 'all' && p.isAdmin ? undefined : p.id,
+      userId: q.scope === 'all' ? undefined : p.id,
       statuses: q.active ? ['scheduled', 'activating', 'active', 'revoking', 'revoke_failed'] : undefined,
       limit: q.limit ?? 100,
     });

@@ -94,11 +94,12 @@ export function miscRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   app.get('/api/v1/reviews', { schema: { tags: ['reviews'], response: { 200: Type.Object({ reviews: Type.Array(ReviewView) }) } } }, async (req) => {
     requireAdmin(req);
-    const rows = await db.selectFrom('reviews').selectAll().orderBy('opened_at', 'desc').limit(500).execute();
+    const rows = await db.selectFrom('reviews').leftJoin('users', 'users.id', 'reviews.closed_by')
+      .selectAll('reviews').select('users.name as closed_by_name').orderBy('opened_at', 'desc').limit(500).execute();
     return {
       reviews: rows.map((r) => ({
         id: r.id, kind: r.kind, requestId: r.request_id, grantId: r.grant_id, status: r.status, openedAt: new Date(r.opened_at).toISOString(),
-        closedAt: iso(r.closed_at), closedBy: r.closed_by, note: r.note,
+        closedAt: iso(r.closed_at), closedBy: r.closed_by_name ?? r.closed_by, note: r.note,
       })),
     };
   });

@@ -54,7 +54,8 @@ export function requestRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const limit = q.limit ?? 100;
     const status = q.status as RequestStatusCol | undefined;
     let rows: RequestRow[];
-    if (q.scope === 'all' && p.isAdmin) {
+    if (q.scope === 'all' && !p.isAdmin) throw new AppError('forbidden', 'scope=all is for admins');
+    if (q.scope === 'all') {
       rows = await listRequests(db, { status, limit });
     } else {
       const mine = await listRequests(db, { requesterId: p.id, status, limit });
