@@ -20,7 +20,9 @@ import { freePort, startPgTarget, type PgTarget } from '../../test/support/pg-ta
 const run = promisify(execFile);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const SCALE = Number(process.env.BENCH_SCALE ?? 10);
-const CLIENTS = [1, 4, 8];
+const CLIENTS = (process.env.BENCH_CLIENTS ?? '1,4,8').split(',').map(Number);
+const MODES = (process.env.BENCH_MODES ?? 'simple,extended,extended -C').split(',');
+const TARGETS = (process.env.BENCH_TARGETS ?? 'direct,pgbouncer,gateway,gateway-noaudit').split(',');
 
 /** A realistic sink: hash-chains each event and appends the batch to a JSONL file. */
 class JsonlChainSink implements GatewayAuditSink {
@@ -49,6 +51,8 @@ interface Result {
   tps: number;
   p50us: number;
   avgMs: number;
+  /** CPU time of this process (the gateway and its audit sink) per transaction. */
+  cpuUsPerTx: number;
 }
 
 function ensurePgBouncer(): string {
@@ -107,7 +111,9 @@ async function pgbench(env: NodeJS.ProcessEnv, mode: string, clients: number, re
   for (const f of readdirSync(logDir)) rmSync(join(logDir, f));
   const args = ['-n', '-S', '-M', mode, '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(seconds), '-l', '--log-prefix', join(logDir, 'tx')];
   if (reconnect) args.push('-C');
+  const cpu0 = process.cpuUsage();
   const { stdout } = await run('pgbench', args, { env, maxBuffer: 1 << 24 });
+  const cpu = process.cpuUsage(cpu0);
   const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? NaN);
   const avgMs = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1] ?? NaN);
   const lat: number[] = [];
@@ -119,7 +125,9 @@ async function pgbench(env: NodeJS.ProcessEnv, mode: string, clients: number, re
   }
   lat.sort((a, b) => a - b);
   const p50us = lat[Math.floor(lat.length / 2)] ?? NaN;
-  return { mode: reconnect ? `${mode} -C` : mode, clients, tps, p50us, avgMs };
+  const txs = Number(/number of transactions actually processed: (\d+)/.exec(stdout)?.[1] ?? NaN);
+  const cpuUsPerTx = (cpu.user + cpu.system) / txs;
+  return { mode: reconnect ? `${mode} -C` : mode, clients, tps, p50us, avgMs, cpuUsPerTx };
 }
 
 async function main(): Promise<void> {
@@ -182,12 +190,15 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   try {
     // Warm-up (JIT, connection caches) so the first measured row is not penalised.
     for (const [, env] of targets) for (const m of ['simple', 'extended']) await pgbench(env(), m, 2, false, logDir, 1);
-    for (const [mode, reconnect] of [['simple', false], ['extended', false], ['extended', true]] as const) {
+    for (const m of MODES) {
+      const [mode = 'simple', flag] = m.split(' ');
+      const reconnect = flag === '-C';
       for (const clients of CLIENTS) {
         for (const [name, env] of targets) {
+          if (!TARGETS.includes(name)) continue;
           const r = await pgbench(env(), mode, clients, reconnect, logDir);
           results.push({ target: name, ...r });
-          console.log(`${name.padEnd(16)} ${r.mode.padEnd(12)} c=${String(clients).padEnd(2)} tps=${r.tps.toFixed(0).padStart(7)}  p50=${r.p50us.toFixed(0).padStart(6)} µs  avg=${r.avgMs.toFixed(3)} ms`);
+          console.log(`${name.padEnd(16)} ${r.mode.padEnd(12)} c=${String(clients).padEnd(2)} tps=${r.tps.toFixed(0).padStart(7)}  p50=${r.p50us.toFixed(0).padStart(6)} µs  avg=${r.avgMs.toFixed(3)} ms${name.startsWith('gateway') ? `  gateway CPU ${r.cpuUsPerTx.toFixed(1)} µs/tx` : ''}`);
         }
       }
     }
