@@ -50,7 +50,7 @@ export async function activateGrant(deps: AccessDeps, grantId: string): Promise<
     if (!role || !provider) throw new ProviderError(`resource ${prepared.resource} role ${prepared.role} is no longer in the policy`, false);
     const secret = deps.sealer.open(prepared.secret_enc, prepared.id);
     await provider.provision({
-      principal: prepared.principal, secret, privileges: role.privileges, validUntil: new Date(prepared.expires_at!),
+      principal: prepared.principal, secret, privileges: role.privileges, readOnly: role.readOnly, validUntil: new Date(prepared.expires_at!),
     });
   } catch (err) {
     const message = errorText(err);

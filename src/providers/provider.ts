@@ -34,6 +34,8 @@ export interface ProvisionSpec {
   readonly secret: string;
   /** The role's privileges as validated by the provider's privilegesSchema. */
   readonly privileges: unknown;
+  /** The policy role is read-only: the provider applies it where the kind can (on top of privileges). */
+  readonly readOnly?: boolean | undefined;
   readonly validUntil: Date;
 }
 

@@ -32,6 +32,8 @@ describe('lifecycle over HTTP against a real PostgreSQL target', () => {
     const rows = await c.query('select count(*)::int as n from orders');
     expect(rows.rows[0].n).toBe(2);
     await expect(c.query('insert into orders values (3, 30)')).rejects.toThrow(/read-only transaction|permission denied/);
+    // the policy's readOnly role reaches the target as default_transaction_read_only
+    expect((await c.query('show default_transaction_read_only')).rows[0].default_transaction_read_only).toBe('on');
     await c.end();
   });
 });

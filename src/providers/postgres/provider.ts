@@ -74,7 +74,7 @@ export function createPostgresProvider(connection: unknown, secrets: SecretResol
             ...extra.map((g) => sql.revokeMembership(g, role)),
             ...[...wanted].map((g) => sql.grantMembership(g, role)),
             ...(privileges.grants ?? []).flatMap((g) => sql.grantStatements(g, role)),
-            sql.setReadOnly(role, privileges.readOnly === true),
+            sql.setReadOnly(role, spec.readOnly === true || privileges.readOnly === true),
           ];
           // One round trip, inside the surrounding transaction.
           await c.query(statements.join(';\n'));
