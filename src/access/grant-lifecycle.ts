@@ -1,10 +1,15 @@
-import { revokeBackoffMs, REVOKE_ALERT_AFTER, type GrantStatus } from '../domain/grant.js';
+import { GRANT_STATUSES, grantTransition, revokeBackoffMs, REVOKE_ALERT_AFTER, type GrantEvent, type GrantStatus } from '../domain/grant.js';
 import { ProviderError } from '../providers/provider.js';
 import { getGrant, transitionGrant, type GrantRow } from '../store/grants.js';
 import type { Tx } from '../store/db.js';
 import { inTx, type AccessDeps, type AuditEvent } from './context.js';
 
 const ACTIVATION_RETRY_MS = 2000;
+
+/** The statuses from which the pure state machine allows `event`: the SQL guards use these. */
+const from = (event: GrantEvent): GrantStatus[] => GRANT_STATUSES.filter((s) => grantTransition(s, event).ok);
+const CAN_END = from('end');
+const CAN_FINISH = from('ended');
 
 /** Messages from targets are already secret-free (ProviderError); anything else is summarised. */
 function errorText(err: unknown): string {
@@ -117,7 +122,7 @@ export async function beginEnd(
         status: 'revoking', end_reason: reason, due_at: now, updated_at: now,
         // A revoked grant's window closes now (the gateway's sessions never outlive it).
         expires_at: g.expires_at === null || g.expires_at > now ? now : g.expires_at,
-      }).where('id', '=', g.id).where('status', 'in', ['scheduled', 'activating', 'active']);
+      }).where('id', '=', g.id).where('status', 'in', CAN_END);
       // An expiry only applies if no extension moved the end meanwhile.
       if (reason === 'expired') q = q.where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '<=', now)]));
       const row = await q.returningAll().executeTakeFirst();
@@ -168,7 +173,7 @@ async function revokeOnResource(deps: AccessDeps, resource: string, grants: Gran
     await inTx(deps, async (tx, audit) => {
       for (const g of grants) {
         const to: GrantStatus = g.end_reason === 'revoked' ? 'revoked' : 'expired';
-        const row = await transitionGrant(tx, g.id, ['revoking', 'revoke_failed'], {
+        const row = await transitionGrant(tx, g.id, CAN_FINISH, {
           status: to, ended_at: now, due_at: null, lease_owner: null, lease_until: null, last_error: null, updated_at: now,
         }, owner);
         if (!row) continue;
@@ -187,7 +192,7 @@ async function revokeOnResource(deps: AccessDeps, resource: string, grants: Gran
       const failedNow = attempts >= REVOKE_ALERT_AFTER;
       const nextAt = now + revokeBackoffMs(attempts);
       earliest = Math.min(earliest, nextAt);
-      const row = await transitionGrant(tx, g.id, ['revoking', 'revoke_failed'], {
+      const row = await transitionGrant(tx, g.id, CAN_FINISH, {
         status: failedNow ? 'revoke_failed' : g.status, revoke_attempts: attempts, last_error: failure,
         due_at: nextAt, lease_owner: null, lease_until: null, updated_at: now,
       }, owner);
