@@ -1,0 +1,122 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { testPolicy } from '../support/hallpass.js';
+import { startLocalIssuer, unsignedJwt, type LocalIssuer } from '../support/oidc-issuer.js';
+import { startIdentityHallpass, type IdentityHallpass } from '../support/oidc-hallpass.js';
+import { startPgTarget, type PgTarget } from '../support/pg-target.js';
+
+/** A deploy job may get write on app-db for 15 minutes: automatically from main, with an SRE's approval from a release branch. */
+const deployRules = `
+  - name: deploy-from-main
+    who: { workloads: [orders-deploy] }
+    resources: { names: [app-db] }
+    roles: [write]
+    duration: { default: 15m, max: 15m }
+    approval: auto
+    when: 'requester.attributes.ref == "refs/heads/main"'
+  - name: deploy-from-release
+    who: { workloads: [orders-deploy] }
+    resources: { names: [app-db] }
+    roles: [write]
+    duration: { default: 15m, max: 15m }
+    approval: { approvals: 1, from: [sre] }
+`;
+
+describe('workload identity: CI pipelines as principals', () => {
+  let target: PgTarget;
+  let ci: LocalIssuer;
+  let other: LocalIssuer;
+  let t: IdentityHallpass;
+  const good = { sub: 'repo:acme/orders:ref:refs/heads/main', aud: 'hallpass', repository: 'acme/orders', ref: 'refs/heads/main', environment: 'production' };
+  const call = (jwt: string, method: string, path: string, body?: unknown) => t.call(method, path, { token: jwt, body });
+  const ask = (jwt: string) => call(jwt, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'write', reason: 'deploy orders v42' });
+
+  beforeAll(async () => {
+    target = await startPgTarget();
+    const admin = await target.admin();
+    await admin.query('create table deploys (version text)');
+    await admin.end();
+    ci = await startLocalIssuer();
+    other = await startLocalIssuer();
+    const policy = testPolicy(target).replace('\nrules:\n', `\nrules:\n${deployRules}`);
+    t = await startIdentityHallpass({ target, policy, identity: {
+      workloadIssuers: [{ issuer: ci.issuer, audience: 'hallpass' }, { issuer: other.issuer, audience: 'hallpass' }],
+      workloads: [{ name: 'orders-deploy', issuer: ci.issuer, claims: { repository: 'acme/orders', ref: ['refs/heads/main', 'refs/heads/release/*'], environment: 'production' } }],
+      jwksCooldownMs: 0,
+    } });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await ci?.close();
+    await other?.close();
+    await target?.stop();
+  });
+
+  it('a token with the right claims gets write access per policy, with working credentials', async () => {
+    const jwt = await ci.sign(good);
+    expect((await call(jwt, 'GET', '/api/v1/me')).body).toMatchObject({ name: 'orders-deploy', kind: 'workload', isAdmin: false });
+    const r = await ask(jwt);
+    expect(r.status).toBe(201);
+    expect(r.body.request.status).toBe('approved');
+    expect(r.body.grant.status).toBe('active');
+    const creds = await call(jwt, 'GET', `/api/v1/grants/${r.body.grant.id}/credentials`);
+    expect(creds.status).toBe(200);
+    const c = new pg.Client({ connectionString: creds.body.dsn });
+    await c.connect();
+    await c.query("insert into deploys values ('v42')");
+    await c.end();
+    const a = await t.audit('auth.workload');
+    expect(a.at(-1)).toMatchObject({ actor: 'orders-deploy', data: { workload: 'orders-deploy', issuer: ci.issuer, repository: 'acme/orders', ref: 'refs/heads/main' } });
+  });
+
+  it('from a release branch the same workload needs an approval (claims reach policy conditions)', async () => {
+    const jwt = await ci.sign({ ...good, ref: 'refs/heads/release/2.0' });
+    const r = await ask(jwt);
+    expect(r.status).toBe(201);
+    expect(r.body.request.status).toBe('pending');
+    expect(r.body.request.rule).toBe('deploy-from-release');
+  });
+
+  it('refuses a wrong branch, a wrong audience, an expired token, alg none, a wrong signature and an untrusted issuer', async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const cases: Array<[string, string, RegExp]> = [
+      ['wrong branch', await ci.sign({ ...good, ref: 'refs/heads/feature/x' }), /match no configured workload/],
+      ['wrong repository', await ci.sign({ ...good, repository: 'evil/orders' }), /match no configured workload/],
+      ['wrong audience', await ci.sign({ ...good, aud: 'someone-else' }), /claim aud/],
+      ['expired', await ci.sign(good, { issuedAt: now - 600, expiresIn: 300 }), /expired/],
+      ['alg none', unsignedJwt({ ...good, iss: ci.issuer, iat: now, exp: now + 300 }), /not allowed|could not|refused/],
+      ['wrongly signed', await ci.sign(good, { key: 'stranger' }), /signature is invalid/],
+      ['another issuer', await other.sign(good), /match no configured workload/],
+      ['untrusted issuer', await ci.sign({ ...good, iss: 'https://evil.example' }), /issuer is not trusted/],
+    ];
+    for (const [name, jwt, why] of cases) {
+      const r = await ask(jwt);
+      expect(r.status, name).toBe(401);
+      expect(r.body.error.code, name).toBe('unauthenticated');
+      expect(r.body.error.message, name).toMatch(why);
+    }
+    const failed = await t.audit('auth.workload_failed');
+    expect(failed.length).toBeGreaterThanOrEqual(cases.length);
+    // No token text reaches the audit log.
+    const all = (await t.h.deps.store.db.selectFrom('audit_events').select('data').execute()).map((r) => r.data).join('\n');
+    expect(all).not.toMatch(/eyJ[A-Za-z0-9_-]{20,}/);
+  });
+
+  it('follows key rotation: a token signed with the new key works once the issuer publishes it', async () => {
+    const before = ci.jwksFetches;
+    await ci.rotate();
+    const jwt = await ci.sign(good);
+    expect((await call(jwt, 'GET', '/api/v1/me')).status).toBe(200);
+    expect(ci.jwksFetches).toBeGreaterThan(before);
+  });
+
+  it('a workload cannot approve, enrol in MFA or use admin routes', async () => {
+    const jwt = await ci.sign(good);
+    const human = await t.call('POST', '/api/v1/requests', { token: await t.token('alice'), body: { resource: 'app-db', role: 'write', reason: 'hotfix' } });
+    expect(human.body.request.status).toBe('pending');
+    const id = human.body.request.id as string;
+    expect((await call(jwt, 'POST', `/api/v1/requests/${id}/approve`, {})).status).toBe(403);
+    expect((await call(jwt, 'POST', '/api/v1/auth/mfa/enroll')).status).toBe(403);
+    expect((await call(jwt, 'GET', '/api/v1/reviews')).status).toBe(403);
+  });
+});
