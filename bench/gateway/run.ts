@@ -1,18 +1,19 @@
 /**
  * PostgreSQL gateway benchmark: pgbench -S through direct PostgreSQL, PgBouncer and the hallpass
- * gateway (every statement audited, and with the audit sink dropping events), side by side in one
+ * gateway (every statement audited into the state store with hallpass's AuditWriter, and with an
+ * audit sink that drops events), side by side in one
  * run. Usage (as root, to install PgBouncer from Debian's packages):
  *
  *   node --import tsx bench/gateway/run.ts            # BENCH_SECONDS=5 BENCH_SCALE=10 to change
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { appendFile } from 'node:fs/promises';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { AuditWriter } from '../../src/audit/writer.js';
 import type { GatewayAuditEvent, GatewayAuditSink } from '../../src/gateway/authority.js';
+import { openStore } from '../../src/store/db.js';
 import { PostgresGateway } from '../../src/gateway/postgres/server.js';
 import { TestAuthority } from '../../test/support/gateway-harness.js';
 import { freePort, startPgTarget, type PgTarget } from '../../test/support/pg-target.js';
@@ -24,20 +25,13 @@ const CLIENTS = (process.env.BENCH_CLIENTS ?? '1,4,8').split(',').map(Number);
 const MODES = (process.env.BENCH_MODES ?? 'simple,extended,extended -C').split(',');
 const TARGETS = (process.env.BENCH_TARGETS ?? 'direct,pgbouncer,gateway,gateway-noaudit').split(',');
 
-/** A realistic sink: hash-chains each event and appends the batch to a JSONL file. */
-class JsonlChainSink implements GatewayAuditSink {
-  #prev = '';
+/** Full auditing as the server does it: hallpass's AuditWriter, hash-chained, into the SQLite state store. */
+class StoreSink implements GatewayAuditSink {
   count = 0;
-  constructor(readonly file: string) {}
+  constructor(readonly writer: AuditWriter) {}
   async record(events: readonly GatewayAuditEvent[]): Promise<void> {
-    let out = '';
-    for (const e of events) {
-      const line = JSON.stringify({ ...e, prevHash: this.#prev });
-      this.#prev = createHash('sha256').update(line).digest('hex');
-      out += `${line}\n`;
-    }
+    for (const e of events) await this.writer.record(e);
     this.count += events.length;
-    await appendFile(this.file, out);
   }
 }
 class DropSink implements GatewayAuditSink {
@@ -155,8 +149,9 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   await a2.end();
 
   const authority = new TestAuthority();
-  const auditFile = join(work, 'audit.jsonl');
-  const audited = new JsonlChainSink(auditFile);
+  const store = await openStore({ url: join(work, 'state.sqlite') });
+  const writer = new AuditWriter({ db: store.db, dialect: store.dialect });
+  const audited = new StoreSink(writer);
   const gwOn = new PostgresGateway({ authority, audit: audited, port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const gwOff = new PostgresGateway({ authority, audit: new DropSink(), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const on = await gwOn.start();
@@ -206,6 +201,8 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
     bouncer.stop();
     await gwOn.close();
     await gwOff.close();
+    await writer.close();
+    await store.close();
   }
   const get = (t: string, m: string, c: number) => results.find((r) => r.target === t && r.mode === m && r.clients === c);
   console.log('\nratios');

@@ -214,25 +214,40 @@ describe('audit', () => {
     expect(summary).toEqual([
       ['gateway.session.start', null, null],
       ['gateway.query', 'select 1', null],
-      ['gateway.statement', 'select name from items where id = $1', null],
-      ['gateway.execute', 'SELECT 1', null],
-      ['gateway.statement', 'select id from items where id = $1', null],
-      ['gateway.execute', 'SELECT 1', null],
+      ['gateway.execute', 'select name from items where id = $1', null],
+      ['gateway.execute', 'select id from items where id = $1', null],
       ['gateway.execute', 'SELECT 1', null],
       ['gateway.query', 'create table nope (a int)', { guardrail: 'ddl', reason: 'CREATE is DDL' }],
       ['gateway.query', 'select * from missing_table', '42P01'],
       ['gateway.query', "update items set name = 'renamed' where id = 1", null],
       ['gateway.session.end', 'client_terminate', null],
     ]);
-    const [stmt, exec1, exec2] = events.filter((e) => e.data.sql === 'select id from items where id = $1' || e.type === 'gateway.execute').slice(1);
-    expect(exec1?.data.statementId).toBe(stmt?.data.statementId);
-    expect(exec2?.data.statementId).toBe(stmt?.data.statementId);
+    // Extended protocol: the text once per Parse (with the first execution), each Execute counted.
+    const [, exec1, exec2] = events.filter((e) => e.type === 'gateway.execute');
+    expect(exec1?.data).toMatchObject({ sql: 'select id from items where id = $1', tag: 'SELECT 1', rows: 1 });
+    expect(exec2?.data.sql).toBeUndefined();
+    expect(exec2?.data.statementId).toBe(exec1?.data.statementId);
     expect(events.find((e) => e.data.sql?.toString().startsWith('update'))?.data).toMatchObject({ tags: ['UPDATE 1'], rows: 1 });
     expect(JSON.stringify(events)).not.toMatch(/"params"/);
     const end = events[events.length - 1];
     expect(end?.data).toMatchObject({ tls: true, bytesFromClient: expect.any(Number), bytesToClient: expect.any(Number) });
     expect(end?.actor).toBe(TEST_USER);
     expect(JSON.stringify(events)).not.toContain(fx.roles.rw.password);
+  });
+
+  it('audits a statement prepared but never executed, and a failed Parse', async () => {
+    const g = fx.grant();
+    const s = await rawLogin(fx.port, fx.authority.token(g));
+    const sync = Buffer.from([0x53, 0, 0, 0, 4]);
+    s.write(Buffer.concat([ser.parse('only_described', 'select 42'), sync, ser.parse('bad', 'select nope'), sync]));
+    await waitFor(async () => fx.sink.events.filter((e) => e.grantId === g && e.type === 'gateway.statement').length === 1);
+    s.end(ser.terminate());
+    await waitFor(async () => fx.sink.events.some((e) => e.grantId === g && e.type === 'gateway.session.end'));
+    const stmts = fx.sink.events.filter((e) => e.grantId === g && e.type === 'gateway.statement').map((e) => e.data);
+    expect(stmts).toEqual([
+      expect.objectContaining({ sql: 'select nope', error: '42703' }),
+      expect.objectContaining({ sql: 'select 42', executions: 0 }),
+    ]);
   });
 
   it('stores parameter values when the resource asks for it', async () => {

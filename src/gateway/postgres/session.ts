@@ -235,6 +235,7 @@ export class ClientSession {
     this.#ending = true;
     this.#stopTimer();
     this.#relay?.stop();
+    this.#tracker?.flush();
     if (this.#key) this.ctx.cancelKeys.unregister(this.#key.pid);
     const now = this.ctx.clock.now();
     // No byte is relayed after the grant's end (mayRelay), so the session ended by then.

@@ -37,12 +37,23 @@ const enum Kind {
 
 type Denial = Extract<GuardDecision, { allowed: false }>;
 
+/** A prepared statement as the client defined it. Its text is audited once: with its first execution. */
+interface Statement {
+  readonly id: number;
+  readonly name: string;
+  readonly sql: string;
+  /** The target accepted the Parse. */
+  ok: boolean;
+  /** Its text is in the audit already. */
+  audited: boolean;
+}
+
 /** A request forwarded upstream and not yet answered. Answers come back in order. */
 interface Pending {
   kind: Kind;
   start: number;
   sql?: string;
-  statementId?: number;
+  stmt?: Statement | undefined;
   name?: string;
   tags?: string[];
   error?: string;
@@ -68,8 +79,8 @@ const POISON = "SELECT 'hallpass: statement denied'::pg_catalog.int4";
 export class StatementTracker {
   readonly #pending: Pending[] = [];
   #head = 0;
-  readonly #statements = new Map<string, { id: number; sql: string }>();
-  readonly #portals = new Map<string, { statementId: number | undefined; statement: string; params?: (string | null)[] | undefined }>();
+  readonly #statements = new Map<string, Statement>();
+  readonly #portals = new Map<string, { stmt: Statement | undefined; statement: string; params?: (string | null)[] | undefined }>();
   #nextId = 1;
   /** Last ReadyForQuery status: 'I' idle, 'T' in a transaction, 'E' failed transaction. */
   txStatus = 0x49;
@@ -97,16 +108,16 @@ export class StatementTracker {
       }
       case FrontendCode.Parse: {
         const { name, sql } = readParse(frame);
-        const id = this.#nextId++;
-        this.#statements.set(name, { id, sql });
+        this.#retire(this.#statements.get(name));
+        const stmt: Statement = { id: this.#nextId++, name, sql, ok: false, audited: false };
+        this.#statements.set(name, stmt);
         const d = this.#decide(sql);
-        this.#push({ kind: Kind.Parse, start: this.now(), sql, name, statementId: id, ...(d ? { denied: d } : {}) });
+        this.#push({ kind: Kind.Parse, start: this.now(), sql, name, stmt, ...(d ? { denied: d } : {}) });
         return d ? ser.parse(name, POISON) : frame;
       }
       case FrontendCode.Bind: {
         const b = readBind(frame, this.policy.storeParameters);
-        const st = this.#statements.get(b.statement);
-        this.#portals.set(b.portal, { statementId: st?.id, statement: b.statement, params: b.params });
+        this.#portals.set(b.portal, { stmt: this.#statements.get(b.statement), statement: b.statement, params: b.params });
         this.#push({ kind: Kind.Bind, start: 0 });
         return frame;
       }
@@ -115,7 +126,7 @@ export class StatementTracker {
         this.#push({
           kind: Kind.Execute,
           start: this.now(),
-          ...(portal?.statementId !== undefined ? { statementId: portal.statementId } : {}),
+          stmt: portal?.stmt,
           name: portal?.statement ?? '',
           params: portal?.params,
         });
@@ -126,7 +137,11 @@ export class StatementTracker {
         return frame;
       case FrontendCode.Close:
         this.#push({ kind: Kind.Close, start: 0 });
-        if (frame[5] === 0x53 /* 'S' */) this.#statements.delete(frame.toString('utf8', 6, frame.length - 1));
+        if (frame[5] === 0x53 /* 'S' */) {
+          const name = frame.toString('utf8', 6, frame.length - 1);
+          this.#retire(this.#statements.get(name));
+          this.#statements.delete(name);
+        }
         return frame;
       case FrontendCode.Sync:
         this.#push({ kind: Kind.Sync, start: 0 });
@@ -153,7 +168,10 @@ export class StatementTracker {
         break;
       }
       case BackendCode.ParseComplete:
-        if (head?.kind === Kind.Parse) this.#finishParse(head);
+        if (head?.kind === Kind.Parse) {
+          this.#shift();
+          if (head.stmt) head.stmt.ok = true;
+        }
         break;
       case BackendCode.BindComplete:
       case BackendCode.CloseComplete:
@@ -231,14 +249,23 @@ export class StatementTracker {
     });
   }
 
-  #finishParse(p: Pending): void {
-    this.#shift();
-    this.#emitParse(p);
+  /** Audits a statement the client defined but never executed (replaced, closed, or session over). */
+  #retire(st: Statement | undefined): void {
+    if (!st || !st.ok || st.audited) return;
+    st.audited = true;
+    this.emit('gateway.statement', { statementId: st.id, name: st.name, sql: clip(st.sql), executions: 0 });
   }
 
+  /** The session is ending: audit statements prepared but never executed. */
+  flush(): void {
+    for (const st of this.#statements.values()) this.#retire(st);
+  }
+
+  /** A Parse that failed or was denied: no execution will carry its text, so it is audited now. */
   #emitParse(p: Pending): void {
+    if (p.stmt) p.stmt.audited = true;
     this.emit('gateway.statement', {
-      statementId: p.statementId,
+      statementId: p.stmt?.id,
       name: p.name,
       sql: clip(p.sql ?? ''),
       durationMs: round(this.now() - p.start),
@@ -253,9 +280,14 @@ export class StatementTracker {
   }
 
   #emitExecute(p: Pending, tag: string | null, suspended: boolean): void {
+    const st = p.stmt;
+    const first = st !== undefined && !st.audited;
+    if (st) st.audited = true;
     this.emit('gateway.execute', {
-      statementId: p.statementId ?? null,
-      ...(p.statementId === undefined ? { statement: p.name } : {}),
+      statementId: st?.id ?? null,
+      // The statement's text, once per Parse: with its first execution.
+      ...(first ? { sql: clip(st.sql) } : {}),
+      ...(st === undefined ? { statement: p.name } : {}),
       durationMs: round(this.now() - p.start),
       tag,
       rows: tag ? rowsFromTag(tag) : null,
