@@ -82,7 +82,13 @@ export class OidcLogin {
         expectedNonce: login.nonce,
         idTokenExpected: true,
       }, { redirect_uri: this.redirectUri() });
-      claims = { ...(tokens.claims() ?? {}) };
+      const idClaims = tokens.claims();
+      if (!idClaims) throw new SsoRefused('the provider sent no ID token');
+      // Many providers put email and groups only in the userinfo response (for the same subject).
+      const info = config.serverMetadata().userinfo_endpoint
+        ? await client.fetchUserInfo(config, tokens.access_token, idClaims.sub)
+        : {};
+      claims = { ...info, ...idClaims };
     } catch (e) {
       throw new SsoRefused(`the sign-in response was refused: ${describe(e)}`);
     }
@@ -129,8 +135,10 @@ export class OidcLogin {
   }
 }
 
+/** openid-client wraps the precise reason (e.g. 'unexpected JWT "nonce" claim value') in `cause`. */
 function describe(e: unknown): string {
-  const err = e as { code?: unknown; message?: unknown; error?: unknown };
+  const outer = e as { message?: unknown; error?: unknown; cause?: { message?: unknown } };
+  const err = typeof outer.cause?.message === 'string' ? { ...outer, message: outer.cause.message } : outer;
   const msg = typeof err.message === 'string' ? err.message : 'unknown error';
   return (typeof err.error === 'string' ? `${err.error}: ${msg}` : msg).slice(0, 300);
 }

@@ -1,0 +1,208 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ManualClock } from '../../src/domain/clock.js';
+import { testPolicy } from '../support/hallpass.js';
+import { startIdentityHallpass, type IdentityHallpass } from '../support/oidc-hallpass.js';
+import { signInAtProvider, startOidcProvider, TEST_CLIENT, type LocalOidcProvider } from '../support/oidc-provider.js';
+import { freePort, startPgTarget, type PgTarget } from '../support/pg-target.js';
+
+describe('OIDC single sign-on against a real OpenID provider (oidc-provider)', () => {
+  let target: PgTarget;
+  let t: IdentityHallpass;
+  let idp: LocalOidcProvider;
+  let impostor: LocalOidcProvider;
+  const clock = new ManualClock(Date.now());
+
+  beforeAll(async () => {
+    target = await startPgTarget();
+    const port = await freePort();
+    t = await startIdentityHallpass({ target, policy: testPolicy(target), clock, identity: { oidc: {
+      issuer: `http://127.0.0.1:${port}`, clientId: TEST_CLIENT.id, clientSecret: TEST_CLIENT.secret, allowInsecureHttp: true,
+      scopes: ['openid', 'email', 'groups'], groupMap: { Engineering: 'engineers', SRE: 'sre' }, allowedEmailDomains: ['example.com'],
+    } } });
+    const redirectUri = `${t.h.url}/api/v1/auth/oidc/callback`;
+    idp = await startOidcProvider({ port, redirectUri });
+    impostor = await startOidcProvider({ port: await freePort(), redirectUri });
+    for (const p of [idp, impostor]) {
+      p.accounts.set('erin', { email: 'Erin@example.com', groups: ['Engineering', 'Marketing'] });
+      p.accounts.set('mallory', { email: 'mallory@evil.test', groups: ['SRE'] });
+    }
+  });
+  afterAll(async () => {
+    await t?.close();
+    await idp?.close();
+    await impostor?.close();
+    await target?.stop();
+  });
+
+  /** Starts a web login at hallpass; returns the provider URL it redirects to. */
+  const startWeb = async () => {
+    clock.set(Date.now());
+    const r = await t.call('GET', '/api/v1/auth/oidc/start');
+    expect(r.status).toBe(302);
+    const to = new URL(r.headers.get('location')!);
+    expect(to.origin).toBe(idp.issuer);
+    expect(to.searchParams.get('code_challenge_method')).toBe('S256');
+    return to;
+  };
+  const callback = (u: URL) => t.call('GET', `${u.pathname}${u.search}`);
+  const cookieOf = (r: { headers: Headers }) => /hallpass_session=([^;]+)/.exec(r.headers.get('set-cookie') ?? '')?.[1];
+  const failures = async () => (await t.audit('auth.login_failed')).filter((e) => e.data.method === 'oidc').map((e) => String(e.data.why));
+
+  it('a full round trip creates the user with mapped groups and a cookie session with CSRF protection', async () => {
+    const back = await signInAtProvider((await startWeb()).href, 'erin');
+    expect(back.origin + back.pathname).toBe(`${t.h.url}/api/v1/auth/oidc/callback`);
+    const r = await callback(back);
+    expect(r.status).toBe(302);
+    const setCookie = r.headers.get('set-cookie')!;
+    expect(setCookie).toMatch(/HttpOnly/);
+    expect(setCookie).toMatch(/SameSite=Lax/);
+    expect(setCookie).not.toMatch(/Secure/); // plain http here; Secure whenever TLS is used
+    const cookie = `hallpass_session=${cookieOf(r)}`;
+    const me = await t.call('GET', '/api/v1/me', { headers: { cookie } });
+    expect(me.body).toMatchObject({ name: 'erin@example.com', kind: 'user', groups: ['engineers'], isAdmin: false });
+    const session = await t.call('GET', '/api/v1/auth/session', { headers: { cookie } });
+    expect(session.body.user).toBe('erin@example.com');
+
+    const body = { resource: 'app-db', role: 'read', reason: 'look at INC-9' };
+    const noCsrf = await t.call('POST', '/api/v1/requests', { headers: { cookie }, body });
+    expect(noCsrf.status).toBe(403);
+    const badCsrf = await t.call('POST', '/api/v1/requests', { headers: { cookie, 'x-hallpass-csrf': 'x'.repeat(43) }, body });
+    expect(badCsrf.status).toBe(403);
+    const ok = await t.call('POST', '/api/v1/requests', { headers: { cookie, 'x-hallpass-csrf': session.body.csrfToken }, body });
+    expect(ok.status).toBe(201);
+    expect(ok.body.request.status).toBe('approved');
+
+    expect((await t.audit('user.created')).at(-1)).toMatchObject({ data: { user: 'erin@example.com', source: 'oidc', groups: ['engineers'] } });
+    expect((await t.audit('auth.login')).at(-1)).toMatchObject({ actor: 'erin@example.com', data: { method: 'oidc', mode: 'web' } });
+    // The callback cannot be replayed.
+    expect((await callback(back)).status).toBe(401);
+  });
+
+  it('group changes at the IdP take effect at the next login, and are audited', async () => {
+    idp.accounts.set('erin', { email: 'erin@example.com', groups: ['SRE'] });
+    const r = await callback(await signInAtProvider((await startWeb()).href, 'erin'));
+    expect(r.status).toBe(302);
+    const me = await t.call('GET', '/api/v1/me', { headers: { cookie: `hallpass_session=${cookieOf(r)}` } });
+    expect(me.body.groups).toEqual(['sre']);
+    expect((await t.audit('user.updated')).at(-1)).toMatchObject({ data: { user: 'erin@example.com', groupsAdded: ['sre'], groupsRemoved: ['engineers'] } });
+  });
+
+  it('refuses a wrong state', async () => {
+    const back = await signInAtProvider((await startWeb()).href, 'erin');
+    back.searchParams.set('state', randomBytes(32).toString('base64url'));
+    const r = await callback(back);
+    expect(r.status).toBe(401);
+    expect(r.body.error.message).toMatch(/unknown, expired or already used login state/);
+    expect(cookieOf(r)).toBeUndefined();
+  });
+
+  it('refuses a wrong nonce (an ID token minted for another login)', async () => {
+    const auth = await startWeb();
+    auth.searchParams.set('nonce', randomBytes(32).toString('base64url'));
+    const r = await callback(await signInAtProvider(auth.href, 'erin'));
+    expect(r.status).toBe(401);
+    expect(r.body.error.message).toMatch(/nonce/);
+  });
+
+  it('refuses an expired ID token', async () => {
+    const back = await signInAtProvider((await startWeb()).href, 'erin');
+    clock.advance(3 * 60_000); // the provider's ID tokens live 60 s; openid-client allows 30 s of skew
+    const r = await callback(back);
+    expect(r.status).toBe(401);
+    expect(r.body.error.message).toMatch(/exp|expired|timestamp/i);
+  });
+
+  it('refuses a response from another issuer', async () => {
+    const auth = await startWeb();
+    const forged = new URL(`${impostor.issuer}${auth.pathname}${auth.search}`);
+    const back = await signInAtProvider(forged.href, 'erin');
+    expect(back.searchParams.get('iss')).toBe(impostor.issuer);
+    const r = await callback(back);
+    expect(r.status).toBe(401);
+    expect(r.body.error.message).toMatch(/iss/);
+  });
+
+  it('refuses an email domain that is not allowed', async () => {
+    const r = await callback(await signInAtProvider((await startWeb()).href, 'mallory'));
+    expect(r.status).toBe(401);
+    expect(r.body.error.message).toMatch(/domain evil.test is not allowed/);
+    const f = await failures();
+    expect(f.length).toBeGreaterThanOrEqual(6);
+  });
+
+  it('CLI login: the one-time code is redeemed only with the CLI verifier, once; refresh rotates and reuse revokes everything', async () => {
+    clock.set(Date.now());
+    const verifier = randomBytes(32).toString('base64url');
+    const challenge = createHash('sha256').update(verifier).digest('base64url');
+    expect((await t.call('POST', '/api/v1/auth/oidc/cli', { body: { challenge, redirect: 'https://evil.example/cb' } })).status).toBe(400);
+    const start = await t.call('POST', '/api/v1/auth/oidc/cli', { body: { challenge, redirect: 'http://127.0.0.1:9/callback' } });
+    expect(start.status).toBe(200);
+    const back = await signInAtProvider(start.body.authorizationUrl, 'erin');
+    const r = await callback(back);
+    expect(r.status).toBe(302);
+    const loop = new URL(r.headers.get('location')!);
+    expect(loop.origin + loop.pathname).toBe('http://127.0.0.1:9/callback');
+    const code = loop.searchParams.get('code')!;
+    expect((await t.call('POST', '/api/v1/auth/oidc/exchange', { body: { code, verifier: randomBytes(32).toString('base64url') } })).status).toBe(401);
+    const x = await t.call('POST', '/api/v1/auth/oidc/exchange', { body: { code, verifier } });
+    expect(x.status).toBe(200);
+    expect(x.body.user).toBe('erin@example.com');
+    expect(Date.parse(x.body.expiresAt) - clock.now().getTime()).toBe(3600_000);
+    expect((await t.call('POST', '/api/v1/auth/oidc/exchange', { body: { code, verifier } })).status).toBe(401);
+    expect((await t.call('GET', '/api/v1/me', { token: x.body.token })).body.name).toBe('erin@example.com');
+
+    const r1 = await t.call('POST', '/api/v1/auth/refresh', { body: { refreshToken: x.body.refreshToken } });
+    expect(r1.status).toBe(200);
+    expect((await t.call('GET', '/api/v1/me', { token: x.body.token })).status).toBe(401); // the old access token went with it
+    expect((await t.call('GET', '/api/v1/me', { token: r1.body.token })).status).toBe(200);
+    const reuse = await t.call('POST', '/api/v1/auth/refresh', { body: { refreshToken: x.body.refreshToken } });
+    expect(reuse.status).toBe(401);
+    expect((await t.call('GET', '/api/v1/me', { token: r1.body.token })).status).toBe(401);
+    expect((await t.audit('auth.refresh_reused')).length).toBe(1);
+    expect((await t.audit('token.issued')).filter((e) => e.actor === 'erin@example.com').map((e) => e.data.via)).toEqual(['oidc', 'refresh']);
+  });
+
+  it('without a loopback redirect the provider-side page shows a code to paste (device-style fallback)', async () => {
+    clock.set(Date.now());
+    const verifier = randomBytes(32).toString('base64url');
+    const challenge = createHash('sha256').update(verifier).digest('base64url');
+    const start = await t.call('POST', '/api/v1/auth/oidc/cli', { body: { challenge } });
+    const r = await callback(await signInAtProvider(start.body.authorizationUrl, 'erin'));
+    expect(r.status).toBe(200);
+    const code = /\n([0-9a-f]{64})\n/.exec(String(r.body))?.[1];
+    expect(code).toBeDefined();
+    const x = await t.call('POST', '/api/v1/auth/oidc/exchange', { body: { code, verifier } });
+    expect(x.status).toBe(200);
+    const out = await t.call('POST', '/api/v1/auth/signout', { token: x.body.token });
+    expect(out.status).toBe(200);
+    expect((await t.call('GET', '/api/v1/me', { token: x.body.token })).status).toBe(401);
+    expect((await t.call('POST', '/api/v1/auth/refresh', { body: { refreshToken: x.body.refreshToken } })).status).toBe(401);
+  });
+
+  it('web sessions end after the idle timeout, at the absolute timeout, and everywhere on request', async () => {
+    const login = async () => `hallpass_session=${cookieOf(await callback(await signInAtProvider((await startWeb()).href, 'erin')))}`;
+    const idle = await login();
+    clock.advance(29 * 60_000);
+    expect((await t.call('GET', '/api/v1/me', { headers: { cookie: idle } })).status).toBe(200);
+    clock.advance(31 * 60_000);
+    expect((await t.call('GET', '/api/v1/me', { headers: { cookie: idle } })).status).toBe(401);
+
+    const busy = await login();
+    for (let i = 0; i < 35; i++) {
+      clock.advance(20 * 60_000);
+      expect((await t.call('GET', '/api/v1/me', { headers: { cookie: busy } })).status).toBe(200);
+    }
+    clock.advance(20 * 60_000); // past 12 h since login, though used 20 minutes ago
+    expect((await t.call('GET', '/api/v1/me', { headers: { cookie: busy } })).status).toBe(401);
+
+    const a = await login();
+    const b = await login();
+    const csrf = (await t.call('GET', '/api/v1/auth/session', { headers: { cookie: a } })).body.csrfToken as string;
+    const out = await t.call('POST', '/api/v1/auth/signout-everywhere', { headers: { cookie: a, 'x-hallpass-csrf': csrf } });
+    expect(out.status).toBe(200);
+    expect(out.body.sessionsEnded).toBeGreaterThanOrEqual(2);
+    expect((await t.call('GET', '/api/v1/me', { headers: { cookie: b } })).status).toBe(401);
+    expect((await t.audit('auth.logout_everywhere')).length).toBe(1);
+  });
+});
