@@ -1,6 +1,14 @@
 import type { Command } from 'commander';
 import { runDemo } from '../server/demo.js';
 import { runServer } from '../server/run.js';
+import { DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT } from '../server/config.js';
+import { usageError } from './io.js';
+
+function port(text: string): number {
+  const n = Number(text);
+  if (!/^[0-9]{1,5}$/.test(text) || n > 65535) throw usageError(`port must be 0-65535 (got ${JSON.stringify(text)})`);
+  return n;
+}
 
 /** `hallpass server` and `hallpass demo`: the commands that run hallpass itself. */
 export function registerServerCommands(program: Command): void {
@@ -18,9 +26,10 @@ export function registerServerCommands(program: Command): void {
   program
     .command('demo')
     .description('run hallpass with an embedded demo PostgreSQL, a sample policy and demo users, and print a tour')
-    .option('--port <port>', 'API port', '8470')
+    .option('--port <port>', 'API port', String(DEFAULT_API_PORT))
+    .option('--gateway-port <port>', 'PostgreSQL gateway port', String(DEFAULT_GATEWAY_PORT))
     .option('--keep', 'keep the demo data directory on exit')
-    .action(async (opts: { port: string; keep?: boolean }) => {
-      await runDemo({ apiPort: Number(opts.port), keep: opts.keep === true });
+    .action(async (opts: { port: string; gatewayPort: string; keep?: boolean }) => {
+      await runDemo({ apiPort: port(opts.port), gatewayPort: port(opts.gatewayPort), keep: opts.keep === true });
     });
 }

