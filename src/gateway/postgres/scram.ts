@@ -1,5 +1,31 @@
-import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from 'node:crypto';
+import { promisify } from 'node:util';
 import { ProtocolError } from './messages.js';
+
+const pbkdf2Async = promisify(pbkdf2);
+
+/**
+ * SaltedPassword by (password, salt, iterations). Deriving it costs milliseconds of CPU (4096+
+ * PBKDF2 rounds) and every connection of a grant logs in as the same principal with the same
+ * salt, so a reconnecting client (pgbench -C, pools) pays it once. Keyed by a hash of the
+ * password; the plaintext is held by the session anyway. PgBouncer caches SCRAM keys likewise.
+ */
+const salted = new Map<string, Buffer>();
+const SALTED_CACHE_MAX = 1024;
+
+async function saltedPassword(password: string, salt: string, iterations: number): Promise<Buffer> {
+  const key = `${createHash('sha256').update(password).digest('base64')}|${salt}|${iterations}`;
+  const hit = salted.get(key);
+  if (hit) return hit;
+  // Off the event loop (libuv thread pool): the relay of other sessions keeps going.
+  const value = await pbkdf2Async(password.normalize('NFKC'), Buffer.from(salt, 'base64'), iterations, 32, 'sha256');
+  if (salted.size >= SALTED_CACHE_MAX) {
+    const oldest = salted.keys().next();
+    if (!oldest.done) salted.delete(oldest.value);
+  }
+  salted.set(key, value);
+  return value;
+}
 
 /**
  * Client side of SCRAM-SHA-256 (RFC 5802/7677, no channel binding) and md5, for logging in to
@@ -22,7 +48,7 @@ export class ScramClient {
   }
 
   /** Answers server-first-message with client-final-message. */
-  final(serverFirst: string): Buffer {
+  async final(serverFirst: string): Promise<Buffer> {
     const attrs = parseAttrs(serverFirst);
     const nonce = attrs.get('r');
     const salt = attrs.get('s');
@@ -33,7 +59,7 @@ export class ScramClient {
     if (!nonce.startsWith(this.#clientNonce) || nonce.length === this.#clientNonce.length) {
       throw new ProtocolError('SCRAM server nonce does not extend the client nonce');
     }
-    const salted = pbkdf2Sync(this.#password.normalize('NFKC'), Buffer.from(salt, 'base64'), iterations, 32, 'sha256');
+    const salted = await saltedPassword(this.#password, salt, iterations);
     const clientKey = hmac(salted, 'Client Key');
     const storedKey = createHash('sha256').update(clientKey).digest();
     const withoutProof = `c=biws,r=${nonce}`;

@@ -120,6 +120,11 @@ export class ClientSession {
       this.#resolveDone();
       return;
     }
+    if (r.client.destroyed) {
+      // Cut (shutdown) or gone while the authority was deciding.
+      this.#resolveDone();
+      return;
+    }
     this.#client = r.client;
     this.#tls = r.tls;
     const auth = r.auth;
@@ -147,12 +152,12 @@ export class ClientSession {
       return;
     }
     const upstream = this.#upstream;
-    if (this.#pendingCut || ctx.clock.now().getTime() >= this.#expiresMs) {
-      // The grant ended while we were logging in.
+    if (this.#pendingCut || this.#client.destroyed || ctx.clock.now().getTime() >= this.#expiresMs) {
+      // The grant ended (or the client left) while we were logging in upstream.
       upstream.socket.end(ser.terminate());
       this.#startedAt = ctx.clock.now();
       this.#relay = undefined;
-      this.#finish(this.#pendingCut ?? 'expired');
+      this.#finish(this.#pendingCut ?? (this.#client.destroyed ? 'client_closed' : 'expired'));
       return;
     }
     this.#key = ctx.cancelKeys.register(this);

@@ -93,7 +93,7 @@ async function login(socket: Socket | TLSSocket, target: AuthorizedSession['upst
           scram = new ScramClient(target.password);
           socket.write(ser.saslInitialResponse('SCRAM-SHA-256', scram.first()));
         } else if (code === AuthCode.SASLContinue && scram) {
-          socket.write(ser.saslResponse(scram.final(frame.toString('utf8', 9))));
+          socket.write(ser.saslResponse(await scram.final(frame.toString('utf8', 9))));
         } else if (code === AuthCode.SASLFinal && scram) {
           scram.verify(frame.toString('utf8', 9));
         } else {
