@@ -3,6 +3,7 @@ import { resolve, dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import { Type, type Static } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { IdentitySchema, resolveIdentityConfig } from '../auth/config-schema.js';
 import { ConfigError } from '../domain/errors.js';
 import { DEFAULT_API_PORT, DEFAULT_GATEWAY_PORT, type HallpassConfig } from './config.js';
 
@@ -23,6 +24,7 @@ export const ServerFileSchema = Type.Object({
     certFile: Type.Optional(Type.String()),
     keyFile: Type.Optional(Type.String()),
   }, { additionalProperties: false })),
+  identity: Type.Optional(IdentitySchema),
 }, { additionalProperties: false });
 export type ServerFile = Static<typeof ServerFileSchema>;
 
@@ -76,5 +78,6 @@ export function resolveServerConfig(flags: ServerFlags, env: Readonly<Record<str
     },
     env,
     reconcileIntervalMs: file.reconcileInterval ? file.reconcileInterval * 1000 : undefined,
+    identity: resolveIdentityConfig(file.identity, env),
   };
 }
