@@ -1,0 +1,64 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../../src/auth/password.js';
+import { totpAt } from '../../src/auth/totp.js';
+import { ManualClock } from '../../src/domain/clock.js';
+import { testPolicy } from '../support/hallpass.js';
+import { startIdentityHallpass, type IdentityHallpass } from '../support/oidc-hallpass.js';
+import { startPgTarget, type PgTarget } from '../support/pg-target.js';
+
+describe('MFA at password login and policy mfa.connect', () => {
+  let target: PgTarget;
+  let t: IdentityHallpass;
+  const clock = new ManualClock(Date.now());
+  const password = 'correct horse battery staple';
+  let secret = '';
+
+  beforeAll(async () => {
+    target = await startPgTarget();
+    const hash = await hashPassword(password, { N: 2 ** 14, r: 8, p: 1 });
+    let policy = testPolicy(target).replace('- { name: alice, groups: [engineers] }', `- { name: alice, groups: [engineers], passwordHash: "${hash}" }`);
+    const anchor = '    roles: [read]\n    duration: { default: 5m, max: 1h }\n    approval: auto\n';
+    if (!policy.includes(anchor) || !policy.includes(hash)) throw new Error('test policy changed: update this test');
+    policy = policy.replace(anchor, `${anchor}    mfa: { connect: true, freshness: 5m }\n`);
+    t = await startIdentityHallpass({ target, policy, clock });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await target?.stop();
+  });
+
+  const login = (body: Record<string, string>) => t.call('POST', '/api/v1/auth/login', { body: { username: 'alice', ...body } });
+
+  it('asks an enrolled user for a TOTP code after the password, and the token starts MFA-fresh', async () => {
+    const before = await login({ password });
+    expect(before.status).toBe(200); // not enrolled yet: password alone
+    const tok = before.body.token as string;
+    secret = (await t.call('POST', '/api/v1/auth/mfa/enroll', { token: tok })).body.secret;
+    expect((await t.call('POST', '/api/v1/auth/mfa/confirm', { token: tok, body: { code: await totpAt(secret, clock.now().getTime()) } })).status).toBe(200);
+    clock.advance(30_000);
+
+    const wrongPassword = await login({ password: 'nope', totp: await totpAt(secret, clock.now().getTime()) });
+    expect(wrongPassword.status).toBe(401);
+    expect(wrongPassword.body.error.code).toBe('unauthenticated');
+    const noCode = await login({ password });
+    expect(noCode.status).toBe(401);
+    expect(noCode.body.error).toMatchObject({ code: 'mfa_required', details: { reason: 'login' } });
+    expect((await login({ password, totp: '000000' })).body.error.code).toBe('mfa_required');
+    const ok = await login({ password, totp: await totpAt(secret, clock.now().getTime()) });
+    expect(ok.status).toBe(200);
+
+    // mfa.connect: credentials need a fresh check; the login just did one.
+    const r = await t.call('POST', '/api/v1/requests', { token: ok.body.token, body: { resource: 'app-db', role: 'read', reason: 'INC-11' } });
+    expect(r.body.grant.status).toBe('active');
+    const grant = r.body.grant.id as string;
+    expect((await t.call('GET', `/api/v1/grants/${grant}/credentials`, { token: ok.body.token })).status).toBe(200);
+
+    clock.advance(6 * 60_000);
+    const stale = await t.call('GET', `/api/v1/grants/${grant}/credentials`, { token: ok.body.token });
+    expect(stale.status).toBe(401);
+    expect(stale.body.error.code).toBe('mfa_required');
+    const fresh = await t.call('GET', `/api/v1/grants/${grant}/credentials`, { token: ok.body.token, headers: { 'x-hallpass-mfa': await totpAt(secret, clock.now().getTime()) } });
+    expect(fresh.status).toBe(200);
+    expect(fresh.body.dsn).toMatch(/^postgres/);
+  });
+});
