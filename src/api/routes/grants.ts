@@ -2,6 +2,7 @@ import type { Static } from '@sinclair/typebox';
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { inTx } from '../../access/context.js';
+import { requireConnectMfa } from '../../auth/connect-mfa.js';
 import { readGrant, revokeGrant } from '../../access/grants.js';
 import { createRequest } from '../../access/requests.js';
 import { AppError, conflict } from '../../domain/errors.js';
@@ -73,6 +74,7 @@ export function grantRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const grant = await readGrant(deps, p, id);
     if (grant.user_id !== p.id) throw new AppError('forbidden', 'credentials are shown only to the grant holder');
     if (grant.status !== 'active' || grant.expires_at === null) throw conflict(`grant ${id} is ${grant.status}: no credentials`);
+    await requireConnectMfa(deps, p, grant.request_id);
     const viaGateway = via === 'gateway';
     let info;
     if (viaGateway) {
