@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
 import { clearClientConfig, clientConfigPath, writeClientConfig } from './config.js';
-import { HallpassClient } from './http.js';
+import { HallpassClient, setMfaPrompt } from './http.js';
 import { CliError, type CliIo } from './io.js';
 import { cliContext, type CliContext } from './program.js';
 
@@ -20,6 +20,11 @@ interface Tokens {
 
 /** `login`, `logout`, `mfa enroll|confirm|recovery`. */
 export function registerLoginCommands(program: Command): void {
+  // When the server says a call needs a fresh MFA check, ask for a code (or read HALLPASS_MFA_CODE).
+  setMfaPrompt(async (c) => {
+    c.io.stderr(`hallpass: ${c.message}\n`);
+    return ask('TOTP code: ', { env: c.io.env, envName: 'HALLPASS_MFA_CODE' }).catch(() => undefined);
+  });
   program.command('login')
     .description('sign in: a local user (password, then a TOTP code when enrolled) or --sso through the identity provider')
     .option('--user <name>', 'local user name (env HALLPASS_USER)')
