@@ -17,12 +17,29 @@ export interface MfaChallenge {
   readonly details?: Record<string, unknown> | undefined;
 }
 
+let mfaPrompt: ((challenge: MfaChallenge) => Promise<string | undefined>) | undefined;
+
+/** Installed by login.ts: asks for a TOTP (or recovery) code, or undefined when none can be had. */
+export function setMfaPrompt(fn: typeof mfaPrompt): void {
+  mfaPrompt = fn;
+}
+
 /**
  * Called when the server answers `mfa_required`. Resolves true when the caller has since
  * proved a fresh MFA factor and the refused call should be sent again (once); false to fail.
- * The TOTP prompt belongs here (identity); until then it explains what is needed.
+ * With a token, asks for a code and steps the token up (POST /auth/mfa/verify), then retries.
  */
 export async function onMfaRequired(challenge: MfaChallenge): Promise<boolean> {
+  const reason = challenge.details?.reason;
+  if (reason === 'login') return false; // password login: the login command asks for the code itself
+  const canStepUp = challenge.client.hasToken && reason !== 'login' && reason !== 'not_enrolled' && challenge.path !== '/api/v1/auth/mfa/verify';
+  if (canStepUp && mfaPrompt) {
+    const code = await mfaPrompt(challenge);
+    if (code) {
+      await challenge.client.post('/api/v1/auth/mfa/verify', { code });
+      return true;
+    }
+  }
   challenge.io.stderr(`hallpass: ${challenge.message}\n`);
   challenge.io.stderr('hallpass: this action needs a fresh MFA check: run `hallpass login` (password + TOTP) and try again\n');
   return false;

@@ -11,7 +11,7 @@ import { waitForActiveGrant } from './wait.js';
 
 interface RequestOpts {
   role: string; for?: string; reason: string; ticket?: string; start?: string; wait?: boolean; timeout?: string;
-  breakGlass?: boolean; format: CredentialFormat; viaGateway?: boolean; json?: boolean;
+  breakGlass?: boolean; format: CredentialFormat; viaGateway?: boolean; json?: boolean; oidcTokenEnv?: string;
 }
 
 /** request, requests, approve, deny, cancel. */
@@ -32,8 +32,14 @@ export function requestCommands(program: Command): void {
     .addOption(formatOption())
     .option('--via-gateway', 'with --wait: credentials for the hallpass gateway')
     .option('--json', 'print the API response as JSON')
+    .option('--oidc-token-env <var>', 'act as a workload: send the OIDC token (JWT) in this env var, e.g. from a CI pipeline')
     .action(async (resource: string, o: RequestOpts, cmd: Command) => {
       const ctx = cliContext(cmd);
+      if (o.oidcTokenEnv) {
+        const jwt = ctx.io.env[o.oidcTokenEnv];
+        if (!jwt) throw usageError(`--oidc-token-env: environment variable ${o.oidcTokenEnv} is not set`);
+        cmd.parent?.setOptionValue('token', jwt); // every call of this run (request, wait, credentials) uses it
+      }
       if (o.timeout && !o.wait) throw usageError('--timeout only makes sense with --wait');
       const client = ctx.client();
       const outcome = await client.post<RequestOutcome>('/api/v1/requests', {
