@@ -4,16 +4,20 @@ import type { AccessDeps } from '../access/context.js';
 import { inTx } from '../access/context.js';
 import { getUserByName, upsertUser, type UserRow } from '../store/users.js';
 import type { OidcConfig } from './config.js';
+import { cliChallengeOf } from './login-tokens.js';
 import { identityFromClaims, SsoRefused } from './oidc-claims.js';
 
 /** How long the IdP round trip may take. */
 const LOGIN_TTL_MS = 10 * 60_000;
 const sha256 = (s: string) => createHash('sha256').update(s, 'utf8').digest('hex');
 
-export interface BeginCli {
-  /** Loopback URL (http://127.0.0.1:PORT/...) to send the browser back to; omitted: show a code. */
+export interface BeginBinding {
+  /** CLI: loopback URL (http://127.0.0.1:PORT/...) to send the browser back to; omitted: show a code. */
   readonly redirect?: string | undefined;
-  /** base64url(sha256(verifier)) of a secret the CLI keeps: only it can redeem the login. */
+  /**
+   * base64url(sha256(secret)) of a secret only the initiator holds: the CLI's verifier, or the
+   * web browser's binding cookie (so a callback URL sent to someone else logs nobody in).
+   */
   readonly challenge: string;
 }
 
@@ -34,7 +38,7 @@ export class OidcLogin {
 
   constructor(private readonly deps: AccessDeps, readonly config: OidcConfig, private readonly redirectUri: () => string) {}
 
-  async begin(mode: 'web' | 'cli', cli?: BeginCli): Promise<URL> {
+  async begin(mode: 'web' | 'cli', cli: BeginBinding): Promise<URL> {
     const config = await this.#client();
     const state = client.randomState();
     const nonce = client.randomNonce();
@@ -43,7 +47,7 @@ export class OidcLogin {
     const stateHash = sha256(state);
     await this.deps.store.db.insertInto('oidc_logins').values({
       state_hash: stateHash, nonce, verifier_enc: this.deps.sealer.seal(verifier, `oidc:${stateHash}`), mode,
-      cli_redirect: cli?.redirect ?? null, cli_challenge: cli?.challenge ?? null, created_at: now, expires_at: now + LOGIN_TTL_MS, consumed_at: null,
+      cli_redirect: cli.redirect ?? null, cli_challenge: cli.challenge, created_at: now, expires_at: now + LOGIN_TTL_MS, consumed_at: null,
     }).execute();
     await this.deps.store.db.deleteFrom('oidc_logins').where('expires_at', '<', now - LOGIN_TTL_MS).execute();
     return client.buildAuthorizationUrl(config, {
@@ -61,7 +65,7 @@ export class OidcLogin {
    * token must be signed by the issuer, for us, unexpired, with our nonce. Then the user is created
    * or updated (group changes at the IdP apply now, and are audited). Throws SsoRefused.
    */
-  async finish(callback: URL, clientAddress: string): Promise<FinishedLogin> {
+  async finish(callback: URL, clientAddress: string, browserBinding: string | undefined): Promise<FinishedLogin> {
     const now = this.deps.clock.now().getTime();
     const state = callback.searchParams.get('state');
     if (!state) throw new SsoRefused('the provider response has no state');
@@ -71,6 +75,9 @@ export class OidcLogin {
       .where('state_hash', '=', stateHash).where('consumed_at', 'is', null).where('expires_at', '>', now)
       .returningAll().executeTakeFirst();
     if (!login) throw new SsoRefused('unknown, expired or already used login state');
+    if (login.mode === 'web' && (browserBinding === undefined || cliChallengeOf(browserBinding) !== login.cli_challenge)) {
+      throw new SsoRefused('this browser did not start this login (login CSRF): start again from hallpass');
+    }
     const idpError = callback.searchParams.get('error');
     if (idpError) throw new SsoRefused(`the identity provider refused: ${idpError.slice(0, 100)}`);
     const config = await this.#client();

@@ -35,17 +35,20 @@ describe('OIDC single sign-on against a real OpenID provider (oidc-provider)', (
     await target?.stop();
   });
 
+  /** The browser's login-binding cookie from /oidc/start (sent back with the callback). */
+  let binding = '';
   /** Starts a web login at hallpass; returns the provider URL it redirects to. */
   const startWeb = async () => {
     clock.set(Date.now());
     const r = await t.call('GET', '/api/v1/auth/oidc/start');
     expect(r.status).toBe(302);
+    binding = /hallpass_oidc=[^;]+/.exec(r.headers.get('set-cookie') ?? '')![0];
     const to = new URL(r.headers.get('location')!);
     expect(to.origin).toBe(idp.issuer);
     expect(to.searchParams.get('code_challenge_method')).toBe('S256');
     return to;
   };
-  const callback = (u: URL) => t.call('GET', `${u.pathname}${u.search}`);
+  const callback = (u: URL, cookie: string = binding) => t.call('GET', `${u.pathname}${u.search}`, { headers: cookie ? { cookie } : {} });
   const cookieOf = (r: { headers: Headers }) => /hallpass_session=([^;]+)/.exec(r.headers.get('set-cookie') ?? '')?.[1];
   const failures = async () => (await t.audit('auth.login_failed')).filter((e) => e.data.method === 'oidc').map((e) => String(e.data.why));
 
@@ -54,7 +57,8 @@ describe('OIDC single sign-on against a real OpenID provider (oidc-provider)', (
     expect(back.origin + back.pathname).toBe(`${t.h.url}/api/v1/auth/oidc/callback`);
     const r = await callback(back);
     expect(r.status).toBe(302);
-    const setCookie = r.headers.get('set-cookie')!;
+    const setCookie = r.headers.getSetCookie().find((c) => c.startsWith('hallpass_session='))!;
+    expect(r.headers.getSetCookie().find((c) => c.startsWith('hallpass_oidc='))).toMatch(/Max-Age=0/); // binding cleared
     expect(setCookie).toMatch(/HttpOnly/);
     expect(setCookie).toMatch(/SameSite=Lax/);
     expect(setCookie).not.toMatch(/Secure/); // plain http here; Secure whenever TLS is used
@@ -97,6 +101,14 @@ describe('OIDC single sign-on against a real OpenID provider (oidc-provider)', (
     expect(cookieOf(r)).toBeUndefined();
   });
 
+  it('refuses a callback in a browser that did not start the login (login CSRF)', async () => {
+    const back = await signInAtProvider((await startWeb()).href, 'erin');
+    const r = await callback(back, '');
+    expect(r.status).toBe(401);
+    expect(r.body.error.message).toMatch(/did not start this login/);
+    expect((await callback(back, 'hallpass_oidc=' + randomBytes(32).toString('base64url'))).status).toBe(401);
+  });
+
   it('refuses a wrong nonce (an ID token minted for another login)', async () => {
     const auth = await startWeb();
     auth.searchParams.set('nonce', randomBytes(32).toString('base64url'));
@@ -128,7 +140,7 @@ describe('OIDC single sign-on against a real OpenID provider (oidc-provider)', (
     expect(r.status).toBe(401);
     expect(r.body.error.message).toMatch(/domain evil.test is not allowed/);
     const f = await failures();
-    expect(f.length).toBeGreaterThanOrEqual(6);
+    expect(f.length).toBeGreaterThanOrEqual(7);
   });
 
   it('CLI login: the one-time code is redeemed only with the CLI verifier, once; refresh rotates and reuse revokes everything', async () => {

@@ -1,4 +1,5 @@
 import type { Static } from '@sinclair/typebox';
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { inTx } from '../../access/context.js';
 import type { Identity } from '../../auth/identity.js';
@@ -135,9 +136,13 @@ export function identityRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
   // --- OIDC single sign-on ---
   const oidc = id.oidc;
-  app.get('/api/v1/auth/oidc/start', { schema: { tags: ['identity'], summary: 'Web SSO: redirects to the identity provider', response: { ...errors } } }, async (_req, reply) => {
+  app.get('/api/v1/auth/oidc/start', { schema: { tags: ['identity'], summary: 'Web SSO: redirects to the identity provider', response: { ...errors } } }, async (req, reply) => {
     if (!oidc) throw notFound('single sign-on is not configured');
-    return reply.redirect((await oidc.begin('web')).href, 302);
+    // Binds the login to this browser: the callback must come back with the same cookie.
+    const binding = randomBytes(32).toString('base64url');
+    const url = await oidc.begin('web', { challenge: cliChallengeOf(binding) });
+    void reply.header('set-cookie', bindingCookie(binding, 600, secure(req, ctx)));
+    return reply.redirect(url.href, 302);
   });
 
   app.post('/api/v1/auth/oidc/cli', {
@@ -154,7 +159,7 @@ export function identityRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const at = now();
     let done;
     try {
-      done = await oidc.finish(new URL(req.url, `http://${req.headers.host ?? 'localhost'}`), req.ip);
+      done = await oidc.finish(new URL(req.url, `http://${req.headers.host ?? 'localhost'}`), req.ip, readCookie(req.headers.cookie, BINDING_COOKIE));
     } catch (e) {
       if (!(e instanceof SsoRefused)) throw e;
       await inTx(deps, async (_tx, audit) => {
@@ -162,7 +167,10 @@ export function identityRoutes(app: FastifyInstance, ctx: ApiContext): void {
       });
       throw new AppError('unauthenticated', `single sign-on failed: ${e.message}`);
     }
-    if (done.mode === 'web') return startWebSession(id, req, reply, done.user.id, done.user.name, ctx);
+    if (done.mode === 'web') {
+      void reply.header('set-cookie', bindingCookie('', 0, secure(req, ctx)));
+      return startWebSession(id, req, reply, done.user.id, done.user.name, ctx);
+    }
     const code = newCliCode();
     await inTx(deps, async (tx) => {
       await tx.insertInto('cli_login_codes').values({ code_hash: hashCode(code), user_id: done.user.id, challenge: done.cliChallenge ?? '', expires_at: at + CLI_CODE_TTL_MS, used_at: null }).execute();
@@ -201,6 +209,11 @@ export function identityRoutes(app: FastifyInstance, ctx: ApiContext): void {
 
 function tokensView(t: LoginTokens, user: string) {
   return { token: t.access.token, expiresAt: iso(t.access.expiresAt ?? 0), refreshToken: t.refreshToken, refreshExpiresAt: iso(t.refreshExpiresAt), user };
+}
+
+const BINDING_COOKIE = 'hallpass_oidc';
+function bindingCookie(value: string, maxAge: number, secureFlag: boolean): string {
+  return [`${BINDING_COOKIE}=${value}`, 'Path=/api/v1/auth/oidc', 'HttpOnly', 'SameSite=Lax', `Max-Age=${maxAge}`, ...(secureFlag ? ['Secure'] : [])].join('; ');
 }
 
 /** Secure cookies whenever the API is reached over TLS (directly, or per its public https:// URL). */
