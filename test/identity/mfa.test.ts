@@ -153,6 +153,7 @@ describe('TOTP MFA: policy requires a fresh code to approve', () => {
     expect((await t.audit('mfa.enrolled')).map((e) => e.actor)).toEqual(['bob', 'olga', 'alice', 'dave', 'carol']);
     expect((await t.audit('mfa.verified')).map((e) => e.data.method)).toContain('recovery_code');
     expect((await t.audit('mfa.failed')).length).toBeGreaterThanOrEqual(8);
+    expect((await t.audit('mfa.challenged')).map((e) => [e.actor, e.data.route])).toContainEqual(['bob', '/api/v1/requests/:id/approve']);
     const all = await t.h.deps.store.db.selectFrom('audit_events').select('data').execute();
     const text = all.map((r) => r.data).join('\n');
     expect(text).not.toContain(bobSecret);

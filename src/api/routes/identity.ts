@@ -41,6 +41,15 @@ export function identityRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return p;
   };
 
+  // A policy MFA challenge (request/approve/connect without a fresh check) is on the record too.
+  app.addHook('onError', async (req, _reply, err) => {
+    if (!(err instanceof AppError) || err.code !== 'mfa_required' || err.details?.freshnessSeconds === undefined || !req.principal) return;
+    const who = req.principal.name;
+    await inTx(deps, async (_tx, audit) => {
+      audit({ type: 'mfa.challenged', actor: who, at: now(), data: { method: req.method, route: req.routeOptions.url ?? null, why: err.message, clientAddress: req.ip } });
+    });
+  });
+
   // --- TOTP MFA ---
   app.get('/api/v1/auth/mfa', { schema: { tags: ['identity'], summary: 'Your MFA status', response: { 200: MfaStatusView, ...errors } } },
     async (req) => id.mfa.status(user(req).id));
