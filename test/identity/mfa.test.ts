@@ -4,6 +4,7 @@ import { ManualClock } from '../../src/domain/clock.js';
 import { testPolicy } from '../support/hallpass.js';
 import { startIdentityHallpass, type IdentityHallpass } from '../support/oidc-hallpass.js';
 import { startPgTarget, type PgTarget } from '../support/pg-target.js';
+import { createTestDatabase } from '../support/services.js';
 
 /** The lifecycle policy, with MFA required to approve write access (fresh within 5 minutes). */
 function mfaPolicy(target: PgTarget): string {
@@ -13,7 +14,7 @@ function mfaPolicy(target: PgTarget): string {
   return p.replace(anchor, `${anchor}    mfa: { approve: true, freshness: 5m }\n`);
 }
 
-describe('TOTP MFA: policy requires a fresh code to approve', () => {
+describe.each(['sqlite', 'postgres'] as const)('TOTP MFA: policy requires a fresh code to approve (%s store)', (dialect) => {
   let target: PgTarget;
   let t: IdentityHallpass;
   const clock = new ManualClock(Date.now());
@@ -21,13 +22,16 @@ describe('TOTP MFA: policy requires a fresh code to approve', () => {
   let bobSecret = '';
   let recovery: string[] = [];
 
+  let db: { url: string; drop: () => Promise<void> } | undefined;
   beforeAll(async () => {
+    if (dialect === 'postgres') db = await createTestDatabase('hp_identity');
     target = await startPgTarget();
-    t = await startIdentityHallpass({ target, policy: mfaPolicy(target), clock });
+    t = await startIdentityHallpass({ target, databaseUrl: db?.url, policy: mfaPolicy(target), clock });
   });
   afterAll(async () => {
     await t?.close();
     await target?.stop();
+    await db?.drop();
   });
 
   const request = async (who: string) => {

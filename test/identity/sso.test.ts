@@ -5,18 +5,21 @@ import { testPolicy } from '../support/hallpass.js';
 import { startIdentityHallpass, type IdentityHallpass } from '../support/oidc-hallpass.js';
 import { signInAtProvider, startOidcProvider, TEST_CLIENT, type LocalOidcProvider } from '../support/oidc-provider.js';
 import { freePort, startPgTarget, type PgTarget } from '../support/pg-target.js';
+import { createTestDatabase } from '../support/services.js';
 
-describe('OIDC single sign-on against a real OpenID provider (oidc-provider)', () => {
+describe.each(['sqlite', 'postgres'] as const)('OIDC single sign-on against a real OpenID provider (oidc-provider), %s store', (dialect) => {
   let target: PgTarget;
   let t: IdentityHallpass;
   let idp: LocalOidcProvider;
   let impostor: LocalOidcProvider;
   const clock = new ManualClock(Date.now());
 
+  let db: { url: string; drop: () => Promise<void> } | undefined;
   beforeAll(async () => {
+    if (dialect === 'postgres') db = await createTestDatabase('hp_identity');
     target = await startPgTarget();
     const port = await freePort();
-    t = await startIdentityHallpass({ target, policy: testPolicy(target), clock, identity: { oidc: {
+    t = await startIdentityHallpass({ target, databaseUrl: db?.url, policy: testPolicy(target), clock, identity: { oidc: {
       issuer: `http://127.0.0.1:${port}`, clientId: TEST_CLIENT.id, clientSecret: TEST_CLIENT.secret, allowInsecureHttp: true,
       scopes: ['openid', 'email', 'groups'], groupMap: { Engineering: 'engineers', SRE: 'sre' }, allowedEmailDomains: ['example.com'],
     } } });
@@ -33,6 +36,7 @@ describe('OIDC single sign-on against a real OpenID provider (oidc-provider)', (
     await idp?.close();
     await impostor?.close();
     await target?.stop();
+    await db?.drop();
   });
 
   /** The browser's login-binding cookie from /oidc/start (sent back with the callback). */

@@ -4,6 +4,7 @@ import { testPolicy } from '../support/hallpass.js';
 import { startLocalIssuer, unsignedJwt, type LocalIssuer } from '../support/oidc-issuer.js';
 import { startIdentityHallpass, type IdentityHallpass } from '../support/oidc-hallpass.js';
 import { startPgTarget, type PgTarget } from '../support/pg-target.js';
+import { createTestDatabase } from '../support/services.js';
 
 /** A deploy job may get write on app-db for 15 minutes: automatically from main, with an SRE's approval from a release branch. */
 const deployRules = `
@@ -22,7 +23,7 @@ const deployRules = `
     approval: { approvals: 1, from: [sre] }
 `;
 
-describe('workload identity: CI pipelines as principals', () => {
+describe.each(['sqlite', 'postgres'] as const)('workload identity: CI pipelines as principals (%s store)', (dialect) => {
   let target: PgTarget;
   let ci: LocalIssuer;
   let other: LocalIssuer;
@@ -31,7 +32,9 @@ describe('workload identity: CI pipelines as principals', () => {
   const call = (jwt: string, method: string, path: string, body?: unknown) => t.call(method, path, { token: jwt, body });
   const ask = (jwt: string) => call(jwt, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'write', reason: 'deploy orders v42' });
 
+  let db: { url: string; drop: () => Promise<void> } | undefined;
   beforeAll(async () => {
+    if (dialect === 'postgres') db = await createTestDatabase('hp_identity');
     target = await startPgTarget();
     const admin = await target.admin();
     await admin.query('create table deploys (version text)');
@@ -39,7 +42,7 @@ describe('workload identity: CI pipelines as principals', () => {
     ci = await startLocalIssuer();
     other = await startLocalIssuer();
     const policy = testPolicy(target).replace('\nrules:\n', `\nrules:\n${deployRules}`);
-    t = await startIdentityHallpass({ target, policy, identity: {
+    t = await startIdentityHallpass({ target, databaseUrl: db?.url, policy, identity: {
       workloadIssuers: [{ issuer: ci.issuer, audience: 'hallpass' }, { issuer: other.issuer, audience: 'hallpass' }],
       workloads: [{ name: 'orders-deploy', issuer: ci.issuer, claims: { repository: 'acme/orders', ref: ['refs/heads/main', 'refs/heads/release/*'], environment: 'production' } }],
       jwksCooldownMs: 0,
@@ -50,6 +53,7 @@ describe('workload identity: CI pipelines as principals', () => {
     await ci?.close();
     await other?.close();
     await target?.stop();
+    await db?.drop();
   });
 
   it('a token with the right claims gets write access per policy, with working credentials', async () => {
