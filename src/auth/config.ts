@@ -67,7 +67,10 @@ export interface SessionConfig {
   readonly absoluteSeconds?: number | undefined;
   /** Access token lifetime for SSO/CLI logins (default 1 hour). */
   readonly accessTokenSeconds?: number | undefined;
-  /** Refresh token lifetime (default 7 days). */
+  /**
+   * Refresh token lifetime (default 12 hours). Refreshing does not ask the IdP again, so this bounds
+   * how long someone removed at the IdP keeps access: keep it short.
+   */
   readonly refreshTokenSeconds?: number | undefined;
 }
 
@@ -78,6 +81,6 @@ export function sessionSettings(c: SessionConfig | undefined) {
     idleMs: (c?.idleSeconds ?? 30 * 60) * 1000,
     absoluteMs: (c?.absoluteSeconds ?? 12 * 3600) * 1000,
     accessTokenSeconds: c?.accessTokenSeconds ?? 3600,
-    refreshTokenMs: (c?.refreshTokenSeconds ?? 7 * 86400) * 1000,
+    refreshTokenMs: (c?.refreshTokenSeconds ?? 12 * 3600) * 1000,
   };
 }
