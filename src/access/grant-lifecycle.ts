@@ -26,21 +26,22 @@ function errorText(err: unknown): string {
 export async function activateGrant(deps: AccessDeps, grantId: string): Promise<GrantRow | undefined> {
   const now = deps.clock.now().getTime();
   const owner = deps.instanceId;
-  const prepared = await inTx(deps, async (tx, audit) => {
-    const g = await getGrant(tx, grantId);
-    if (!g || g.lease_owner !== owner) return undefined;
-    if (g.status === 'scheduled' || (g.status === 'activating' && g.expires_at === null)) {
+  const current = await getGrant(deps.store.db, grantId);
+  if (!current || current.lease_owner !== owner) return undefined;
+  let prepared: GrantRow | undefined = current.status === 'activating' && current.expires_at !== null ? current : undefined;
+  if (current.status === 'scheduled' || (current.status === 'activating' && current.expires_at === null)) {
+    // Record the window (the intent) before the target is touched.
+    prepared = await inTx(deps, async (tx, audit) => {
       const startsAt = now;
-      const expiresAt = now + g.duration_s * 1000;
-      const row = await transitionGrant(tx, g.id, ['scheduled', 'activating'], {
+      const expiresAt = now + current.duration_s * 1000;
+      const row = await transitionGrant(tx, current.id, ['scheduled', 'activating'], {
         status: 'activating', starts_at: startsAt, expires_at: expiresAt, updated_at: now,
       }, owner);
-      if (row) audit({ type: 'grant.activating', actor: 'system', grantId: g.id, requestId: g.request_id, at: now,
-        data: { resource: g.resource, role: g.role, principal: g.principal, startsAt, expiresAt } });
+      if (row) audit({ type: 'grant.activating', actor: 'system', grantId: current.id, requestId: current.request_id, at: now,
+        data: { resource: current.resource, role: current.role, principal: current.principal, startsAt, expiresAt } });
       return row;
-    }
-    return g.status === 'activating' ? g : undefined;
-  });
+    });
+  }
   if (!prepared) return undefined;
   if (prepared.expires_at !== null && prepared.expires_at <= now) {
     // The whole window passed while we could not act (e.g. the server was down): end it.

@@ -178,12 +178,14 @@ async function approveInto(
     user_id: request.requester_id,
     resource: request.resource,
     role: request.role,
+    // An immediate grant is recorded as activating with its window in this same transaction
+    // (the intent); provisioning follows right after commit.
     status: scheduled ? 'scheduled' : 'activating',
     principal: newPrincipalName(),
     secret_enc: deps.sealer.seal(newSecret(), grantId),
     duration_s: durationSeconds,
-    starts_at: null,
-    expires_at: null,
+    starts_at: scheduled ? null : nowMs,
+    expires_at: scheduled ? null : nowMs + durationSeconds * 1000,
     end_reason: null,
     ended_at: null,
     revoke_attempts: 0,
@@ -200,6 +202,11 @@ async function approveInto(
   audit({ type: 'grant.created', actor: 'system', requestId: request.id, grantId, at: nowMs, data: {
     resource: grant.resource, role: grant.role, principal: grant.principal, durationSeconds, scheduledStart: scheduled ? request.start_at : null,
   } });
+  if (!scheduled) {
+    audit({ type: 'grant.activating', actor: 'system', requestId: request.id, grantId, at: nowMs, data: {
+      resource: grant.resource, role: grant.role, principal: grant.principal, startsAt: grant.starts_at, expiresAt: grant.expires_at,
+    } });
+  }
   if (scheduled) deps.wake(request.start_at!);
   return (await tx.updateTable('requests').set({ grant_id: grantId, duration_s: durationSeconds, updated_at: nowMs })
     .where('id', '=', request.id).returningAll().executeTakeFirstOrThrow());

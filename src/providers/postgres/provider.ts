@@ -1,6 +1,6 @@
 import { MANAGED_PREFIX, ProviderError, type ConnectionInfo, type Provider, type ProviderFactory, type ProvisionSpec, type SecretResolver } from '../provider.js';
 import { connectionSchema, parseConnection, parsePrivileges, privilegesSchema, type PostgresConnection } from './config.js';
-import { adminConnections, exec, inTransaction } from './connection.js';
+import { adminConnections, exec, inTransaction, type Notice } from './connection.js';
 import { toProviderError } from './errors.js';
 import { revokeRoles } from './revoke.js';
 import * as sql from './sql.js';
@@ -63,26 +63,40 @@ export function createPostgresProvider(connection: unknown, secrets: SecretResol
       const validUntil = checkDate(spec.validUntil);
       const verifier = await sql.scramVerifier(spec.secret);
       const roleSpec: sql.RoleSpec = { name: role, verifier, validUntil, connectionLimit: privileges.connectionLimit ?? -1 };
+      const readOnly = spec.readOnly === true || privileges.readOnly === true;
+      const grantsFor = (extra: readonly string[]) => [
+        ...extra.map((g) => sql.revokeMembership(g, role)),
+        ...[...(privileges.memberOf ?? [])].map((g) => sql.grantMembership(g, role)),
+        ...(privileges.grants ?? []).flatMap((g) => sql.grantStatements(g, role)),
+        sql.setReadOnly(role, readOnly),
+      ];
+      const refusedGrants = (notices: readonly Notice[]) => {
+        // 01007/01006: the admin lacks the grant option (or ADMIN OPTION), so PostgreSQL only warned.
+        const refused = notices.filter((n) => n.code === '01007' || n.code === '01006');
+        if (refused.length > 0) {
+          throw new ProviderError(`postgres provision: the admin may not grant this: ${refused.map((n) => n.message).join('; ')}`, false);
+        }
+      };
       await guarded('provision', [spec.secret, verifier], () =>
         inTransaction(conns.pool, async (c, notices) => {
-          await c.query(sql.lockCatalogForTransaction());
-          const exists = ((await exec(c, sql.roleExists(role))).rowCount ?? 0) > 0;
-          const wanted = new Set(privileges.memberOf ?? []);
-          const extra = exists ? (await exec<{ rolname: string }>(c, sql.currentMemberships(role))).rows.map((r) => r.rolname).filter((g) => !wanted.has(g)) : [];
-          const statements = [
-            exists ? sql.alterRoleToSpec(roleSpec) : sql.createRole(roleSpec),
-            ...extra.map((g) => sql.revokeMembership(g, role)),
-            ...[...wanted].map((g) => sql.grantMembership(g, role)),
-            ...(privileges.grants ?? []).flatMap((g) => sql.grantStatements(g, role)),
-            sql.setReadOnly(role, spec.readOnly === true || privileges.readOnly === true),
-          ];
-          // One round trip, inside the surrounding transaction.
-          await c.query(statements.join(';\n'));
-          // 01007/01006: the admin lacks the grant option (or ADMIN OPTION), so PostgreSQL only warned.
-          const refused = notices.filter((n) => n.code === '01007' || n.code === '01006');
-          if (refused.length > 0) {
-            throw new ProviderError(`postgres provision: the admin may not grant this: ${refused.map((n) => n.message).join('; ')}`, false);
+          // Fast path, one round trip: a fresh principal (the usual case). The lock, CREATE and
+          // every GRANT go as one simple-query string inside the surrounding transaction.
+          const fresh = await c.query([sql.lockCatalogForTransaction(), 'SAVEPOINT hp_create', sql.createRole(roleSpec), ...grantsFor([])].join(';\n'))
+            .then(() => true, async (err: unknown) => {
+              // 42710 duplicate_object: it exists (a retried activation): converge it below.
+              if (typeof err === 'object' && err !== null && 'code' in err && err.code === '42710') {
+                await c.query('ROLLBACK TO SAVEPOINT hp_create');
+                return false;
+              }
+              throw err;
+            });
+          if (!fresh) {
+            const wanted = new Set(privileges.memberOf ?? []);
+            const extra = (await exec<{ rolname: string }>(c, sql.currentMemberships(role))).rows.map((r) => r.rolname).filter((g) => !wanted.has(g));
+            // One round trip, inside the surrounding transaction.
+            await c.query([sql.alterRoleToSpec(roleSpec), ...grantsFor(extra)].join(';\n'));
           }
+          refusedGrants(notices);
         }),
       );
     },
