@@ -97,7 +97,12 @@ describe('cut-off', () => {
     const c = fx.client(g);
     await c.connect();
     c.on('error', () => {});
+    expect(fx.gateway.sessions().filter((x) => x.grantId === g)).toEqual([
+      expect.objectContaining({ userName: TEST_USER, resource: 'app' }),
+      expect.objectContaining({ userName: TEST_USER, resource: 'app' }),
+    ]);
     expect(await fx.gateway.endGrant(g, 'revoked')).toBe(2);
+    expect(fx.gateway.sessions().filter((x) => x.grantId === g)).toEqual([]);
     expect(await a.exited).not.toBe(0);
     expect(a.stderr()).toMatch(/hallpass: access to app revoked/);
     await expect(c.query('select 1')).rejects.toThrow();

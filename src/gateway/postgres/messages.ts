@@ -95,6 +95,10 @@ export class Reader {
     return v;
   }
   cstring(): string {
+    if (this.buf[this.offset] === 0) {
+      this.offset++; // the unnamed statement/portal: no search, no allocation
+      return '';
+    }
     const end = this.buf.indexOf(0, this.offset);
     if (end < 0) throw new ProtocolError('unterminated string in message');
     const s = this.buf.toString('utf8', this.offset, end);
@@ -150,9 +154,6 @@ export function readStartupPacket(packet: Buffer): StartupPacket {
       throw new ProtocolError(`unsupported protocol version ${code >>> 16}.${code & 0xffff}`);
   }
 }
-
-/** Body of a typed message: bytes after the 5-byte header. */
-export const bodyOf = (frame: Buffer): Buffer => frame.subarray(5);
 
 /** Query ('Q'): the SQL text. */
 export function readQuery(frame: Buffer): string {
@@ -218,9 +219,4 @@ export function readErrorFields(frame: Buffer): Map<string, string> {
     out.set(String.fromCharCode(code ?? 0), r.cstring());
   }
   return out;
-}
-
-/** ReadyForQuery ('Z'): transaction status 'I' | 'T' | 'E'. */
-export function readTxStatus(frame: Buffer): number {
-  return frame[5] ?? 0x49;
 }

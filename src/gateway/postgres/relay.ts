@@ -49,9 +49,8 @@ export class Relay {
     c.on('error', noop);
     u.on('error', noop);
     if (early.length > 0) {
-      const out: Buffer[] = [];
-      for (const [t, f] of early) this.#clientFrame(t, f, out);
-      this.#write(u, c, out);
+      for (const [t, f] of early) this.#clientFrame(t, f);
+      this.#write(u, c, this.#toUpstream.take());
     }
     c.resume();
     u.resume();
@@ -68,37 +67,39 @@ export class Relay {
   }
 
   #terminated = false;
+  readonly #toUpstream = new Outbox();
+  readonly #toClient = new Outbox();
+  readonly #clientFrame = (type: number, frame: Buffer): void => {
+    if (this.#terminated) return;
+    if (type === FrontendCode.Terminate) this.#terminated = true;
+    this.#toUpstream.add(this.hooks.fromClient(type, frame));
+  };
+  readonly #serverFrame = (type: number, frame: Buffer): void => {
+    this.#toClient.add(this.hooks.fromServer(type, frame));
+  };
 
   readonly #onClientData = (chunk: Buffer): void => {
     if (this.#stopped || !this.hooks.mayRelay()) return;
     this.bytesFromClient += chunk.length;
-    const out: Buffer[] = [];
     try {
-      this.clientFramer.push(chunk, (t, f) => this.#clientFrame(t, f, out));
+      this.clientFramer.push(chunk, this.#clientFrame);
     } catch (e) {
-      this.#write(this.upstream, this.client, out);
+      this.#write(this.upstream, this.client, this.#toUpstream.take());
       return this.#end({ kind: 'protocol_error', side: 'client', message: e instanceof Error ? e.message : String(e) });
     }
-    this.#write(this.upstream, this.client, out);
+    this.#write(this.upstream, this.client, this.#toUpstream.take());
     if (this.#terminated) this.#end({ kind: 'client_terminate' });
   };
 
-  #clientFrame(type: number, frame: Buffer, out: Buffer[]): void {
-    if (this.#terminated) return;
-    if (type === FrontendCode.Terminate) this.#terminated = true;
-    append(out, this.hooks.fromClient(type, frame));
-  }
-
   readonly #onUpstreamData = (chunk: Buffer): void => {
     if (this.#stopped || !this.hooks.mayRelay()) return;
-    const out: Buffer[] = [];
     try {
-      this.upstreamFramer.push(chunk, (t, f) => append(out, this.hooks.fromServer(t, f)));
+      this.upstreamFramer.push(chunk, this.#serverFrame);
     } catch (e) {
-      this.#write(this.client, this.upstream, out);
+      this.#write(this.client, this.upstream, this.#toClient.take());
       return this.#end({ kind: 'protocol_error', side: 'upstream', message: e instanceof Error ? e.message : String(e) });
     }
-    this.#write(this.client, this.upstream, out);
+    this.#write(this.client, this.upstream, this.#toClient.take());
   };
 
   readonly #onClientClose = (): void => this.#end({ kind: 'client_closed' });
@@ -131,13 +132,41 @@ export class Relay {
   }
 }
 
-/** Appends `b`, merging it into the previous buffer when it directly follows it in memory. */
-function append(out: Buffer[], b: Buffer): void {
-  const last = out[out.length - 1];
-  if (last && last.buffer === b.buffer && last.byteOffset + last.length === b.byteOffset) {
-    out[out.length - 1] = Buffer.from(last.buffer, last.byteOffset, last.length + b.length);
-  } else {
-    out.push(b);
+/**
+ * The messages of one chunk on their way out. Messages that directly follow each other in memory
+ * (whole messages of the same chunk, forwarded unchanged) become one view: one write, one
+ * allocation per chunk rather than per message.
+ */
+class Outbox {
+  #parts: Buffer[] = [];
+  #run: Buffer | undefined;
+  #runEnd = 0;
+  #runStart = 0;
+
+  add(b: Buffer): void {
+    if (this.#run !== undefined && b.buffer === this.#run.buffer && b.byteOffset === this.#runEnd) {
+      this.#runEnd += b.length;
+      return;
+    }
+    this.#close();
+    this.#run = b;
+    this.#runStart = b.byteOffset;
+    this.#runEnd = b.byteOffset + b.length;
+  }
+
+  /** Everything added since the last take(), as few buffers as possible. */
+  take(): Buffer[] {
+    this.#close();
+    const parts = this.#parts;
+    this.#parts = [];
+    return parts;
+  }
+
+  #close(): void {
+    const r = this.#run;
+    if (r === undefined) return;
+    this.#parts.push(r.byteOffset === this.#runStart && r.length === this.#runEnd - this.#runStart ? r : Buffer.from(r.buffer, this.#runStart, this.#runEnd - this.#runStart));
+    this.#run = undefined;
   }
 }
 

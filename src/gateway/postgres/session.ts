@@ -179,7 +179,7 @@ export class ClientSession {
       readOnly: auth.readOnly,
       guardrails: auth.guardrails,
     });
-    const tracker = new StatementTracker(auth, ctx.guardrails, (type, data) => this.#audit(type, { sessionId: this.id, ...data }));
+    const tracker = new StatementTracker(this.id, auth, ctx.guardrails, (type, data) => this.#audit(type, data));
     this.#tracker = tracker;
     r.framer.maxLength = ctx.maxMessageBytes;
     upstream.socket.on('error', noop);

@@ -8,7 +8,6 @@ import {
   readExecute,
   readParse,
   readQuery,
-  readTxStatus,
   rowsFromTag,
 } from './messages.js';
 import * as ser from './serializer.js';
@@ -57,7 +56,7 @@ interface Pending {
   name?: string;
   tags?: string[];
   error?: string;
-  denied?: Denial;
+  denied?: Denial | undefined;
   params?: (string | null)[] | undefined;
 }
 
@@ -82,10 +81,10 @@ export class StatementTracker {
   readonly #statements = new Map<string, Statement>();
   readonly #portals = new Map<string, { stmt: Statement | undefined; statement: string; params?: (string | null)[] | undefined }>();
   #nextId = 1;
-  /** Last ReadyForQuery status: 'I' idle, 'T' in a transaction, 'E' failed transaction. */
-  txStatus = 0x49;
 
   constructor(
+    /** Put on every event, so a session's statements can be found together. */
+    readonly sessionId: string,
     readonly policy: TrackerPolicy,
     readonly checker: GuardrailChecker,
     readonly emit: StatementEmitter,
@@ -103,7 +102,7 @@ export class StatementTracker {
       case FrontendCode.Query: {
         const sql = readQuery(frame);
         const d = this.#decide(sql);
-        this.#push({ kind: Kind.Query, start: this.now(), sql, tags: [], ...(d ? { denied: d } : {}) });
+        this.#push({ kind: Kind.Query, start: this.now(), sql, tags: [], denied: d });
         return d ? ser.query(POISON) : frame;
       }
       case FrontendCode.Parse: {
@@ -112,7 +111,7 @@ export class StatementTracker {
         const stmt: Statement = { id: this.#nextId++, name, sql, ok: false, audited: false };
         this.#statements.set(name, stmt);
         const d = this.#decide(sql);
-        this.#push({ kind: Kind.Parse, start: this.now(), sql, name, stmt, ...(d ? { denied: d } : {}) });
+        this.#push({ kind: Kind.Parse, start: this.now(), sql, name, stmt, denied: d });
         return d ? ser.parse(name, POISON) : frame;
       }
       case FrontendCode.Bind: {
@@ -184,7 +183,6 @@ export class StatementTracker {
       case BackendCode.ErrorResponse:
         return this.#onError(head, frame);
       case BackendCode.ReadyForQuery:
-        this.txStatus = readTxStatus(frame);
         if (head && (head.kind === Kind.Query || head.kind === Kind.Function)) this.#finishQuery(head);
         else if (head?.kind === Kind.Sync) this.#shift();
         break;
@@ -239,21 +237,23 @@ export class StatementTracker {
     this.#shift();
     const tags = p.tags ?? [];
     const last = tags[tags.length - 1];
-    this.emit('gateway.query', {
+    const data: Record<string, unknown> = {
+      sessionId: this.sessionId,
       sql: clip(p.sql ?? ''),
       durationMs: round(this.now() - p.start),
       tags,
       rows: last === undefined ? null : rowsFromTag(last),
-      ...(p.error !== undefined ? { error: p.error } : {}),
-      ...(p.denied ? { denied: { guardrail: p.denied.guardrail, reason: p.denied.reason } } : {}),
-    });
+    };
+    if (p.error !== undefined) data.error = p.error;
+    if (p.denied) data.denied = { guardrail: p.denied.guardrail, reason: p.denied.reason };
+    this.emit('gateway.query', data);
   }
 
   /** Audits a statement the client defined but never executed (replaced, closed, or session over). */
   #retire(st: Statement | undefined): void {
     if (!st || !st.ok || st.audited) return;
     st.audited = true;
-    this.emit('gateway.statement', { statementId: st.id, name: st.name, sql: clip(st.sql), executions: 0 });
+    this.emit('gateway.statement', { sessionId: this.sessionId, statementId: st.id, name: st.name, sql: clip(st.sql), executions: 0 });
   }
 
   /** The session is ending: audit statements prepared but never executed. */
@@ -264,14 +264,16 @@ export class StatementTracker {
   /** A Parse that failed or was denied: no execution will carry its text, so it is audited now. */
   #emitParse(p: Pending): void {
     if (p.stmt) p.stmt.audited = true;
-    this.emit('gateway.statement', {
+    const data: Record<string, unknown> = {
+      sessionId: this.sessionId,
       statementId: p.stmt?.id,
       name: p.name,
       sql: clip(p.sql ?? ''),
       durationMs: round(this.now() - p.start),
-      ...(p.error !== undefined ? { error: p.error } : {}),
-      ...(p.denied ? { denied: { guardrail: p.denied.guardrail, reason: p.denied.reason } } : {}),
-    });
+    };
+    if (p.error !== undefined) data.error = p.error;
+    if (p.denied) data.denied = { guardrail: p.denied.guardrail, reason: p.denied.reason };
+    this.emit('gateway.statement', data);
   }
 
   #finishExecute(p: Pending, tag: string, suspended: boolean): void {
@@ -283,18 +285,17 @@ export class StatementTracker {
     const st = p.stmt;
     const first = st !== undefined && !st.audited;
     if (st) st.audited = true;
-    this.emit('gateway.execute', {
-      statementId: st?.id ?? null,
-      // The statement's text, once per Parse: with its first execution.
-      ...(first ? { sql: clip(st.sql) } : {}),
-      ...(st === undefined ? { statement: p.name } : {}),
-      durationMs: round(this.now() - p.start),
-      tag,
-      rows: tag ? rowsFromTag(tag) : null,
-      ...(suspended ? { suspended: true } : {}),
-      ...(p.error !== undefined ? { error: p.error } : {}),
-      ...(p.params ? { params: p.params } : {}),
-    });
+    const data: Record<string, unknown> = { sessionId: this.sessionId, statementId: st?.id ?? null };
+    // The statement's text, once per Parse: with its first execution.
+    if (first) data.sql = clip(st.sql);
+    if (st === undefined) data.statement = p.name;
+    data.durationMs = round(this.now() - p.start);
+    data.tag = tag;
+    data.rows = tag ? rowsFromTag(tag) : null;
+    if (suspended) data.suspended = true;
+    if (p.error !== undefined) data.error = p.error;
+    if (p.params) data.params = p.params;
+    this.emit('gateway.execute', data);
   }
 }
 
