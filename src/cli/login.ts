@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
@@ -31,11 +31,13 @@ export function registerLoginCommands(program: Command): void {
     .option('--sso', 'single sign-on in the browser')
     .option('--no-browser', 'with --sso: do not open a browser; open the printed URL anywhere and paste the code shown')
     .option('--totp <code>', 'the current TOTP code (else prompted, or env HALLPASS_MFA_CODE)')
-    .action(async (o: { user?: string; sso?: boolean; browser: boolean; totp?: string }, cmd: Command) => {
+    .option('--refresh', 'renew the saved SSO login with its refresh token (no browser)')
+    .action(async (o: { user?: string; sso?: boolean; browser: boolean; totp?: string; refresh?: boolean }, cmd: Command) => {
       const ctx = cliContext(cmd);
       const server = ctx.serverUrl();
       const anon = new HallpassClient(server, undefined, ctx.io);
-      const t = o.sso ? await ssoLogin(ctx, anon, o.browser) : await passwordLogin(ctx, anon, o.user, o.totp);
+      const t = o.refresh ? await refreshLogin(ctx, anon, server)
+        : o.sso ? await ssoLogin(ctx, anon, o.browser) : await passwordLogin(ctx, anon, o.user, o.totp);
       saveLogin(ctx.io, server, t);
       ctx.out(`logged in to ${server} as ${t.user}${t.expiresAt ? ` (token expires ${t.expiresAt})` : ''}\n`);
     });
@@ -111,6 +113,22 @@ async function ssoLogin(ctx: CliContext, anon: HallpassClient, browser: boolean)
     return await anon.post<Tokens>('/api/v1/auth/oidc/exchange', { code, verifier });
   } finally {
     loop?.close();
+  }
+}
+
+async function refreshLogin(ctx: CliContext, anon: HallpassClient, server: string): Promise<Tokens> {
+  let saved: { server?: unknown; refreshToken?: unknown };
+  try {
+    saved = JSON.parse(readFileSync(refreshPath(ctx.io.env), 'utf8')) as typeof saved;
+  } catch {
+    throw new CliError('no saved SSO login to renew: run `hallpass login --sso`');
+  }
+  if (saved.server !== server || typeof saved.refreshToken !== 'string') throw new CliError(`no saved SSO login for ${server}: run \`hallpass login --sso\``);
+  try {
+    return await anon.post<Tokens>('/api/v1/auth/refresh', { refreshToken: saved.refreshToken });
+  } catch (e) {
+    rmSync(refreshPath(ctx.io.env), { force: true });
+    throw e;
   }
 }
 

@@ -140,6 +140,13 @@ describe('CLI: login, logout, MFA prompt, SSO loopback, pipeline request', () =>
     expect(io.out).toMatch(/logged in to .* as frank@example.com/);
     const refresh = join(home, 'hallpass', 'refresh.json');
     expect(statSync(refresh).mode & 0o777).toBe(0o600);
+    const configFile = join(home, 'hallpass', 'config.json');
+    const first = (JSON.parse(readFileSync(configFile, 'utf8')) as { token: string }).token;
+    const renewed = await cli(['login', '--refresh']);
+    expect(renewed.code).toBe(0);
+    expect(renewed.out).toMatch(/as frank@example.com/);
+    expect((await t.call('GET', '/api/v1/me', { token: first })).status).toBe(401); // rotated out
+    expect((await cli(['me'])).out).toMatch(/^frank@example.com/);
     expect((await cli(['logout'])).code).toBe(0);
     expect(existsSync(refresh)).toBe(false);
   });
