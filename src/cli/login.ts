@@ -22,8 +22,9 @@ interface Tokens {
 export function registerLoginCommands(program: Command): void {
   // When the server says a call needs a fresh MFA check, ask for a code (or read HALLPASS_MFA_CODE).
   setMfaPrompt(async (c) => {
+    if (!c.io.env.HALLPASS_MFA_CODE && !process.stdin.isTTY) return undefined; // onMfaRequired explains
     c.io.stderr(`hallpass: ${c.message}\n`);
-    return ask('TOTP code: ', { env: c.io.env, envName: 'HALLPASS_MFA_CODE' }).catch(() => undefined);
+    return ask('TOTP code: ', { env: c.io.env, envName: 'HALLPASS_MFA_CODE' });
   });
   program.command('login')
     .description('sign in: a local user (password, then a TOTP code when enrolled) or --sso through the identity provider')
