@@ -1,11 +1,12 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { TLSSocket, type SecureContext } from 'node:tls';
 import { Framer } from '../../src/gateway/postgres/framing.js';
 import * as ser from '../../src/gateway/postgres/serializer.js';
 
 /**
  * A minimal PostgreSQL-speaking target for protocol tests that need no real database: it logs
  * anyone in (trust), answers Query and Sync, and in 'garbage' mode answers the first query with
- * random bytes (to fuzz the gateway's backend side).
+ * random bytes (to fuzz the gateway's backend side). With `tls`, it accepts SSLRequest.
  */
 export interface FakeUpstream {
   readonly port: number;
@@ -13,17 +14,26 @@ export interface FakeUpstream {
   close(): Promise<void>;
 }
 
-export async function startFakeUpstream(random: () => number = Math.random): Promise<FakeUpstream> {
+export async function startFakeUpstream(random: () => number = Math.random, tls?: SecureContext): Promise<FakeUpstream> {
   const sockets = new Set<Socket>();
   const fake: { mode: 'answer' | 'garbage' } = { mode: 'answer' };
-  const server: Server = createServer((s) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-    s.on('error', () => {});
+  const server: Server = createServer((raw) => {
+    sockets.add(raw);
+    raw.on('close', () => sockets.delete(raw));
+    raw.on('error', () => {});
+    let s: Socket = raw;
     const framer = new Framer(1 << 20, true);
-    s.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       try {
-        framer.push(chunk, (type) => {
+        framer.push(chunk, (type, frame) => {
+          if (framer.startup && tls && frame.readInt32BE(4) === 80877103 /* SSLRequest */) {
+            s.off('data', onData);
+            s.write('S');
+            s = new TLSSocket(raw, { isServer: true, secureContext: tls });
+            s.on('error', () => {});
+            s.on('data', onData);
+            return;
+          }
           if (framer.startup) {
             framer.startup = false;
             s.write(Buffer.concat([ser.authenticationOk(), ser.parameterStatus('server_version', '17.0'), ser.backendKeyData(1, 2), ser.readyForQuery('I')]));
@@ -45,7 +55,8 @@ export async function startFakeUpstream(random: () => number = Math.random): Pro
       } catch {
         s.destroy();
       }
-    });
+    };
+    s.on('data', onData);
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const addr = server.address();

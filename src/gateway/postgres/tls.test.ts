@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeUpstream, type FakeUpstream } from '../../../test/support/gateway-fake-upstream.js';
 import { MemoryAuditSink, TestAuthority } from '../../../test/support/gateway-harness.js';
+import { rawLogin, rawQuery } from '../../../test/support/gateway-raw-client.js';
 import { PostgresGateway } from './server.js';
 import { loadGatewayTls } from './tls.js';
 
@@ -75,6 +76,38 @@ describe('gateway TLS', () => {
     const second = await loadGatewayTls({ selfSignedDir });
     expect(second.certPem).toBe(first.certPem);
     expect(readFileSync(join(selfSignedDir, 'gateway-cert.pem'), 'utf8')).toBe(first.certPem);
+  });
+
+  it('logs in to a target over TLS, verifying it with the CA from the grant, and refuses a target it cannot verify', async () => {
+    const serverTls = await loadGatewayTls({ certFile: join(dir, 'server.pem'), keyFile: join(dir, 'server.key') });
+    const tlsTarget = await startFakeUpstream(Math.random, serverTls.context);
+    const sink = new MemoryAuditSink();
+    const gw = new PostgresGateway({ authority, audit: sink, port: 0, tls: { selfSignedDir: join(dir, 'gw') } });
+    const { port } = await gw.start();
+    const upstreamGrant = (ca: string) =>
+      authority.addGrant({
+        userId: 'usr_a',
+        userName: 'alice',
+        resource: 'app',
+        role: 'write',
+        expiresAt: new Date(Date.now() + 3_600_000),
+        upstream: { host: '127.0.0.1', port: tlsTarget.port, database: 'app', user: 'u', password: 'p', ssl: { ca, servername: 'localhost' } },
+        guardrails: [],
+        readOnly: false,
+        storeParameters: false,
+      });
+    try {
+      const ok = await rawLogin(port, authority.token(upstreamGrant(readFileSync(join(dir, 'ca.pem'), 'utf8'))));
+      expect(await rawQuery(ok, 'select 1')).toContain('SELECT 0');
+      ok.end();
+      const otherCa = readFileSync(join(dir, 'gw', 'gateway-cert.pem'), 'utf8');
+      await expect(rawLogin(port, authority.token(upstreamGrant(otherCa)))).rejects.toThrow(/could not log in to app/);
+      await new Promise((r) => setTimeout(r, 30));
+      expect(sink.ofType('gateway.refused').map((e) => e.data.code)).toEqual(['upstream_failed']);
+    } finally {
+      await gw.close();
+      await tlsTarget.close();
+    }
   });
 
   it('refuses a configuration that requires TLS without a certificate', () => {
