@@ -34,6 +34,22 @@ describe('AuditBatcher', () => {
     expect(errors).toHaveLength(2);
   });
 
+  it('reports overload at the high-water mark and relief under half of it', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const b = new AuditBatcher({ record: () => gate }, { highWater: 4, maxDelayMs: 0 });
+    for (let i = 0; i < 4; i++) b.add(ev(i));
+    expect(b.overloaded).toBe(true);
+    let relieved = false;
+    const relief = b.whenRelieved().then(() => (relieved = true));
+    expect(relieved).toBe(false);
+    release();
+    await relief;
+    await b.drain();
+    expect(b.overloaded).toBe(false);
+    expect(relieved).toBe(true);
+  });
+
   it('reports events it could not store after the last attempt instead of dropping them silently', async () => {
     const b = new AuditBatcher({ record: async () => Promise.reject(new Error('down')) });
     b.add(ev(1));

@@ -7,6 +7,12 @@ export interface AuditBatcherOptions {
   readonly maxDelayMs?: number;
   /** Called when the sink fails (the batch is kept and retried). */
   readonly onError?: (err: unknown) => void;
+  /**
+   * Queue length at which the batcher reports itself overloaded: sessions then stop reading from
+   * their clients until it is back under half of this, so a slow audit store slows clients down
+   * instead of growing memory or dropping events. Default 50 000.
+   */
+  readonly highWater?: number;
 }
 
 /**
@@ -21,6 +27,8 @@ export class AuditBatcher {
   #failures = 0;
   readonly #maxBatch: number;
   readonly #maxDelayMs: number;
+  readonly #highWater: number;
+  #relief: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(
     readonly sink: GatewayAuditSink,
@@ -28,6 +36,23 @@ export class AuditBatcher {
   ) {
     this.#maxBatch = options.maxBatch ?? 1000;
     this.#maxDelayMs = options.maxDelayMs ?? 5;
+    this.#highWater = options.highWater ?? 50_000;
+  }
+
+  /** Too many events waiting for the sink: callers should stop producing (see whenRelieved). */
+  get overloaded(): boolean {
+    return this.#queue.length >= this.#highWater;
+  }
+
+  /** Resolves once the queue is back under half the high-water mark. */
+  whenRelieved(): Promise<void> {
+    if (this.#queue.length < this.#highWater / 2) return Promise.resolve();
+    if (!this.#relief) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.#relief = { promise, resolve };
+    }
+    return this.#relief.promise;
   }
 
   /** Events queued and not yet stored. */
@@ -77,6 +102,10 @@ export class AuditBatcher {
       await this.sink.record(batch);
       this.#queue.splice(0, batch.length);
       this.#failures = 0;
+      if (this.#relief && this.#queue.length < this.#highWater / 2) {
+        this.#relief.resolve();
+        this.#relief = undefined;
+      }
     } catch (err) {
       this.#failures++;
       this.options.onError?.(err);

@@ -16,6 +16,8 @@ export interface RelayHooks {
   fromServer(type: number, frame: Buffer): Buffer;
   /** Called before each chunk is relayed; false stops the relay (the grant just ended). */
   mayRelay(): boolean;
+  /** After each client chunk: a promise means "read no more from the client until it settles". */
+  throttle(): Promise<void> | undefined;
   onEnd(end: RelayEnd): void;
 }
 
@@ -88,7 +90,14 @@ export class Relay {
       return this.#end({ kind: 'protocol_error', side: 'client', message: e instanceof Error ? e.message : String(e) });
     }
     this.#write(this.upstream, this.client, this.#toUpstream.take());
-    if (this.#terminated) this.#end({ kind: 'client_terminate' });
+    if (this.#terminated) return this.#end({ kind: 'client_terminate' });
+    const wait = this.hooks.throttle();
+    if (wait) {
+      this.client.pause();
+      void wait.then(() => {
+        if (!this.#stopped) this.client.resume();
+      });
+    }
   };
 
   readonly #onUpstreamData = (chunk: Buffer): void => {

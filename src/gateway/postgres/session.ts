@@ -191,6 +191,7 @@ export class ClientSession {
         this.#finish('expired');
         return false;
       },
+      throttle: () => (ctx.audit.overloaded ? ctx.audit.whenRelieved() : undefined),
       onEnd: (end) => this.#finish(end.kind, end.kind === 'protocol_error' ? end.message : undefined),
     });
     this.#relay.start(r.early);
