@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { GRANT_STATUSES, grantTransition, revokeBackoffMs, REVOKE_ALERT_AFTER, type GrantEvent, type GrantStatus } from '../domain/grant.js';
 import { ProviderError } from '../providers/provider.js';
 import { getGrant, transitionGrant, type GrantRow } from '../store/grants.js';
@@ -10,6 +11,13 @@ const ACTIVATION_RETRY_MS = 2000;
 const from = (event: GrantEvent): GrantStatus[] => GRANT_STATUSES.filter((s) => grantTransition(s, event).ok);
 const CAN_END = from('end');
 const CAN_FINISH = from('ended');
+
+/** Splits ids into IN-list sized chunks. */
+function chunks<T>(items: readonly T[], size = 500): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}
 
 /** Messages from targets are already secret-free (ProviderError); anything else is summarised. */
 function errorText(err: unknown): string {
@@ -118,17 +126,18 @@ export async function beginEnd(
   const now = deps.clock.now().getTime();
   const moved = await inTx(deps, async (tx, audit) => {
     const out: GrantRow[] = [];
-    for (const g of grants) {
+    // One statement per chunk, not per grant: expiries cluster (1,000 ending in one second).
+    for (const ids of chunks(grants.map((g) => g.id))) {
       let q = tx.updateTable('grants').set({
         status: 'revoking', end_reason: reason, due_at: now, updated_at: now,
         // A revoked grant's window closes now (the gateway's sessions never outlive it).
-        expires_at: g.expires_at === null || g.expires_at > now ? now : g.expires_at,
-      }).where('id', '=', g.id).where('status', 'in', CAN_END);
+        expires_at: sql<number>`case when expires_at is null or expires_at > ${now} then ${now} else expires_at end`,
+      }).where('id', 'in', ids).where('status', 'in', CAN_END);
       // An expiry only applies if no extension moved the end meanwhile.
       if (reason === 'expired') q = q.where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '<=', now)]));
-      const row = await q.returningAll().executeTakeFirst();
-      if (!row) continue;
-      out.push(row);
+      out.push(...(await q.returningAll().execute()));
+    }
+    for (const g of out) {
       audit({ type: reason === 'expired' ? 'grant.expiring' : 'grant.revoking', actor, grantId: g.id, requestId: g.request_id, at: now,
         data: { resource: g.resource, role: g.role, principal: g.principal, ...data } });
     }
@@ -147,9 +156,11 @@ export async function beginEnd(
  */
 export async function revokeLeased(deps: AccessDeps, grantIds: readonly string[]): Promise<void> {
   const owner = deps.instanceId;
-  const rows = (await Promise.all(grantIds.map((id) => getGrant(deps.store.db, id)))).filter(
-    (g): g is GrantRow => !!g && (g.status === 'revoking' || g.status === 'revoke_failed') && g.lease_owner === owner,
-  );
+  const rows: GrantRow[] = [];
+  for (const ids of chunks(grantIds)) {
+    rows.push(...await deps.store.db.selectFrom('grants').selectAll()
+      .where('id', 'in', ids).where('status', 'in', CAN_FINISH).where('lease_owner', '=', owner).execute());
+  }
   const byResource = new Map<string, GrantRow[]>();
   for (const g of rows) byResource.set(g.resource, [...(byResource.get(g.resource) ?? []), g]);
   await Promise.all([...byResource].map(([resource, gs]) => revokeOnResource(deps, resource, gs)));
@@ -171,17 +182,20 @@ async function revokeOnResource(deps: AccessDeps, resource: string, grants: Gran
   }
   const now = deps.clock.now().getTime();
   if (failure === undefined) {
+    const byId = new Map(grants.map((g) => [g.id, g]));
     await inTx(deps, async (tx, audit) => {
-      for (const g of grants) {
-        const to: GrantStatus = g.end_reason === 'revoked' ? 'revoked' : 'expired';
-        const row = await transitionGrant(tx, g.id, CAN_FINISH, {
-          status: to, ended_at: now, due_at: null, lease_owner: null, lease_until: null, last_error: null, updated_at: now,
-        }, owner);
-        if (!row) continue;
-        const lagMs = g.end_reason === 'expired' && g.expires_at !== null ? now - g.expires_at : undefined;
-        audit({ type: to === 'revoked' ? 'grant.revoked' : 'grant.expired', actor: 'system', grantId: g.id, requestId: g.request_id, at: now,
-          data: { resource, role: g.role, principal: g.principal, attempts: g.revoke_attempts + 1, instance: deps.instanceId, ...(lagMs === undefined ? {} : { lagMs }) } });
-        if (lagMs !== undefined) deps.metrics.expiryLagSeconds(Math.max(0, lagMs) / 1000);
+      for (const ids of chunks(grants.map((g) => g.id))) {
+        const done = await tx.updateTable('grants').set({
+          status: sql<GrantStatus>`case when end_reason = 'revoked' then 'revoked' else 'expired' end`,
+          ended_at: now, due_at: null, lease_owner: null, lease_until: null, last_error: null, updated_at: now,
+        }).where('id', 'in', ids).where('status', 'in', CAN_FINISH).where('lease_owner', '=', owner).returningAll().execute();
+        for (const row of done) {
+          const g = byId.get(row.id) ?? row;
+          const lagMs = row.end_reason === 'expired' && g.expires_at !== null ? now - g.expires_at : undefined;
+          audit({ type: row.status === 'revoked' ? 'grant.revoked' : 'grant.expired', actor: 'system', grantId: row.id, requestId: row.request_id, at: now,
+            data: { resource, role: row.role, principal: row.principal, attempts: row.revoke_attempts + 1, instance: deps.instanceId, ...(lagMs === undefined ? {} : { lagMs }) } });
+          if (lagMs !== undefined) deps.metrics.expiryLagSeconds(Math.max(0, lagMs) / 1000);
+        }
       }
     });
     return;
