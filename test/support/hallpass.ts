@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { issueToken } from '../../src/auth/tokens.js';
@@ -93,7 +93,7 @@ export interface StartTestOptions {
 export async function startTestHallpass(o: StartTestOptions): Promise<TestHallpass> {
   const dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), 'hp-test-'));
   const policyPath = join(dataDir, 'policy.yaml');
-  if (!o.dataDir || o.policy) writeFileSync(policyPath, o.policy ?? testPolicy(o.target));
+  if (o.policy !== undefined || !existsSync(policyPath)) writeFileSync(policyPath, o.policy ?? testPolicy(o.target));
   const adminToken = `hp_tok_${randomBytes(32).toString('hex').slice(0, 43)}`;
   const h = await startHallpass({
     dataDir,
