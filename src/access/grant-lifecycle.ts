@@ -143,9 +143,7 @@ export async function beginEnd(
     }
     return out;
   });
-  for (const g of moved) {
-    await deps.events.publish({ type: 'ended', grantId: g.id, resource: g.resource, reason, at: now });
-  }
+  await Promise.all(moved.map((g) => deps.events.publish({ type: 'ended', grantId: g.id, resource: g.resource, reason, at: now })));
   return moved;
 }
 
