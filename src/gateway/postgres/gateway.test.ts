@@ -46,6 +46,13 @@ describe('PostgreSQL gateway relay', () => {
     }
   });
 
+  it('forwards allowed startup settings (PGOPTIONS) and never a role or read-only switch', async () => {
+    const g = fx.grant({ role: 'read' });
+    const env = { ...fx.env(g), PGOPTIONS: '-c statement_timeout=1234 -c role=postgres -c default_transaction_read_only=off' };
+    const { stdout } = await run('psql', ['-X', '-At', '-c', 'select current_user, current_setting(\'statement_timeout\'), current_setting(\'default_transaction_read_only\')'], { env });
+    expect(stdout.trim()).toBe('hp_ro|1234ms|on');
+  });
+
   it('logs in to an md5 target', async () => {
     await allowMd5(fx.target, 'hp_md5', 'md5-secret-pw');
     const g = fx.grant({ upstream: { user: 'hp_md5', password: 'md5-secret-pw' } });

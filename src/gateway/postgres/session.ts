@@ -28,8 +28,34 @@ export interface SessionContext extends LoginOptions {
 
 export type EndReason = 'expired' | 'revoked' | 'shutdown' | RelayEnd['kind'];
 
-/** Startup parameters passed on to the target. Others (notably `options`, which can set any GUC) are not. */
-const FORWARDED_PARAMS = ['application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits'];
+/**
+ * Settings a client may pass at startup (as parameters, or as `-c name=value` in `options`).
+ * Anything else in `options` (which can set any setting, e.g. a role or read-only switch) is dropped.
+ */
+const FORWARDED_SETTINGS = new Set([
+  'application_name', 'client_encoding', 'DateStyle', 'TimeZone', 'IntervalStyle', 'extra_float_digits',
+  'search_path', 'statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout', 'work_mem',
+]);
+
+/** The allowed settings from a startup message, `options` included. */
+export function forwardedSettings(startup: ReadonlyMap<string, string>): Map<string, string> {
+  const out = new Map<string, string>();
+  const options = startup.get('options');
+  if (options !== undefined) {
+    // PostgreSQL's syntax: whitespace-separated, a backslash escapes the next character.
+    const words = (options.match(/(?:\\.|[^\s\\])+/g) ?? []).map((w) => w.replace(/\\(.)/g, '$1'));
+    for (let i = 0; i < words.length; i++) {
+      const w = words[i] ?? '';
+      const setting = w === '-c' ? words[++i] : w.startsWith('-c') ? w.slice(2) : w.startsWith('--') ? w.slice(2) : undefined;
+      const eq = setting?.indexOf('=') ?? -1;
+      if (setting === undefined || eq <= 0) continue;
+      const name = setting.slice(0, eq).replace(/-/g, '_');
+      if (FORWARDED_SETTINGS.has(name)) out.set(name, setting.slice(eq + 1));
+    }
+  }
+  for (const [k, v] of startup) if (FORWARDED_SETTINGS.has(k)) out.set(k, v);
+  return out;
+}
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
@@ -132,11 +158,7 @@ export class ClientSession {
     this.#expiresMs = auth.expiresAt.getTime();
     ctx.attach(this);
     this.#armTimer();
-    const params = new Map<string, string>();
-    for (const k of FORWARDED_PARAMS) {
-      const v = r.startup.get(k);
-      if (v !== undefined) params.set(k, v);
-    }
+    const params = forwardedSettings(r.startup);
     if (auth.readOnly) params.set('default_transaction_read_only', 'on');
     try {
       this.#upstream = await connectUpstream(auth.upstream, params, ctx.upstreamConnectTimeoutMs);
