@@ -6,8 +6,8 @@ import { startIdentityHallpass, type ApiResult, type IdentityHallpass } from '..
 import { freePort, startPgTarget, type PgTarget } from '../support/pg-target.js';
 
 /**
- * The authorization matrix: every route the running server documents in /openapi.json, called as
- * each kind of caller, with the outcome class we expect. A route without an entry fails the test,
+ * The authorization matrix: every route the running server serves (its /openapi.json, plus the
+ * few deliberately undocumented ones), called as each kind of caller, with the outcome class we expect. A route without an entry fails the test,
  * and so does an entry for a route that no longer exists: adding a route means deciding here who
  * may call it.
  *
@@ -44,8 +44,13 @@ const authed = (o: Outcome, overrides: Partial<Record<Role, Outcome>> = {}): Rec
 const adminOnly = (o: Outcome = 'ok') => authed('denied', { admin: o });
 const peopleOnly = (o: Outcome, overrides: Partial<Record<Role, Outcome>> = {}) => authed(o, { workload: 'denied', ...overrides });
 
+/** Served but deliberately left out of the OpenAPI document. */
+const UNDOCUMENTED = ['GET /metrics', 'GET /openapi.json'];
+
 const MATRIX: Record<string, Entry> = {
   'GET /healthz': { expect: all('ok') },
+  'GET /metrics': { expect: all('ok') }, // Prometheus scrape: counts only, no names or secrets
+  'GET /openapi.json': { expect: all('ok') },
   'GET /api/v1/me': { expect: authed('ok') },
   'GET /api/v1/resources': { expect: authed('ok') },
   'POST /api/v1/auth/login': { body: { username: 'nobody', password: 'wrong' }, expect: all('refused') },
@@ -94,6 +99,22 @@ const MATRIX: Record<string, Entry> = {
   'GET /api/v1/auth/workload': { expect: authed('refused', { workload: 'ok' }) },
 };
 
+/** Every route Fastify serves (from its route tree), as `METHOD /path/{param}`, without HEAD. */
+function servedRoutes(tree: string): string[] {
+  const stack: string[] = [];
+  const out: string[] = [];
+  for (const line of tree.split('\n')) {
+    const m = /^([│ ]*)[├└]── (\S+) \(([A-Z, ]+)\)$/.exec(line.replace(/\u00a0/g, ' '));
+    if (!m) continue;
+    const depth = m[1]!.length / 4;
+    stack.length = depth;
+    const path = (stack[depth - 1] ?? '') + m[2]!;
+    stack[depth] = path;
+    for (const method of m[3]!.split(', ')) if (method !== 'HEAD') out.push(`${method} ${path.replace(/:([A-Za-z]+)/g, '{$1}')}`);
+  }
+  return out.sort();
+}
+
 function classify(r: ApiResult): Outcome | '5xx' {
   if (r.status >= 500) return '5xx';
   if (r.status < 400) return 'ok';
@@ -110,6 +131,7 @@ describe('authorization matrix: every API route x anonymous / requester / approv
   let t: IdentityHallpass;
   let idp: LocalOidcProvider;
   let routes: string[] = [];
+  let documented: string[] = [];
 
   beforeAll(async () => {
     target = await startPgTarget();
@@ -122,7 +144,8 @@ describe('authorization matrix: every API route x anonymous / requester / approv
     } });
     idp = await startOidcProvider({ port: idpPort, redirectUri: `${t.h.url}/api/v1/auth/oidc/callback` });
     const doc = (await t.call('GET', '/openapi.json')).body as { paths: Record<string, Record<string, unknown>> };
-    routes = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)).sort();
+    documented = Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)).sort();
+    routes = servedRoutes(t.h.api.printRoutes({ commonPrefix: false }));
   });
   afterAll(async () => {
     await t?.close();
@@ -131,7 +154,13 @@ describe('authorization matrix: every API route x anonymous / requester / approv
     await target?.stop();
   });
 
-  it('has an entry for every documented route, and none for routes that are gone', () => {
+  it('documents every route it serves (a hidden route cannot slip past this matrix)', () => {
+    expect(documented.length).toBeGreaterThan(30);
+    expect(routes.filter((r) => !documented.includes(r) && !UNDOCUMENTED.includes(r)), 'served but not in /openapi.json').toEqual([]);
+    expect(documented.filter((r) => !routes.includes(r)), 'documented but not served').toEqual([]);
+  });
+
+  it('has an entry for every route, and none for routes that are gone', () => {
     expect(routes.length).toBeGreaterThan(30);
     expect(routes.filter((r) => !(r in MATRIX)), 'routes without a matrix entry').toEqual([]);
     expect(Object.keys(MATRIX).filter((r) => !routes.includes(r)), 'matrix entries for routes that do not exist').toEqual([]);
