@@ -2,7 +2,6 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 import type { Executor } from '../store/db.js';
 
 export const SESSION_COOKIE = 'hallpass_session';
-export const CSRF_HEADER = 'x-hallpass-csrf';
 const SESSION_PATTERN = /^hp_ses_[A-Za-z0-9_-]{43}$/;
 
 export interface SessionTimeouts {

@@ -182,6 +182,7 @@ export function identityRoutes(app: FastifyInstance, ctx: ApiContext): void {
     }
     const code = newCliCode();
     await inTx(deps, async (tx) => {
+      await tx.deleteFrom('cli_login_codes').where('expires_at', '<', at).execute();
       await tx.insertInto('cli_login_codes').values({ code_hash: hashCode(code), user_id: done.user.id, challenge: done.cliChallenge ?? '', expires_at: at + CLI_CODE_TTL_MS, used_at: null }).execute();
     });
     if (done.cliRedirect) return reply.redirect(`${done.cliRedirect}?code=${code}`, 302);
