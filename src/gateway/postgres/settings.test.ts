@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { forwardedSettings } from './session.js';
+import { forwardedSettings } from './settings.js';
 
 describe('forwardedSettings', () => {
   it('passes allowed settings from parameters and from options, drops the rest', () => {
