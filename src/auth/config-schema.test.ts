@@ -19,5 +19,7 @@ describe('identity config section', () => {
     expect(() => resolveIdentityConfig({ sso: {} }, {})).toThrow(ConfigError);
     expect(() => resolveIdentityConfig({ workloads: [{ name: 'Deploy Job', issuer: 'https://ci', claims: { repository: 'a/b' } }] }, {})).toThrow(/workloads/);
     expect(resolveIdentityConfig(undefined, {})).toBeUndefined();
+    expect(() => resolveIdentityConfig({ workloadIssuers: [{ issuer: 'https://ci', jwksUri: 'http://ci/jwks', audience: 'hallpass' }] }, {})).toThrow(/https/);
+    expect(resolveIdentityConfig({ workloadIssuers: [{ issuer: 'https://ci', audience: 'hallpass' }] }, {})?.workloadIssuers).toHaveLength(1);
   });
 });

@@ -24,6 +24,7 @@ export const IdentitySchema = Type.Object({
   }, strict)),
   workloadIssuers: Type.Optional(Type.Array(Type.Object({
     issuer: Str, jwksUri: Type.Optional(Str), audience: StrOrList, algorithms: Type.Optional(Type.Array(Str)),
+    allowInsecureHttp: Type.Optional(Type.Boolean()),
   }, strict))),
   workloads: Type.Optional(Type.Array(Type.Object({
     name: Type.String({ pattern: '^[a-z][a-z0-9_-]{0,62}$' }), issuer: Str, claims: Type.Record(Type.String(), StrOrList),
@@ -42,6 +43,12 @@ export function resolveIdentityConfig(raw: unknown, env: Readonly<Record<string,
   const errors = [...Value.Errors(IdentitySchema, raw)];
   if (errors.length > 0) throw new ConfigError(`identity: ${errors.slice(0, 5).map((e) => `${e.path || '/'}: ${e.message}`).join('; ')}`);
   const file = raw as IdentityFile;
+  for (const i of file.workloadIssuers ?? []) {
+    // Keys fetched over plain HTTP could be swapped in transit: then anyone could mint pipeline tokens.
+    if (!i.allowInsecureHttp && [i.issuer, i.jwksUri ?? 'https://'].some((u) => !u.startsWith('https://'))) {
+      throw new ConfigError(`identity.workloadIssuers: ${i.issuer}: issuer and jwksUri must be https:// (allowInsecureHttp is for local testing only)`);
+    }
+  }
   if (!file.oidc) return file;
   const { clientSecretEnv, ...oidc } = file.oidc;
   let clientSecret: string | undefined;

@@ -40,6 +40,8 @@ export interface WorkloadIssuerConfig {
   readonly audience: string | readonly string[];
   /** Allowed algorithms (default RS256, ES256, PS256, EdDSA; `none` and HMAC are never accepted). */
   readonly algorithms?: readonly string[] | undefined;
+  /** Allow http:// issuer/JWKS URLs (local testing only; the config file refuses them otherwise). */
+  readonly allowInsecureHttp?: boolean | undefined;
 }
 
 export interface WorkloadConfig {
