@@ -7,7 +7,7 @@ import type { ConnectionInfo } from '../providers/provider.js';
 
 /** What the gateway offers the API: a connection through it for one grant. */
 export interface GatewayAccess {
-  connectionFor(grant: GrantRow, user: Principal): ConnectionInfo;
+  connectionFor(grant: GrantRow, user: Principal, opts?: { reusable?: boolean }): ConnectionInfo;
 }
 
 export interface ApiContext {

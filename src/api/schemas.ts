@@ -103,7 +103,10 @@ export const CredentialsView = Type.Object({
   expiresAt: Time, viaGateway: Type.Boolean(),
 });
 
-export const CredentialsQuery = Type.Object({ via: Type.Optional(Type.Union([Type.Literal('direct'), Type.Literal('gateway')])) }, { additionalProperties: false });
+export const CredentialsQuery = Type.Object({
+  via: Type.Optional(Type.Union([Type.Literal('direct'), Type.Literal('gateway')])),
+  reusable: Type.Optional(Type.Boolean({ description: 'gateway only: a token several connections may use until it expires (pools, pgbench -C); default single-use' })),
+}, { additionalProperties: false });
 
 export const ListRequestsQuery = Type.Object({
   status: Type.Optional(Type.Union(['pending', 'approved', 'denied', 'cancelled', 'expired'].map((s) => Type.Literal(s)))),

@@ -37,7 +37,8 @@ export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAut
       }
       if (grant.expires_at <= now.getTime()) return { ok: false, code: 'expired', message: `access to ${grant.resource} expired` };
       // Single use: the first connection records the nonce; any later one is a replay.
-      const inserted = await deps.store.db.insertInto('used_nonces')
+      // (A reusable token — minted on request for pools and pgbench -C — is bounded by its TTL.)
+      const inserted = v.reusable ? { numInsertedOrUpdatedRows: 1n } : await deps.store.db.insertInto('used_nonces')
         .values({ nonce: v.nonce, expires_at: v.expiresAt.getTime() })
         .onConflict((oc) => oc.column('nonce').doNothing())
         .executeTakeFirst();

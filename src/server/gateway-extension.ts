@@ -34,9 +34,10 @@ export function gatewayExtension(cfg: GatewayListenConfig, opts: { insecureAllow
       prune.unref();
       const advertisedHost = cfg.host === '0.0.0.0' || cfg.host === '::' ? 'localhost' : cfg.host;
       const gatewayAccess: GatewayAccess = {
-        connectionFor(grant, user) {
+        connectionFor(grant, user, opts = {}) {
           const minted = mintGatewayToken(tokenKey, {
             grantId: grant.id, now: deps.clock.now(), notAfter: grant.expires_at === null ? undefined : new Date(grant.expires_at),
+            reusable: opts.reusable === true,
           });
           const sslmode = 'require';
           const dsn = `postgres://${encodeURIComponent(user.name)}:${encodeURIComponent(minted.token)}@${advertisedHost}:${bound.port}/${encodeURIComponent(grant.resource)}?sslmode=${sslmode}`;

@@ -82,6 +82,20 @@ describe('gateway in the running server', () => {
     await a.api(await a.token('alice'), 'POST', `/api/v1/grants/${r.body.grant.id}/revoke`, {});
   });
 
+  it('mints a reusable token on request (pools, pgbench -C): several connections until it expires', async () => {
+    const r = await a.api(await a.token('alice'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '10m', reason: 'pool' });
+    const creds = await a.api(await a.token('alice'), 'GET', `/api/v1/grants/${r.body.grant.id}/credentials?via=gateway&reusable=true`);
+    expect(creds.body.password).toMatch(/^hpgm_/);
+    for (let i = 0; i < 3; i++) {
+      const c = new pg.Client({ host: '127.0.0.1', port: a.h.gateway!.address().port, user: creds.body.user, password: creds.body.password,
+        database: 'app-db', ssl: { rejectUnauthorized: false } });
+      await c.connect();
+      expect((await c.query('select 1 as x')).rows[0].x).toBe(1);
+      await c.end();
+    }
+    await a.api(await a.token('alice'), 'POST', `/api/v1/grants/${r.body.grant.id}/revoke`, {});
+  });
+
   it('cuts a session in the middle of pg_sleep(600) when the grant expires', async () => {
     const r = await a.api(await a.token('dave'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '3s', reason: 'expiry cut' });
     const { client } = await gatewayClient(a, a, 'dave', r.body.grant.id);

@@ -69,7 +69,7 @@ export function grantRoutes(app: FastifyInstance, ctx: ApiContext): void {
     schema: { tags: ['grants'], params: IdParams('grt'), querystring: CredentialsQuery, response: { 200: CredentialsView, ...errors } },
   }, async (req) => {
     const { id } = req.params as { id: string };
-    const { via } = req.query as Static<typeof CredentialsQuery>;
+    const { via, reusable } = req.query as Static<typeof CredentialsQuery>;
     const p = principalOf(req);
     const grant = await readGrant(deps, p, id);
     if (grant.user_id !== p.id) throw new AppError('forbidden', 'credentials are shown only to the grant holder');
@@ -79,7 +79,7 @@ export function grantRoutes(app: FastifyInstance, ctx: ApiContext): void {
     let info;
     if (viaGateway) {
       if (!ctx.gateway) throw new AppError('bad_request', 'the gateway is not enabled on this server');
-      info = ctx.gateway.connectionFor(grant, p);
+      info = ctx.gateway.connectionFor(grant, p, { reusable: reusable === true });
     } else {
       const provider = deps.providers.get(grant.resource);
       if (!provider) throw new AppError('target_unavailable', `resource ${grant.resource} is not in the policy`);
@@ -87,7 +87,7 @@ export function grantRoutes(app: FastifyInstance, ctx: ApiContext): void {
     }
     await inTx(deps, async (_tx, audit) => {
       audit({ type: 'grant.credentials_issued', actor: p.name, grantId: grant.id, requestId: grant.request_id, at: deps.clock.now(),
-        data: { resource: grant.resource, viaGateway, clientAddress: req.ip } });
+        data: { resource: grant.resource, viaGateway, reusable: reusable === true, clientAddress: req.ip } });
     });
     return {
       grantId: grant.id, kind: info.kind, host: info.host, port: info.port, ...(info.database ? { database: info.database } : {}),
