@@ -9,7 +9,7 @@ import type { RawRole } from './schema.js';
 import { schemaProblems } from './schema-errors.js';
 import type { ResourceDef, RoleDef } from './types.js';
 
-export type KindSchemas = ReadonlyMap<string, Pick<ProviderFactory, 'kind' | 'connectionSchema' | 'privilegesSchema'>>;
+export type KindSchemas = ReadonlyMap<string, Pick<ProviderFactory, 'kind' | 'connectionSchema' | 'privilegesSchema' | 'guardrails'>>;
 
 export function buildResources(r: Reporter, raw: unknown, kinds: KindSchemas): Map<string, ResourceDef> {
   const resources = new Map<string, ResourceDef>();
@@ -34,6 +34,7 @@ export function buildResources(r: Reporter, raw: unknown, kinds: KindSchemas): M
     for (const [name, role] of roleEntries) {
       const def = buildRole(r, at('roles', name), name, role);
       if (kind) schemaInto(r, kind.privilegesSchema, role.privileges, at('roles', name, 'privileges'));
+      if (kind) checkGuardrails(r, at('roles', name, 'guardrails'), role.guardrails ?? [], kind);
       if (def) roles.set(name, def);
     }
     if (!named) continue;
@@ -63,6 +64,14 @@ function buildRole(r: Reporter, path: Path, name: string, role: RawRole): RoleDe
     guardrails: role.guardrails,
     readOnly: role.readOnly ?? false,
   };
+}
+
+/** A guardrail the kind's gateway does not know would silently guard nothing: refuse it. */
+function checkGuardrails(r: Reporter, path: Path, names: readonly string[], kind: { kind: string; guardrails?: readonly string[] | undefined }): void {
+  names.forEach((g, j) => {
+    if (!kind.guardrails) r.at([...path, j], `kind ${kind.kind} has no gateway guardrails`);
+    else if (!kind.guardrails.includes(g)) r.at([...path, j], `unknown guardrail ${quote(g)} (known: ${kind.guardrails.join(', ')})`);
+  });
 }
 
 /** Reports every problem of a provider-defined part (connection, privileges) under `path`. */

@@ -23,6 +23,7 @@ export const testKinds: KindSchemas = new Map([
         strict,
       ),
       privilegesSchema: Type.Object({ memberOf: Type.Array(Type.String()) }, strict),
+      guardrails: ['ddl', 'truncate', 'write', 'write_without_where', 'copy_program', 'set_role', 'escape', 'do_block'],
     },
   ],
 ]);

@@ -70,6 +70,8 @@ export interface ProviderFactory {
   readonly connectionSchema: TSchema;
   /** JSON schema of a role's `privileges` in the policy file. */
   readonly privilegesSchema: TSchema;
+  /** Statement classes a role may deny through this kind's gateway (policy `guardrails:`). */
+  readonly guardrails?: readonly string[] | undefined;
   create(resource: ProviderResource, secrets: SecretResolver): Provider;
 }
 

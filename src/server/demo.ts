@@ -35,11 +35,11 @@ resources:
         description: Read all data
         readOnly: true
         privileges: { memberOf: [pg_read_all_data] }
-        guardrails: [ddl, truncate, set_role]
+        guardrails: [ddl, truncate, set_role, escape]
       write:
         description: Read and write data, no DDL
         privileges: { memberOf: [pg_read_all_data, pg_write_all_data] }
-        guardrails: [ddl, truncate, update_without_where, delete_without_where, set_role]
+        guardrails: [ddl, truncate, write_without_where, set_role, escape]
 rules:
   - name: engineers-read
     who: { groups: [engineers] }

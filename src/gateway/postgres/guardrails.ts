@@ -7,20 +7,8 @@ import { loadModule, parsePlPgSQLSync, parseSync } from 'libpg-query';
  * Decisions are cached by statement text. Fails closed: text the parser rejects is denied.
  */
 
-/** The statement classes a policy role may deny, by name. */
-export const GUARDRAILS = {
-  ddl: 'DDL (CREATE, ALTER, DROP, GRANT, REVOKE, COMMENT, ...)',
-  truncate: 'TRUNCATE',
-  write: 'writes (INSERT, UPDATE, DELETE, MERGE, COPY FROM, SELECT INTO)',
-  write_without_where: 'UPDATE or DELETE without a WHERE clause',
-  copy_program: 'COPY to or from a program or a server-side file',
-  set_role: 'SET ROLE / SET SESSION AUTHORIZATION',
-  escape: 'statements that could escape the granted role (roles, ALTER SYSTEM, LOAD, server files, dblink, COPY PROGRAM)',
-  do_block: 'DO blocks',
-} as const;
-export type Guardrail = keyof typeof GUARDRAILS;
-
-export const isGuardrail = (name: string): name is Guardrail => Object.hasOwn(GUARDRAILS, name);
+export { GUARDRAILS, isGuardrail, type Guardrail } from './guardrail-names.js';
+import { GUARDRAILS, isGuardrail, type Guardrail } from './guardrail-names.js';
 
 export type GuardDecision = { readonly allowed: true } | { readonly allowed: false; readonly guardrail: Guardrail | 'read_only' | 'unparsable'; readonly reason: string };
 

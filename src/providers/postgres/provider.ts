@@ -4,6 +4,7 @@ import { adminConnections, exec, inTransaction, type Notice } from './connection
 import { toProviderError } from './errors.js';
 import { revokeRoles } from './revoke.js';
 import * as sql from './sql.js';
+import { GUARDRAILS } from '../../gateway/postgres/guardrail-names.js';
 
 /** Owner of objects that revoked principals created, unless the connection names another. */
 export const DEFAULT_ORPHAN_OWNER = 'hallpass_orphans';
@@ -176,5 +177,6 @@ export const postgresProviderFactory: ProviderFactory = {
   kind: 'postgres',
   connectionSchema,
   privilegesSchema,
+  guardrails: Object.keys(GUARDRAILS),
   create: (resource, secrets) => createPostgresProvider(resource.connection, secrets),
 };
