@@ -61,4 +61,30 @@ describe('MFA at password login and policy mfa.connect', () => {
     expect(fresh.status).toBe(200);
     expect(fresh.body.dsn).toMatch(/^postgres/);
   });
+
+  it('web sign-in for local users: password, then TOTP; a cookie session that starts MFA-fresh', async () => {
+    clock.advance(30_000);
+    const web = (body: Record<string, string>) => t.call('POST', '/api/v1/auth/web-login', { body: { username: 'alice', ...body } });
+    expect((await web({ password: 'nope' })).status).toBe(401);
+    const noCode = await web({ password });
+    expect(noCode.body.error.code).toBe('mfa_required');
+    expect(noCode.headers.get('set-cookie')).toBeNull();
+    const ok = await web({ password, totp: await totpAt(secret, clock.now().getTime()) });
+    expect(ok.status).toBe(200);
+    const setCookie = ok.headers.get('set-cookie')!;
+    expect(setCookie).toMatch(/^hallpass_session=hp_ses_[^;]+; Path=\/; HttpOnly; SameSite=Lax; Max-Age=43200$/);
+    const cookie = setCookie.split(';')[0]!;
+    const headers = { cookie, 'x-hallpass-csrf': ok.body.csrfToken as string };
+    const body = { resource: 'app-db', role: 'write', reason: 'INC-12' };
+    expect((await t.call('POST', '/api/v1/requests', { headers: { cookie }, body })).status).toBe(403); // no CSRF header
+    const r = await t.call('POST', '/api/v1/requests', { headers, body });
+    expect(r.status).toBe(201);
+    expect(r.body.request.status).toBe('pending');
+    const session = await t.call('GET', '/api/v1/auth/session', { headers: { cookie } });
+    expect(Date.parse(session.body.mfaAt)).toBe(clock.now().getTime());
+    const out = await t.call('POST', '/api/v1/auth/signout', { headers });
+    expect(out.status).toBe(200);
+    expect(out.headers.get('set-cookie')).toMatch(/Max-Age=0/);
+    expect((await t.call('GET', '/api/v1/me', { headers: { cookie } })).status).toBe(401);
+  });
 });

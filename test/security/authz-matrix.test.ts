@@ -55,6 +55,7 @@ const MATRIX: Record<string, Entry> = {
   'GET /api/v1/resources': { expect: authed('ok') },
   'POST /api/v1/auth/login': { body: { username: 'nobody', password: 'wrong' }, expect: all('refused') },
   'POST /api/v1/auth/logout': { expect: authed('ok') },
+  'POST /api/v1/auth/web-login': { body: { username: 'nobody', password: 'wrong' }, expect: all('refused') },
   'GET /api/v1/reviews': { expect: adminOnly() },
   'POST /api/v1/reviews/{id}/close': { path: async (f) => `/api/v1/reviews/${await f.review()}/close`, body: { note: 'reviewed' }, expect: adminOnly() },
   'POST /api/v1/requests': {

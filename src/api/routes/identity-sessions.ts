@@ -3,19 +3,54 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { inTx } from '../../access/context.js';
 import type { Identity } from '../../auth/identity.js';
 import { issueLoginTokens, revokeEverything, revokeRefreshFor, spendRefreshToken } from '../../auth/login-tokens.js';
-import { csrfTokenFor, readCookie, revokeSession, SESSION_COOKIE, sessionCookie } from '../../auth/sessions.js';
+import { dummyVerify, verifyPassword } from '../../auth/password.js';
+import { createSession, csrfTokenFor, readCookie, revokeSession, SESSION_COOKIE, sessionCookie } from '../../auth/sessions.js';
+import { stampMfa } from '../../auth/stamps.js';
 import { AppError, badRequest } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
-import { getUserById } from '../../store/users.js';
+import { getUserById, getUserByName } from '../../store/users.js';
 import { principalOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
+import { LoginLimiter } from '../rate-limit.js';
+import { LoginBody } from '../schemas.js';
 import { errors, iso, secure, tokensView } from './identity-http.js';
 import { LoginTokensView, RefreshBody } from './identity-schemas.js';
 
-/** Web session info, sign-out (this credential / everywhere), refresh-token rotation. */
+/** Web session login (local users) and info, sign-out (this credential / everywhere), refresh-token rotation. */
 export function sessionRoutes(app: FastifyInstance, ctx: ApiContext, id: Identity, user: (req: FastifyRequest) => Principal): void {
   const { deps } = ctx;
   const now = () => deps.clock.now().getTime();
+  const limiter = new LoginLimiter();
+
+  app.post('/api/v1/auth/web-login', {
+    schema: { tags: ['identity'], summary: 'Local user web sign-in: password (+ TOTP when enrolled) -> session cookie', body: LoginBody, response: { ...errors } },
+  }, async (req, reply) => {
+    const body = req.body as Static<typeof LoginBody>;
+    const at = now();
+    const wait = limiter.check(body.username, req.ip, at);
+    if (wait) throw new AppError('rate_limited', `too many failed logins; try again in ${Math.ceil(wait / 1000)}s`);
+    const row = await getUserByName(deps.store.db, body.username);
+    const ok = row && row.disabled === 0 && row.kind === 'user' && row.password_hash
+      ? await verifyPassword(body.password, row.password_hash) : await dummyVerify(body.password);
+    if (!ok || !row) {
+      limiter.fail(body.username, req.ip, at);
+      await inTx(deps, async (_tx, audit) => {
+        audit({ type: 'auth.login_failed', actor: body.username.slice(0, 64), at, data: { method: 'password', via: 'web', clientAddress: req.ip } });
+      });
+      throw new AppError('unauthenticated', 'wrong username or password');
+    }
+    limiter.succeed(body.username, req.ip);
+    const mfaAt = await id.loginSecondFactor(row, body.totp, req.ip);
+    const s = await inTx(deps, async (tx, audit) => {
+      const created = await createSession(tx, row.id, at, id.settings);
+      if (mfaAt !== undefined) await stampMfa(tx, { sessionId: created.id }, mfaAt);
+      audit({ type: 'auth.login', actor: row.name, at, data: { method: 'password', via: 'web', mfa: mfaAt !== undefined, clientAddress: req.ip } });
+      audit({ type: 'session.created', actor: row.name, at, data: { handle: created.id, clientAddress: req.ip } });
+      return created;
+    });
+    void reply.header('set-cookie', sessionCookie(s.cookie, Math.floor(id.settings.absoluteMs / 1000), secure(req, ctx)));
+    return { user: row.name, csrfToken: csrfTokenFor(s.cookie, id.csrfKey) };
+  });
   app.get('/api/v1/auth/session', { schema: { tags: ['identity'], summary: 'The web session: who, and its CSRF token', response: { ...errors } } }, async (req) => {
     const p = user(req);
     const cookie = readCookie(req.headers.cookie, SESSION_COOKIE);

@@ -13,7 +13,7 @@ import { sessionRoutes } from './identity-sessions.js';
 
 /** Routes that need no credentials (the auth hook lets them through). */
 export const IDENTITY_PUBLIC_PATHS = [
-  '/api/v1/auth/oidc/start', '/api/v1/auth/oidc/cli', '/api/v1/auth/oidc/callback', '/api/v1/auth/oidc/exchange', '/api/v1/auth/refresh',
+  '/api/v1/auth/web-login', '/api/v1/auth/oidc/start', '/api/v1/auth/oidc/cli', '/api/v1/auth/oidc/callback', '/api/v1/auth/oidc/exchange', '/api/v1/auth/refresh',
 ] as const;
 
 /** Recovery-code regeneration needs an MFA check this recent. */
