@@ -24,7 +24,7 @@ export async function bootstrapAdmin(deps: AccessDeps, envToken: string | undefi
       audit({ type: 'user.created', actor: 'system', at: now, data: { user: ADMIN_USER, admin: true, source: 'bootstrap' } });
     }
     if (envToken !== undefined && envToken !== '') {
-      if (!isTokenShaped(envToken)) throw new ConfigError('HALLPASS_ADMIN_TOKEN must look like hp_tok_ followed by 43+ letters and digits (generate one with: hallpass token generate)');
+      if (!isTokenShaped(envToken)) throw new ConfigError('HALLPASS_ADMIN_TOKEN must be hp_tok_ followed by 43 letters and digits (e.g. hp_tok_ + the output of: head -c 96 /dev/urandom | base64 | tr -dc A-Za-z0-9 | head -c 43)');
       const hash = hashToken(envToken);
       const exists = await tx.selectFrom('api_tokens').select('id').where('token_hash', '=', hash).executeTakeFirst();
       if (!exists) {

@@ -1,4 +1,4 @@
-import { watchFile, unwatchFile } from 'node:fs';
+import { existsSync, watchFile, unwatchFile } from 'node:fs';
 import { inTx, type AccessDeps } from '../access/context.js';
 import { formatPolicyError, loadPolicyFile, type KindSchemas } from '../policy/index.js';
 import type { Policy } from '../policy/types.js';
@@ -28,7 +28,10 @@ export class PolicyHolder {
 
   static async load(path: string, kinds: KindSchemas, deps: Deps): Promise<PolicyHolder> {
     const r = await loadPolicyFile(path, kinds);
-    if (!r.ok) throw new ConfigError(`policy file has errors:\n${r.errors.map(formatPolicyError).join('\n')}`);
+    if (!r.ok) {
+      const missing = !existsSync(path) ? `\n(no policy at ${path}: start from examples/policy.yaml, see docs/policy.md)` : '';
+      throw new ConfigError(`policy file has errors:\n${r.errors.map(formatPolicyError).join('\n')}${missing}`);
+    }
     const holder = new PolicyHolder(r.policy, path, kinds);
     await holder.#record(deps, undefined, r.policy);
     return holder;
