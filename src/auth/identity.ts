@@ -2,7 +2,8 @@ import type { AccessDeps } from '../access/context.js';
 import { inTx } from '../access/context.js';
 import { AppError } from '../domain/errors.js';
 import type { Principal } from '../domain/principal.js';
-import { getUserById, getUserByName, toPrincipal, upsertUser } from '../store/users.js';
+import { newUserId } from '../domain/ids.js';
+import { getUserById, getUserByName, toPrincipal } from '../store/users.js';
 import { sessionSettings, type IdentityConfig } from './config.js';
 import { MfaService } from './mfa.js';
 import { OidcLogin } from './oidc.js';
@@ -93,7 +94,17 @@ export class Identity {
       const existing = await getUserByName(tx, v.workload);
       if (existing && existing.source !== 'workload') throw new AppError('forbidden', `workload name ${v.workload} is taken by a ${existing.source} user`);
       if (existing?.disabled) throw new AppError('forbidden', `workload ${v.workload} is disabled`);
-      const r = existing ?? (await upsertUser(tx, { name: v.workload, kind: 'workload', groups: [], attributes: {}, isAdmin: false, source: 'workload' }, now)).row;
+      let r = existing;
+      if (!r) {
+        // Two first calls of a new workload may race: insert-if-absent, then read whichever row won.
+        const made = await tx.insertInto('users').values({
+          id: newUserId(), name: v.workload, kind: 'workload', email: null, password_hash: null, groups: '[]', attributes: '{}',
+          is_admin: 0, source: 'workload', disabled: 0, created_at: now, updated_at: now,
+        }).onConflict((oc) => oc.column('name').doNothing()).executeTakeFirst();
+        if (Number(made.numInsertedOrUpdatedRows ?? 0n) > 0) audit({ type: 'user.created', actor: 'system', at: now, data: { user: v.workload, source: 'workload', issuer: v.issuer } });
+        r = await getUserByName(tx, v.workload);
+        if (!r || r.source !== 'workload') throw new AppError('forbidden', `workload name ${v.workload} is taken`);
+      }
       const seen = await tx.insertInto('workload_tokens_seen').values({ token_hash: v.tokenHash, expires_at: v.expiresAt })
         .onConflict((oc) => oc.column('token_hash').doNothing()).executeTakeFirst();
       if (Number(seen.numInsertedOrUpdatedRows ?? 0n) > 0) {

@@ -44,7 +44,10 @@ describe.each(['sqlite', 'postgres'] as const)('workload identity: CI pipelines 
     const policy = testPolicy(target).replace('\nrules:\n', `\nrules:\n${deployRules}`);
     t = await startIdentityHallpass({ target, databaseUrl: db?.url, policy, identity: {
       workloadIssuers: [{ issuer: ci.issuer, audience: 'hallpass' }, { issuer: other.issuer, audience: 'hallpass' }],
-      workloads: [{ name: 'orders-deploy', issuer: ci.issuer, claims: { repository: 'acme/orders', ref: ['refs/heads/main', 'refs/heads/release/*'], environment: 'production' } }],
+      workloads: [
+        { name: 'orders-deploy', issuer: ci.issuer, claims: { repository: 'acme/orders', ref: ['refs/heads/main', 'refs/heads/release/*'], environment: 'production' } },
+        { name: 'orders-audit', issuer: ci.issuer, claims: { repository: 'acme/orders', environment: 'audit' } },
+      ],
       jwksCooldownMs: 0,
     } });
   });
@@ -112,6 +115,14 @@ describe.each(['sqlite', 'postgres'] as const)('workload identity: CI pipelines 
     const jwt = await ci.sign(good);
     expect((await call(jwt, 'GET', '/api/v1/me')).status).toBe(200);
     expect(ci.jwksFetches).toBeGreaterThan(before);
+  });
+
+  it('concurrent first calls of a new workload create it once (regression: a unique-name race)', async () => {
+    const tokens = await Promise.all(Array.from({ length: 6 }, (_, i) => ci.sign({ ...good, environment: 'audit', jti: `j${i}` })));
+    const answers = await Promise.all(tokens.map((jwt) => call(jwt, 'GET', '/api/v1/me')));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect(new Set(answers.map((a) => a.body.id)).size).toBe(1);
+    expect((await t.audit('user.created')).filter((e) => e.data.user === 'orders-audit')).toHaveLength(1);
   });
 
   it('a workload cannot approve, enrol in MFA or use admin routes', async () => {
