@@ -75,7 +75,13 @@ export async function createRequest(deps: AccessDeps, principal: Principal, inpu
     const pendingSame = (await listRequests(tx, { requesterId: principal.id, status: 'pending', limit: 200 }))
       .find((r) => r.resource === input.resource && r.role === input.role);
     if (pendingSame) throw conflict(`you already have a pending request ${pendingSame.id} for ${input.role} on ${input.resource}`, { requestId: pendingSame.id });
-    const extending = held[0];
+    const live = held[0];
+    // Only an active grant can be extended; one still starting answers 409 rather than an
+    // approved extension that could not be applied.
+    if (live && live.status !== 'active') {
+      throw conflict(`you already have grant ${live.id} for ${input.role} on ${input.resource} (${live.status}); extend it once it is active`, { grantId: live.id });
+    }
+    const extending = live;
     if (extending && input.startAt) throw badRequest('an extension of a grant you hold cannot have a start time');
 
     const durationSeconds = decision.kind === 'denied' ? input.durationSeconds ?? 0 : decision.durationSeconds;
@@ -145,8 +151,15 @@ export async function createRequest(deps: AccessDeps, principal: Principal, inpu
 async function finishApproved(deps: AccessDeps, request: RequestRow): Promise<RequestOutcome> {
   if (request.status !== 'approved' || !request.grant_id) return { request };
   if (request.kind === 'extension') {
-    const grant = await applyExtension(deps, request);
-    return { request, grant };
+    try {
+      return { request, grant: await applyExtension(deps, request) };
+    } catch (err) {
+      await inTx(deps, async (_tx, audit) => {
+        audit({ type: 'grant.extension_failed', actor: 'system', requestId: request.id, grantId: request.grant_id ?? undefined, at: deps.clock.now(),
+          data: { error: err instanceof Error ? err.message : String(err) } });
+      });
+      throw err;
+    }
   }
   const recorded = await getGrant(deps.store.db, request.grant_id);
   if (recorded?.status === 'scheduled') return { request, grant: recorded };

@@ -90,6 +90,11 @@ export class Scheduler {
   #fire(): void {
     this.#timer = undefined;
     this.#wakeAt = Infinity;
+    // One round at a time per instance: a wake-up during a round becomes another round after it.
+    if (this.#running) {
+      this.#again = true;
+      return;
+    }
     this.#running = (async () => {
       do {
         this.#again = false;

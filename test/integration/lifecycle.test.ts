@@ -174,6 +174,19 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     expect((await t.api(await t.token('alice'), 'GET', `/api/v1/grants/${g.id}`)).body.status).toBe('expired');
   });
 
+  // Regression: a request for a role whose grant was still scheduled became an approved
+  // "extension" that could never be applied.
+  it('refuses to extend a grant that has not started yet (409) and records nothing', async () => {
+    await start();
+    const startAt = new Date(clock.now().getTime() + 10 * 60_000).toISOString();
+    const first = await request('alice', { role: 'read', duration: '5m', startAt });
+    expect(first.body.grant.status).toBe('scheduled');
+    const again = await request('alice', { role: 'read', duration: '5m' });
+    expect(again.status).toBe(409);
+    expect(again.body.error.details.grantId).toBe(first.body.grant.id);
+    expect(await t.h.deps.store.db.selectFrom('requests').select('id').execute()).toHaveLength(1);
+  });
+
   it('revokes early: the role is gone and an open connection is terminated', async () => {
     await start();
     const alice = await t.token('alice');
