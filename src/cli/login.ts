@@ -56,6 +56,16 @@ export function registerLoginCommands(program: Command): void {
     });
 
   const mfa = program.command('mfa').description('your TOTP second factor');
+  mfa.command('status')
+    .description('whether you are enrolled, and how many recovery codes are left')
+    .option('--json', 'print the API response as JSON')
+    .action(async (o: { json?: boolean }, cmd: Command) => {
+      const ctx = cliContext(cmd);
+      const s = await ctx.client().get<{ enrolled: boolean; pendingConfirmation: boolean; recoveryCodesLeft: number }>('/api/v1/auth/mfa');
+      if (o.json) return ctx.out(`${JSON.stringify(s, null, 2)}\n`);
+      ctx.out(s.enrolled ? `MFA: enrolled (TOTP), ${s.recoveryCodesLeft} recovery codes left\n`
+        : s.pendingConfirmation ? 'MFA: enrolment started, not confirmed (run: hallpass mfa confirm CODE)\n' : 'MFA: not enrolled (run: hallpass mfa enroll)\n');
+    });
   mfa.command('enroll')
     .description('start enrolment: add the printed otpauth:// URI (or secret) to your authenticator app')
     .action(async (_o: unknown, cmd: Command) => {

@@ -99,6 +99,7 @@ describe('CLI: login, logout, MFA prompt, SSO loopback, pipeline request', () =>
     const configFile = join(home, 'hallpass', 'config.json');
     expect(statSync(configFile).mode & 0o777).toBe(0o600);
     expect((await cli(['me'])).out).toMatch(/^bob/);
+    expect((await cli(['mfa', 'status'])).out).toBe('MFA: enrolled (TOTP), 10 recovery codes left\n');
 
     // An approval the policy guards with MFA, with a token that has not passed MFA (the login's
     // token has, just now): the CLI asks for a code, steps the token up, then retries once.
