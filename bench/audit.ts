@@ -2,17 +2,20 @@
  * Audit append throughput, side by side in one run:
  *   node --import tsx bench/audit.ts [events]
  * Embedded store (SQLite file, WAL, synchronous=NORMAL as openStore sets them) and PostgreSQL
- * (the machine's, via HALLPASS_TEST_PG_URL or 127.0.0.1:5432), each with the batching AuditWriter
- * and with one transaction per event. Target: >= 10,000 events/s on the embedded store.
+ * (the machine's, via HALLPASS_TEST_PG_URL or 127.0.0.1:5432), each with AuditBatcher into
+ * storeSink (as the gateway audits: one transaction per batch, the producer pausing while the
+ * batcher is overloaded) and with one transaction per event. Target: >= 10,000 events/s on the
+ * embedded store.
  */
 import { sql } from 'kysely';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { appendEvents } from '../src/audit/append.js';
+import { AuditBatcher } from '../src/audit/batcher.js';
+import { storeSink } from '../src/audit/store-sink.js';
 import type { AuditEventInput } from '../src/audit/types.js';
 import { verifyChain } from '../src/audit/verify.js';
-import { AuditWriter } from '../src/audit/writer.js';
 import { openStore, type StoreConnection } from '../src/store/db.js';
 import { createTestDatabase } from '../test/support/services.js';
 
@@ -48,14 +51,17 @@ async function timed(store: string, mode: string, events: number, fn: () => Prom
 async function runAll(label: string, open: () => Promise<StoreConnection>): Promise<void> {
   {
     const s = await open();
-    await timed(label, 'AuditWriter (batch 1000, 50 ms)', N, async () => {
-      const w = new AuditWriter({ db: s.db, dialect: s.dialect });
-      for (let i = 0; i < N; i++) await w.record(event(i));
-      await w.close();
+    await timed(label, 'AuditBatcher (batch 1000, 5 ms)', N, async () => {
+      const b = new AuditBatcher(storeSink(s.db, s.dialect));
+      for (let i = 0; i < N; i++) {
+        if (b.overloaded) await b.whenRelieved();
+        b.add(event(i));
+      }
+      await b.drain();
     });
     await timed(label, 'verifyChain (read + rehash)', N, async () => {
       const r = await verifyChain(s.db);
-      if (!r.ok || r.count !== N) throw new Error(`chain not ok after the writer run: ${JSON.stringify(r)}`);
+      if (!r.ok || r.count !== N) throw new Error(`chain not ok after the batcher run: ${JSON.stringify(r)}`);
     });
     await s.close();
   }
@@ -117,7 +123,7 @@ async function main(): Promise<void> {
     for (const d of drops) await d();
   }
 
-  console.log(`audit append benchmark: node ${process.version}, ${cpus().length} CPU(s), ${N} events per writer run, target ${TARGET} events/s`);
+  console.log(`audit append benchmark: node ${process.version}, ${cpus().length} CPU(s), ${N} events per batcher run, target ${TARGET} events/s`);
   console.log('store                                   | mode                              |  events |  seconds |  events/s | x target');
   for (const r of rows) {
     const rate = r.events / r.seconds;

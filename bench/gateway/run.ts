@@ -1,8 +1,8 @@
 /**
  * PostgreSQL gateway benchmark: pgbench -S through direct PostgreSQL, PgBouncer and the hallpass
- * gateway (every statement audited into the state store with hallpass's AuditWriter, and with an
- * audit sink that drops events), side by side in one
- * run. Usage (as root, to install PgBouncer from Debian's packages):
+ * gateway (every statement audited into the state store through the server's own sink, storeSink,
+ * and with an audit sink that drops events), side by side in one run. Usage (as root, to install
+ * PgBouncer from Debian's packages):
  *
  *   node --import tsx bench/gateway/run.ts            # BENCH_SECONDS=5 BENCH_SCALE=10 to change
  */
@@ -11,8 +11,8 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { AuditWriter } from '../../src/audit/writer.js';
-import type { GatewayAuditEvent, GatewayAuditSink } from '../../src/gateway/authority.js';
+import { storeSink } from '../../src/audit/store-sink.js';
+import type { GatewayAuditSink } from '../../src/gateway/authority.js';
 import { openStore } from '../../src/store/db.js';
 import { PostgresGateway } from '../../src/gateway/postgres/server.js';
 import { TestAuthority } from '../../test/support/gateway-harness.js';
@@ -25,15 +25,6 @@ const CLIENTS = (process.env.BENCH_CLIENTS ?? '1,4,8').split(',').map(Number);
 const MODES = (process.env.BENCH_MODES ?? 'simple,extended,extended -C').split(',');
 const TARGETS = (process.env.BENCH_TARGETS ?? 'direct,pgbouncer,gateway,gateway-noaudit').split(',');
 
-/** Full auditing as the server does it: hallpass's AuditWriter, hash-chained, into the SQLite state store. */
-class StoreSink implements GatewayAuditSink {
-  count = 0;
-  constructor(readonly writer: AuditWriter) {}
-  async record(events: readonly GatewayAuditEvent[]): Promise<void> {
-    for (const e of events) await this.writer.record(e);
-    this.count += events.length;
-  }
-}
 class DropSink implements GatewayAuditSink {
   async record(): Promise<void> {}
 }
@@ -150,8 +141,9 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
 
   const authority = new TestAuthority();
   const store = await openStore({ url: join(work, 'state.sqlite') });
-  const writer = new AuditWriter({ db: store.db, dialect: store.dialect });
-  const audited = new StoreSink(writer);
+  // Full auditing exactly as the server does it (gatewayAuditSink): the gateway's AuditBatcher
+  // into storeSink, one transaction per batch on the hash chain in the SQLite state store.
+  const audited: GatewayAuditSink = storeSink(store.db, store.dialect);
   const gwOn = new PostgresGateway({ authority, audit: audited, port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const gwOff = new PostgresGateway({ authority, audit: new DropSink(), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const on = await gwOn.start();
@@ -182,6 +174,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   const logDir = join(work, 'logs');
   spawnSync('mkdir', ['-p', logDir]);
   const results: Result[] = [];
+  let eventsStored = 0;
   try {
     // Warm-up (JIT, connection caches) so the first measured row is not penalised.
     for (const [, env] of targets) for (const m of ['simple', 'extended']) await pgbench(env(), m, 2, false, logDir, 1);
@@ -201,7 +194,8 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
     bouncer.stop();
     await gwOn.close();
     await gwOff.close();
-    await writer.close();
+    const stored = await store.db.selectFrom('audit_events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
+    eventsStored = Number(stored.n);
     await store.close();
   }
   const get = (t: string, m: string, c: number) => results.find((r) => r.target === t && r.mode === m && r.clients === c);
@@ -230,7 +224,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
     console.log(`  gateway ≥ 0.9× PgBouncer TPS at 8 clients extended: ${(g8.tps / b8.tps).toFixed(2)}×`);
     console.log(`  added p50 ≤ 100 µs over direct at 1 client: simple ${(g1.p50us - d1.p50us).toFixed(0)} µs, extended ${(g1e.p50us - d1e.p50us).toFixed(0)} µs`);
     const ratios = ['simple', 'extended'].flatMap((m) => CLIENTS.map((c) => (get('gateway', m, c)?.tps ?? 0) / (get('gateway-noaudit', m, c)?.tps ?? 1)));
-    console.log(`  auditing on ≥ 0.9× off: min ${Math.min(...ratios).toFixed(2)}×, events stored ${audited.count}`);
+    console.log(`  auditing on ≥ 0.9× off: min ${Math.min(...ratios).toFixed(2)}×, events stored ${eventsStored}`);
   }
 }
 

@@ -2,13 +2,14 @@ import { InsertQueryNode, ValuesNode, sql, type KyselyPlugin } from 'kysely';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { openStore, type StoreConnection } from '../store/db.js';
 import { appendEvents } from './append.js';
+import { AuditBatcher } from './batcher.js';
 import { chainHash } from './chain.js';
 import { exportEvents } from './export.js';
 import { queryEvents } from './query.js';
+import { storeSink } from './store-sink.js';
 import type { AuditEventInput } from './types.js';
 import { verifyChain } from './verify.js';
 import { verifyExport } from './verify-export.js';
-import { AuditWriter } from './writer.js';
 
 export interface AuditTarget {
   readonly name: 'sqlite' | 'postgres';
@@ -223,8 +224,8 @@ export function auditConformance(target: AuditTarget): void {
       expect(rest).toEqual([]);
     });
 
-    it('AuditWriter batches into few transactions and loses nothing on close', async () => {
-      // Rows per INSERT (each flush is one transaction with one multi-row insert per 500 rows).
+    it('AuditBatcher into storeSink batches into few transactions and loses nothing on drain', async () => {
+      // Rows per INSERT (each batch is one transaction with one multi-row insert per 500 rows).
       const seen = new Map<unknown, number>();
       const countInserts: KyselyPlugin = {
         transformQuery: (args) => {
@@ -235,16 +236,16 @@ export function auditConformance(target: AuditTarget): void {
         transformResult: async (args) => args.result,
       };
       const db = store.db.withPlugin(countInserts);
-      const idle = new AuditWriter({ db, dialect: store.dialect, flushIntervalMs: 60_000, maxBatch: 1000 });
-      for (let i = 0; i < 250; i++) await idle.record(ev(i));
+      const idle = new AuditBatcher(storeSink(db, store.dialect), { maxDelayMs: 60_000, maxBatch: 1000 });
+      for (let i = 0; i < 250; i++) idle.add(ev(i));
       expect(idle.pending).toBe(250);
-      await idle.close();
-      expect([...seen.values()]).toEqual([250]); // nothing was due before close: one transaction
+      await idle.drain();
+      expect([...seen.values()]).toEqual([250]); // nothing was due before drain: one transaction
 
       seen.clear();
-      const busy = new AuditWriter({ db, dialect: store.dialect, flushIntervalMs: 60_000, maxBatch: 100 });
-      for (let i = 250; i < 500; i++) await busy.record(ev(i));
-      await busy.close();
+      const busy = new AuditBatcher(storeSink(db, store.dialect), { maxDelayMs: 0, maxBatch: 100 });
+      for (let i = 250; i < 500; i++) busy.add(ev(i));
+      await busy.drain();
       const sizes = [...seen.values()];
       expect(sizes.reduce((a, b) => a + b, 0)).toBe(250);
       expect(Math.max(...sizes)).toBeLessThanOrEqual(100);
@@ -252,14 +253,21 @@ export function auditConformance(target: AuditTarget): void {
       expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 500 });
       const ats = (await store.db.selectFrom('audit_events').select('at').orderBy('seq').execute()).map((r) => r.at);
       expect(ats).toEqual(Array.from({ length: 500 }, (_, i) => T0 + i));
-      await expect(busy.record(ev(1))).rejects.toThrow('closed');
     });
 
-    it('AuditWriter recordDurable resolves after commit; a timer flushes small batches', async () => {
-      const writer = new AuditWriter({ db: store.db, dialect: store.dialect, flushIntervalMs: 5 });
-      await Promise.all([writer.recordDurable(ev(1)), writer.recordDurable(ev(2))]);
-      expect(await store.db.selectFrom('audit_events').select('seq').execute()).toHaveLength(2);
-      await writer.close();
+    it('AuditBatcher retries a failing storeSink batch whole and drops nothing; a timer flushes small batches', async () => {
+      const sink = storeSink(store.db, store.dialect);
+      let failures = 2;
+      const errors: unknown[] = [];
+      const flaky = { record: (events: readonly AuditEventInput[]) => (failures-- > 0 ? Promise.reject(new Error('store down')) : sink.record(events)) };
+      const b = new AuditBatcher(flaky, { maxDelayMs: 5, maxBatch: 4, onError: (e) => errors.push(e) });
+      for (let i = 1; i <= 10; i++) b.add(ev(i));
+      await expect.poll(() => b.pending, { timeout: 5000 }).toBe(0); // the timer and the retries, no drain
+      expect(errors).toHaveLength(2);
+      await b.drain();
+      expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 10 });
+      const rows = await store.db.selectFrom('audit_events').select(['actor', 'at']).orderBy('seq').execute();
+      expect(rows).toEqual(Array.from({ length: 10 }, (_, i) => ({ actor: `u${i + 1}`, at: T0 + i + 1 })));
     });
   });
 }

@@ -1,11 +1,13 @@
 export { appendEvents } from './append.js';
+export { AuditBatcher, type AuditBatcherOptions } from './batcher.js';
 export { canonicalJSON } from './canonical.js';
 export { GENESIS_HASH, chainHash } from './chain.js';
 export { csvField, csvRecord } from './csv.js';
 export { CSV_COLUMNS, exportEvents, type ExportFormat } from './export.js';
 export { MAX_QUERY_LIMIT, queryEvents, type AuditFilters, type AuditQuery } from './query.js';
 export { REDACTED, isSecretKey, redact } from './redact.js';
+export type { AuditSink } from './sink.js';
+export { storeSink } from './store-sink.js';
 export type { AuditEvent, AuditEventInput, AuditEventRow } from './types.js';
 export { verifyChain, type ChainFault, type VerifyOptions, type VerifyResult } from './verify.js';
 export { verifyExport, type VerifyExportOptions } from './verify-export.js';
-export { AuditWriter, type AuditWriterOptions } from './writer.js';

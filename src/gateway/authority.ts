@@ -3,6 +3,9 @@
  * GatewayAuditSink; the gateway never touches the store, the policy or the providers directly.
  */
 
+import type { AuditSink } from '../audit/sink.js';
+import type { AuditEventInput } from '../audit/types.js';
+
 export type RefusalCode = 'bad_token' | 'replayed' | 'expired' | 'revoked' | 'wrong_resource' | 'not_owner' | 'not_active';
 
 export interface AuthorizeInput {
@@ -63,7 +66,8 @@ export interface AuthorizedSession {
   readonly storeParameters: boolean;
 }
 
-export interface GatewayAuditEvent {
+/** An audit event as the gateway records it: an AuditEventInput that always has data and a Date. */
+export interface GatewayAuditEvent extends AuditEventInput {
   /** gateway.session.start | gateway.session.end | gateway.refused | gateway.query | gateway.statement | gateway.execute */
   readonly type: string;
   /** The hallpass user name, or the claimed user for refused attempts. */
@@ -73,7 +77,5 @@ export interface GatewayAuditEvent {
   readonly at: Date;
 }
 
-export interface GatewayAuditSink {
-  /** Append events durably, in order. Called with batches; a rejection is retried (same batch). */
-  record(events: readonly GatewayAuditEvent[]): Promise<void>;
-}
+/** Appends gateway events durably, in order, in batches (the core passes storeSink). */
+export type GatewayAuditSink = AuditSink<GatewayAuditEvent>;

@@ -1,7 +1,7 @@
 import type { AccessDeps } from '../access/context.js';
-import type { AuthorizeInput, AuthorizeResult, GatewayAuditEvent, GatewayAuditSink, GatewayAuthority } from '../gateway/authority.js';
+import type { AuthorizeInput, AuthorizeResult, GatewayAuditSink, GatewayAuthority } from '../gateway/authority.js';
 import { verifyGatewayToken } from '../gateway/tokens.js';
-import { appendEvents } from '../audit/index.js';
+import { storeSink } from '../audit/index.js';
 import { getGrant } from '../store/grants.js';
 import { getUserById } from '../store/users.js';
 
@@ -65,15 +65,7 @@ export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAut
 
 /** Gateway audit batches go into the same hash chain, one transaction per batch. */
 export function gatewayAuditSink(deps: AccessDeps): GatewayAuditSink {
-  return {
-    async record(events: readonly GatewayAuditEvent[]): Promise<void> {
-      if (events.length === 0) return;
-      await deps.store.db.transaction().execute((tx) =>
-        appendEvents(tx, deps.store.dialect, events.map((e) => ({
-          type: e.type, actor: e.actor, ...(e.grantId ? { grantId: e.grantId } : {}), data: e.data, at: e.at,
-        }))));
-    },
-  };
+  return storeSink(deps.store.db, deps.store.dialect);
 }
 
 /** Forget used nonces whose tokens have expired anyway. */

@@ -1,8 +1,8 @@
 import { createServer, type Server, type Socket } from 'node:net';
+import { AuditBatcher, type AuditBatcherOptions } from '../../audit/batcher.js';
 import { systemClock, type Clock } from '../../domain/clock.js';
 import { ConfigError } from '../../domain/errors.js';
-import { AuditBatcher, type AuditBatcherOptions } from '../audit-batcher.js';
-import type { GatewayAuditSink, GatewayAuthority } from '../authority.js';
+import type { GatewayAuditEvent, GatewayAuditSink, GatewayAuthority } from '../authority.js';
 import { CancelRegistry } from './cancel.js';
 import { GuardrailChecker, loadGuardrailParser } from './guardrails.js';
 import { ClientSession, type SessionContext } from './session.js';
@@ -48,7 +48,7 @@ export interface GatewaySessionInfo {
  */
 export class PostgresGateway {
   readonly #opts: PostgresGatewayOptions;
-  readonly #audit: AuditBatcher;
+  readonly #audit: AuditBatcher<GatewayAuditEvent>;
   readonly #byGrant = new Map<string, Set<ClientSession>>();
   readonly #all = new Set<ClientSession>();
   readonly #sockets = new Set<Socket>();

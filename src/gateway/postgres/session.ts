@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
+import type { AuditBatcher } from '../../audit/batcher.js';
 import type { Clock } from '../../domain/clock.js';
-import type { AuditBatcher } from '../audit-batcher.js';
-import type { AuthorizedSession } from '../authority.js';
+import type { AuthorizedSession, GatewayAuditEvent } from '../authority.js';
 import type { CancelRegistry } from './cancel.js';
 import { Framer } from './framing.js';
 import type { GuardrailChecker } from './guardrails.js';
@@ -15,7 +15,7 @@ import { StatementTracker } from './tracker.js';
 import { cancelUpstream, connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
 
 export interface SessionContext extends LoginOptions {
-  readonly audit: AuditBatcher;
+  readonly audit: AuditBatcher<GatewayAuditEvent>;
   readonly cancelKeys: CancelRegistry<ClientSession>;
   readonly guardrails: GuardrailChecker;
   readonly clock: Clock;

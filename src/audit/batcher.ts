@@ -1,27 +1,30 @@
-import type { GatewayAuditEvent, GatewayAuditSink } from './authority.js';
+import type { AuditSink } from './sink.js';
+import type { AuditEventInput } from './types.js';
 
 export interface AuditBatcherOptions {
-  /** Largest batch handed to the sink at once. */
+  /** Largest batch handed to the sink at once. Default 1000. */
   readonly maxBatch?: number;
-  /** How long an event may wait for companions before a flush starts. */
+  /** How long an event may wait for companions before a flush starts. Default 5 ms. */
   readonly maxDelayMs?: number;
   /** Called when the sink fails (the batch is kept and retried). */
   readonly onError?: (err: unknown) => void;
   /**
-   * Queue length at which the batcher reports itself overloaded: sessions then stop reading from
-   * their clients until it is back under half of this, so a slow audit store slows clients down
-   * instead of growing memory or dropping events. Default 50 000.
+   * Queue length at which the batcher reports itself overloaded: producers (gateway sessions)
+   * then stop reading from their clients until it is back under half of this, so a slow audit
+   * store slows clients down instead of growing memory or dropping events. Default 50 000.
    */
   readonly highWater?: number;
 }
 
 /**
- * Queues audit events in memory (synchronous, so the relay never waits on a write) and hands
- * them to the sink in batches, in order, one batch in flight at a time. A failed batch is
- * retried with backoff and never dropped; `drain()` resolves once everything queued is stored.
+ * Batches high-volume audit events that are not part of a state transaction (gateway queries).
+ * Queues them in memory (synchronous, so the relay never waits on a write) and hands them to the
+ * sink in batches, in order, one batch in flight at a time. A failed batch is retried with
+ * backoff and never dropped; `drain()` resolves once everything queued is stored.
+ * With storeSink, each batch is one transaction on the hash chain.
  */
-export class AuditBatcher {
-  #queue: GatewayAuditEvent[] = [];
+export class AuditBatcher<E extends AuditEventInput = AuditEventInput> {
+  #queue: E[] = [];
   #flushing: Promise<void> | undefined;
   #timer: NodeJS.Timeout | undefined;
   #failures = 0;
@@ -31,12 +34,15 @@ export class AuditBatcher {
   #relief: { promise: Promise<void>; resolve: () => void } | undefined;
 
   constructor(
-    readonly sink: GatewayAuditSink,
+    readonly sink: AuditSink<E>,
     readonly options: AuditBatcherOptions = {},
   ) {
     this.#maxBatch = options.maxBatch ?? 1000;
     this.#maxDelayMs = options.maxDelayMs ?? 5;
     this.#highWater = options.highWater ?? 50_000;
+    for (const [name, v, min] of [['maxBatch', this.#maxBatch, 1], ['maxDelayMs', this.#maxDelayMs, 0], ['highWater', this.#highWater, 1]] as const) {
+      if (!Number.isSafeInteger(v) || v < min) throw new RangeError(`AuditBatcher: ${name} must be a whole number >= ${min}`);
+    }
   }
 
   /** Too many events waiting for the sink: callers should stop producing (see whenRelieved). */
@@ -55,12 +61,12 @@ export class AuditBatcher {
     return this.#relief.promise;
   }
 
-  /** Events queued and not yet stored. */
+  /** Events queued and not yet stored (including the batch in flight). */
   get pending(): number {
     return this.#queue.length;
   }
 
-  add(event: GatewayAuditEvent): void {
+  add(event: E): void {
     this.#queue.push(event);
     if (this.#flushing || this.#timer) return;
     this.#timer = setTimeout(() => {
@@ -69,17 +75,23 @@ export class AuditBatcher {
     }, this.#maxDelayMs);
   }
 
-  /** Stores everything queued so far (retrying the sink until it succeeds or `attempts` run out). */
+  /**
+   * Stores everything queued so far, however many batches that takes; gives up (rejects, events
+   * kept) after `attempts` failed batches in a row.
+   */
   async drain(attempts = 20): Promise<void> {
     if (this.#timer) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
-    for (let i = 0; i < attempts && (this.#queue.length > 0 || this.#flushing); i++) {
+    let failed = 0;
+    while (failed < attempts && (this.#queue.length > 0 || this.#flushing)) {
       if (!this.#flushing) this.#startFlush();
+      const before = this.#failures;
       await this.#flushing;
+      failed = this.#failures > before ? failed + 1 : 0;
     }
-    if (this.#queue.length > 0) throw new Error(`audit sink failed: ${this.#queue.length} gateway audit events not stored`);
+    if (this.#queue.length > 0) throw new Error(`audit sink failed: ${this.#queue.length} audit events not stored`);
   }
 
   #startFlush(): void {

@@ -1,0 +1,131 @@
+import { sql } from 'kysely';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openStore, type StoreConnection } from '../store/db.js';
+import { ev } from './audit.conformance.js';
+import { AuditBatcher } from './batcher.js';
+import { storeSink } from './store-sink.js';
+import type { AuditEventInput } from './types.js';
+import { verifyChain } from './verify.js';
+
+const n = (e: AuditEventInput): number => e.data?.i as number;
+
+describe('AuditBatcher', () => {
+  it('stores events in order, in batches no larger than maxBatch', async () => {
+    const batches: number[][] = [];
+    const b = new AuditBatcher({ record: async (events) => void batches.push(events.map(n)) }, { maxBatch: 3, maxDelayMs: 1 });
+    for (let i = 0; i < 8; i++) b.add(ev(i));
+    await b.drain();
+    expect(batches.flat()).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(Math.max(...batches.map((x) => x.length))).toBeLessThanOrEqual(3);
+    expect(b.pending).toBe(0);
+  });
+
+  it('retries a failed batch and loses nothing on drain (clean shutdown)', async () => {
+    const stored: number[] = [];
+    let failures = 2;
+    const errors: unknown[] = [];
+    const b = new AuditBatcher(
+      {
+        record: async (events) => {
+          if (failures-- > 0) throw new Error('sink down');
+          stored.push(...events.map(n));
+        },
+      },
+      { onError: (e) => errors.push(e) },
+    );
+    for (let i = 0; i < 5; i++) b.add(ev(i));
+    await b.drain();
+    expect(stored).toEqual([0, 1, 2, 3, 4]);
+    expect(errors).toHaveLength(2);
+  });
+
+  it('reports overload at the high-water mark and relief under half of it', async () => {
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const b = new AuditBatcher({ record: () => gate }, { highWater: 4, maxDelayMs: 0 });
+    for (let i = 0; i < 4; i++) b.add(ev(i));
+    expect(b.overloaded).toBe(true);
+    let relieved = false;
+    const relief = b.whenRelieved().then(() => (relieved = true));
+    expect(relieved).toBe(false);
+    release();
+    await relief;
+    await b.drain();
+    expect(b.overloaded).toBe(false);
+    expect(relieved).toBe(true);
+  });
+
+  it('reports events it could not store after the last attempt instead of dropping them silently', async () => {
+    const b = new AuditBatcher({ record: async () => Promise.reject(new Error('down')) });
+    b.add(ev(1));
+    await expect(b.drain(3)).rejects.toThrow(/1 audit events not stored/);
+    expect(b.pending).toBe(1);
+  });
+
+  it('drain stores a queue of more batches than it has attempts (regression: it gave up after 20 successful batches)', async () => {
+    let stored = 0;
+    const b = new AuditBatcher({ record: async (events) => void (stored += events.length) }, { maxBatch: 2, maxDelayMs: 60_000 });
+    for (let i = 0; i < 50; i++) b.add(ev(i));
+    await b.drain(3);
+    expect(stored).toBe(50);
+    expect(b.pending).toBe(0);
+  });
+
+  it('refuses options that would stall it', () => {
+    const sink = { record: async () => undefined };
+    expect(() => new AuditBatcher(sink, { maxBatch: 0 })).toThrow('maxBatch');
+    expect(() => new AuditBatcher(sink, { maxDelayMs: Number.NaN })).toThrow('maxDelayMs');
+    expect(() => new AuditBatcher(sink, { highWater: 0 })).toThrow('highWater');
+  });
+});
+
+describe('AuditBatcher into the store when the database fails', () => {
+  let store: StoreConnection;
+  beforeEach(async () => {
+    store = await openStore({ url: ':memory:' });
+    await sql`create trigger block before insert on audit_events begin select raise(abort, 'disk on fire'); end`.execute(store.db);
+  });
+  afterEach(() => store.close());
+
+  const unblock = () => sql`drop trigger block`.execute(store.db);
+
+  it('keeps failed batches queued, reports the error, and commits them once the database recovers', async () => {
+    const errors: unknown[] = [];
+    const b = new AuditBatcher(storeSink(store.db, 'sqlite'), { maxBatch: 3, maxDelayMs: 1, onError: (e) => errors.push(e) });
+    for (let i = 1; i <= 7; i++) b.add(ev(i));
+    await expect(b.drain(2)).rejects.toThrow('7 audit events not stored');
+    expect(b.pending).toBe(7);
+    expect(String(errors[0])).toContain('disk on fire');
+    await unblock();
+    await b.drain();
+    expect(b.pending).toBe(0);
+    expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 7 });
+    const actors = await store.db.selectFrom('audit_events').select('actor').orderBy('seq').execute();
+    expect(actors.map((a) => a.actor)).toEqual(['u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7']);
+  });
+
+  it('retries in the background with backoff: no drain needed once the database is back', async () => {
+    const errors: unknown[] = [];
+    const b = new AuditBatcher(storeSink(store.db, 'sqlite'), { maxDelayMs: 0, onError: (e) => errors.push(e) });
+    b.add(ev(1));
+    b.add(ev(2));
+    await expect.poll(() => errors.length).toBeGreaterThanOrEqual(2);
+    await unblock();
+    await expect.poll(() => b.pending, { timeout: 5000 }).toBe(0);
+    expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 2 });
+  });
+
+  it('signals overload while the database is down, relief once it has caught up', async () => {
+    const b = new AuditBatcher(storeSink(store.db, 'sqlite'), { maxBatch: 2, maxDelayMs: 0, highWater: 4 });
+    for (let i = 1; i <= 5; i++) b.add(ev(i));
+    expect(b.overloaded).toBe(true);
+    await expect(b.drain(1)).rejects.toThrow('not stored');
+    expect(b.overloaded).toBe(true);
+    const relief = b.whenRelieved();
+    await unblock();
+    await relief;
+    await b.drain();
+    expect(b.overloaded).toBe(false);
+    expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 5 });
+  });
+});
