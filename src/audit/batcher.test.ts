@@ -6,6 +6,7 @@ import { AuditBatcher } from './batcher.js';
 import { storeSink } from './store-sink.js';
 import type { AuditEventInput } from './types.js';
 import { verifyChain } from './verify.js';
+import { queryEvents } from './query.js';
 
 const n = (e: AuditEventInput): number => e.data?.i as number;
 
@@ -127,5 +128,30 @@ describe('AuditBatcher into the store when the database fails', () => {
     await b.drain();
     expect(b.overloaded).toBe(false);
     expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 5 });
+  });
+});
+
+describe('storeSink with events from the network edge', () => {
+  // Regression: a gateway event with an empty (or over-long) claimed user name made the whole
+  // batch fail validation, retried forever, and blocked every audit event queued after it.
+  it('keeps a malformed event instead of letting it block the batch', async () => {
+    const store = await openStore({ url: ':memory:' });
+    try {
+      const sink = storeSink(store.db, store.dialect);
+      await sink.record([
+        { type: 'gateway.refused', actor: '', data: { reason: 'empty user' }, at: 1 },
+        { type: 'gateway.refused', actor: 'x'.repeat(500), data: {}, at: 2 },
+        { type: '', actor: 'alice', data: {}, at: 3 },
+        { type: 'gateway.query', actor: 'alice', data: { sql: 'select 1' }, at: 4 },
+      ]);
+      const events = await queryEvents(store.db, { limit: 10 });
+      expect(events.map((e) => e.type)).toEqual(['gateway.refused', 'gateway.refused', 'audit.invalid_event', 'gateway.query']);
+      expect(events[0]?.actor).toBe('(none)');
+      expect(events[1]?.actor.length).toBe(200);
+      expect(events[1]?.data.claimedActor).toBe('x'.repeat(500));
+      expect((await verifyChain(store.db)).ok).toBe(true);
+    } finally {
+      await store.close();
+    }
   });
 });
