@@ -14,8 +14,6 @@ export interface ApiContext {
   readonly deps: AccessDeps;
   readonly metrics: Metrics;
   readonly gateway?: GatewayAccess | undefined;
-  /** Lifetime of a token issued by password login. */
-  readonly loginTokenTtlSeconds: number;
   readonly log: (line: string) => void;
   /** MFA, web sessions, SSO and workload identity (src/auth/identity.ts). */
   readonly identity?: Identity | undefined;

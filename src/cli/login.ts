@@ -32,7 +32,7 @@ export function registerLoginCommands(program: Command): void {
     .option('--sso', 'single sign-on in the browser')
     .option('--no-browser', 'with --sso: do not open a browser; open the printed URL anywhere and paste the code shown')
     .option('--totp <code>', 'the current TOTP code (else prompted, or env HALLPASS_MFA_CODE)')
-    .option('--refresh', 'renew the saved SSO login with its refresh token (no browser)')
+    .option('--refresh', 'renew the saved login with its refresh token (no password, no browser)')
     .action(async (o: { user?: string; sso?: boolean; browser: boolean; totp?: string; refresh?: boolean }, cmd: Command) => {
       const ctx = cliContext(cmd);
       const server = ctx.serverUrl();
@@ -132,9 +132,9 @@ async function refreshLogin(ctx: CliContext, anon: HallpassClient, server: strin
   try {
     saved = JSON.parse(readFileSync(refreshPath(ctx.io.env), 'utf8')) as typeof saved;
   } catch {
-    throw new CliError('no saved SSO login to renew: run `hallpass login --sso`');
+    throw new CliError('no saved login to renew: run `hallpass login`');
   }
-  if (saved.server !== server || typeof saved.refreshToken !== 'string') throw new CliError(`no saved SSO login for ${server}: run \`hallpass login --sso\``);
+  if (saved.server !== server || typeof saved.refreshToken !== 'string') throw new CliError(`no saved login for ${server} to renew: run \`hallpass login\``);
   try {
     return await anon.post<Tokens>('/api/v1/auth/refresh', { refreshToken: saved.refreshToken });
   } catch (e) {

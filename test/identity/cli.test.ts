@@ -99,6 +99,14 @@ describe('CLI: login, logout, MFA prompt, SSO loopback, pipeline request', () =>
     const configFile = join(home, 'hallpass', 'config.json');
     expect(statSync(configFile).mode & 0o777).toBe(0o600);
     expect((await cli(['me'])).out).toMatch(/^bob/);
+    // A password login is renewed with its refresh token, like an SSO one.
+    expect(statSync(join(home, 'hallpass', 'refresh.json')).mode & 0o777).toBe(0o600);
+    const before = (JSON.parse(readFileSync(configFile, 'utf8')) as { token: string }).token;
+    const renewed = await cli(['login', '--refresh']);
+    expect(renewed.err).toBe('');
+    expect(renewed.out).toMatch(/logged in to .* as bob/);
+    expect((await t.call('GET', '/api/v1/me', { token: before })).status).toBe(401); // rotated out
+    expect((await cli(['me'])).out).toMatch(/^bob/);
     expect((await cli(['mfa', 'status'])).out).toBe('MFA: enrolled (TOTP), 10 recovery codes left\n');
 
     // An approval the policy guards with MFA, with a token that has not passed MFA (the login's

@@ -29,6 +29,40 @@ describe('MFA at password login and policy mfa.connect', () => {
 
   const login = (body: Record<string, string>) => t.call('POST', '/api/v1/auth/login', { body: { username: 'alice', ...body } });
 
+  it('password login issues a 1 h access token and a rotating refresh token; reusing a spent refresh token revokes everything', async () => {
+    const first = await login({ password });
+    expect(first.status).toBe(200);
+    expect(first.body.user).toBe('alice');
+    expect(first.body.refreshToken).toMatch(/^hp_ref_/);
+    expect(Date.parse(first.body.expiresAt) - clock.now().getTime()).toBe(3600_000);
+    expect(Date.parse(first.body.refreshExpiresAt) - clock.now().getTime()).toBe(12 * 3600_000);
+
+    const r1 = await t.call('POST', '/api/v1/auth/refresh', { body: { refreshToken: first.body.refreshToken } });
+    expect(r1.status).toBe(200);
+    expect(r1.body.user).toBe('alice');
+    expect(r1.body.refreshToken).not.toBe(first.body.refreshToken);
+    expect((await t.call('GET', '/api/v1/me', { token: first.body.token })).status).toBe(401); // rotated out
+    expect((await t.call('GET', '/api/v1/me', { token: r1.body.token })).body.name).toBe('alice');
+
+    // A stolen, already spent refresh token: refused, and every token of alice goes with it.
+    const other = await login({ password });
+    const reuse = await t.call('POST', '/api/v1/auth/refresh', { body: { refreshToken: first.body.refreshToken } });
+    expect(reuse.status).toBe(401);
+    expect((await t.call('GET', '/api/v1/me', { token: r1.body.token })).status).toBe(401);
+    expect((await t.call('GET', '/api/v1/me', { token: other.body.token })).status).toBe(401);
+    expect((await t.call('POST', '/api/v1/auth/refresh', { body: { refreshToken: r1.body.refreshToken } })).status).toBe(401);
+    expect((await t.call('POST', '/api/v1/auth/refresh', { body: { refreshToken: other.body.refreshToken } })).status).toBe(401);
+    expect((await t.audit('auth.refresh_reused')).map((e) => e.actor)).toEqual(['alice']);
+
+    // The access token expires after an hour; its refresh token still renews the login.
+    const again = await login({ password });
+    clock.advance(3600_000 + 1000);
+    expect((await t.call('GET', '/api/v1/me', { token: again.body.token })).status).toBe(401);
+    const renewed = await t.call('POST', '/api/v1/auth/refresh', { body: { refreshToken: again.body.refreshToken } });
+    expect(renewed.status).toBe(200);
+    expect((await t.call('GET', '/api/v1/me', { token: renewed.body.token })).body.name).toBe('alice');
+  });
+
   it('asks an enrolled user for a TOTP code after the password, and the token starts MFA-fresh', async () => {
     const before = await login({ password });
     expect(before.status).toBe(200); // not enrolled yet: password alone

@@ -3,9 +3,11 @@ import type { FastifyInstance } from 'fastify';
 import { sql } from 'kysely';
 import { inTx } from '../../access/context.js';
 import { closeReview } from '../../access/grants.js';
+import { sessionSettings } from '../../auth/config.js';
+import { issueLoginTokens } from '../../auth/login-tokens.js';
 import { dummyVerify, verifyPassword } from '../../auth/password.js';
 import { stampMfa } from '../../auth/stamps.js';
-import { hashToken, issueToken } from '../../auth/tokens.js';
+import { hashToken } from '../../auth/tokens.js';
 import { AppError } from '../../domain/errors.js';
 import { getUserByName } from '../../store/users.js';
 import { principalOf, requireAdmin } from '../auth.js';
@@ -13,6 +15,8 @@ import type { ApiContext } from '../context.js';
 import { CloseReviewBody, ErrorBody, IdParams, LoginBody, MeView, ResourceView, ReviewView } from '../schemas.js';
 import { Type } from '@sinclair/typebox';
 import { LoginLimiter } from '../rate-limit.js';
+import { tokensView } from './identity-http.js';
+import { LoginTokensView } from './identity-schemas.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -20,6 +24,8 @@ export function miscRoutes(app: FastifyInstance, ctx: ApiContext): void {
   const { deps } = ctx;
   const db = deps.store.db;
   const limiter = new LoginLimiter();
+  // Password logins get the same short-lived access token + rotating refresh token as SSO logins.
+  const lifetimes = ctx.identity?.settings ?? sessionSettings(undefined);
 
   app.get('/healthz', { schema: { tags: ['ops'] } }, async (_req, reply) => {
     try {
@@ -52,7 +58,7 @@ export function miscRoutes(app: FastifyInstance, ctx: ApiContext): void {
   });
 
   app.post('/api/v1/auth/login', {
-    schema: { tags: ['identity'], body: LoginBody, response: { 401: ErrorBody, 429: ErrorBody } },
+    schema: { tags: ['identity'], body: LoginBody, response: { 200: LoginTokensView, 401: ErrorBody, 429: ErrorBody } },
   }, async (req) => {
     const body = req.body as Static<typeof LoginBody>;
     const now = deps.clock.now().getTime();
@@ -73,12 +79,12 @@ export function miscRoutes(app: FastifyInstance, ctx: ApiContext): void {
     // Users enrolled in MFA also give a TOTP code; the token issued starts MFA-fresh.
     const mfaAt = await ctx.identity?.loginSecondFactor(user, body.totp, req.ip);
     const issued = await inTx(deps, async (tx, audit) => {
-      const t = await issueToken(tx, { userId: user.id, name: 'login', ttlSeconds: ctx.loginTokenTtlSeconds, now });
-      if (mfaAt !== undefined) await stampMfa(tx, { tokenId: t.id }, mfaAt);
-      audit({ type: 'auth.login', actor: user.name, at: now, data: { method: 'password', clientAddress: req.ip, tokenId: t.id } });
+      const t = await issueLoginTokens(tx, user.id, 'login', now, lifetimes.accessTokenSeconds, lifetimes.refreshTokenMs);
+      if (mfaAt !== undefined) await stampMfa(tx, { tokenId: t.access.id }, mfaAt);
+      audit({ type: 'auth.login', actor: user.name, at: now, data: { method: 'password', clientAddress: req.ip, tokenId: t.access.id } });
       return t;
     });
-    return { token: issued.token, expiresAt: iso(issued.expiresAt), user: user.name };
+    return tokensView(issued, user.name);
   });
 
   app.post('/api/v1/auth/logout', { schema: { tags: ['identity'] } }, async (req) => {
