@@ -314,18 +314,49 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     expect(alice.status).toBe(403);
   });
 
-  it('keeps injection in reasons, tickets, resource and role names away from the target', async () => {
-    await start(testPolicy(target).replace("ticketPattern: '^OPS-[0-9]+$'", "ticketPattern: '.*'"));
-    const before = await managedRoles(target);
+  it('keeps injection in reasons, tickets, resource and role names away from the target, through grants that really provision', async () => {
     const hostile = [`x'; drop table orders; --`, `"); drop role postgres; --`, `$$; drop table orders; $$`, `\\'; select pg_sleep(10); --`];
-    for (const text of hostile) {
-      const ok = await request('alice', { role: 'owner', reason: text, ticket: text.replace(/\s/g, '').slice(0, 90) });
+    // One engineer per hostile text, so each auto-approved read request creates its own grant
+    // (a second one by the same user would be an extension); the read rule checks a ticket pattern.
+    const injectors = hostile.map((_, i) => `inj${i}`);
+    await start(testPolicy(target)
+      .replace('  - { name: olga, groups: [oncall] }', ['  - { name: olga, groups: [oncall] }', ...injectors.map((u) => `  - { name: ${u}, groups: [engineers] }`)].join('\n'))
+      .replace("roles: [read]\n    duration: { default: 5m, max: 1h }\n    approval: auto\n    reason: { required: true }",
+        "roles: [read]\n    duration: { default: 5m, max: 1h }\n    approval: auto\n    reason: { required: true, ticketPattern: '.*' }")
+      .replace("ticketPattern: '^OPS-[0-9]+$'", "ticketPattern: '.*'"));
+    const before = await managedRoles(target);
+    const provisioned: string[] = [];
+    for (const [i, text] of hostile.entries()) {
+      const user = injectors[i]!;
+      const ticket = text.replace(/\s/g, '').slice(0, 90);
+      const ok = await request(user, { role: 'read', duration: '30m', reason: text, ticket });
       expect(ok.status, JSON.stringify(ok.body)).toBe(201);
+      expect(ok.body.request.status).toBe('approved');
       expect(ok.body.request.reason).toBe(text);
-      expect((await t.api(await t.token('alice'), 'POST', `/api/v1/requests/${ok.body.request.id}/cancel`)).status).toBe(200);
-      const badResource = await t.api(await t.token('alice'), 'POST', '/api/v1/requests', { resource: `app-db${text}`, role: 'read', reason: 'x' });
+      expect(ok.body.request.ticket).toBe(ticket);
+      expect(ok.body.grant.status).toBe('active');
+      const principal: string = ok.body.grant.principal;
+      expect(principal).toMatch(/^hp_[a-z0-9_]+$/);
+      provisioned.push(principal);
+      // the role is there, with exactly the read role's membership and no attributes beyond LOGIN
+      const admin = await target.admin();
+      try {
+        const role = await admin.query('select rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin from pg_roles where rolname = $1', [principal]);
+        expect(role.rows).toEqual([{ rolsuper: false, rolcreaterole: false, rolcreatedb: false, rolreplication: false, rolbypassrls: false, rolcanlogin: true }]);
+        const member = await admin.query<{ rolname: string }>(
+          'select g.rolname from pg_auth_members m join pg_roles r on r.oid = m.member join pg_roles g on g.oid = m.roleid where r.rolname = $1 order by 1', [principal]);
+        expect(member.rows.map((x) => x.rolname)).toEqual(['pg_read_all_data']);
+      } finally {
+        await admin.end();
+      }
+      // the text is kept verbatim as audit data, never turned into SQL
+      const created = await events({ type: 'request.created', requestId: ok.body.request.id });
+      expect(created).toHaveLength(1);
+      expect(created[0]!.data.reason).toBe(text);
+      expect(created[0]!.data.ticket).toBe(ticket);
+      const badResource = await t.api(await t.token(user), 'POST', '/api/v1/requests', { resource: `app-db${text}`, role: 'read', reason: 'x' });
       expect(badResource.status).toBe(400);
-      const badRole = await t.api(await t.token('alice'), 'POST', '/api/v1/requests', { resource: 'app-db', role: `read${text}`, reason: 'x' });
+      const badRole = await t.api(await t.token(user), 'POST', '/api/v1/requests', { resource: 'app-db', role: `read${text}`, reason: 'x' });
       expect(badRole.status).toBe(400);
     }
     const spaced = await request('alice', { role: 'owner', reason: 'x', ticket: 'OPS 1' });
@@ -336,12 +367,24 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     expect(extra.status).toBe(400);
     expect(extra.body.error.message).toContain('privileges');
     const admin = await target.admin();
-    const orders = await admin.query('select count(*)::int as n from orders');
-    const pgRole = await admin.query("select 1 from pg_roles where rolname = 'postgres'");
-    await admin.end();
-    expect(orders.rows[0].n).toBe(2);
-    expect(pgRole.rowCount).toBe(1);
-    expect(await managedRoles(target)).toEqual(before);
+    try {
+      const orders = await admin.query('select count(*)::int as n from orders');
+      expect(orders.rows[0].n).toBe(2);
+      expect((await admin.query("select 1 from pg_roles where rolname = 'postgres' and rolsuper")).rowCount).toBe(1);
+      // no role name and no role setting/comment anywhere on the target carries the hostile text
+      const names = (await admin.query<{ rolname: string }>('select rolname from pg_roles')).rows.map((x) => x.rolname);
+      for (const text of hostile) {
+        for (const fragment of [text, text.replace(/\s/g, '').slice(0, 90), 'drop', 'pg_sleep']) {
+          expect(names.filter((n) => n.includes(fragment)), fragment).toEqual([]);
+        }
+      }
+      const described = await admin.query<{ d: string }>("select coalesce(shobj_description(oid, 'pg_authid'), '') || coalesce(array_to_string(rolconfig, ','), '') as d from pg_roles");
+      expect(described.rows.filter((r) => /drop|pg_sleep/i.test(r.d))).toEqual([]);
+    } finally {
+      await admin.end();
+    }
+    // the only new roles are the four grants' principals
+    expect((await managedRoles(target)).sort()).toEqual([...before, ...provisioned].sort());
   });
 
   it('denies by policy with reasons (403) and records the denial', async () => {
