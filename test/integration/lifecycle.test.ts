@@ -104,7 +104,14 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     const ok = await t.api(await t.token('bob'), 'POST', `/api/v1/requests/${id}/approve`, { duration: '5m' });
     expect(ok.status).toBe(200);
     const g = ok.body.grant;
-    expect(new Date(g.expiresAt).getTime() - new Date(g.startsAt).getTime()).toBe(5 * 60_000);
+    const end = new Date(g.expiresAt).getTime();
+    expect(end - new Date(g.startsAt).getTime()).toBe(5 * 60_000);
+    // the target enforces the shortened end, not the requested 30 minutes
+    const admin = await target.admin();
+    const role = await admin.query<{ v: Date | null }>('select rolvaliduntil as v from pg_roles where rolname = $1', [g.principal]);
+    await admin.end();
+    expect(role.rows).toHaveLength(1);
+    expect(Math.abs(role.rows[0]!.v!.getTime() - end)).toBeLessThan(1000);
   });
 
   it('expires a pending request after its TTL; deciding it afterwards is a 409 that changes nothing', async () => {
