@@ -46,15 +46,19 @@ export function readClientConfig(env: Env = process.env): ClientConfig | undefin
 /** Saves the config readable by its owner only (file 0600, directory 0700), replacing it atomically. */
 export function writeClientConfig(config: ClientConfig, env: Env = process.env): string {
   const path = clientConfigPath(env);
+  writePrivateFile(path, JSON.stringify({ server: config.server, token: config.token, user: config.user }, null, 2) + '\n');
+  return path;
+}
+
+/** Writes a file only its owner can read (0600, directory 0700), replacing it atomically. */
+export function writePrivateFile(path: string, body: string): void {
   const dir = dirname(path);
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   chmodSync(dir, 0o700);
   const tmp = `${path}.${process.pid}.tmp`;
-  const body = JSON.stringify({ server: config.server, token: config.token, user: config.user }, null, 2) + '\n';
   writeFileSync(tmp, body, { mode: 0o600 });
   chmodSync(tmp, 0o600); // the mode above is filtered by the umask; make it exact
   renameSync(tmp, path);
-  return path;
 }
 
 /** Forgets the saved token (logout). Returns whether there was one. */

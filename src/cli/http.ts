@@ -64,12 +64,19 @@ function isApiError(v: unknown): v is ApiErrorBody {
   return typeof e === 'object' && e !== null && typeof e.code === 'string' && typeof e.message === 'string';
 }
 
+/**
+ * Renews a saved login after the server refused `staleToken` (401): resolves the access token to
+ * use from now on. Only for tokens from the saved login, never --token / HALLPASS_TOKEN.
+ */
+export type RenewLogin = (staleToken: string) => Promise<string>;
+
 /** A small client for the hallpass HTTP API: bearer token, JSON in and out, errors as CliError. */
 export class HallpassClient {
   constructor(
     readonly server: string,
-    private readonly token: string | undefined,
+    private token: string | undefined,
     private readonly io: CliIo,
+    private readonly renew?: RenewLogin,
   ) {}
 
   get hasToken(): boolean {
@@ -101,7 +108,7 @@ export class HallpassClient {
     }
   }
 
-  private async send(method: string, path: string, body: unknown, retried = false): Promise<Response> {
+  private async send(method: string, path: string, body: unknown, retried: { mfa?: boolean; renewed?: boolean } = {}): Promise<Response> {
     let res: Response;
     try {
       res = await fetch(`${this.server}${path}`, {
@@ -128,10 +135,18 @@ export class HallpassClient {
       throw new CliError(`hallpass at ${this.server} answered ${res.status} ${res.statusText} to ${method} ${path.split('?')[0]}`);
     }
     const { code, message, details } = parsed.error;
-    if (code === 'mfa_required' && !retried) {
+    if (code === 'mfa_required' && !retried.mfa) {
       const again = await onMfaRequired({ io: this.io, client: this, method, path, message, details });
-      if (again) return this.send(method, path, body, true);
+      if (again) return this.send(method, path, body, { ...retried, mfa: true });
       throw new CliError('MFA required', 1, code, details);
+    }
+    if (res.status === 401 && code === 'unauthenticated' && this.renew && this.token && !retried.renewed) {
+      // The access token expired (or was rotated): renew the saved login once, then send again.
+      const fresh = await this.renew(this.token).catch(() => undefined);
+      if (fresh && fresh !== this.token) {
+        this.token = fresh;
+        return this.send(method, path, body, { ...retried, renewed: true });
+      }
     }
     if (res.status === 401 && !this.hasToken) {
       throw new CliError(`${message}: not logged in (run \`hallpass login\` or set HALLPASS_TOKEN)`, 1, code, details);

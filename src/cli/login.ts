@@ -1,22 +1,12 @@
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { chmodSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:http';
-import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import type { Command } from 'commander';
-import { clearClientConfig, clientConfigPath, writeClientConfig } from './config.js';
 import { HallpassClient, setMfaPrompt } from './http.js';
-import { CliError, type CliIo } from './io.js';
+import { CliError } from './io.js';
 import { cliContext, type CliContext } from './program.js';
-
-interface Tokens {
-  token: string;
-  expiresAt: string | null;
-  refreshToken?: string;
-  refreshExpiresAt?: string;
-  user: string;
-}
+import { forgetLogin, renewSavedLogin, saveLogin, type LoginTokens as Tokens } from './saved-login.js';
 
 /** `login`, `logout`, `mfa enroll|confirm|recovery`. */
 export function registerLoginCommands(program: Command): void {
@@ -37,9 +27,10 @@ export function registerLoginCommands(program: Command): void {
       const ctx = cliContext(cmd);
       const server = ctx.serverUrl();
       const anon = new HallpassClient(server, undefined, ctx.io);
-      const t = o.refresh ? await refreshLogin(ctx, anon, server)
+      // A renewal saves the new pair itself, under the lock concurrent renewals share.
+      const t = o.refresh ? await renewSavedLogin(ctx.io, server)
         : o.sso ? await ssoLogin(ctx, anon, o.browser) : await passwordLogin(ctx, anon, o.user, o.totp);
-      saveLogin(ctx.io, server, t);
+      if (!o.refresh) saveLogin(ctx.io.env, server, t);
       ctx.out(`logged in to ${server} as ${t.user}${t.expiresAt ? ` (token expires ${t.expiresAt})` : ''}\n`);
     });
 
@@ -50,8 +41,7 @@ export function registerLoginCommands(program: Command): void {
       const ctx = cliContext(cmd);
       const client = ctx.client();
       if (client.hasToken) await client.post(o.everywhere ? '/api/v1/auth/signout-everywhere' : '/api/v1/auth/signout', {});
-      const had = clearClientConfig(ctx.io.env);
-      rmSync(refreshPath(ctx.io.env), { force: true });
+      const had = forgetLogin(ctx.io.env);
       ctx.out(had || client.hasToken ? 'logged out\n' : 'not logged in\n');
     });
 
@@ -125,39 +115,6 @@ async function ssoLogin(ctx: CliContext, anon: HallpassClient, browser: boolean)
   } finally {
     loop?.close();
   }
-}
-
-async function refreshLogin(ctx: CliContext, anon: HallpassClient, server: string): Promise<Tokens> {
-  let saved: { server?: unknown; refreshToken?: unknown };
-  try {
-    saved = JSON.parse(readFileSync(refreshPath(ctx.io.env), 'utf8')) as typeof saved;
-  } catch {
-    throw new CliError('no saved login to renew: run `hallpass login`');
-  }
-  if (saved.server !== server || typeof saved.refreshToken !== 'string') throw new CliError(`no saved login for ${server} to renew: run \`hallpass login\``);
-  try {
-    return await anon.post<Tokens>('/api/v1/auth/refresh', { refreshToken: saved.refreshToken });
-  } catch (e) {
-    rmSync(refreshPath(ctx.io.env), { force: true });
-    throw e;
-  }
-}
-
-function refreshPath(env: CliIo['env']): string {
-  return join(dirname(clientConfigPath(env)), 'refresh.json');
-}
-
-/** Saves the access token (config.json) and the refresh token (refresh.json), both 0600. */
-function saveLogin(io: CliIo, server: string, t: Tokens): void {
-  writeClientConfig({ server, token: t.token, user: t.user }, io.env);
-  const path = refreshPath(io.env);
-  if (!t.refreshToken) {
-    rmSync(path, { force: true });
-    return;
-  }
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  writeFileSync(path, `${JSON.stringify({ server, refreshToken: t.refreshToken, expiresAt: t.refreshExpiresAt })}\n`, { mode: 0o600 });
-  chmodSync(path, 0o600);
 }
 
 /**

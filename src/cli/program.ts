@@ -8,6 +8,7 @@ import { HallpassClient, normaliseServerUrl } from './http.js';
 import { CliError, EXIT_FAILURE, EXIT_USAGE, type CliIo } from './io.js';
 import { miscCommands } from './misc.js';
 import { requestCommands } from './requests.js';
+import { renewSavedLogin } from './saved-login.js';
 
 export const DEFAULT_SERVER = 'http://127.0.0.1:8470';
 
@@ -56,13 +57,13 @@ export function cliContext(cmd: Command): CliContext {
     serverUrl,
     client() {
       const server = serverUrl();
-      let token = opts.token ?? io.env.HALLPASS_TOKEN;
-      if (!token) {
-        // The saved token goes only to the server it was issued by, never to another --server.
-        const saved = readClientConfig(io.env);
-        if (saved && normaliseServerUrl(saved.server) === server) token = saved.token;
-      }
-      return new HallpassClient(server, token || undefined, io);
+      const token = opts.token ?? io.env.HALLPASS_TOKEN;
+      if (token) return new HallpassClient(server, token, io);
+      // The saved token goes only to the server it was issued by, never to another --server;
+      // when it has expired the client renews it with the saved refresh token.
+      const saved = readClientConfig(io.env);
+      if (!saved || normaliseServerUrl(saved.server) !== server) return new HallpassClient(server, undefined, io);
+      return new HallpassClient(server, saved.token || undefined, io, async (stale) => (await renewSavedLogin(io, server, stale)).token);
     },
     now: () => (io.now ? io.now() : Date.now()),
     out: (t) => io.stdout(t),
