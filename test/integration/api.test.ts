@@ -4,6 +4,8 @@ import { sql } from 'kysely';
 import { queryEvents } from '../../src/audit/index.js';
 import { startPgTarget, type PgTarget } from '../support/pg-target.js';
 import { startTestHallpass, testPolicy, type TestHallpass } from '../support/hallpass.js';
+import { metricValue } from '../support/metrics.js';
+import { eventually, roleExists } from '../support/target-checks.js';
 
 describe('HTTP API edges, policy reload and audit verification', () => {
   let target: PgTarget;
@@ -59,7 +61,7 @@ describe('HTTP API edges, policy reload and audit verification', () => {
     for (const name of ['hallpass_http_requests_total', 'hallpass_active_grants', 'hallpass_revocation_failures_total', 'hallpass_expiry_lag_seconds_bucket']) {
       expect(metrics).toContain(name);
     }
-    expect(metrics).toMatch(/hallpass_active_grants 1/);
+    expect(metricValue(metrics, 'hallpass_active_grants')).toBe(1);
     const doc = await t.api(undefined, 'GET', '/openapi.json');
     expect(doc.status).toBe(200);
     const paths = Object.keys(doc.body.paths);
@@ -69,6 +71,30 @@ describe('HTTP API edges, policy reload and audit verification', () => {
     const body = doc.body.paths['/api/v1/requests'].post.requestBody.content['application/json'].schema;
     expect(body.required).toEqual(expect.arrayContaining(['resource', 'role', 'reason']));
     expect(body.additionalProperties).toBe(false);
+  });
+
+  it('/metrics reports real values: active grants as counted in the store, an expiry observed in the lag histogram', async () => {
+    const scrape = () => fetch(`${t.h.url}/metrics`).then((r) => r.text());
+    const activeInStore = async () => (await t.h.deps.store.db.selectFrom('grants').select('id').where('status', '=', 'active').execute()).length;
+    const before = await scrape();
+    const lagCount = metricValue(before, 'hallpass_expiry_lag_seconds_count') ?? 0;
+    expect(metricValue(before, 'hallpass_active_grants')).toBe(await activeInStore());
+    const carol = await t.token('carol');
+    const r = await t.api(carol, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '3s', reason: 'metrics expiry' });
+    expect(r.body.grant.status).toBe('active');
+    const during = await scrape();
+    const nowActive = await activeInStore();
+    expect(nowActive).toBe((metricValue(before, 'hallpass_active_grants') ?? 0) + 1);
+    expect(metricValue(during, 'hallpass_active_grants')).toBe(nowActive);
+    // the real scheduler ends it: role gone from the target, grant expired, lag observed
+    expect(await eventually(async () => !(await roleExists(target, r.body.grant.principal)), 15_000)).toBe(true);
+    expect(await eventually(async () => (await t.api(carol, 'GET', `/api/v1/grants/${r.body.grant.id}`)).body.status === 'expired', 5_000)).toBe(true);
+    const after = await scrape();
+    expect(metricValue(after, 'hallpass_expiry_lag_seconds_count')).toBe(lagCount + 1);
+    expect(metricValue(after, 'hallpass_expiry_lag_seconds_sum')).toBeGreaterThanOrEqual(0);
+    expect(metricValue(after, 'hallpass_expiry_lag_seconds_bucket', 'le="+Inf"')).toBe(lagCount + 1);
+    expect(metricValue(after, 'hallpass_active_grants')).toBe(nowActive - 1);
+    expect(await activeInStore()).toBe(nowActive - 1);
   });
 
   it('detects tampering through GET /api/v1/audit/verify and names the first bad event', async () => {

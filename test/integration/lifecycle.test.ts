@@ -4,6 +4,7 @@ import { getGrant } from '../../src/store/grants.js';
 import { queryEvents, verifyChain } from '../../src/audit/index.js';
 import { startPgTarget, type PgTarget } from '../support/pg-target.js';
 import { startTestHallpass, testPolicy, type TestHallpass } from '../support/hallpass.js';
+import { metricValue } from '../support/metrics.js';
 import { managedRoles, roleExists, tryConnect } from '../support/target-checks.js';
 
 /**
@@ -38,6 +39,7 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     t.api(await t.token(user), 'POST', '/api/v1/requests', { resource: 'app-db', reason: 'lifecycle test', ...body });
   const events = async (filters: { type?: string; requestId?: string; grantId?: string }) =>
     queryEvents(t.h.deps.store.db, { ...filters, limit: 1000 });
+  const scrape = () => fetch(`${t.h.url}/metrics`).then((r) => r.text());
 
   it('refuses self-approval, audits the attempt, and changes nothing', async () => {
     await start();
@@ -237,9 +239,12 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
       expect((await events({ type: 'grant.revoke_attempt_failed', grantId: gid })).length).toBe(3);
       const view = await t.api(await t.token('alice'), 'GET', `/api/v1/grants/${gid}`);
       expect(view.body.status).toBe('revoke_failed');
+      // every failed attempt is counted on /metrics, for this resource
+      expect(metricValue(await scrape(), 'hallpass_revocation_failures_total', 'resource="app-db"')).toBe(3);
       clock.advance(70_000);
       await t.h.scheduler.tick();
       expect((await getGrant(t.h.deps.store.db, gid))?.revoke_attempts).toBe(4);
+      expect(metricValue(await scrape(), 'hallpass_revocation_failures_total', 'resource="app-db"')).toBe(4);
     } finally {
       await target.resume();
     }
@@ -249,6 +254,10 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     expect(done?.status).toBe('expired');
     expect(await roleExists(target, r.body.grant.principal)).toBe(false);
     expect((await verifyChain(t.h.deps.store.db)).ok).toBe(true);
+    const metrics = await scrape();
+    expect(metricValue(metrics, 'hallpass_expiry_lag_seconds_count')).toBe(1);
+    expect(metricValue(metrics, 'hallpass_revocation_failures_total', 'resource="app-db"')).toBe(4);
+    expect(metricValue(metrics, 'hallpass_active_grants')).toBe(0);
   });
 
   it('removes an orphan left by a crash between creating a role and recording it (reconciler)', async () => {
