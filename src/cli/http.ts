@@ -66,9 +66,14 @@ function isApiError(v: unknown): v is ApiErrorBody {
 
 /**
  * Renews a saved login after the server refused `staleToken` (401): resolves the access token to
- * use from now on. Only for tokens from the saved login, never --token / HALLPASS_TOKEN.
+ * use from now on. Only for tokens from the saved login, never --token / HALLPASS_TOKEN. Rejects
+ * with a CliError coded `unauthenticated` (refresh token refused) or `nothing_to_renew` when the
+ * login cannot be renewed; any other rejection (network, lock) is reported instead of the 401.
  */
 export type RenewLogin = (staleToken: string) => Promise<string>;
+
+/** The CliError code when there is no saved refresh token (for this server) to renew with. */
+export const NOTHING_TO_RENEW = 'nothing_to_renew';
 
 /** A small client for the hallpass HTTP API: bearer token, JSON in and out, errors as CliError. */
 export class HallpassClient {
@@ -142,7 +147,10 @@ export class HallpassClient {
     }
     if (res.status === 401 && code === 'unauthenticated' && this.renew && this.token && !retried.renewed) {
       // The access token expired (or was rotated): renew the saved login once, then send again.
-      const fresh = await this.renew(this.token).catch(() => undefined);
+      const fresh = await this.renew(this.token).catch((e: unknown) => {
+        if (e instanceof CliError && (e.code === 'unauthenticated' || e.code === NOTHING_TO_RENEW)) return undefined;
+        throw e;
+      });
       if (fresh && fresh !== this.token) {
         this.token = fresh;
         return this.send(method, path, body, { ...retried, renewed: true });

@@ -40,8 +40,19 @@ export function registerLoginCommands(program: Command): void {
     .action(async (o: { everywhere?: boolean }, cmd: Command) => {
       const ctx = cliContext(cmd);
       const client = ctx.client();
-      if (client.hasToken) await client.post(o.everywhere ? '/api/v1/auth/signout-everywhere' : '/api/v1/auth/signout', {});
-      const had = forgetLogin(ctx.io.env);
+      let had = false;
+      try {
+        // An expired access token is renewed first (the client does it on 401), so signing out
+        // also revokes the refresh token on the server.
+        if (client.hasToken) await client.post(o.everywhere ? '/api/v1/auth/signout-everywhere' : '/api/v1/auth/signout', {});
+      } catch (e) {
+        // Still refused after renewing: neither token works on the server any more.
+        if (!(e instanceof CliError && e.code === 'unauthenticated')) {
+          throw new CliError(`forgot the login here, but could not revoke it on the server: ${(e as Error).message}`);
+        }
+      } finally {
+        had = forgetLogin(ctx.io.env);
+      }
       ctx.out(had || client.hasToken ? 'logged out\n' : 'not logged in\n');
     });
 

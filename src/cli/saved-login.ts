@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { open, readFile, stat, unlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { clearClientConfig, clientConfigPath, readClientConfig, writeClientConfig, writePrivateFile } from './config.js';
-import { HallpassClient, normaliseServerUrl } from './http.js';
+import { HallpassClient, normaliseServerUrl, NOTHING_TO_RENEW } from './http.js';
 import { CliError, type CliIo } from './io.js';
 
 type Env = CliIo['env'];
@@ -59,11 +59,11 @@ export async function renewSavedLogin(io: CliIo, server: string, staleToken?: st
   return withLock(io.env, async () => {
     const saved = readClientConfig(io.env);
     if (staleToken !== undefined) {
-      if (!saved || normaliseServerUrl(saved.server) !== server) throw new CliError('you are no longer logged in here (run: hallpass login)');
+      if (!saved || normaliseServerUrl(saved.server) !== server) throw new CliError('you are no longer logged in here (run: hallpass login)', 1, NOTHING_TO_RENEW);
       if (saved.token !== staleToken) return { token: saved.token, expiresAt: null, user: saved.user };
     }
     const refreshToken = readRefreshToken(io.env, server);
-    if (!refreshToken) throw new CliError(`no saved login for ${server} to renew: run \`hallpass login\``);
+    if (!refreshToken) throw new CliError(`no saved login for ${server} to renew: run \`hallpass login\``, 1, NOTHING_TO_RENEW);
     let t: LoginTokens;
     try {
       t = await new HallpassClient(server, undefined, io).post<LoginTokens>('/api/v1/auth/refresh', { refreshToken });

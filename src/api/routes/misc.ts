@@ -4,7 +4,7 @@ import { sql } from 'kysely';
 import { inTx } from '../../access/context.js';
 import { closeReview } from '../../access/grants.js';
 import { sessionSettings } from '../../auth/config.js';
-import { issueLoginTokens } from '../../auth/login-tokens.js';
+import { issueLoginTokens, revokeRefreshFor } from '../../auth/login-tokens.js';
 import { dummyVerify, verifyPassword } from '../../auth/password.js';
 import { stampMfa } from '../../auth/stamps.js';
 import { hashToken } from '../../auth/tokens.js';
@@ -92,7 +92,9 @@ export function miscRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const token = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
     const now = deps.clock.now().getTime();
     await inTx(deps, async (tx, audit) => {
-      await tx.updateTable('api_tokens').set({ revoked_at: now }).where('token_hash', '=', hashToken(token)).where('revoked_at', 'is', null).execute();
+      const revoked = await tx.updateTable('api_tokens').set({ revoked_at: now }).where('token_hash', '=', hashToken(token)).where('revoked_at', 'is', null)
+        .returning('id').executeTakeFirst();
+      if (revoked) await revokeRefreshFor(tx, revoked.id, now); // the refresh token issued with it goes too
       audit({ type: 'auth.logout', actor: p.name, at: now, data: { clientAddress: req.ip } });
     });
     return { ok: true };
