@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,6 +43,16 @@ async function query(dsn: string, sql: string): Promise<unknown[]> {
   }
 }
 
+/** Runs /usr/bin/psql with `dsn` as its argument, with no PG* variables and no password file. */
+async function psql(dsn: string, sql: string): Promise<{ code: number; out: string; err: string }> {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PG')));
+  return new Promise((resolve) => {
+    execFile('/usr/bin/psql', [dsn, '-X', '-tA', '-c', sql], { env: { ...env, PGPASSFILE: '/dev/null', PGCONNECT_TIMEOUT: '5' } }, (error, out, err) => {
+      resolve({ code: error ? (typeof error.code === 'number' ? error.code : 1) : 0, out, err });
+    });
+  });
+}
+
 beforeAll(async () => {
   target = await startPgTarget();
   const admin = await target.admin();
@@ -59,7 +70,7 @@ afterAll(async () => {
 });
 
 describe('hallpass CLI against a real server and PostgreSQL target', () => {
-  it('request (auto-approved) then creds --format dsn gives a DSN node-postgres can read with', async () => {
+  it('request (auto-approved) then creds --format dsn gives a DSN that psql and node-postgres log in with', async () => {
     const req = await hp('alice', ['request', 'app-db', '--role', 'read', '--for', '5m', '--reason', 'investigate INC-1']);
     expect(req.code).toBe(0);
     expect(req.out).toMatch(/request req_[0-9a-z]{16} approved/);
@@ -69,6 +80,15 @@ describe('hallpass CLI against a real server and PostgreSQL target', () => {
     expect(creds.code).toBe(0);
     const rows = await query(creds.out.trim(), 'select count(*)::int as n from orders');
     expect(rows).toEqual([{ n: 2 }]);
+    // psql takes the printed line as is, as in `psql "$(hallpass creds ... --format dsn)"`; the
+    // target demands scram-sha-256, so the DSN's password is what lets it in
+    expect(creds.out.split('\n').filter(Boolean)).toHaveLength(1);
+    const ok = await psql(creds.out.trim(), 'select 1');
+    expect(ok.err).toBe('');
+    expect(ok).toMatchObject({ code: 0, out: '1\n' });
+    const wrong = await psql(creds.out.trim().replace(/:([^:@/]+)@/, ':not-the-password@'), 'select 1');
+    expect(wrong.code).not.toBe(0);
+    expect(wrong.err).toMatch(/password authentication failed/);
   });
 
   it('creds --format env prints shell-quoted exports and json parses', async () => {
