@@ -52,7 +52,7 @@ async function runAll(label: string, open: () => Promise<StoreConnection>): Prom
   {
     const s = await open();
     await timed(label, 'AuditBatcher (batch 1000, 5 ms)', N, async () => {
-      const b = new AuditBatcher(storeSink(s.db, s.dialect));
+      const b = new AuditBatcher(storeSink(s));
       for (let i = 0; i < N; i++) {
         if (b.overloaded) await b.whenRelieved();
         b.add(event(i));

@@ -143,7 +143,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   const store = await openStore({ url: join(work, 'state.sqlite') });
   // Full auditing exactly as the server does it (gatewayAuditSink): the gateway's AuditBatcher
   // into storeSink, one transaction per batch on the hash chain in the SQLite state store.
-  const audited: GatewayAuditSink = storeSink(store.db, store.dialect);
+  const audited: GatewayAuditSink = storeSink(store);
   const gwOn = new PostgresGateway({ authority, audit: audited, port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const gwOff = new PostgresGateway({ authority, audit: new DropSink(), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const on = await gwOn.start();

@@ -1,7 +1,6 @@
 import type { Dialect, Tx } from '../store/db.js';
-import { canonicalJSON } from './canonical.js';
 import { chainHash } from './chain.js';
-import { redact } from './redact.js';
+import { redactedCanonicalJSON } from './redact.js';
 import type { AuditEventInput, AuditEventRow } from './types.js';
 
 /** Rows per INSERT statement: 9 parameters each stays far below SQLite's and PostgreSQL's limits. */
@@ -31,11 +30,22 @@ export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonl
   const head = await q.executeTakeFirst();
   if (!head) throw new Error('audit_head row is missing: the store was not migrated');
 
+  const rows = chainRows(head, prepared);
+  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
+    await tx.insertInto('audit_events').values(rows.slice(i, i + INSERT_CHUNK)).execute();
+  }
+  const last = rows[rows.length - 1] as AuditEventRow;
+  await tx.updateTable('audit_head').set({ seq: last.seq, hash: last.hash }).where('id', '=', 1).execute();
+  return rows;
+}
+
+/** The rows that extend the chain at `head` with `prepared`, in order (pure). */
+export function chainRows(head: { seq: number; hash: string }, prepared: readonly PreparedEvent[]): AuditEventRow[] {
   let prevHash = head.hash;
   let seq = Number(head.seq);
-  const rows: AuditEventRow[] = prepared.map((p) => {
+  return prepared.map((p) => {
     seq += 1;
-    const hash = chainHash(prevHash, { ...p, seq, dataJson: p.data });
+    const hash = chainHash(prevHash, { seq, at: p.at, type: p.type, actor: p.actor, requestId: p.requestId, grantId: p.grantId, dataJson: p.data });
     const row: AuditEventRow = {
       seq,
       at: p.at,
@@ -50,12 +60,6 @@ export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonl
     prevHash = hash;
     return row;
   });
-
-  for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
-    await tx.insertInto('audit_events').values(rows.slice(i, i + INSERT_CHUNK)).execute();
-  }
-  await tx.updateTable('audit_head').set({ seq, hash: prevHash }).where('id', '=', 1).execute();
-  return rows;
 }
 
 /** An event checked, with its time in epoch ms and its data redacted and canonical. */
@@ -78,7 +82,7 @@ export function prepareEvent(e: AuditEventInput): PreparedEvent {
     actor: text('actor', e.actor),
     requestId: e.requestId === undefined ? null : text('requestId', e.requestId),
     grantId: e.grantId === undefined ? null : text('grantId', e.grantId),
-    data: canonicalJSON(redact(e.data ?? {})),
+    data: redactedCanonicalJSON(e.data ?? {}),
   };
 }
 

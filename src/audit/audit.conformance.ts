@@ -1,4 +1,4 @@
-import { InsertQueryNode, ValuesNode, sql, type KyselyPlugin } from 'kysely';
+import { sql } from 'kysely';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { openStore, type StoreConnection } from '../store/db.js';
 import { appendEvents } from './append.js';
@@ -225,28 +225,19 @@ export function auditConformance(target: AuditTarget): void {
     });
 
     it('AuditBatcher into storeSink batches into few transactions and loses nothing on drain', async () => {
-      // Rows per INSERT (each batch is one transaction with one multi-row insert per 500 rows).
-      const seen = new Map<unknown, number>();
-      const countInserts: KyselyPlugin = {
-        transformQuery: (args) => {
-          const n = args.node;
-          if (InsertQueryNode.is(n) && n.values && ValuesNode.is(n.values)) seen.set(args.queryId, n.values.values.length);
-          return n;
-        },
-        transformResult: async (args) => args.result,
-      };
-      const db = store.db.withPlugin(countInserts);
-      const idle = new AuditBatcher(storeSink(db, store.dialect), { maxDelayMs: 60_000, maxBatch: 1000 });
+      const sizes: number[] = [];
+      const sink = storeSink(store);
+      const counting = { record: (events: readonly AuditEventInput[]) => (sizes.push(events.length), sink.record(events)) };
+      const idle = new AuditBatcher(counting, { maxDelayMs: 60_000, maxBatch: 1000 });
       for (let i = 0; i < 250; i++) idle.add(ev(i));
       expect(idle.pending).toBe(250);
       await idle.drain();
-      expect([...seen.values()]).toEqual([250]); // nothing was due before drain: one transaction
+      expect(sizes).toEqual([250]); // nothing was due before drain: one batch
 
-      seen.clear();
-      const busy = new AuditBatcher(storeSink(db, store.dialect), { maxDelayMs: 0, maxBatch: 100 });
+      sizes.length = 0;
+      const busy = new AuditBatcher(counting, { maxDelayMs: 0, maxBatch: 100 });
       for (let i = 250; i < 500; i++) busy.add(ev(i));
       await busy.drain();
-      const sizes = [...seen.values()];
       expect(sizes.reduce((a, b) => a + b, 0)).toBe(250);
       expect(Math.max(...sizes)).toBeLessThanOrEqual(100);
       expect(idle.pending + busy.pending).toBe(0);
@@ -255,8 +246,24 @@ export function auditConformance(target: AuditTarget): void {
       expect(ats).toEqual(Array.from({ length: 500 }, (_, i) => T0 + i));
     });
 
+    it('storeSink commits a batch whole or not at all', async () => {
+      await seed(2);
+      // A row squatting on seq 5 makes the third event of the next batch fail its insert.
+      await sql`insert into audit_events (seq, at, type, actor, data, prev_hash, hash) values (5, 0, 'x', 'x', '{}', 'x', 'x')`.execute(store.db);
+      const sink = storeSink(store);
+      await expect(sink.record([ev(3), ev(4), ev(5), ev(6)])).rejects.toThrow();
+      const seqs = (await store.db.selectFrom('audit_events').select('seq').orderBy('seq').execute()).map((r) => Number(r.seq));
+      expect(seqs).toEqual([1, 2, 5]);
+      expect(Number((await store.db.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow()).seq)).toBe(2);
+      await sql`delete from audit_events where seq = 5`.execute(store.db);
+      await sink.record([ev(3), ev(4), ev(5), ev(6)]); // the connection is usable and the chain intact
+      // and a state transaction on the same store still works after the failed batch
+      await append([ev(7)]);
+      expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 7 });
+    });
+
     it('AuditBatcher retries a failing storeSink batch whole and drops nothing; a timer flushes small batches', async () => {
-      const sink = storeSink(store.db, store.dialect);
+      const sink = storeSink(store);
       let failures = 2;
       const errors: unknown[] = [];
       const flaky = { record: (events: readonly AuditEventInput[]) => (failures-- > 0 ? Promise.reject(new Error('store down')) : sink.record(events)) };

@@ -92,7 +92,7 @@ describe('AuditBatcher into the store when the database fails', () => {
 
   it('keeps failed batches queued, reports the error, and commits them once the database recovers', async () => {
     const errors: unknown[] = [];
-    const b = new AuditBatcher(storeSink(store.db, 'sqlite'), { maxBatch: 3, maxDelayMs: 1, onError: (e) => errors.push(e) });
+    const b = new AuditBatcher(storeSink(store), { maxBatch: 3, maxDelayMs: 1, onError: (e) => errors.push(e) });
     for (let i = 1; i <= 7; i++) b.add(ev(i));
     await expect(b.drain(2)).rejects.toThrow('7 audit events not stored');
     expect(b.pending).toBe(7);
@@ -107,7 +107,7 @@ describe('AuditBatcher into the store when the database fails', () => {
 
   it('retries in the background with backoff: no drain needed once the database is back', async () => {
     const errors: unknown[] = [];
-    const b = new AuditBatcher(storeSink(store.db, 'sqlite'), { maxDelayMs: 0, onError: (e) => errors.push(e) });
+    const b = new AuditBatcher(storeSink(store), { maxDelayMs: 0, onError: (e) => errors.push(e) });
     b.add(ev(1));
     b.add(ev(2));
     await expect.poll(() => errors.length).toBeGreaterThanOrEqual(2);
@@ -117,7 +117,7 @@ describe('AuditBatcher into the store when the database fails', () => {
   });
 
   it('signals overload while the database is down, relief once it has caught up', async () => {
-    const b = new AuditBatcher(storeSink(store.db, 'sqlite'), { maxBatch: 2, maxDelayMs: 0, highWater: 4 });
+    const b = new AuditBatcher(storeSink(store), { maxBatch: 2, maxDelayMs: 0, highWater: 4 });
     for (let i = 1; i <= 5; i++) b.add(ev(i));
     expect(b.overloaded).toBe(true);
     await expect(b.drain(1)).rejects.toThrow('not stored');
@@ -137,7 +137,7 @@ describe('storeSink with events from the network edge', () => {
   it('keeps a malformed event instead of letting it block the batch', async () => {
     const store = await openStore({ url: ':memory:' });
     try {
-      const sink = storeSink(store.db, store.dialect);
+      const sink = storeSink(store);
       await sink.record([
         { type: 'gateway.refused', actor: '', data: { reason: 'empty user' }, at: 1 },
         { type: 'gateway.refused', actor: 'x'.repeat(500), data: {}, at: 2 },

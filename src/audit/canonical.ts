@@ -4,15 +4,42 @@
  * can be hashed. Rejects what JSON cannot represent faithfully (NaN, Infinity, bigint, cycles).
  */
 export function canonicalJSON(value: unknown): string {
-  return write(value, new Set());
+  return write(value, [], undefined);
 }
 
-function write(value: unknown, seen: Set<object>): string {
+/**
+ * How a serializer may replace values on the way out (the audit log's redaction): `key` says
+ * whether a member's value is hidden whatever it is, `value` whether a string is.
+ */
+export interface Replacer {
+  readonly replacement: string;
+  hidesKey(key: string): boolean;
+  hidesString(value: string): boolean;
+}
+
+/**
+ * canonicalJSON of `value` with `r` applied, in one pass and without copying the value: a member
+ * whose key `r` hides (and whose value is not null or undefined) and a string `r` hides are both
+ * written as `r.replacement`. A date's toJSON() text is not inspected.
+ */
+export function canonicalJSONReplacing(value: unknown, r: Replacer): string {
+  return write(value, [], r);
+}
+
+/** Scalars as canonicalJSON writes them; exported for hot paths that splice known fields. */
+export function canonicalScalar(value: string | number | boolean | null): string {
+  if (typeof value === 'number' && !Number.isFinite(value)) throw new TypeError(`canonicalJSON: non-finite number ${value}`);
+  return value === null ? 'null' : JSON.stringify(value);
+}
+
+/** `stack` holds the objects being written (for cycle detection): a path, not every object seen. */
+function write(value: unknown, stack: object[], r: Replacer | undefined): string {
   if (value === null) return 'null';
   switch (typeof value) {
     case 'string':
+      return r !== undefined && r.hidesString(value) ? JSON.stringify(r.replacement) : JSON.stringify(value);
     case 'boolean':
-      return JSON.stringify(value);
+      return value ? 'true' : 'false';
     case 'number':
       if (!Number.isFinite(value)) throw new TypeError(`canonicalJSON: non-finite number ${value}`);
       return JSON.stringify(value);
@@ -22,23 +49,35 @@ function write(value: unknown, seen: Set<object>): string {
       throw new TypeError(`canonicalJSON: cannot serialize a ${typeof value}`);
   }
   const obj = value as object;
-  if (hasToJSON(obj)) return write(obj.toJSON(), seen);
-  if (seen.has(obj)) throw new TypeError('canonicalJSON: cyclic structure');
-  seen.add(obj);
+  // A date's ISO text needs no inspection; any other toJSON() result is still subject to `r`.
+  if (hasToJSON(obj)) return write(obj.toJSON(), stack, obj instanceof Date ? undefined : r);
+  if (stack.includes(obj)) throw new TypeError('canonicalJSON: cyclic structure');
+  stack.push(obj);
   try {
     if (Array.isArray(obj)) {
-      return `[${obj.map((v: unknown) => (v === undefined || typeof v === 'function' ? 'null' : write(v, seen))).join(',')}]`;
+      let out = '[';
+      for (let i = 0; i < obj.length; i++) {
+        const v: unknown = obj[i];
+        if (i > 0) out += ',';
+        out += v === undefined || typeof v === 'function' ? 'null' : write(v, stack, r);
+      }
+      return `${out}]`;
     }
     const rec = obj as Record<string, unknown>;
-    const parts: string[] = [];
-    for (const key of Object.keys(rec).sort()) {
+    const keys = Object.keys(rec).sort();
+    let out = '{';
+    let first = true;
+    for (const key of keys) {
       const v = rec[key];
-      if (v === undefined || typeof v === 'function') continue;
-      parts.push(`${JSON.stringify(key)}:${write(v, seen)}`);
+      if (v === undefined) continue;
+      const hidden = r !== undefined && v !== null && r.hidesKey(key);
+      if (!hidden && typeof v === 'function') continue;
+      out += `${first ? '' : ','}${JSON.stringify(key)}:${hidden ? JSON.stringify(r.replacement) : write(v, stack, r)}`;
+      first = false;
     }
-    return `{${parts.join(',')}}`;
+    return `${out}}`;
   } finally {
-    seen.delete(obj);
+    stack.pop();
   }
 }
 

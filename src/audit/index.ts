@@ -5,7 +5,7 @@ export { GENESIS_HASH, chainHash } from './chain.js';
 export { csvField, csvRecord } from './csv.js';
 export { CSV_COLUMNS, exportEvents, type ExportFormat } from './export.js';
 export { MAX_QUERY_LIMIT, queryEvents, type AuditFilters, type AuditQuery } from './query.js';
-export { REDACTED, isSecretKey, redact } from './redact.js';
+export { REDACTED, isSecretKey, redactedCanonicalJSON } from './redact.js';
 export type { AuditSink } from './sink.js';
 export { storeSink } from './store-sink.js';
 export type { AuditEvent, AuditEventInput, AuditEventRow } from './types.js';

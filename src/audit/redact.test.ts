@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { REDACTED, isSecretKey, redact } from './redact.js';
+import { REDACTED, isSecretKey, redactedCanonicalJSON } from './redact.js';
+
+const redact = (data: Record<string, unknown>): unknown => JSON.parse(redactedCanonicalJSON(data));
 
 describe('redact', () => {
   it('replaces secret-looking keys at any depth, case-insensitively', () => {
@@ -46,5 +48,12 @@ describe('redact', () => {
     const data: Record<string, unknown> = {};
     data.me = data;
     expect(() => redact(data)).toThrow('cyclic');
+  });
+
+  it('writes canonical JSON: sorted keys, dates as ISO text, toJSON results of other objects still inspected', () => {
+    const leaky = { toJSON: () => 'postgres://u:pw@h/db' };
+    expect(redactedCanonicalJSON({ b: [1, { token: 't', z: null }], a: new Date(0), leaky, c: undefined })).toBe(
+      `{"a":"1970-01-01T00:00:00.000Z","b":[1,{"token":"${REDACTED}","z":null}],"leaky":"${REDACTED}"}`,
+    );
   });
 });

@@ -1,3 +1,5 @@
+import { canonicalJSONReplacing, type Replacer } from './canonical.js';
+
 /** The placeholder that replaces a secret-looking value in audit data. */
 export const REDACTED = '[redacted]';
 
@@ -15,32 +17,32 @@ export function isSecretKey(key: string): boolean {
   return SECRET_KEY_PARTS.some((part) => k.includes(part));
 }
 
+function isSecretValue(v: string): boolean {
+  return SECRET_VALUE_PATTERNS.some((re) => re.test(v));
+}
+
+/** Audit data keys repeat endlessly (sessionId, sql, ...): remember the verdict for a bounded few. */
+const keyVerdicts = new Map<string, boolean>();
+const MAX_REMEMBERED_KEYS = 4096;
+
+const auditReplacer: Replacer = {
+  replacement: REDACTED,
+  hidesKey(key) {
+    let v = keyVerdicts.get(key);
+    if (v === undefined) {
+      v = isSecretKey(key);
+      if (keyVerdicts.size < MAX_REMEMBERED_KEYS) keyVerdicts.set(key, v);
+    }
+    return v;
+  },
+  hidesString: isSecretValue,
+};
+
 /**
- * Returns a deep copy of `data` with every secret-looking key's value (at any depth, in objects
- * and arrays) and every secret-looking string value replaced by "[redacted]". Throws on cycles.
+ * The text the audit log stores for an event's data: its canonical JSON with every secret-looking
+ * key's value (at any depth, in objects and arrays; null kept) and every secret-looking string
+ * replaced by "[redacted]". One pass, no copy of the data. Throws on cycles.
  */
-export function redact(data: Record<string, unknown>): Record<string, unknown> {
-  return redactObject(data, new Set());
-}
-
-function redactValue(v: unknown, seen: Set<object>): unknown {
-  if (typeof v === 'string') return SECRET_VALUE_PATTERNS.some((re) => re.test(v)) ? REDACTED : v;
-  if (v === null || typeof v !== 'object') return v;
-  if (v instanceof Date) return v;
-  if (seen.has(v)) throw new TypeError('audit data is cyclic');
-  seen.add(v);
-  try {
-    if (Array.isArray(v)) return v.map((x: unknown) => redactValue(x, seen));
-    return redactObject(v as Record<string, unknown>, seen);
-  } finally {
-    seen.delete(v);
-  }
-}
-
-function redactObject(obj: Record<string, unknown>, seen: Set<object>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(obj)) {
-    out[key] = isSecretKey(key) && v !== null && v !== undefined ? REDACTED : redactValue(v, seen);
-  }
-  return out;
+export function redactedCanonicalJSON(data: Record<string, unknown>): string {
+  return canonicalJSONReplacing(data, auditReplacer);
 }

@@ -1,7 +1,6 @@
-import type { Kysely } from 'kysely';
-import type { Dialect } from '../store/db.js';
-import type { DB } from '../store/schema.js';
+import type { StoreConnection } from '../store/db.js';
 import { appendPrepared, prepareEvent, type PreparedEvent } from './append.js';
+import { sqliteAppender } from './sqlite-append.js';
 import type { AuditSink } from './sink.js';
 import type { AuditEventInput } from './types.js';
 
@@ -14,7 +13,22 @@ const MAX_TEXT = 200;
  * actor becomes a placeholder with the original in `data.claimedActor`; anything still invalid
  * is recorded as `audit.invalid_event` saying why.
  */
-export function storeSink(db: Kysely<DB>, dialect: Dialect): AuditSink {
+export function storeSink(store: Pick<StoreConnection, 'db' | 'dialect' | 'sqlite'>): AuditSink {
+  const { db, dialect, sqlite } = store;
+  if (sqlite) {
+    // SQLite: cached statements on the store's one connection, held so no transaction interleaves.
+    let append: ReturnType<typeof sqliteAppender> | undefined;
+    return {
+      async record(events) {
+        if (events.length === 0) return;
+        const prepared = events.map(prepareSafely);
+        await db.connection().execute(async () => {
+          append ??= sqliteAppender(sqlite);
+          append(prepared);
+        });
+      },
+    };
+  }
   return {
     async record(events) {
       if (events.length === 0) return;

@@ -65,7 +65,7 @@ export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAut
 
 /** Gateway audit batches go into the same hash chain, one transaction per batch. */
 export function gatewayAuditSink(deps: AccessDeps): GatewayAuditSink {
-  return storeSink(deps.store.db, deps.store.dialect);
+  return storeSink(deps.store);
 }
 
 /** Forget used nonces whose tokens have expired anyway. */

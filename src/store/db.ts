@@ -13,9 +13,24 @@ export type Executor = Kysely<DB> | Tx;
 export interface StoreConnection {
   readonly db: Kysely<DB>;
   readonly dialect: Dialect;
+  /**
+   * The SQLite database under `db` (SQLite stores only), for hot paths that run cached prepared
+   * statements. Use it only while holding `db.connection()`, so no Kysely transaction interleaves.
+   */
+  readonly sqlite?: SqliteHandle;
   /** Where it lives, with any password removed (for logs). */
   readonly description: string;
   close(): Promise<void>;
+}
+
+/** What the hot paths use of a better-sqlite3 database (described structurally). */
+export interface SqliteHandle {
+  prepare(sql: string): SqliteStatement;
+  readonly inTransaction: boolean;
+}
+export interface SqliteStatement {
+  run(...params: unknown[]): unknown;
+  get(...params: unknown[]): unknown;
 }
 
 export interface OpenStoreOptions {
@@ -28,6 +43,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<StoreConnection
   const isPg = /^postgres(ql)?:\/\//.test(opts.url);
   let db: Kysely<DB>;
   let description: string;
+  let sqliteHandle: SqliteHandle | undefined;
   if (isPg) {
     const pg = await import('pg');
     const types = {
@@ -52,6 +68,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<StoreConnection
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
     db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
+    sqliteHandle = sqlite;
     description = `sqlite:${opts.url}`;
   }
   const result = await new Migrator({ db, provider: migrations(isPg ? 'postgres' : 'sqlite') }).migrateToLatest();
@@ -59,7 +76,7 @@ export async function openStore(opts: OpenStoreOptions): Promise<StoreConnection
     await db.destroy();
     throw new ConfigError(`state store migration failed (${description}): ${String(result.error)}`);
   }
-  return { db, dialect: isPg ? 'postgres' : 'sqlite', description, close: () => db.destroy() };
+  return { db, dialect: isPg ? 'postgres' : 'sqlite', sqlite: sqliteHandle, description, close: () => db.destroy() };
 }
 
 export function redactUrl(url: string): string {

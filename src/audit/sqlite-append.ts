@@ -1,0 +1,39 @@
+import type { SqliteHandle } from '../store/db.js';
+import { chainRows, type PreparedEvent } from './append.js';
+import type { AuditEventRow } from './types.js';
+
+/**
+ * appendPrepared for a SQLite store, as one synchronous `BEGIN IMMEDIATE … COMMIT` on cached
+ * prepared statements: the gateway appends a batch per few milliseconds, and compiling and
+ * preparing a fresh multi-row INSERT for each (Kysely's path) cost more than the inserts.
+ * The caller must hold the store's single connection (`db.connection()`), so that no Kysely
+ * transaction is open on it meanwhile. All of the batch commits, or none of it.
+ */
+export function sqliteAppender(sqlite: SqliteHandle): (prepared: readonly PreparedEvent[]) => AuditEventRow[] {
+  const begin = sqlite.prepare('BEGIN IMMEDIATE');
+  const commit = sqlite.prepare('COMMIT');
+  const rollback = sqlite.prepare('ROLLBACK');
+  const readHead = sqlite.prepare('SELECT seq, hash FROM audit_head WHERE id = 1');
+  const insert = sqlite.prepare(
+    'INSERT INTO audit_events (seq, at, type, actor, request_id, grant_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+  );
+  const writeHead = sqlite.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1');
+  return (prepared) => {
+    if (prepared.length === 0) return [];
+    begin.run();
+    try {
+      const head = readHead.get() as { seq: number; hash: string } | undefined;
+      if (!head) throw new Error('audit_head row is missing: the store was not migrated');
+      const rows = chainRows(head, prepared);
+      for (const r of rows) insert.run(r.seq, r.at, r.type, r.actor, r.request_id, r.grant_id, r.data, r.prev_hash, r.hash);
+      const last = rows[rows.length - 1] as AuditEventRow;
+      writeHead.run(last.seq, last.hash);
+      commit.run();
+      return rows;
+    } catch (e) {
+      if (sqlite.inTransaction) rollback.run(); // some errors end the transaction by themselves
+
+      throw e;
+    }
+  };
+}
