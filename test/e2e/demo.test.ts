@@ -91,7 +91,7 @@ describe('hallpass demo, tried as a new user would', () => {
     expect(verify.out).toMatch(/audit chain ok/);
   });
 
-  it('cuts an open psql session when the grant is revoked, and its credential stops working', async () => {
+  it('cuts an open psql session when the grant is revoked; its credential stops working and its role is gone from pg_roles', async () => {
     const dsn = (await sh('cat /tmp/hallpass-demo-dsn')).out.trim();
     const psql = spawn('psql', [dsn, '-c', 'select pg_sleep(600)'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
@@ -105,5 +105,17 @@ describe('hallpass demo, tried as a new user would', () => {
     const again = await sh(`psql "${dsn}" -c 'select 1'`);
     expect(again.code).not.toBe(0);
     expect(again.err).toMatch(/password authentication failed|does not exist/);
+    // The role itself is gone from the target. The demo keeps its admin password in memory only,
+    // so look with a fresh grant's login (pg_roles is readable by any role); its own role is the
+    // control that the query sees hallpass's roles at all.
+    const revoked = decodeURIComponent(new URL(dsn).username);
+    const fresh = await sh('HALLPASS_TOKEN=$ALICE ./bin/hallpass request demo-db --role read --for 5m --reason "check the revoked role is gone" --wait --format dsn');
+    expect(fresh.code, fresh.err).toBe(0);
+    const observer = fresh.out.trim();
+    const me = decodeURIComponent(new URL(observer).username);
+    expect(me).not.toBe(revoked);
+    const roles = await sh(`psql "${observer}" -tA -c "select rolname from pg_roles where rolname in ('${revoked}', '${me}')"`);
+    expect(roles.code, roles.err).toBe(0);
+    expect(roles.out.trim().split('\n')).toEqual([me]);
   });
 });
