@@ -45,7 +45,7 @@ export const CloseReviewBody = Type.Object({ note: Text(MAX_REASON_LENGTH) }, { 
 export const LoginBody = Type.Object({
   username: Type.String({ minLength: 1, maxLength: 64 }),
   password: Type.String({ minLength: 1, maxLength: 1024 }),
-  totp: Type.Optional(Type.String({ pattern: '^[0-9]{6}$' })),
+  totp: Type.Optional(Type.String({ minLength: 6, maxLength: 32, description: 'a 6-digit TOTP code or a recovery code (each works once)' })),
 }, { additionalProperties: false });
 
 export const ApprovalView = Type.Object({

@@ -126,7 +126,7 @@ export class Identity {
    */
   async loginSecondFactor(user: { id: string; name: string; kind: 'user' | 'workload' }, code: string | undefined, ip: string): Promise<number | undefined> {
     if (!(await this.mfa.isEnrolled(user.id))) return undefined;
-    if (!code) throw new AppError('mfa_required', 'this account uses MFA: give your TOTP code too', { reason: 'login' });
+    if (!code) throw new AppError('mfa_required', 'this account uses MFA: give your TOTP code (or a recovery code) too', { reason: 'login' });
     return this.mfa.verify(user, code, ip, 'login');
   }
 }

@@ -14,14 +14,14 @@ export function registerLoginCommands(program: Command): void {
   setMfaPrompt(async (c) => {
     if (!c.io.env.HALLPASS_MFA_CODE && !process.stdin.isTTY) return undefined; // onMfaRequired explains
     c.io.stderr(`hallpass: ${c.message}\n`);
-    return ask('TOTP code: ', { env: c.io.env, envName: 'HALLPASS_MFA_CODE' });
+    return ask('TOTP or recovery code: ', { env: c.io.env, envName: 'HALLPASS_MFA_CODE' });
   });
   program.command('login')
-    .description('sign in: a local user (password, then a TOTP code when enrolled) or --sso through the identity provider')
+    .description('sign in: a local user (password, then a TOTP or recovery code when enrolled) or --sso through the identity provider')
     .option('--user <name>', 'local user name (env HALLPASS_USER)')
     .option('--sso', 'single sign-on in the browser')
     .option('--no-browser', 'with --sso: do not open a browser; open the printed URL anywhere and paste the code shown')
-    .option('--totp <code>', 'the current TOTP code (else prompted, or env HALLPASS_MFA_CODE)')
+    .option('--totp <code>', 'the current TOTP code, or a recovery code (else prompted, or env HALLPASS_MFA_CODE)')
     .option('--refresh', 'renew the saved login with its refresh token (no password, no browser)')
     .action(async (o: { user?: string; sso?: boolean; browser: boolean; totp?: string; refresh?: boolean }, cmd: Command) => {
       const ctx = cliContext(cmd);
@@ -103,7 +103,7 @@ async function passwordLogin(ctx: CliContext, anon: HallpassClient, user: string
     return await anon.post<Tokens>('/api/v1/auth/login', { username, password, ...(totp ? { totp } : {}) });
   } catch (e) {
     if (!(e instanceof CliError) || e.code !== 'mfa_required' || totp) throw e;
-    const code = await ask('TOTP code: ', { env, envName: 'HALLPASS_MFA_CODE' });
+    const code = await ask('TOTP or recovery code: ', { env, envName: 'HALLPASS_MFA_CODE' });
     return anon.post<Tokens>('/api/v1/auth/login', { username, password, totp: code });
   }
 }

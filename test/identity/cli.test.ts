@@ -92,7 +92,7 @@ describe('CLI: login, logout, MFA prompt, SSO loopback, pipeline request', () =>
 
     const noCode = await cli(['login', '--user', 'bob'], { HALLPASS_PASSWORD: password });
     expect(noCode.code).toBe(1);
-    expect(noCode.err).toMatch(/TOTP code is needed/);
+    expect(noCode.err).toMatch(/TOTP or recovery code is needed: run in a terminal or set HALLPASS_MFA_CODE/);
     const ok = await cli(['login', '--user', 'bob'], { HALLPASS_PASSWORD: password, HALLPASS_MFA_CODE: await totpAt(secret, Date.now()) });
     expect(ok.err).toBe('');
     expect(ok.out).toMatch(/logged in to .* as bob/);

@@ -12,6 +12,7 @@ describe('MFA at password login and policy mfa.connect', () => {
   const clock = new ManualClock(Date.now());
   const password = 'correct horse battery staple';
   let secret = '';
+  let recovery: string[] = [];
 
   beforeAll(async () => {
     target = await startPgTarget();
@@ -68,7 +69,9 @@ describe('MFA at password login and policy mfa.connect', () => {
     expect(before.status).toBe(200); // not enrolled yet: password alone
     const tok = before.body.token as string;
     secret = (await t.call('POST', '/api/v1/auth/mfa/enroll', { token: tok })).body.secret;
-    expect((await t.call('POST', '/api/v1/auth/mfa/confirm', { token: tok, body: { code: await totpAt(secret, clock.now().getTime()) } })).status).toBe(200);
+    const confirmed = await t.call('POST', '/api/v1/auth/mfa/confirm', { token: tok, body: { code: await totpAt(secret, clock.now().getTime()) } });
+    expect(confirmed.status).toBe(200);
+    recovery = confirmed.body.recoveryCodes;
     clock.advance(30_000);
 
     const wrongPassword = await login({ password: 'nope', totp: await totpAt(secret, clock.now().getTime()) });
@@ -94,6 +97,23 @@ describe('MFA at password login and policy mfa.connect', () => {
     const fresh = await t.call('GET', `/api/v1/grants/${grant}/credentials`, { token: ok.body.token, headers: { 'x-hallpass-mfa': await totpAt(secret, clock.now().getTime()) } });
     expect(fresh.status).toBe(200);
     expect(fresh.body.dsn).toMatch(/^postgres/);
+  });
+
+  it('a recovery code stands in for the TOTP code at password login, once', async () => {
+    const code = recovery[0]!;
+    const ok = await login({ password, totp: code });
+    expect(ok.status).toBe(200);
+    expect(ok.body.refreshToken).toMatch(/^hp_ref_/);
+    expect((await t.audit('mfa.verified')).at(-1)).toMatchObject({ actor: 'alice', data: { method: 'recovery_code', purpose: 'login' } });
+    const again = await login({ password, totp: code });
+    expect(again.status).toBe(401);
+    expect(again.body.error).toMatchObject({ code: 'mfa_required', message: 'MFA code refused: wrong or already used recovery code' });
+    expect((await login({ password, totp: code.toLowerCase() })).status).toBe(401); // case does not make it another code
+    expect((await t.call('GET', '/api/v1/auth/mfa', { token: ok.body.token })).body.recoveryCodesLeft).toBe(recovery.length - 1);
+    // The web sign-in takes one too (same body); over-long junk is refused before any check.
+    const web = await t.call('POST', '/api/v1/auth/web-login', { body: { username: 'alice', password, totp: recovery[1]! } });
+    expect(web.status).toBe(200);
+    expect((await login({ password, totp: 'x'.repeat(33) })).status).toBe(400);
   });
 
   it('web sign-in for local users: password, then TOTP; a cookie session that starts MFA-fresh', async () => {
