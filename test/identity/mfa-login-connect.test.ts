@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashPassword } from '../../src/auth/password.js';
+import { hashToken } from '../../src/auth/tokens.js';
 import { totpAt } from '../../src/auth/totp.js';
 import { ManualClock } from '../../src/domain/clock.js';
 import { testPolicy } from '../support/hallpass.js';
@@ -74,15 +75,29 @@ describe('MFA at password login and policy mfa.connect', () => {
     recovery = confirmed.body.recoveryCodes;
     clock.advance(30_000);
 
+    const logins = (await t.audit('auth.login')).length;
     const wrongPassword = await login({ password: 'nope', totp: await totpAt(secret, clock.now().getTime()) });
     expect(wrongPassword.status).toBe(401);
     expect(wrongPassword.body.error.code).toBe('unauthenticated');
+    expect((await t.audit('auth.login_failed')).at(-1)).toEqual({ actor: 'alice', data: { method: 'password', clientAddress: expect.stringMatching(/127\.0\.0\.1$/) } });
     const noCode = await login({ password });
     expect(noCode.status).toBe(401);
     expect(noCode.body.error).toMatchObject({ code: 'mfa_required', details: { reason: 'login' } });
     expect((await login({ password, totp: '000000' })).body.error.code).toBe('mfa_required');
+    // Right password, missing or wrong second factor: no auth.login (the code failure is mfa.failed).
+    expect((await t.audit('auth.login')).length).toBe(logins);
+    expect((await t.audit('mfa.failed')).at(-1)).toMatchObject({ actor: 'alice', data: { purpose: 'login' } });
     const ok = await login({ password, totp: await totpAt(secret, clock.now().getTime()) });
     expect(ok.status).toBe(200);
+    const events = await t.audit('auth.login');
+    expect(events).toHaveLength(logins + 1);
+    const tokenId = (await t.h.deps.store.db.selectFrom('api_tokens').select('id').where('token_hash', '=', hashToken(ok.body.token)).executeTakeFirstOrThrow()).id;
+    expect(events.at(-1)).toEqual({ actor: 'alice', data: { method: 'password', handle: tokenId, clientAddress: expect.stringMatching(/127\.0\.0\.1$/) } });
+    // An unknown user is recorded under the name tried; no password ever reaches the log.
+    expect((await t.call('POST', '/api/v1/auth/login', { body: { username: 'mallory', password: 'guess-1' } })).status).toBe(401);
+    expect((await t.audit('auth.login_failed')).at(-1)).toMatchObject({ actor: 'mallory', data: { method: 'password' } });
+    const logged = (await t.h.deps.store.db.selectFrom('audit_events').select('data').execute()).map((r) => r.data).join('\n');
+    for (const secretText of [password, 'nope', 'guess-1']) expect(logged).not.toContain(secretText);
 
     // mfa.connect: credentials need a fresh check; the login just did one.
     const r = await t.call('POST', '/api/v1/requests', { token: ok.body.token, body: { resource: 'app-db', role: 'read', reason: 'INC-11' } });

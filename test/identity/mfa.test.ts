@@ -6,12 +6,16 @@ import { startIdentityHallpass, type IdentityHallpass } from '../support/oidc-ha
 import { startPgTarget, type PgTarget } from '../support/pg-target.js';
 import { createTestDatabase } from '../support/services.js';
 
-/** The lifecycle policy, with MFA required to approve write access (fresh within 5 minutes). */
+/**
+ * The lifecycle policy, with MFA required to approve write access and to request read access
+ * (fresh within 5 minutes).
+ */
 function mfaPolicy(target: PgTarget): string {
   const p = testPolicy(target);
   const anchor = '    roles: [write]\n    duration: { default: 30m, max: 2h }\n    approval: { approvals: 1, from: [sre] }\n';
-  if (!p.includes(anchor)) throw new Error('test policy changed: update mfaPolicy');
-  return p.replace(anchor, `${anchor}    mfa: { approve: true, freshness: 5m }\n`);
+  const read = '    roles: [read]\n    duration: { default: 5m, max: 1h }\n    approval: auto\n';
+  if (!p.includes(anchor) || !p.includes(read)) throw new Error('test policy changed: update mfaPolicy');
+  return p.replace(anchor, `${anchor}    mfa: { approve: true, freshness: 5m }\n`).replace(read, `${read}    mfa: { request: true, freshness: 5m }\n`);
 }
 
 describe.each(['sqlite', 'postgres'] as const)('TOTP MFA: policy requires a fresh code to approve (%s store)', (dialect) => {
@@ -21,6 +25,7 @@ describe.each(['sqlite', 'postgres'] as const)('TOTP MFA: policy requires a fres
   const step = () => clock.advance(30_000);
   let bobSecret = '';
   let recovery: string[] = [];
+  const secrets = new Map<string, string>();
 
   let db: { url: string; drop: () => Promise<void> } | undefined;
   beforeAll(async () => {
@@ -129,6 +134,7 @@ describe.each(['sqlite', 'postgres'] as const)('TOTP MFA: policy requires a fres
       const tok = await t.token(who);
       if (who !== 'bob') {
         const s = (await t.call('POST', '/api/v1/auth/mfa/enroll', { token: tok })).body.secret as string;
+        secrets.set(who, s);
         expect((await t.call('POST', '/api/v1/auth/mfa/confirm', { token: tok, body: { code: await totpAt(s, clock.now().getTime()) } })).status).toBe(200);
       }
       for (let i = 0; i < 4 && !throttledAt; i++) {
@@ -164,5 +170,29 @@ describe.each(['sqlite', 'postgres'] as const)('TOTP MFA: policy requires a fres
     for (const c of recovery) expect(text).not.toContain(c);
     const stored = await t.h.deps.store.db.selectFrom('mfa_recovery_codes').select('code_hash').execute();
     for (const s of stored) expect(recovery).not.toContain(s.code_hash);
+  });
+
+  it('policy mfa.request: a request is refused without a fresh code and accepted with one; other rules are unaffected', async () => {
+    step();
+    const secret = secrets.get('alice')!;
+    const alice = await t.token('alice');
+    const body = { resource: 'app-db', role: 'read', reason: 'look at INC-21' };
+    const bare = await t.call('POST', '/api/v1/requests', { token: alice, body });
+    expect(bare.status).toBe(401);
+    expect(bare.body.error).toMatchObject({ code: 'mfa_required', details: { freshnessSeconds: 300 } });
+    expect((await t.call('GET', '/api/v1/requests', { token: alice })).body.requests.filter((r: { role: string }) => r.role === 'read')).toEqual([]);
+    expect((await t.audit('mfa.challenged')).at(-1)).toMatchObject({ actor: 'alice', data: { method: 'POST', route: '/api/v1/requests' } });
+
+    const wrong = await t.call('POST', '/api/v1/requests', { token: alice, body, headers: { 'x-hallpass-mfa': '000000' } });
+    expect(wrong.status).toBe(401);
+    const ok = await t.call('POST', '/api/v1/requests', { token: alice, body, headers: { 'x-hallpass-mfa': await totpAt(secret, clock.now().getTime()) } });
+    expect(ok.status).toBe(201);
+    expect(ok.body.request.status).toBe('approved');
+    // The token is stamped: fresh for the window, then asked again.
+    expect((await t.call('POST', '/api/v1/requests', { token: alice, body })).status).toBe(201);
+    clock.advance(5 * 60_000 + 1000);
+    expect((await t.call('POST', '/api/v1/requests', { token: alice, body })).body.error.code).toBe('mfa_required');
+    // Write access has no mfa.request: requested without any code.
+    expect((await t.call('POST', '/api/v1/requests', { token: await t.token('dave'), body: { ...body, role: 'write' } })).status).toBe(201);
   });
 });

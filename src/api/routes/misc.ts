@@ -81,7 +81,7 @@ export function miscRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const issued = await inTx(deps, async (tx, audit) => {
       const t = await issueLoginTokens(tx, user.id, 'login', now, lifetimes.accessTokenSeconds, lifetimes.refreshTokenMs);
       if (mfaAt !== undefined) await stampMfa(tx, { tokenId: t.access.id }, mfaAt);
-      audit({ type: 'auth.login', actor: user.name, at: now, data: { method: 'password', clientAddress: req.ip, tokenId: t.access.id } });
+      audit({ type: 'auth.login', actor: user.name, at: now, data: { method: 'password', clientAddress: req.ip, handle: t.access.id } });
       return t;
     });
     return tokensView(issued, user.name);
