@@ -11,7 +11,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { storeSink } from '../../src/audit/store-sink.js';
+import { highVolumeSink } from '../../src/audit/store-sink.js';
 import type { GatewayAuditSink } from '../../src/gateway/authority.js';
 import { openStore } from '../../src/store/db.js';
 import { PostgresGateway } from '../../src/gateway/postgres/server.js';
@@ -142,8 +142,9 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   const authority = new TestAuthority();
   const store = await openStore({ url: join(work, 'state.sqlite') });
   // Full auditing exactly as the server does it (gatewayAuditSink): the gateway's AuditBatcher
-  // into storeSink, one transaction per batch on the hash chain in the SQLite state store.
-  const audited: GatewayAuditSink = storeSink(store);
+  // into highVolumeSink, a writer thread appending one transaction per batch to the hash chain in
+  // the SQLite state store.
+  const audited = highVolumeSink(store);
   const gwOn = new PostgresGateway({ authority, audit: audited, port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const gwOff = new PostgresGateway({ authority, audit: new DropSink(), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const on = await gwOn.start();
@@ -194,6 +195,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
     bouncer.stop();
     await gwOn.close();
     await gwOff.close();
+    await audited.close();
     const stored = await store.db.selectFrom('audit_events').select((eb) => eb.fn.countAll<number>().as('n')).executeTakeFirstOrThrow();
     eventsStored = Number(stored.n);
     await store.close();

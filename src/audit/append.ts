@@ -92,3 +92,27 @@ function text(field: string, v: unknown): string {
   }
   return v;
 }
+
+/**
+ * prepareEvent for events from the network edge (a gateway client's claimed user name): one that
+ * does not fit the log's shape is kept, not allowed to block every batch after it. An empty or
+ * over-long actor becomes a placeholder with the original in `data.claimedActor`; anything still
+ * invalid is recorded as `audit.invalid_event` saying why.
+ */
+export function prepareEdgeEvent(e: AuditEventInput): PreparedEvent {
+  const actorOk = typeof e.actor === 'string' && e.actor.length > 0 && e.actor.length <= MAX_TEXT;
+  const fitted: AuditEventInput = actorOk ? e : {
+    ...e,
+    actor: typeof e.actor === 'string' && e.actor.length > 0 ? `${e.actor.slice(0, MAX_TEXT - 1)}…` : '(none)',
+    data: { ...(e.data ?? {}), claimedActor: typeof e.actor === 'string' ? e.actor.slice(0, 4096) : String(e.actor) },
+  };
+  try {
+    return prepareEvent(fitted);
+  } catch (err) {
+    const at = e.at instanceof Date ? e.at.getTime() : Number.isSafeInteger(e.at) ? e.at : Date.now();
+    return prepareEvent({
+      type: 'audit.invalid_event', actor: 'system', at,
+      data: { reason: err instanceof Error ? err.message : String(err), originalType: String(e.type).slice(0, MAX_TEXT) },
+    });
+  }
+}

@@ -7,7 +7,7 @@ export { CSV_COLUMNS, exportEvents, type ExportFormat } from './export.js';
 export { MAX_QUERY_LIMIT, queryEvents, type AuditFilters, type AuditQuery } from './query.js';
 export { REDACTED, isSecretKey, redactedCanonicalJSON } from './redact.js';
 export type { AuditSink } from './sink.js';
-export { storeSink } from './store-sink.js';
+export { highVolumeSink, storeSink } from './store-sink.js';
 export type { AuditEvent, AuditEventInput, AuditEventRow } from './types.js';
 export { verifyChain, type ChainFault, type VerifyOptions, type VerifyResult } from './verify.js';
 export { verifyExport, type VerifyExportOptions } from './verify-export.js';

@@ -1,17 +1,12 @@
 import type { StoreConnection } from '../store/db.js';
-import { appendPrepared, prepareEvent, type PreparedEvent } from './append.js';
+import { appendPrepared, prepareEdgeEvent } from './append.js';
 import { sqliteAppender } from './sqlite-append.js';
+import { threadSink } from './thread-sink.js';
 import type { AuditSink } from './sink.js';
-import type { AuditEventInput } from './types.js';
-
-const MAX_TEXT = 200;
 
 /**
  * Appends each batch to the hash chain in ONE transaction: all of it commits, or none of it.
- * Events come from the network edge (a gateway client's claimed user name), so one that does not
- * fit the log's shape is kept, not allowed to block every batch after it: an empty or over-long
- * actor becomes a placeholder with the original in `data.claimedActor`; anything still invalid
- * is recorded as `audit.invalid_event` saying why.
+ * Events come from the network edge, so each is fitted by prepareEdgeEvent (never refused).
  */
 export function storeSink(store: Pick<StoreConnection, 'db' | 'dialect' | 'sqlite'>): AuditSink {
   const { db, dialect, sqlite } = store;
@@ -21,7 +16,7 @@ export function storeSink(store: Pick<StoreConnection, 'db' | 'dialect' | 'sqlit
     return {
       async record(events) {
         if (events.length === 0) return;
-        const prepared = events.map(prepareSafely);
+        const prepared = events.map(prepareEdgeEvent);
         await db.connection().execute(async () => {
           append ??= sqliteAppender(sqlite);
           append(prepared);
@@ -32,26 +27,20 @@ export function storeSink(store: Pick<StoreConnection, 'db' | 'dialect' | 'sqlit
   return {
     async record(events) {
       if (events.length === 0) return;
-      const prepared = events.map(prepareSafely);
+      const prepared = events.map(prepareEdgeEvent);
       await db.transaction().execute((tx) => appendPrepared(tx, dialect, prepared));
     },
   };
 }
 
-function prepareSafely(e: AuditEventInput): PreparedEvent {
-  const actorOk = typeof e.actor === 'string' && e.actor.length > 0 && e.actor.length <= MAX_TEXT;
-  const fitted: AuditEventInput = actorOk ? e : {
-    ...e,
-    actor: typeof e.actor === 'string' && e.actor.length > 0 ? `${e.actor.slice(0, MAX_TEXT - 1)}…` : '(none)',
-    data: { ...(e.data ?? {}), claimedActor: typeof e.actor === 'string' ? e.actor.slice(0, 4096) : String(e.actor) },
-  };
-  try {
-    return prepareEvent(fitted);
-  } catch (err) {
-    const at = e.at instanceof Date ? e.at.getTime() : Number.isSafeInteger(e.at) ? e.at : Date.now();
-    return prepareEvent({
-      type: 'audit.invalid_event', actor: 'system', at,
-      data: { reason: err instanceof Error ? err.message : String(err), originalType: String(e.type).slice(0, MAX_TEXT) },
-    });
-  }
+/**
+ * The sink for high-volume events (the gateway's statements): on a SQLite file store, a writer
+ * thread with its own connection (threadSink), so redaction, hashing and inserts leave the event
+ * loop that relays traffic; otherwise (PostgreSQL, in-memory SQLite) storeSink. close() after the
+ * batcher feeding it is drained.
+ */
+export function highVolumeSink(store: Pick<StoreConnection, 'db' | 'dialect' | 'sqlite'>): AuditSink & { close(): Promise<void> } {
+  const direct = storeSink(store);
+  if (store.sqlite && !store.sqlite.memory) return threadSink(store.sqlite.name, direct);
+  return { record: (events) => direct.record(events), close: async () => {} };
 }

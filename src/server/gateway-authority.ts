@@ -1,7 +1,7 @@
 import type { AccessDeps } from '../access/context.js';
 import type { AuthorizeInput, AuthorizeResult, GatewayAuditSink, GatewayAuthority } from '../gateway/authority.js';
 import { verifyGatewayToken } from '../gateway/tokens.js';
-import { storeSink } from '../audit/index.js';
+import { highVolumeSink } from '../audit/index.js';
 import { getGrant } from '../store/grants.js';
 import { getUserById } from '../store/users.js';
 
@@ -63,9 +63,12 @@ export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAut
   };
 }
 
-/** Gateway audit batches go into the same hash chain, one transaction per batch. */
-export function gatewayAuditSink(deps: AccessDeps): GatewayAuditSink {
-  return storeSink(deps.store);
+/**
+ * Gateway audit batches go into the same hash chain, one transaction per batch (in a writer
+ * thread on a SQLite file store). close() once the gateway has drained its batcher.
+ */
+export function gatewayAuditSink(deps: AccessDeps): GatewayAuditSink & { close(): Promise<void> } {
+  return highVolumeSink(deps.store);
 }
 
 /** Forget used nonces whose tokens have expired anyway. */

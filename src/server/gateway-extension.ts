@@ -13,9 +13,10 @@ export function gatewayExtension(cfg: GatewayListenConfig, opts: { insecureAllow
     async start(h) {
       const { deps } = h;
       const tokenKey = deriveKey(h.masterKey, 'gateway-token-hmac');
+      const audit = gatewayAuditSink(deps);
       const gateway = new PostgresGateway({
         authority: gatewayAuthority(deps, tokenKey),
-        audit: gatewayAuditSink(deps),
+        audit,
         host: cfg.host,
         port: cfg.port,
         tls: cfg.certFile && cfg.keyFile
@@ -53,7 +54,8 @@ export function gatewayExtension(cfg: GatewayListenConfig, opts: { insecureAllow
         async close() {
           clearInterval(prune);
           unsubscribe();
-          await gateway.close();
+          await gateway.close(); // drains its audit batcher into the sink
+          await audit.close();
         },
       };
     },

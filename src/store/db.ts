@@ -1,4 +1,4 @@
-import { Kysely, Migrator, PostgresDialect, SqliteDialect, type Transaction } from 'kysely';
+import { CompiledQuery, Kysely, Migrator, PostgresDialect, SqliteDialect, SqliteDriver, type DatabaseConnection, type Dialect as KyselyDialect, type Transaction } from 'kysely';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { ConfigError } from '../domain/errors.js';
@@ -26,7 +26,11 @@ export interface StoreConnection {
 /** What the hot paths use of a better-sqlite3 database (described structurally). */
 export interface SqliteHandle {
   prepare(sql: string): SqliteStatement;
+  pragma(source: string): unknown;
   readonly inTransaction: boolean;
+  /** The file (better-sqlite3's `name`), and whether it is in memory only. */
+  readonly name: string;
+  readonly memory: boolean;
 }
 export interface SqliteStatement {
   run(...params: unknown[]): unknown;
@@ -61,13 +65,8 @@ export async function openStore(opts: OpenStoreOptions): Promise<StoreConnection
     const { default: Database } = await import('better-sqlite3');
     if (opts.url !== ':memory:') mkdirSync(dirname(opts.url), { recursive: true });
     const sqlite = new Database(opts.url);
-    sqlite.pragma('journal_mode = WAL');
-    // WAL + synchronous=NORMAL: a committed transaction survives a process crash; the last
-    // transactions may be lost on power loss. Stated in docs/operations.md.
-    sqlite.pragma('synchronous = NORMAL');
-    sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma('busy_timeout = 5000');
-    db = new Kysely<DB>({ dialect: new SqliteDialect({ database: sqlite }) });
+    configureSqlite(sqlite);
+    db = new Kysely<DB>({ dialect: immediateSqliteDialect(sqlite) });
     sqliteHandle = sqlite;
     description = `sqlite:${opts.url}`;
   }
@@ -77,6 +76,38 @@ export async function openStore(opts: OpenStoreOptions): Promise<StoreConnection
     throw new ConfigError(`state store migration failed (${description}): ${String(result.error)}`);
   }
   return { db, dialect: isPg ? 'postgres' : 'sqlite', sqlite: sqliteHandle, description, close: () => db.destroy() };
+}
+
+/**
+ * The settings every connection to a SQLite store uses (the server's, and the audit writer
+ * thread's). WAL + synchronous=NORMAL: a committed transaction survives a process crash; the last
+ * transactions may be lost on power loss. A writer waits up to 5 s for another connection's.
+ */
+export function configureSqlite(sqlite: SqliteHandle): void {
+  sqlite.pragma('journal_mode = WAL');
+  sqlite.pragma('synchronous = NORMAL');
+  sqlite.pragma('foreign_keys = ON');
+  sqlite.pragma('busy_timeout = 5000');
+}
+
+/**
+ * Kysely's SQLite dialect, but transactions begin IMMEDIATE (take the write lock up front). With a
+ * second connection writing the same file (the audit writer thread), a deferred transaction that
+ * read first and then wrote would fail with SQLITE_BUSY at once, whatever the busy timeout.
+ */
+function immediateSqliteDialect(database: ConstructorParameters<typeof SqliteDriver>[0]['database']): KyselyDialect {
+  const base = new SqliteDialect({ database });
+  class ImmediateDriver extends SqliteDriver {
+    override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+      await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+    }
+  }
+  return {
+    createAdapter: () => base.createAdapter(),
+    createDriver: () => new ImmediateDriver({ database }),
+    createQueryCompiler: () => base.createQueryCompiler(),
+    createIntrospector: (db) => base.createIntrospector(db),
+  };
 }
 
 export function redactUrl(url: string): string {

@@ -1,0 +1,88 @@
+import { sql } from 'kysely';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { openStore, type StoreConnection } from '../store/db.js';
+import { appendEvents } from './append.js';
+import { AuditBatcher } from './batcher.js';
+import { queryEvents } from './query.js';
+import { highVolumeSink, storeSink } from './store-sink.js';
+import { threadSink, type ThreadSink } from './thread-sink.js';
+import type { AuditEventInput } from './types.js';
+import { verifyChain } from './verify.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'hp-thread-sink-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+const ev = (i: number, type = 'gateway.execute'): AuditEventInput => ({ type, actor: 'alice', at: 1_000 + i, data: { i, sql: 'select 1' } });
+
+describe('threadSink (audit writer thread on the SQLite store file)', () => {
+  let store: StoreConnection;
+  let sink: ThreadSink;
+  beforeEach(async () => {
+    store = await openStore({ url: join(dir, `s${++n}.db`) });
+    sink = threadSink(join(dir, `s${n}.db`), storeSink(store));
+  });
+  afterEach(async () => {
+    await sink.close();
+    await store.close();
+  });
+
+  it('appends batches from the writer thread while state transactions append on the main connection: one intact chain', async () => {
+    await sink.record([ev(-1, 'warm.up')]); // the thread is up before the race starts
+    const b = new AuditBatcher(sink, { maxDelayMs: 0, maxBatch: 50 });
+    const tick = () => new Promise((r) => setTimeout(r, 1));
+    const producer = (async () => {
+      for (let i = 0; i < 2000; i++) {
+        b.add(ev(i));
+        if (i % 20 === 0) await tick();
+      }
+    })();
+    // Meanwhile state changes, each with its audit event in one transaction that reads before it
+    // writes (as the lifecycle does): none may fail with SQLITE_BUSY, nor fork the chain.
+    const states = (async () => {
+      for (let k = 0; k < 20; k++) {
+        await store.db.transaction().execute(async (tx) => {
+          await tx.selectFrom('audit_head').select('seq').executeTakeFirstOrThrow();
+          await tick();
+          await tick();
+          return appendEvents(tx, 'sqlite', [ev(k, 'grant.activated')]);
+        });
+      }
+    })();
+    await Promise.all([producer, states]);
+    await b.drain();
+    expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 2021 });
+    const gw = (await store.db.selectFrom('audit_events').select('data').where('type', '=', 'gateway.execute').orderBy('seq').execute())
+      .map((r) => (JSON.parse(r.data) as { i: number }).i);
+    expect(gw).toEqual(Array.from({ length: 2000 }, (_, i) => i)); // in order, each once
+  });
+
+  it('hands a batch it cannot clone to the fallback on this thread, and keeps order', async () => {
+    await sink.record([ev(1)]);
+    await sink.record([{ ...ev(2), data: { fn: () => 1, i: 2 } }]);
+    await sink.record([ev(3)]);
+    const events = await queryEvents(store.db, { limit: 10 });
+    expect(events.map((e) => e.data.i)).toEqual([1, 2, 3]);
+    expect((await verifyChain(store.db)).ok).toBe(true);
+  });
+
+  it('reports a failed batch (nothing of it stored) and starts a new thread after close', async () => {
+    await sql`create trigger block before insert on audit_events begin select raise(abort, 'disk on fire'); end`.execute(store.db);
+    await expect(sink.record([ev(1), ev(2)])).rejects.toThrow('disk on fire');
+    await sql`drop trigger block`.execute(store.db);
+    await sink.close();
+    await sink.record([ev(1), ev(2)]);
+    expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 2 });
+  });
+
+  it('highVolumeSink keeps an in-memory store on this thread', async () => {
+    const mem = await openStore({ url: ':memory:' });
+    const s = highVolumeSink(mem);
+    await s.record([ev(1)]);
+    await s.close();
+    expect(await verifyChain(mem.db)).toMatchObject({ ok: true, count: 1 });
+    await mem.close();
+  });
+});

@@ -1,0 +1,82 @@
+import { Worker } from 'node:worker_threads';
+import type { AuditSink } from './sink.js';
+import type { AuditEventInput } from './types.js';
+import type { WriterReply, WriterRequest } from './writer-thread.js';
+
+/** The built thread module; from TypeScript sources (tests, benches) it is loaded through tsx. */
+function newWriterThread(file: string): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./writer-thread.js', import.meta.url), { workerData: { file } });
+  const tsx = import.meta.resolve('tsx/esm/api');
+  const entry = new URL('./writer-thread.ts', import.meta.url).href;
+  const boot = `import(${JSON.stringify(tsx)}).then((t) => { t.register(); return import(${JSON.stringify(entry)}); })`;
+  return new Worker(boot, { eval: true, workerData: { file } });
+}
+
+export interface ThreadSink extends AuditSink {
+  /** Stops the writer thread (call after the batcher is drained); a later record() starts a new one. */
+  close(): Promise<void>;
+}
+
+/**
+ * An AuditSink that appends in a writer thread with its own connection to the SQLite store file
+ * (see writer-thread.ts), so the relaying event loop only hands batches over. A batch the thread
+ * cannot take (an event that cannot be cloned) goes to `fallback` on this thread instead. If the
+ * thread dies, the batches in flight are rejected (the batcher retries them) and the next batch
+ * starts a new thread. A thread that dies after committing but before answering makes the
+ * batcher store that batch twice: events are duplicated then, never lost.
+ */
+export function threadSink(file: string, fallback: AuditSink): ThreadSink {
+  let worker: Worker | undefined;
+  let nextId = 1;
+  const waiting = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+
+  const failAll = (e: Error): void => {
+    for (const w of waiting.values()) w.reject(e);
+    waiting.clear();
+  };
+
+  const start = (): Worker => {
+    const w = newWriterThread(file);
+    w.on('message', (r: WriterReply) => {
+      const p = waiting.get(r.id);
+      if (!p) return;
+      waiting.delete(r.id);
+      if (r.error === undefined) p.resolve();
+      else p.reject(new Error(`audit writer: ${r.error}`));
+    });
+    w.on('error', (e) => {
+      if (worker === w) worker = undefined;
+      failAll(e);
+    });
+    w.on('exit', (code) => {
+      if (worker === w) worker = undefined;
+      failAll(new Error(`audit writer thread exited (code ${code})`));
+    });
+    return w;
+  };
+
+  return {
+    record(events: readonly AuditEventInput[]): Promise<void> {
+      if (events.length === 0) return Promise.resolve();
+      worker ??= start();
+      const w = worker;
+      const id = nextId++;
+      const req: WriterRequest = { id, events };
+      return new Promise<void>((resolve, reject) => {
+        waiting.set(id, { resolve, reject });
+        try {
+          w.postMessage(req);
+        } catch {
+          // Not cloneable (a function or symbol in some event's data): append on this thread.
+          waiting.delete(id);
+          fallback.record(events).then(resolve, reject);
+        }
+      });
+    },
+    async close() {
+      const w = worker;
+      worker = undefined;
+      if (w) await w.terminate();
+    },
+  };
+}
