@@ -4,7 +4,10 @@
  * and with an audit sink that drops events), side by side in one run. Usage (as root, to install
  * PgBouncer from Debian's packages):
  *
- *   node --import tsx bench/gateway/run.ts            # BENCH_SECONDS=5 BENCH_SCALE=10 to change
+ *   node --import tsx bench/gateway/run.ts   # BENCH_SECONDS=5 BENCH_SCALE=10 BENCH_ROUNDS=3 to change
+ *
+ * Each row is the median of BENCH_ROUNDS runs (target order rotated per round); the runs' TPS
+ * are printed beside it.
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,6 +26,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const SCALE = Number(process.env.BENCH_SCALE ?? 10);
 const CLIENTS = (process.env.BENCH_CLIENTS ?? '1,4,8').split(',').map(Number);
 const MODES = (process.env.BENCH_MODES ?? 'simple,extended,extended -C').split(',');
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const TARGETS = (process.env.BENCH_TARGETS ?? 'direct,pgbouncer,gateway,gateway-noaudit').split(',');
 
 class DropSink implements GatewayAuditSink {
@@ -115,6 +119,14 @@ async function pgbench(env: NodeJS.ProcessEnv, mode: string, clients: number, re
   return { mode: reconnect ? `${mode} -C` : mode, clients, tps, p50us, avgMs, cpuUsPerTx };
 }
 
+/** The run with the median TPS, with the median of each other figure. */
+function median(runs: Array<Omit<Result, 'target'>>): Omit<Result, 'target'> {
+  const mid = <T>(xs: T[], key: (x: T) => number): number => xs.map(key).sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+  const first = runs[0];
+  if (!first) throw new Error('no runs');
+  return { mode: first.mode, clients: first.clients, tps: mid(runs, (r) => r.tps), p50us: mid(runs, (r) => r.p50us), avgMs: mid(runs, (r) => r.avgMs), cpuUsPerTx: mid(runs, (r) => r.cpuUsPerTx) };
+}
+
 async function main(): Promise<void> {
   const bouncerBin = ensurePgBouncer();
   const work = mkdtempSync(join(tmpdir(), 'hp-gwbench-'));
@@ -183,11 +195,23 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
       const [mode = 'simple', flag] = m.split(' ');
       const reconnect = flag === '-C';
       for (const clients of CLIENTS) {
-        for (const [name, env] of targets) {
-          if (!TARGETS.includes(name)) continue;
-          const r = await pgbench(env(), mode, clients, reconnect, logDir);
+        // ROUNDS rounds, the order of the targets rotated each round, and the median kept: on a
+        // shared two-core machine one 5-second run of a target can be off by a third.
+        const rows = new Map<string, Array<Omit<Result, 'target'>>>();
+        const active = targets.filter(([name]) => TARGETS.includes(name));
+        for (let round = 0; round < ROUNDS; round++) {
+          for (let k = 0; k < active.length; k++) {
+            const [name, env] = active[(k + round) % active.length] as (typeof active)[number];
+            const r = await pgbench(env(), mode, clients, reconnect, logDir);
+            rows.set(name, [...(rows.get(name) ?? []), r]);
+          }
+        }
+        for (const [name] of active) {
+          const runs = rows.get(name) ?? [];
+          const r = median(runs);
           results.push({ target: name, ...r });
-          console.log(`${name.padEnd(16)} ${r.mode.padEnd(12)} c=${String(clients).padEnd(2)} tps=${r.tps.toFixed(0).padStart(7)}  p50=${r.p50us.toFixed(0).padStart(6)} µs  avg=${r.avgMs.toFixed(3)} ms${name.startsWith('gateway') ? `  gateway CPU ${r.cpuUsPerTx.toFixed(1)} µs/tx` : ''}`);
+          const spread = runs.map((x) => x.tps.toFixed(0)).join('/');
+          console.log(`${name.padEnd(16)} ${r.mode.padEnd(12)} c=${String(clients).padEnd(2)} tps=${r.tps.toFixed(0).padStart(7)} (${spread})  p50=${r.p50us.toFixed(0).padStart(6)} µs  avg=${r.avgMs.toFixed(3)} ms${name.startsWith('gateway') ? `  gateway CPU ${r.cpuUsPerTx.toFixed(1)} µs/tx` : ''}`);
         }
       }
     }
