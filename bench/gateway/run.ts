@@ -4,7 +4,8 @@
  * and with an audit sink that drops events), side by side in one run. Usage (as root, to install
  * PgBouncer from Debian's packages):
  *
- *   node --import tsx bench/gateway/run.ts   # BENCH_SECONDS=5 BENCH_SCALE=10 BENCH_ROUNDS=3 to change
+ *   node --import tsx bench/gateway/run.ts   # BENCH_SECONDS=5 BENCH_SCALE=10 BENCH_ROUNDS=3
+ *                                            # BENCH_AUDIT_DELAY_MS=5 (the batcher's maxDelayMs)
  *
  * Each row is the median of BENCH_ROUNDS runs (target order rotated per round); the runs' TPS
  * are printed beside it.
@@ -157,7 +158,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   // into highVolumeSink, a writer thread appending one transaction per batch to the hash chain in
   // the SQLite state store.
   const audited = highVolumeSink(store);
-  const gwOn = new PostgresGateway({ authority, audit: audited, port: 0, tls: { selfSignedDir: join(work, 'tls') } });
+  const gwOn = new PostgresGateway({ authority, audit: audited, auditBatch: { maxDelayMs: Number(process.env.BENCH_AUDIT_DELAY_MS ?? 5) }, port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const gwOff = new PostgresGateway({ authority, audit: new DropSink(), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const on = await gwOn.start();
   const off = await gwOff.start();
