@@ -1,6 +1,6 @@
 /**
  * PostgreSQL gateway benchmark: pgbench -S through direct PostgreSQL, PgBouncer and the hallpass
- * gateway (every statement audited into the state store through the server's own sink, storeSink,
+ * gateway (every statement audited into the state store through the server's own sink, highVolumeSink,
  * and with an audit sink that drops events), side by side in one run. Usage (as root, to install
  * PgBouncer from Debian's packages):
  *
