@@ -9,16 +9,21 @@ import { IDENTITY_PUBLIC_PATHS } from './routes/identity.js';
 const PUBLIC = new Set(['/api/v1/auth/login', ...IDENTITY_PUBLIC_PATHS]);
 const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
 
-/** Bearer-token authentication for everything under /api/v1 (but login). */
+const isPublic = (path: string) => !path.startsWith('/api/v1/') || PUBLIC.has(path);
+
+/**
+ * Authentication for everything under /api/v1 (but the public sign-in routes), in onRequest; an
+ * `X-Hallpass-MFA` code in preHandler, after the body, query and params are validated, so a call
+ * with bad input (400) or to no route (404) does not spend the code.
+ */
 export function installAuth(app: FastifyInstance, ctx: ApiContext): void {
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0] ?? '';
-    if (!path.startsWith('/api/v1/') || PUBLIC.has(path)) return;
+    if (isPublic(path)) return;
     if (ctx.identity) {
-      // Tokens, workload JWTs, session cookies (+CSRF), and an optional X-Hallpass-MFA code.
+      // Tokens, workload JWTs, session cookies (+CSRF).
       const r = await ctx.identity.authenticate({
-        authorization: req.headers.authorization, cookie: req.headers.cookie, csrf: one(req.headers['x-hallpass-csrf']),
-        mfaCode: one(req.headers['x-hallpass-mfa']), method: req.method, route: path, ip: req.ip,
+        authorization: req.headers.authorization, cookie: req.headers.cookie, csrf: one(req.headers['x-hallpass-csrf']), method: req.method, ip: req.ip,
       });
       req.principal = r.principal;
       if (r.tokenId) req.tokenId = r.tokenId;
@@ -31,6 +36,14 @@ export function installAuth(app: FastifyInstance, ctx: ApiContext): void {
     const user = await authenticateToken(ctx.deps.store.db, m[1]!, ctx.deps.clock.now());
     if (!user) throw new AppError('unauthenticated', 'invalid, expired or revoked token (run: hallpass login)');
     req.principal = toPrincipal(user);
+  });
+
+  app.addHook('preHandler', async (req) => {
+    const code = one(req.headers['x-hallpass-mfa']);
+    if (code === undefined || !ctx.identity || !req.principal || req.is404) return; // public routes have no principal
+    const purpose = `${req.method} ${req.url.split('?')[0] ?? ''}`;
+    const r = await ctx.identity.stepUp({ principal: req.principal, tokenId: req.tokenId, sessionId: req.sessionId }, code, req.ip, purpose);
+    req.principal = r.principal;
   });
 }
 

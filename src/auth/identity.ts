@@ -16,9 +16,7 @@ export interface AuthInput {
   readonly authorization?: string | undefined;
   readonly cookie?: string | undefined;
   readonly csrf?: string | undefined;
-  readonly mfaCode?: string | undefined;
   readonly method: string;
-  readonly route: string;
   readonly ip: string;
 }
 
@@ -33,7 +31,8 @@ const SAFE_METHODS = new Set(['GET', 'HEAD', 'OPTIONS']);
 /**
  * Who is calling: an API token (`Authorization: Bearer hp_tok_...`), a workload's OIDC JWT
  * (`Authorization: Bearer eyJ...`), or a web session cookie (state-changing calls must carry the
- * CSRF header). An `X-Hallpass-MFA` code, when sent, is checked and stamps the token or session.
+ * CSRF header). An `X-Hallpass-MFA` code is checked separately (`stepUp`), once the request is
+ * known to be valid, so a call refused for its input does not spend the code.
  */
 export class Identity {
   readonly mfa: MfaService;
@@ -50,12 +49,18 @@ export class Identity {
   }
 
   async authenticate(input: AuthInput): Promise<AuthResult> {
-    const now = this.deps.clock.now().getTime();
-    const result = await this.#identify(input, now);
-    if (input.mfaCode === undefined || result.principal.kind !== 'user') return result;
-    const at = await this.mfa.verify(result.principal, input.mfaCode.trim(), input.ip, `${input.method} ${input.route}`);
-    await stampMfa(this.deps.store.db, result, at);
-    return { ...result, principal: { ...result.principal, mfaAt: at } };
+    return this.#identify(input, this.deps.clock.now().getTime());
+  }
+
+  /**
+   * An MFA code sent with a call (`X-Hallpass-MFA`): checks it (a TOTP code is spent, a recovery
+   * code used up) and stamps the caller's token or session. Workloads have no MFA: unchanged.
+   */
+  async stepUp(caller: AuthResult, code: string, ip: string, purpose: string): Promise<AuthResult> {
+    if (caller.principal.kind !== 'user') return caller;
+    const at = await this.mfa.verify(caller.principal, code.trim(), ip, purpose);
+    await stampMfa(this.deps.store.db, caller, at);
+    return { ...caller, principal: { ...caller.principal, mfaAt: at } };
   }
 
   async #identify(input: AuthInput, now: number): Promise<AuthResult> {

@@ -156,4 +156,32 @@ describe('MFA at password login and policy mfa.connect', () => {
     expect(out.headers.get('set-cookie')).toMatch(/Max-Age=0/);
     expect((await t.call('GET', '/api/v1/me', { headers: { cookie } })).status).toBe(401);
   });
+
+  it('regression: an X-Hallpass-MFA code is not spent by a call refused for its input (400) or to no route (404)', async () => {
+    clock.advance(30_000);
+    const tok = await t.token('alice'); // a fresh token: no MFA stamp yet
+    const code = await totpAt(secret, clock.now().getTime());
+    const checks = async () => (await t.audit('mfa.verified')).length + (await t.audit('mfa.failed')).length;
+    const before = await checks();
+    const bad = await t.call('POST', '/api/v1/requests', { token: tok, body: { resource: 'app-db' }, headers: { 'x-hallpass-mfa': code } });
+    expect(bad.status).toBe(400);
+    const badQuery = await t.call('GET', '/api/v1/requests?status=nonsense', { token: tok, headers: { 'x-hallpass-mfa': code } });
+    expect(badQuery.status).toBe(400);
+    const noRoute = await t.call('POST', '/api/v1/no-such-route', { token: tok, body: {}, headers: { 'x-hallpass-mfa': code } });
+    expect(noRoute.status).toBe(404);
+    expect(await checks()).toBe(before); // the code was not even looked at
+
+    // The same code then works on a valid call (credentials, which need mfa.connect), and stamps the token.
+    const grant = await t.h.deps.store.db.selectFrom('grants').select('id').where('status', '=', 'active').where('role', '=', 'read').executeTakeFirstOrThrow();
+    const credentials = `/api/v1/grants/${grant.id}/credentials`;
+    expect((await t.call('GET', credentials, { token: tok })).body.error.code).toBe('mfa_required');
+    const ok = await t.call('GET', credentials, { token: tok, headers: { 'x-hallpass-mfa': code } });
+    expect(ok.status).toBe(200);
+    expect((await t.audit('mfa.verified')).at(-1)).toMatchObject({ actor: 'alice', data: { method: 'totp', purpose: `GET ${credentials}` } });
+    expect((await t.call('GET', credentials, { token: tok })).status).toBe(200);
+    // ... and only once.
+    const replay = await t.call('GET', '/api/v1/me', { token: await t.token('alice'), headers: { 'x-hallpass-mfa': code } });
+    expect(replay.status).toBe(401);
+    expect(replay.body.error.message).toMatch(/already used/);
+  });
 });
