@@ -7,6 +7,7 @@ import { auditRoutes } from './routes/audit.js';
 import { grantRoutes } from './routes/grants.js';
 import { identityRoutes } from './routes/identity.js';
 import { miscRoutes } from './routes/misc.js';
+import { LoginLimiter } from './rate-limit.js';
 import { requestRoutes } from './routes/requests.js';
 import { ErrorBody, GrantView, RequestView } from './schemas.js';
 
@@ -34,11 +35,13 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   app.addHook('onResponse', async (req, reply) => {
     ctx.metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
   });
-  miscRoutes(app, ctx);
+  // One password-guessing budget for both sign-in routes (CLI /auth/login and /auth/web-login).
+  const logins = new LoginLimiter();
+  miscRoutes(app, ctx, logins);
   requestRoutes(app, ctx);
   grantRoutes(app, ctx);
   auditRoutes(app, ctx);
-  identityRoutes(app, ctx);
+  identityRoutes(app, ctx, logins);
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -11,16 +11,15 @@ import type { Principal } from '../../domain/principal.js';
 import { getUserById, getUserByName } from '../../store/users.js';
 import { principalOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
-import { LoginLimiter } from '../rate-limit.js';
+import type { LoginLimiter } from '../rate-limit.js';
 import { LoginBody } from '../schemas.js';
 import { errors, iso, secure, tokensView } from './identity-http.js';
 import { LoginTokensView, RefreshBody } from './identity-schemas.js';
 
 /** Web session login (local users) and info, sign-out (this credential / everywhere), refresh-token rotation. */
-export function sessionRoutes(app: FastifyInstance, ctx: ApiContext, id: Identity, user: (req: FastifyRequest) => Principal): void {
+export function sessionRoutes(app: FastifyInstance, ctx: ApiContext, id: Identity, user: (req: FastifyRequest) => Principal, limiter: LoginLimiter): void {
   const { deps } = ctx;
   const now = () => deps.clock.now().getTime();
-  const limiter = new LoginLimiter();
 
   app.post('/api/v1/auth/web-login', {
     schema: { tags: ['identity'], summary: 'Local user web sign-in: password (+ TOTP when enrolled) -> session cookie', body: LoginBody, response: { ...errors } },

@@ -6,6 +6,7 @@ import { AppError, badRequest, notFound } from '../../domain/errors.js';
 import { getUserByName } from '../../store/users.js';
 import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiContext } from '../context.js';
+import type { LoginLimiter } from '../rate-limit.js';
 import { errors, iso } from './identity-http.js';
 import { oidcRoutes } from './identity-oidc.js';
 import { CodeBody, MfaStatusView, ResetMfaBody, UserNameParams } from './identity-schemas.js';
@@ -19,7 +20,7 @@ export const IDENTITY_PUBLIC_PATHS = [
 /** Recovery-code regeneration needs an MFA check this recent. */
 const FRESH_MS = 5 * 60_000;
 
-export function identityRoutes(app: FastifyInstance, ctx: ApiContext): void {
+export function identityRoutes(app: FastifyInstance, ctx: ApiContext, logins: LoginLimiter): void {
   const id = ctx.identity;
   if (!id) return;
   const { deps } = ctx;
@@ -77,7 +78,7 @@ export function identityRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { reset: await id.mfa.reset(admin, target.id, target.name, (req.body as Static<typeof ResetMfaBody>).reason) };
   });
 
-  sessionRoutes(app, ctx, id, user);
+  sessionRoutes(app, ctx, id, user, logins);
   oidcRoutes(app, ctx, id);
 
   app.get('/api/v1/auth/workload', { schema: { tags: ['identity'], summary: 'Who a workload token authenticates as (for pipelines to check)', response: { ...errors } } }, async (req) => {

@@ -14,16 +14,15 @@ import { principalOf, requireAdmin } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import { CloseReviewBody, ErrorBody, IdParams, LoginBody, MeView, ResourceView, ReviewView } from '../schemas.js';
 import { Type } from '@sinclair/typebox';
-import { LoginLimiter } from '../rate-limit.js';
+import type { LoginLimiter } from '../rate-limit.js';
 import { tokensView } from './identity-http.js';
 import { LoginTokensView } from './identity-schemas.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-export function miscRoutes(app: FastifyInstance, ctx: ApiContext): void {
+export function miscRoutes(app: FastifyInstance, ctx: ApiContext, limiter: LoginLimiter): void {
   const { deps } = ctx;
   const db = deps.store.db;
-  const limiter = new LoginLimiter();
   // Password logins get the same short-lived access token + rotating refresh token as SSO logins.
   const lifetimes = ctx.identity?.settings ?? sessionSettings(undefined);
 

@@ -1,0 +1,86 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hashPassword } from '../../src/auth/password.js';
+import { ManualClock } from '../../src/domain/clock.js';
+import { testPolicy } from '../support/hallpass.js';
+import { startIdentityHallpass, type IdentityHallpass } from '../support/oidc-hallpass.js';
+import { startPgTarget, type PgTarget } from '../support/pg-target.js';
+
+/**
+ * Password guessing against the two sign-in routes (CLI `/auth/login`, web `/auth/web-login`):
+ * 5 failures per user name and 5 per client address, in one budget shared by both routes, then
+ * back-off (1 s, doubling). Client addresses are set per call through Fastify's inject.
+ */
+describe('password login throttling (CLI and web sign-in share one budget)', () => {
+  let target: PgTarget;
+  let t: IdentityHallpass;
+  const clock = new ManualClock(Date.now());
+  const password = 'correct horse battery staple';
+  const users = ['alice', 'dave', 'bob', 'carol', 'olga'];
+
+  beforeAll(async () => {
+    target = await startPgTarget();
+    const hash = await hashPassword(password, { N: 2 ** 14, r: 8, p: 1 });
+    let policy = testPolicy(target);
+    for (const u of users) {
+      const m = new RegExp(`- \\{ name: ${u}, groups: (\\[[^\\]]*\\]) \\}`).exec(policy);
+      if (!m) throw new Error('test policy changed: update this test');
+      policy = policy.replace(m[0], `- { name: ${u}, groups: ${m[1]}, passwordHash: "${hash}" }`);
+    }
+    t = await startIdentityHallpass({ target, policy, clock });
+  });
+  afterAll(async () => {
+    await t?.close();
+    await target?.stop();
+  });
+
+  type Route = 'login' | 'web-login';
+  const attempt = async (route: Route, username: string, pw: string, address: string) => {
+    const res = await t.h.api.inject({ method: 'POST', url: `/api/v1/auth/${route}`, payload: { username, password: pw }, remoteAddress: address });
+    return { status: res.statusCode, body: res.json(), cookie: res.headers['set-cookie'] };
+  };
+  const refused = (r: { status: number; body: any; cookie: unknown }) => {
+    expect(r.status).toBe(429);
+    expect(r.body.error.code).toBe('rate_limited');
+    expect(r.body.token).toBeUndefined();
+    expect(r.cookie).toBeUndefined();
+  };
+  const fresh = () => clock.advance(16 * 60_000); // past the 15-minute window of earlier tests
+
+  it('per user: after 5 wrong passwords (from 5 addresses) even the right password is refused, on both routes, until the back-off passes', async () => {
+    fresh();
+    for (let i = 1; i <= 5; i++) expect((await attempt('login', 'alice', `guess-${i}`, `10.0.0.${i}`)).status).toBe(401);
+    const logins = (await t.audit('auth.login')).length;
+    refused(await attempt('login', 'alice', password, '10.0.0.9'));
+    refused(await attempt('web-login', 'alice', password, '10.0.0.9'));
+    expect((await t.audit('auth.login')).length).toBe(logins); // no token, no session
+    // Not the address: another user signs in from there.
+    expect((await attempt('login', 'dave', password, '10.0.0.9')).status).toBe(200);
+    // Back-off, not a lock-out: after 1 s the right password works (and clears alice's record).
+    clock.advance(1001);
+    expect((await attempt('login', 'alice', password, '10.0.0.9')).status).toBe(200);
+    expect((await attempt('web-login', 'alice', 'one more guess', '10.0.0.10')).status).toBe(401);
+  });
+
+  it('per address: 5 wrong passwords for 5 different users throttle that address, not others', async () => {
+    fresh();
+    for (const u of users) expect((await attempt('login', u, 'guess', '10.0.1.1')).status).toBe(401);
+    refused(await attempt('login', 'alice', password, '10.0.1.1'));
+    refused(await attempt('web-login', 'bob', password, '10.0.1.1'));
+    refused(await attempt('login', 'mallory', 'anything', '10.0.1.1'));
+    expect((await attempt('login', 'alice', password, '10.0.1.2')).status).toBe(200);
+  });
+
+  it('regression: failures split across /auth/login and /auth/web-login count as one budget (per user and per address)', async () => {
+    fresh();
+    // One user, alternating routes and addresses: 3 + 2 failures.
+    for (let i = 1; i <= 5; i++) expect((await attempt(i % 2 ? 'login' : 'web-login', 'carol', 'guess', `10.0.2.${i}`)).status).toBe(401);
+    refused(await attempt('login', 'carol', password, '10.0.2.9'));
+    refused(await attempt('web-login', 'carol', password, '10.0.2.9'));
+    // One address, different users, alternating routes.
+    for (const [i, u] of ['alice', 'dave', 'bob', 'olga', 'mallory'].entries()) {
+      expect((await attempt(i % 2 ? 'web-login' : 'login', u, 'guess', '10.0.3.1')).status).toBe(401);
+    }
+    refused(await attempt('web-login', 'alice', password, '10.0.3.1'));
+    refused(await attempt('login', 'alice', password, '10.0.3.1'));
+  });
+});
