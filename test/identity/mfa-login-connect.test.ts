@@ -3,9 +3,10 @@ import { hashPassword } from '../../src/auth/password.js';
 import { hashToken } from '../../src/auth/tokens.js';
 import { totpAt } from '../../src/auth/totp.js';
 import { ManualClock } from '../../src/domain/clock.js';
+import { gatewayExtension } from '../../src/server/gateway-extension.js';
 import { testPolicy } from '../support/hallpass.js';
 import { startIdentityHallpass, type IdentityHallpass } from '../support/oidc-hallpass.js';
-import { startPgTarget, type PgTarget } from '../support/pg-target.js';
+import { freePort, startPgTarget, type PgTarget } from '../support/pg-target.js';
 
 describe('MFA at password login and policy mfa.connect', () => {
   let target: PgTarget;
@@ -22,7 +23,7 @@ describe('MFA at password login and policy mfa.connect', () => {
     const anchor = '    roles: [read]\n    duration: { default: 5m, max: 1h }\n    approval: auto\n';
     if (!policy.includes(anchor) || !policy.includes(hash)) throw new Error('test policy changed: update this test');
     policy = policy.replace(anchor, `${anchor}    mfa: { connect: true, freshness: 5m }\n`);
-    t = await startIdentityHallpass({ target, policy, clock });
+    t = await startIdentityHallpass({ target, policy, clock, extensions: [gatewayExtension({ host: '127.0.0.1', port: await freePort(), requireTls: true })] });
   });
   afterAll(async () => {
     await t?.close();
@@ -183,5 +184,37 @@ describe('MFA at password login and policy mfa.connect', () => {
     const replay = await t.call('GET', '/api/v1/me', { token: await t.token('alice'), headers: { 'x-hallpass-mfa': code } });
     expect(replay.status).toBe(401);
     expect(replay.body.error.message).toMatch(/already used/);
+  });
+
+  it('policy mfa.connect covers gateway credentials too: ?via=gateway needs a fresh MFA check', async () => {
+    // dave (alice already holds the read grant) enrols; confirming does not stamp his token.
+    const tok = await t.token('dave');
+    const daveSecret = (await t.call('POST', '/api/v1/auth/mfa/enroll', { token: tok })).body.secret as string;
+    expect((await t.call('POST', '/api/v1/auth/mfa/confirm', { token: tok, body: { code: await totpAt(daveSecret, clock.now().getTime()) } })).status).toBe(200);
+    clock.advance(30_000);
+    const r = await t.call('POST', '/api/v1/requests', { token: tok, body: { resource: 'app-db', role: 'read', duration: '1h', reason: 'INC-14' } });
+    expect(r.status).toBe(201);
+    expect(r.body.grant.status).toBe('active');
+    const url = `/api/v1/grants/${r.body.grant.id}/credentials?via=gateway`;
+    const issued = (await t.audit('grant.credentials_issued')).length;
+    for (const path of [url, `${url}&reusable=true`]) {
+      const bare = await t.call('GET', path, { token: tok });
+      expect(bare.status, path).toBe(401);
+      expect(bare.body.error, path).toMatchObject({ code: 'mfa_required', details: { freshnessSeconds: 300 } });
+      expect(bare.body.password, path).toBeUndefined();
+    }
+    expect((await t.audit('grant.credentials_issued')).length).toBe(issued); // no gateway token was minted
+
+    const ok = await t.call('GET', url, { token: tok, headers: { 'x-hallpass-mfa': await totpAt(daveSecret, clock.now().getTime()) } });
+    expect(ok.status).toBe(200);
+    expect(ok.body.viaGateway).toBe(true);
+    expect(ok.body.password).toMatch(/^hpg_/);
+    expect((await t.audit('grant.credentials_issued')).at(-1)).toMatchObject({ actor: 'dave', data: { viaGateway: true } });
+
+    // Stale again after the freshness window (the grant itself still has most of its hour).
+    clock.advance(5 * 60_000 + 1000);
+    const stale = await t.call('GET', url, { token: tok });
+    expect(stale.status).toBe(401);
+    expect(stale.body.error.code).toBe('mfa_required');
   });
 });

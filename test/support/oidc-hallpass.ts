@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import type { IdentityConfig } from '../../src/auth/config.js';
 import { issueToken } from '../../src/auth/tokens.js';
 import type { Clock } from '../../src/domain/clock.js';
-import { startHallpass, type Hallpass } from '../../src/server/app.js';
+import { startHallpass, type Hallpass, type HallpassExtension } from '../../src/server/app.js';
 import { getUserByName } from '../../src/store/users.js';
 import type { PgTarget } from './pg-target.js';
 
@@ -28,6 +28,8 @@ export interface IdentityHallpass {
 
 export async function startIdentityHallpass(o: {
   target: PgTarget; policy: string; identity?: IdentityConfig; clock?: Clock; publicUrl?: string; databaseUrl?: string;
+  /** e.g. the gateway (gatewayExtension). */
+  extensions?: HallpassExtension[];
 }): Promise<IdentityHallpass> {
   const dataDir = mkdtempSync(join(tmpdir(), 'hp-id-'));
   const policyFile = join(dataDir, 'policy.yaml');
@@ -38,7 +40,7 @@ export async function startIdentityHallpass(o: {
     env: { TEST_TARGET_ADMIN_PASSWORD: o.target.adminPassword, HALLPASS_ADMIN_TOKEN: adminToken },
     clock: o.clock, schedulerPollMs: 200, schedulerTimers: o.clock ? false : undefined, reconcileIntervalMs: 3_600_000, watchPolicy: false,
     log: () => {}, identity: o.identity,
-  });
+  }, { extensions: o.extensions });
   return {
     h, adminToken,
     async token(user) {
