@@ -121,6 +121,20 @@ describe('CLI: login, logout, MFA prompt, SSO loopback, pipeline request', () =>
     expect(approve.err).toMatch(/fresh MFA code/);
     expect((await t.call('GET', `/api/v1/requests/${req.body.request.id}`, { token: await t.token('alice') })).body.status).toBe('approved');
 
+    // mfa recovery: steps up with the code given (here a recovery code), prints new codes; the old ones stop working.
+    const old = confirmed.body.recoveryCodes as string[];
+    expect((await cli(['--token', plain, 'mfa', 'recovery'])).code).not.toBe(0); // no code to give: nothing replaced
+    const rec = await cli(['--token', plain, 'mfa', 'recovery', '--code', old[1]!]);
+    expect(rec.code).toBe(0);
+    const lines = rec.out.trim().split('\n');
+    expect(lines[0]).toBe('New recovery codes (the old ones no longer work):');
+    const fresh = lines.slice(1);
+    expect(fresh).toHaveLength(10);
+    const verify = async (code: string) => (await t.call('POST', '/api/v1/auth/mfa/verify', { token: await t.token('bob'), body: { code } })).status;
+    expect(await verify(old[2]!)).toBe(401);
+    expect(await verify(fresh[0]!)).toBe(200);
+    expect(await verify(fresh[0]!)).toBe(401);
+
     const saved = JSON.parse(readFileSync(configFile, 'utf8')) as { token: string };
     const out = await cli(['logout']);
     expect(out.code).toBe(0);

@@ -195,4 +195,49 @@ describe.each(['sqlite', 'postgres'] as const)('TOTP MFA: policy requires a fres
     // Write access has no mfa.request: requested without any code.
     expect((await t.call('POST', '/api/v1/requests', { token: await t.token('dave'), body: { ...body, role: 'write' } })).status).toBe(201);
   });
+
+  it('recovery-code regeneration needs a fresh step-up; the old codes stop working, each new one works once', async () => {
+    // bob was reset by the admin above: enrol again, keeping the recovery codes confirm hands out.
+    step();
+    const bob = await t.token('bob');
+    const secret = (await t.call('POST', '/api/v1/auth/mfa/enroll', { token: bob })).body.secret as string;
+    const confirmed = await t.call('POST', '/api/v1/auth/mfa/confirm', { token: bob, body: { code: await totpAt(secret, clock.now().getTime()) } });
+    expect(confirmed.status).toBe(200);
+    const old = confirmed.body.recoveryCodes as string[];
+    step();
+
+    const regenerate = (token: string, headers: Record<string, string> = {}) => t.call('POST', '/api/v1/auth/mfa/recovery-codes', { token, headers });
+    const bare = await regenerate(bob);
+    expect(bare.status).toBe(401);
+    expect(bare.body.error).toMatchObject({ code: 'mfa_required', details: { freshnessSeconds: 300 } });
+    const wrong = await regenerate(bob, { 'x-hallpass-mfa': '000000' });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body.recoveryCodes).toBeUndefined();
+
+    const ok = await regenerate(bob, { 'x-hallpass-mfa': await totpAt(secret, clock.now().getTime()) });
+    expect(ok.status).toBe(200);
+    const fresh = ok.body.recoveryCodes as string[];
+    expect(fresh).toHaveLength(10);
+    expect(new Set(fresh).size).toBe(10);
+    expect(fresh.filter((c) => old.includes(c))).toEqual([]);
+    expect((await t.call('GET', '/api/v1/auth/mfa', { token: bob })).body.recoveryCodesLeft).toBe(10);
+    expect((await t.audit('mfa.recovery_codes_regenerated')).at(-1)).toMatchObject({ actor: 'bob', data: { count: 10 } });
+
+    // Old codes no longer pass, as a step-up or as the header; a new one passes once.
+    const other = await t.token('bob');
+    const verify = (code: string) => t.call('POST', '/api/v1/auth/mfa/verify', { token: other, body: { code } });
+    expect((await verify(old[0]!)).body.error.message).toBe('MFA code refused: wrong or already used recovery code');
+    expect((await t.call('GET', '/api/v1/me', { token: other, headers: { 'x-hallpass-mfa': old[1]! } })).status).toBe(401);
+    expect((await verify(fresh[0]!)).status).toBe(200);
+    expect((await verify(fresh[0]!)).status).toBe(401);
+    expect((await t.call('GET', '/api/v1/auth/mfa', { token: bob })).body.recoveryCodesLeft).toBe(9);
+
+    // The step-up goes stale after 5 minutes; a recovery code is a step-up too.
+    clock.advance(5 * 60_000 + 1000);
+    expect((await regenerate(bob)).body.error.code).toBe('mfa_required');
+    const again = await regenerate(bob, { 'x-hallpass-mfa': fresh[1]! });
+    expect(again.status).toBe(200);
+    expect((await verify(fresh[2]!)).status).toBe(401); // replaced by this second regeneration
+    expect((await verify((again.body.recoveryCodes as string[])[0]!)).status).toBe(200);
+  });
 });
