@@ -26,6 +26,12 @@ export interface VerifiedWorkload {
 const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 /** Tokens from CI providers live minutes; refuse anything claiming to live longer than this. */
 const MAX_LIFETIME_S = 24 * 3600;
+/**
+ * Cached JWKS lifetime: a key the issuer removed stops working at the next fetch, which is when a
+ * token with an unknown key id arrives (at most once per cooldown) or, at the latest, this long
+ * after the last fetch. Tokens with a known key id never cause a fetch before then.
+ */
+const JWKS_MAX_AGE_MS = 10 * 60_000;
 
 export function looksLikeJwt(token: string): boolean {
   return token.length < 16_384 && JWT_SHAPE.test(token);
@@ -41,7 +47,7 @@ export class WorkloadVerifier {
   readonly #issuers = new Map<string, { config: WorkloadIssuerConfig; algorithms: string[]; jwks?: ReturnType<typeof createRemoteJWKSet> }>();
 
   constructor(issuers: readonly WorkloadIssuerConfig[], private readonly workloads: readonly WorkloadConfig[], private readonly clock: Clock,
-    private readonly fetchOptions: { cooldownMs?: number } = {}) {
+    private readonly fetchOptions: { cooldownMs?: number | undefined; cacheMaxAgeMs?: number | undefined } = {}) {
     for (const i of issuers) {
       const algorithms = [...(i.algorithms ?? DEFAULT_ALGORITHMS)];
       const bad = algorithms.find((a) => a === 'none' || /^HS/i.test(a));
@@ -68,7 +74,9 @@ export class WorkloadVerifier {
     }
     const issuer = iss === undefined ? undefined : this.#issuers.get(iss);
     if (!issuer || iss === undefined) throw new WorkloadAuthError('token issuer is not trusted', iss?.slice(0, 200));
-    issuer.jwks ??= createRemoteJWKSet(await this.#jwksUri(issuer.config), { cooldownDuration: this.fetchOptions.cooldownMs ?? 30_000, timeoutDuration: 5000 });
+    issuer.jwks ??= createRemoteJWKSet(await this.#jwksUri(issuer.config), {
+      cooldownDuration: this.fetchOptions.cooldownMs ?? 30_000, cacheMaxAge: this.fetchOptions.cacheMaxAgeMs ?? JWKS_MAX_AGE_MS, timeoutDuration: 5000,
+    });
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, issuer.jwks, {

@@ -1,5 +1,8 @@
+import { exportSPKI, importJWK, SignJWT, type CryptoKey } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../src/domain/clock.js';
+import { WorkloadVerifier } from '../../src/auth/workload.js';
 import { testPolicy } from '../support/hallpass.js';
 import { startLocalIssuer, unsignedJwt, type LocalIssuer } from '../support/oidc-issuer.js';
 import { startIdentityHallpass, type IdentityHallpass } from '../support/oidc-hallpass.js';
@@ -109,12 +112,50 @@ describe.each(['sqlite', 'postgres'] as const)('workload identity: CI pipelines 
     expect(all).not.toMatch(/eyJ[A-Za-z0-9_-]{20,}/);
   });
 
+  it('regression: algorithm confusion, an HS256 token with the issuer\'s public key as the HMAC secret, is refused', async () => {
+    const jwk = ci.publicJwk;
+    const pem = await exportSPKI((await importJWK(jwk, 'RS256')) as CryptoKey);
+    const now = Math.floor(Date.now() / 1000);
+    for (const [name, secret] of [['PEM', pem], ['JWK JSON', JSON.stringify(jwk)], ['modulus', jwk.n!]] as const) {
+      const forged = await new SignJWT({ ...good, iss: ci.issuer })
+        .setProtectedHeader({ alg: 'HS256', kid: jwk.kid!, typ: 'JWT' })
+        .setIssuedAt(now).setExpirationTime(now + 300)
+        .sign(new TextEncoder().encode(secret));
+      const r = await ask(forged);
+      expect(r.status, name).toBe(401);
+      expect(r.body.error.message, name).toBe('workload token refused: token algorithm is not allowed');
+    }
+  });
+
+  it('the JWKS is fetched once, not for every token: tokens with a known key id use the cached keys', async () => {
+    expect((await call(await ci.sign(good), 'GET', '/api/v1/me')).status).toBe(200);
+    const before = ci.jwksFetches;
+    expect(before).toBeGreaterThan(0);
+    for (let i = 0; i < 8; i++) expect((await call(await ci.sign({ ...good, jti: `cached-${i}` }), 'GET', '/api/v1/me')).status).toBe(200);
+    // A forged signature under the known kid does not make it refetch either.
+    expect((await call(await ci.sign(good, { key: 'stranger' }), 'GET', '/api/v1/me')).status).toBe(401);
+    expect(ci.jwksFetches).toBe(before);
+  });
+
   it('follows key rotation: a token signed with the new key works once the issuer publishes it', async () => {
     const before = ci.jwksFetches;
     await ci.rotate();
     const jwt = await ci.sign(good);
     expect((await call(jwt, 'GET', '/api/v1/me')).status).toBe(200);
     expect(ci.jwksFetches).toBeGreaterThan(before);
+  });
+
+  it('after a rotation that drops the old key from the JWKS, tokens signed with the old key are refused', async () => {
+    const signedBefore = await ci.sign({ ...good, jti: 'before-rotation' });
+    expect((await call(signedBefore, 'GET', '/api/v1/me')).status).toBe(200);
+    await ci.rotate();
+    // The first token under the new kid makes hallpass refetch the JWKS, which no longer has the old key.
+    expect((await call(await ci.sign(good), 'GET', '/api/v1/me')).status).toBe(200);
+    for (const [name, jwt] of [['signed before the rotation', signedBefore], ['signed after it', await ci.sign(good, { key: 'previous' })]] as const) {
+      const r = await ask(jwt);
+      expect(r.status, name).toBe(401);
+      expect(r.body.error.message, name).toBe('workload token refused: token was not signed by a key of its issuer');
+    }
   });
 
   it('concurrent first calls of a new workload create it once (regression: a unique-name race)', async () => {
@@ -133,5 +174,28 @@ describe.each(['sqlite', 'postgres'] as const)('workload identity: CI pipelines 
     expect((await call(jwt, 'POST', `/api/v1/requests/${id}/approve`, {})).status).toBe(403);
     expect((await call(jwt, 'POST', '/api/v1/auth/mfa/enroll')).status).toBe(403);
     expect((await call(jwt, 'GET', '/api/v1/reviews')).status).toBe(403);
+  });
+});
+
+describe('workload JWKS cache', () => {
+  it('a key removed from the JWKS stops working when the cache ages out, even if no token with a new key id arrives', async () => {
+    const ci = await startLocalIssuer();
+    try {
+      const verifier = new WorkloadVerifier([{ issuer: ci.issuer, audience: 'hallpass' }], [{ name: 'w', issuer: ci.issuer, claims: { repository: 'acme/orders' } }],
+        systemClock, { cooldownMs: 30_000, cacheMaxAgeMs: 300 });
+      const claims = { aud: 'hallpass', repository: 'acme/orders' };
+      expect((await verifier.verify(await ci.sign(claims))).workload).toBe('w');
+      await ci.rotate();
+      const old = await ci.sign(claims, { key: 'previous' });
+      // Within the cache lifetime the removed key is still known (the bound the docs state) ...
+      expect((await verifier.verify(old)).workload).toBe('w');
+      expect(ci.jwksFetches).toBe(1);
+      // ... and once it ages out the JWKS is fetched again and the old key is refused.
+      await new Promise((r) => setTimeout(r, 400));
+      await expect(verifier.verify(old)).rejects.toThrow('token was not signed by a key of its issuer');
+      expect(ci.jwksFetches).toBeGreaterThanOrEqual(2);
+    } finally {
+      await ci.close();
+    }
   });
 });

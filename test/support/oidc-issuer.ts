@@ -7,9 +7,12 @@ import { exportJWK, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'j
  */
 export interface LocalIssuer {
   readonly issuer: string;
-  sign(claims: Record<string, unknown>, opts?: { expiresIn?: number; issuedAt?: number; key?: 'current' | 'stranger' }): Promise<string>;
+  /** `previous`: the key (and kid) in use before the last rotate(), no longer published. */
+  sign(claims: Record<string, unknown>, opts?: { expiresIn?: number; issuedAt?: number; key?: 'current' | 'previous' | 'stranger' }): Promise<string>;
   /** A new current key (with a new kid); the JWKS serves only the new one. */
   rotate(): Promise<void>;
+  /** The current public key as published (what anyone can read from the JWKS). */
+  readonly publicJwk: JWK;
   readonly jwksFetches: number;
   close(): Promise<void>;
 }
@@ -29,6 +32,7 @@ async function newKey(n: number): Promise<Key> {
 export async function startLocalIssuer(): Promise<LocalIssuer> {
   let n = 1;
   let current = await newKey(n);
+  let previous: Key | undefined;
   // Signs with a key the issuer never published, under the current kid: a forged token.
   const stranger = await newKey(99);
   let fetches = 0;
@@ -51,16 +55,22 @@ export async function startLocalIssuer(): Promise<LocalIssuer> {
     get jwksFetches() {
       return fetches;
     },
+    get publicJwk() {
+      return current.jwk;
+    },
     async sign(claims, opts = {}) {
-      const key = opts.key === 'stranger' ? stranger.privateKey : current.privateKey;
+      if (opts.key === 'previous' && !previous) throw new Error('no previous key: rotate() first');
+      const signer = opts.key === 'previous' ? previous! : current;
+      const key = opts.key === 'stranger' ? stranger.privateKey : signer.privateKey;
       const iat = opts.issuedAt ?? Math.floor(Date.now() / 1000);
       return new SignJWT({ iss: issuer, ...claims })
-        .setProtectedHeader({ alg: 'RS256', kid: current.kid, typ: 'JWT' })
+        .setProtectedHeader({ alg: 'RS256', kid: signer.kid, typ: 'JWT' })
         .setIssuedAt(iat)
         .setExpirationTime(iat + (opts.expiresIn ?? 300))
         .sign(key);
     },
     async rotate() {
+      previous = current;
       current = await newKey(++n);
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
