@@ -1,5 +1,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { AccessMetrics } from '../access/context.js';
+import type { GrantStatusCol, RequestStatusCol } from '../store/schema.js';
+
+const REQUEST_STATUSES: readonly RequestStatusCol[] = ['pending', 'approved', 'denied', 'cancelled', 'expired'];
+const GRANT_STATUSES: readonly GrantStatusCol[] = ['scheduled', 'activating', 'active', 'revoking', 'revoke_failed', 'expired', 'revoked'];
 
 /** Prometheus metrics for /metrics. One registry per server (tests run several). */
 export class Metrics implements AccessMetrics {
@@ -9,6 +13,10 @@ export class Metrics implements AccessMetrics {
     labelNames: ['method', 'route', 'status'], registers: [this.registry],
   });
   readonly activeGrants = new Gauge({ name: 'hallpass_active_grants', help: 'Grants currently active', registers: [this.registry] });
+  readonly accessRequests = new Gauge({
+    name: 'hallpass_access_requests', help: 'Access requests by status, as stored', labelNames: ['status'], registers: [this.registry],
+  });
+  readonly grants = new Gauge({ name: 'hallpass_grants', help: 'Grants by status, as stored', labelNames: ['status'], registers: [this.registry] });
   readonly revokeFailures = new Counter({
     name: 'hallpass_revocation_failures_total', help: 'Failed revocation attempts by resource', labelNames: ['resource'], registers: [this.registry],
   });
@@ -20,6 +28,13 @@ export class Metrics implements AccessMetrics {
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'hallpass_' });
+  }
+
+  /** Sets the by-status gauges from counts read at scrape time; a status with no rows reads 0. */
+  setCounts(requests: ReadonlyMap<string, number>, grants: ReadonlyMap<string, number>): void {
+    for (const status of REQUEST_STATUSES) this.accessRequests.set({ status }, requests.get(status) ?? 0);
+    for (const status of GRANT_STATUSES) this.grants.set({ status }, grants.get(status) ?? 0);
+    this.activeGrants.set(grants.get('active') ?? 0);
   }
 
   expiryLagSeconds(seconds: number): void {

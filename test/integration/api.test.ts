@@ -95,6 +95,19 @@ describe('HTTP API edges, policy reload and audit verification', () => {
     expect(metricValue(after, 'hallpass_expiry_lag_seconds_bucket', 'le="+Inf"')).toBe(lagCount + 1);
     expect(metricValue(after, 'hallpass_active_grants')).toBe(nowActive - 1);
     expect(await activeInStore()).toBe(nowActive - 1);
+    // access requests and grants by status, as stored (every status present, zero when none)
+    const db = t.h.deps.store.db;
+    for (const [table, metric, statuses] of [
+      ['requests', 'hallpass_access_requests', ['pending', 'approved', 'denied', 'cancelled', 'expired']],
+      ['grants', 'hallpass_grants', ['scheduled', 'activating', 'active', 'revoking', 'revoke_failed', 'expired', 'revoked']],
+    ] as const) {
+      for (const status of statuses) {
+        const stored = (await db.selectFrom(table).select('id').where('status', '=', status).execute()).length;
+        expect(metricValue(after, metric, `status="${status}"`), `${metric}{status="${status}"}`).toBe(stored);
+      }
+    }
+    expect(metricValue(after, 'hallpass_grants', 'status="expired"')).toBeGreaterThanOrEqual(1);
+    expect(metricValue(after, 'hallpass_access_requests', 'status="approved"')).toBeGreaterThanOrEqual(1);
   });
 
   it('detects tampering through GET /api/v1/audit/verify and names the first bad event', async () => {

@@ -36,8 +36,11 @@ export function miscRoutes(app: FastifyInstance, ctx: ApiContext, limiter: Login
   });
 
   app.get('/metrics', { schema: { tags: ['ops'], hide: true } }, async (_req, reply) => {
-    const active = await db.selectFrom('grants').select((eb) => eb.fn.countAll<number>().as('n')).where('status', '=', 'active').executeTakeFirst();
-    ctx.metrics.activeGrants.set(Number(active?.n ?? 0));
+    const count = async (table: 'requests' | 'grants') => {
+      const rows = await db.selectFrom(table).select(['status', (eb) => eb.fn.countAll<number>().as('n')]).groupBy('status').execute();
+      return new Map(rows.map((r) => [String(r.status), Number(r.n)]));
+    };
+    ctx.metrics.setCounts(await count('requests'), await count('grants'));
     return reply.header('content-type', ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics());
   });
 
