@@ -4,10 +4,10 @@ import type { Path } from './errors.js';
 import { items } from './build-people.js';
 import { checkLabelKey, checkLabelValue, checkName, quote } from './names.js';
 import type { Reporter } from './report.js';
-import { ResourceSchema } from './schema.js';
-import type { RawRole } from './schema.js';
+import { ResourceGatewaySchema, ResourceSchema } from './schema.js';
+import type { RawResourceGateway, RawRole } from './schema.js';
 import { schemaProblems } from './schema-errors.js';
-import type { ResourceDef, RoleDef } from './types.js';
+import type { ResourceDef, ResourceGatewaySettings, RoleDef } from './types.js';
 
 export type KindSchemas = ReadonlyMap<string, Pick<ProviderFactory, 'kind' | 'connectionSchema' | 'privilegesSchema' | 'guardrails'>>;
 
@@ -28,6 +28,7 @@ export function buildResources(r: Reporter, raw: unknown, kinds: KindSchemas): M
     } else {
       schemaInto(r, kind.connectionSchema, res.connection, at('connection'));
     }
+    const gateway = buildGateway(r, at('gateway'), res.gateway, kind);
     const roles = new Map<string, RoleDef>();
     const roleEntries = Object.entries(res.roles);
     if (roleEntries.length === 0) r.at(at('roles'), 'a resource needs at least one role');
@@ -44,6 +45,7 @@ export function buildResources(r: Reporter, raw: unknown, kinds: KindSchemas): M
       description: res.description,
       labels: labels ?? {},
       connection: res.connection,
+      gateway,
       roles,
     });
   }
@@ -64,6 +66,17 @@ function buildRole(r: Reporter, path: Path, name: string, role: RawRole): RoleDe
     guardrails: role.guardrails,
     readOnly: role.readOnly ?? false,
   };
+}
+
+/** The resource's `gateway:` settings; on a kind without a gateway they would silently do nothing, so they are refused. */
+function buildGateway(r: Reporter, path: Path, raw: unknown, kind: { kind: string; guardrails?: readonly string[] | undefined } | undefined): ResourceGatewaySettings {
+  const off: ResourceGatewaySettings = { storeParameters: false };
+  if (raw === undefined) return off;
+  const problems = schemaProblems(ResourceGatewaySchema, raw, path);
+  for (const p of problems) r.problem(p);
+  if (problems.length > 0) return off;
+  if (kind && !kind.guardrails) r.at(path, `kind ${kind.kind} has no gateway`);
+  return { storeParameters: (raw as RawResourceGateway).storeParameters ?? false };
 }
 
 /** A guardrail the kind's gateway does not know would silently guard nothing: refuse it. */

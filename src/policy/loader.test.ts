@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { formatPolicyError } from './errors.js';
-import { loadPolicy, loadPolicyFile } from './loader.js';
+import { loadPolicy, loadPolicyFile, type KindSchemas } from './loader.js';
 import { testKinds } from './test-kinds.js';
 
 const EXAMPLE = new URL('../../examples/policy.yaml', import.meta.url);
@@ -80,6 +80,18 @@ describe('loadPolicy: happy path', () => {
       reasonRequired: false,
       who: { users: [], groups: [], workloads: ['billing-export'] },
     });
+  });
+
+  it('gateway.storeParameters: off unless the resource sets it', () => {
+    const load = (text: string) => {
+      const r = loadPolicy(text, { file: 'policy.yaml', kinds: testKinds });
+      if (!r.ok) throw new Error(r.errors.map(formatPolicyError).join('\n'));
+      return r.policy.resources.get('orders-db')?.gateway;
+    };
+    expect(load(BASE)).toEqual({ storeParameters: false });
+    const conn = BASE.split('\n')[9];
+    expect(load(withLine(10, `${conn}\n    gateway: {}`))).toEqual({ storeParameters: false });
+    expect(load(withLine(10, `${conn}\n    gateway: { storeParameters: true }`))).toEqual({ storeParameters: true });
   });
 
   it('accepts the base fixture used by the error cases', () => {
@@ -229,6 +241,19 @@ describe('loadPolicy: every error names file, line and path', () => {
     expect(errs).toHaveLength(1);
     expect(errs[0]).toMatch(/^policy\.yaml:14: resources\[0\]\.connection\.admin\.password: /);
     expect(errs[0]).not.toContain('hunter2');
+  });
+
+  it('gateway settings: a misspelt key, a wrong type, and a kind that has no gateway', () => {
+    const conn = BASE.split('\n')[9];
+    expect(errors(withLine(10, `${conn}\n    gateway: { storeParams: true }`))).toEqual([
+      'policy.yaml:11: resources[0].gateway.storeParams: unknown key "storeParams"',
+    ]);
+    expect(errors(withLine(10, `${conn}\n    gateway: { storeParameters: "yes" }`))).toEqual([
+      'policy.yaml:11: resources[0].gateway.storeParameters: expected true or false, got string "yes"',
+    ]);
+    const noGateway: KindSchemas = new Map([['postgres', { ...testKinds.get('postgres')!, guardrails: undefined }]]);
+    const r = loadPolicy(withLine(10, `${conn}\n    gateway: { storeParameters: true }`), { file: 'policy.yaml', kinds: noGateway });
+    expect(r.ok ? [] : r.errors.map(formatPolicyError)).toEqual(['policy.yaml:11: resources[0].gateway: kind postgres has no gateway']);
   });
 
   it("privileges the kind's schema refuses", () => {

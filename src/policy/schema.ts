@@ -42,10 +42,15 @@ export const ResourceSchema = Type.Object(
     description: Type.Optional(Str),
     labels: Type.Optional(Labels),
     connection: Type.Unknown(),
+    // Checked by buildResources against ResourceGatewaySchema, so a mistake in it does not drop
+    // the resource (and with it every rule that names it) from the rest of the validation.
+    gateway: Type.Optional(Type.Unknown()),
     roles: Type.Record(Type.String(), RoleSchema),
   },
   strict,
 );
+
+export const ResourceGatewaySchema = Type.Object({ storeParameters: Type.Optional(Type.Boolean()) }, strict);
 
 export const ApprovalObjectSchema = Type.Object(
   { approvals: Type.Integer(), from: Names },
@@ -104,5 +109,6 @@ export type RawGroup = Static<typeof GroupSchema>;
 export type RawUser = Static<typeof UserSchema>;
 export type RawRole = Static<typeof RoleSchema>;
 export type RawResource = Static<typeof ResourceSchema>;
+export type RawResourceGateway = Static<typeof ResourceGatewaySchema>;
 export type RawRule = Static<typeof RuleSchema>;
 export type RawBreakGlass = Static<typeof BreakGlassSchema>;

@@ -26,7 +26,14 @@ export interface ResourceDef {
   readonly labels: Readonly<Record<string, string>>;
   /** Kind-specific, validated by the provider's connectionSchema. */
   readonly connection: unknown;
+  /** How the kind's gateway treats sessions on this resource. */
+  readonly gateway: ResourceGatewaySettings;
   readonly roles: ReadonlyMap<string, RoleDef>;
+}
+
+export interface ResourceGatewaySettings {
+  /** Store Bind parameter values in gateway statement audit events (default false: they may hold PII). */
+  readonly storeParameters: boolean;
 }
 
 export interface RoleDef {

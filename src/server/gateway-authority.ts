@@ -46,9 +46,10 @@ export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAut
         return { ok: false, code: 'replayed', message: 'this gateway token was already used: mint a new one' };
       }
       const policy = deps.policy();
-      const role = policy.resources.get(grant.resource)?.roles.get(grant.role);
+      const resource = policy.resources.get(grant.resource);
+      const role = resource?.roles.get(grant.role);
       const provider = deps.providers.get(grant.resource);
-      if (!role || !provider) return { ok: false, code: 'not_active', message: `${grant.resource} is no longer in the policy` };
+      if (!resource || !role || !provider) return { ok: false, code: 'not_active', message: `${grant.resource} is no longer in the policy` };
       const info = provider.connectionInfo(grant.principal, deps.sealer.open(grant.secret_enc, grant.id));
       return {
         ok: true,
@@ -56,7 +57,7 @@ export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAut
           grantId: grant.id, userId: user.id, userName: user.name, resource: grant.resource, role: grant.role,
           expiresAt: new Date(grant.expires_at),
           upstream: { host: info.host, port: info.port, database: info.database ?? grant.resource, user: info.user, password: info.password, ssl: false },
-          guardrails: role.guardrails ?? [], readOnly: role.readOnly, storeParameters: false,
+          guardrails: role.guardrails ?? [], readOnly: role.readOnly, storeParameters: resource.gateway.storeParameters,
         },
       };
     },
