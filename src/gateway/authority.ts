@@ -68,7 +68,7 @@ export interface AuthorizedSession {
 
 /** An audit event as the gateway records it: an AuditEventInput that always has data and a Date. */
 export interface GatewayAuditEvent extends AuditEventInput {
-  /** gateway.session.start | gateway.session.end | gateway.refused | gateway.query | gateway.statement | gateway.execute */
+  /** gateway.session.start | gateway.session.end | gateway.refused | gateway.query | gateway.statement | gateway.execute | gateway.function_call */
   readonly type: string;
   /** The hallpass user name, or the claimed user for refused attempts. */
   readonly actor: string;

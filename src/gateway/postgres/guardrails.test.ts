@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { GuardrailChecker, loadGuardrailParser } from './guardrails.js';
+import { checkFunctionCall, GuardrailChecker, loadGuardrailParser } from './guardrails.js';
 
 const checker = new GuardrailChecker();
 beforeAll(loadGuardrailParser);
@@ -96,5 +96,14 @@ describe('guardrails', () => {
   it('fails closed on text the parser rejects, and allows anything when the role has no guardrails', () => {
     expect(denied('selec 1')).toBe('unparsable');
     expect(checker.check('drop table t', [], false)).toEqual({ allowed: true });
+  });
+
+  it('denies a FunctionCall (a function by OID, not checkable) whenever a guardrail applies or the role is read-only', () => {
+    const reason = 'a function called by OID cannot be checked';
+    expect(checkFunctionCall([], true)).toEqual({ allowed: false, guardrail: 'read_only', reason });
+    expect(checkFunctionCall(['ddl', 'set_role'], true)).toEqual({ allowed: false, guardrail: 'read_only', reason });
+    expect(checkFunctionCall(['write_without_where'], false)).toEqual({ allowed: false, guardrail: 'write_without_where', reason });
+    expect(checkFunctionCall(['not_a_guardrail', 'escape'], false)).toEqual({ allowed: false, guardrail: 'escape', reason });
+    expect(checkFunctionCall([], false)).toEqual({ allowed: true });
   });
 });

@@ -87,6 +87,20 @@ export class GuardrailChecker {
   }
 }
 
+/**
+ * Decides a FunctionCall protocol message ('F'). It names a function by OID with arguments that
+ * may be binary, so there is no statement to check (set_config by OID would set `role` or turn
+ * `default_transaction_read_only` off): like dynamic SQL in a DO block, it is denied whenever any
+ * guardrail applies or the role is read-only, reported as read_only first, then the role's first
+ * guardrail. Unknown guardrail names are ignored, as in check().
+ */
+export function checkFunctionCall(denied: readonly string[], readOnly: boolean): GuardDecision {
+  const reason = 'a function called by OID cannot be checked';
+  if (readOnly) return { allowed: false, guardrail: 'read_only', reason };
+  const g = denied.find(isGuardrail);
+  return g === undefined ? ALLOW : { allowed: false, guardrail: g, reason };
+}
+
 function analyse(sql: string, f: Findings, depth: number): void {
   if (depth > 8) throw new Error('DO blocks nested too deeply');
   walk(parseSync(sql), f, depth);

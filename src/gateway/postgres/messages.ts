@@ -166,6 +166,9 @@ export function readParse(frame: Buffer): { name: string; sql: string } {
   return { name: r.cstring(), sql: r.cstring() };
 }
 
+/** A parameter or argument value for the audit: text format as text, binary as `\\x…` hex. */
+const valueText = (value: Buffer, format: number | undefined): string => (format === 1 ? `\\x${value.toString('hex')}` : value.toString('utf8'));
+
 /** Bind ('B'): portal and statement names; parameter values only when asked (auditing them is opt-in). */
 export function readBind(frame: Buffer, withParams: boolean): { portal: string; statement: string; params?: (string | null)[] } {
   const r = new Reader(frame, 5);
@@ -183,11 +186,30 @@ export function readBind(frame: Buffer, withParams: boolean): { portal: string; 
       params.push(null);
       continue;
     }
-    const value = r.bytes(len);
-    const format = nFormats === 1 ? formats[0] : formats[i];
-    params.push(format === 1 ? `\\x${value.toString('hex')}` : value.toString('utf8'));
+    params.push(valueText(r.bytes(len), nFormats === 1 ? formats[0] : formats[i]));
   }
   return { portal, statement, params };
+}
+
+/**
+ * FunctionCall ('F'): the function's OID and its argument count; argument values only when asked
+ * (as for Bind). The whole message is read, so a malformed one is a protocol error.
+ */
+export function readFunctionCall(frame: Buffer, withArgs: boolean): { oid: number; nargs: number; args?: (string | null)[] } {
+  const r = new Reader(frame, 5);
+  const oid = r.int32() >>> 0;
+  const nFormats = r.int16();
+  const formats: number[] = [];
+  for (let i = 0; i < nFormats; i++) formats.push(r.int16());
+  const nargs = r.int16();
+  const args: (string | null)[] = [];
+  for (let i = 0; i < nargs; i++) {
+    const len = r.int32();
+    const value = len === -1 ? null : r.bytes(len);
+    if (withArgs) args.push(value && valueText(value, nFormats === 1 ? formats[0] : formats[i]));
+  }
+  r.int16(); // result format
+  return withArgs ? { oid, nargs, args } : { oid, nargs };
 }
 
 /** Execute ('E'): portal name. */

@@ -1,4 +1,4 @@
-import type { GuardDecision, GuardrailChecker } from './guardrails.js';
+import { checkFunctionCall, type GuardDecision, type GuardrailChecker } from './guardrails.js';
 import {
   BackendCode,
   FrontendCode,
@@ -6,6 +6,7 @@ import {
   readCommandTag,
   readErrorFields,
   readExecute,
+  readFunctionCall,
   readParse,
   readQuery,
   rowsFromTag,
@@ -13,7 +14,10 @@ import {
 import * as ser from './serializer.js';
 
 /** Where statement audit events go (the session adds who/where). */
-export type StatementEmitter = (type: 'gateway.query' | 'gateway.statement' | 'gateway.execute', data: Record<string, unknown>) => void;
+export type StatementEmitter = (
+  type: 'gateway.query' | 'gateway.statement' | 'gateway.execute' | 'gateway.function_call',
+  data: Record<string, unknown>,
+) => void;
 
 export interface TrackerPolicy {
   readonly resource: string;
@@ -58,6 +62,8 @@ interface Pending {
   error?: string;
   denied?: Denial | undefined;
   params?: (string | null)[] | undefined;
+  /** A FunctionCall: the function's OID and argument count. */
+  call?: { oid: number; nargs: number };
 }
 
 /** A statement text never crosses this many characters into an audit event. */
@@ -73,7 +79,9 @@ const POISON = "SELECT 'hallpass: statement denied'::pg_catalog.int4";
  * A denied statement is replaced upstream by one that fails at parse time, so the target itself
  * aborts the transaction and discards the rest of an extended-protocol batch exactly as it would
  * for any error; the target's ErrorResponse is then swapped for ours on the way back. Responses
- * stay in order even when the client pipelines.
+ * stay in order even when the client pipelines. A FunctionCall ('F') cannot be checked: for a role
+ * with guardrails or read-only it is replaced by the same parse-time failure, sent as a Query,
+ * whose answer has the shape of a failed FunctionCall's (ErrorResponse, ReadyForQuery).
  */
 export class StatementTracker {
   readonly #pending: Pending[] = [];
@@ -145,9 +153,13 @@ export class StatementTracker {
       case FrontendCode.Sync:
         this.#push({ kind: Kind.Sync, start: 0 });
         return frame;
-      case FrontendCode.FunctionCall:
-        this.#push({ kind: Kind.Function, start: this.now(), sql: `<function call ${frame.readInt32BE(5)}>`, tags: [] });
-        return frame;
+      case FrontendCode.FunctionCall: {
+        const { oid, nargs, args } = readFunctionCall(frame, this.policy.storeParameters);
+        const d = checkFunctionCall(this.policy.guardrails, this.policy.readOnly);
+        const denied = d.allowed ? undefined : d;
+        this.#push({ kind: Kind.Function, start: this.now(), call: { oid, nargs }, params: args, denied });
+        return denied ? ser.query(POISON) : frame;
+      }
       default:
         return frame; // CopyData/CopyDone/CopyFail, Flush, Terminate: no answer of their own
     }
@@ -162,7 +174,7 @@ export class StatementTracker {
       case BackendCode.PortalSuspended: {
         if (!head) break;
         const tag = type === BackendCode.CommandComplete ? readCommandTag(frame) : '';
-        if (head.kind === Kind.Query || head.kind === Kind.Function) head.tags?.push(tag);
+        if (head.kind === Kind.Query) head.tags?.push(tag);
         else if (head.kind === Kind.Execute) this.#finishExecute(head, tag, type === BackendCode.PortalSuspended);
         break;
       }
@@ -183,7 +195,8 @@ export class StatementTracker {
       case BackendCode.ErrorResponse:
         return this.#onError(head, frame);
       case BackendCode.ReadyForQuery:
-        if (head && (head.kind === Kind.Query || head.kind === Kind.Function)) this.#finishQuery(head);
+        if (head?.kind === Kind.Query) this.#finishQuery(head);
+        else if (head?.kind === Kind.Function) this.#finishFunction(head);
         else if (head?.kind === Kind.Sync) this.#shift();
         break;
     }
@@ -193,7 +206,7 @@ export class StatementTracker {
   #onError(head: Pending | undefined, frame: Buffer): Buffer {
     if (!head || head.kind === Kind.Sync) return frame; // e.g. a FATAL from the target: passes through
     const code = readErrorFields(frame).get('C') ?? 'XX000';
-    const replacement = head.denied && head.error === undefined ? this.#deniedError(head.denied) : frame;
+    const replacement = head.denied && head.error === undefined ? this.#deniedError(head.denied, head.kind) : frame;
     head.error ??= head.denied ? '42501' : code; // what the client saw
     if (head.kind === Kind.Query || head.kind === Kind.Function) return replacement; // finished by ReadyForQuery
     // Extended protocol: this request failed, the target skips everything up to the next Sync.
@@ -203,15 +216,25 @@ export class StatementTracker {
     for (let p = this.#pending[this.#head]; p && p.kind !== Kind.Sync; p = this.#pending[this.#head]) {
       this.#shift();
       if (p.denied && p.kind === Kind.Parse) this.#emitParse({ ...p, error: 'skipped' });
+      else if (p.kind === Kind.Function) this.#emitFunction({ ...p, error: 'skipped' });
     }
     return replacement;
   }
 
-  #deniedError(d: Denial): Buffer {
+  #deniedError(d: Denial, kind: Kind): Buffer {
+    const { resource, role } = this.policy;
+    if (kind === Kind.Function) {
+      return ser.errorResponse({
+        severity: 'ERROR',
+        code: '42501',
+        message: `hallpass: the function-call protocol message is not allowed on ${resource} for role ${role} (${d.guardrail}): ${d.reason}`,
+        hint: 'Call the function in a SQL statement instead.',
+      });
+    }
     return ser.errorResponse({
       severity: 'ERROR',
       code: '42501',
-      message: `hallpass: statement denied on ${this.policy.resource} for role ${this.policy.role} (${d.guardrail}): ${d.reason}`,
+      message: `hallpass: statement denied on ${resource} for role ${role} (${d.guardrail}): ${d.reason}`,
       hint: 'The role you were granted does not allow this statement. Request a role that does.',
     });
   }
@@ -247,6 +270,25 @@ export class StatementTracker {
     if (p.error !== undefined) data.error = p.error;
     if (p.denied) data.denied = { guardrail: p.denied.guardrail, reason: p.denied.reason };
     this.emit('gateway.query', data);
+  }
+
+  #finishFunction(p: Pending): void {
+    this.#shift();
+    this.#emitFunction(p);
+  }
+
+  /** A FunctionCall: its OID and argument count, the values only with storeParameters. */
+  #emitFunction(p: Pending): void {
+    const data: Record<string, unknown> = {
+      sessionId: this.sessionId,
+      functionOid: p.call?.oid,
+      argCount: p.call?.nargs,
+      durationMs: round(this.now() - p.start),
+    };
+    if (p.error !== undefined) data.error = p.error;
+    if (p.denied) data.denied = { guardrail: p.denied.guardrail, reason: p.denied.reason };
+    if (p.params) data.params = p.params;
+    this.emit('gateway.function_call', data);
   }
 
   /** Audits a statement the client defined but never executed (replaced, closed, or session over). */
