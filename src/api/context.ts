@@ -5,9 +5,15 @@ import type { GrantRow } from '../store/grants.js';
 import type { Metrics } from '../server/metrics.js';
 import type { ConnectionInfo } from '../providers/provider.js';
 
+/** A connection through the gateway, with what the client needs to verify it (verify-full). */
+export interface GatewayConnectionInfo extends ConnectionInfo {
+  /** PEM: the CA that issued the gateway's certificate, or the self-signed certificate itself. */
+  readonly caPem: string;
+}
+
 /** What the gateway offers the API: a connection through it for one grant. */
 export interface GatewayAccess {
-  connectionFor(grant: GrantRow, user: Principal, opts?: { reusable?: boolean }): ConnectionInfo;
+  connectionFor(grant: GrantRow, user: Principal, opts?: { reusable?: boolean }): GatewayConnectionInfo;
 }
 
 export interface ApiContext {

@@ -101,6 +101,9 @@ export const CredentialsView = Type.Object({
   grantId: Type.String(), kind: Type.String(), host: Type.String(), port: Type.Integer(), database: Type.Optional(Type.String()),
   user: Type.String(), password: Type.String(), dsn: Type.String(), env: Type.Record(Type.String(), Type.String()),
   expiresAt: Time, viaGateway: Type.Boolean(),
+  caPem: Type.Optional(Type.String({
+    description: 'gateway only: PEM of the CA (or self-signed certificate) to verify the gateway with; save it and connect with sslmode=verify-full sslrootcert=FILE (dsn and env say verify-full but cannot name a file on your machine)',
+  })),
 });
 
 export const CredentialsQuery = Type.Object({

@@ -35,7 +35,7 @@ export function connectCommand(program: Command): void {
       const client = ctx.client();
       const { grants } = await client.get<{ grants: Grant[] }>('/api/v1/grants', { active: true });
       const grant = pickGrant(grants, resource, o.role);
-      const creds = await fetchPreferGateway(client, grant.id);
+      const creds = await fetchPreferGateway(client, grant.id, ctx.io.env);
       const tool = CLIENTS[creds.kind];
       if (!tool) throw new CliError(`hallpass connect does not support ${creds.kind} resources yet: use \`hallpass creds ${grant.id}\``);
       ctx.err(`connecting to ${resource} as ${creds.user}${creds.viaGateway ? ' through the hallpass gateway' : ''}; access ends at ${creds.expiresAt}\n`);

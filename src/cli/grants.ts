@@ -56,7 +56,7 @@ export function grantCommands(program: Command): void {
     .option('--json', 'same as --format json')
     .action(async (id: string, o: { format: CredentialFormat; viaGateway?: boolean; json?: boolean }, cmd: Command) => {
       const ctx = cliContext(cmd);
-      const creds = await fetchCredentials(ctx.client(), id, o.viaGateway ? 'gateway' : 'direct');
+      const creds = await fetchCredentials(ctx.client(), id, o.viaGateway ? 'gateway' : 'direct', ctx.io.env);
       ctx.out(renderCredentials(creds, o.json ? 'json' : o.format));
     });
 }

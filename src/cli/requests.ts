@@ -53,7 +53,7 @@ export function requestCommands(program: Command): void {
       }
       const timeout = o.timeout === undefined ? undefined : (parseDuration(o.timeout) ?? 0) * 1000;
       const grant = await waitForActiveGrant(ctx, outcome, timeout);
-      const creds = await fetchCredentials(client, grant.id, o.viaGateway ? 'gateway' : 'direct');
+      const creds = await fetchCredentials(client, grant.id, o.viaGateway ? 'gateway' : 'direct', ctx.io.env);
       ctx.out(renderCredentials(creds, o.json ? 'json' : o.format));
     });
 

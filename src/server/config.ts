@@ -11,6 +11,8 @@ export interface GatewayListenConfig {
   readonly requireTls: boolean;
   readonly certFile?: string | undefined;
   readonly keyFile?: string | undefined;
+  /** The CA that issued certFile, handed to clients (sslrootcert); default: certFile itself (self-signed). */
+  readonly caFile?: string | undefined;
 }
 
 export interface HallpassConfig {

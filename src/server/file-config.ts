@@ -23,6 +23,7 @@ export const ServerFileSchema = Type.Object({
     requireTls: Type.Optional(Type.Boolean()),
     certFile: Type.Optional(Type.String()),
     keyFile: Type.Optional(Type.String()),
+    caFile: Type.Optional(Type.String({ description: 'the CA that issued certFile, handed to clients to verify the gateway; default certFile (self-signed)' })),
   }, { additionalProperties: false })),
   identity: Type.Optional(IdentitySchema),
 }, { additionalProperties: false });
@@ -75,6 +76,7 @@ export function resolveServerConfig(flags: ServerFlags, env: Readonly<Record<str
     gateway: gw.enabled === false ? undefined : {
       ...gatewayListen, requireTls: gw.requireTls ?? true,
       certFile: gw.certFile ? resolve(base, gw.certFile) : undefined, keyFile: gw.keyFile ? resolve(base, gw.keyFile) : undefined,
+      caFile: gw.caFile ? resolve(base, gw.caFile) : undefined,
     },
     env,
     reconcileIntervalMs: file.reconcileInterval ? file.reconcileInterval * 1000 : undefined,

@@ -6,6 +6,7 @@ import { requireConnectMfa } from '../../auth/connect-mfa.js';
 import { readGrant, revokeGrant } from '../../access/grants.js';
 import { createRequest } from '../../access/requests.js';
 import { AppError, conflict } from '../../domain/errors.js';
+import type { ConnectionInfo } from '../../providers/provider.js';
 import { listGrants } from '../../store/grants.js';
 import { principalOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
@@ -76,7 +77,7 @@ export function grantRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (grant.status !== 'active' || grant.expires_at === null) throw conflict(`grant ${id} is ${grant.status}: no credentials`);
     await requireConnectMfa(deps, p, grant.request_id);
     const viaGateway = via === 'gateway';
-    let info;
+    let info: ConnectionInfo & { caPem?: string };
     if (viaGateway) {
       if (!ctx.gateway) throw new AppError('bad_request', 'the gateway is not enabled on this server');
       info = ctx.gateway.connectionFor(grant, p, { reusable: reusable === true });
@@ -92,6 +93,7 @@ export function grantRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return {
       grantId: grant.id, kind: info.kind, host: info.host, port: info.port, ...(info.database ? { database: info.database } : {}),
       user: info.user, password: info.password, dsn: info.dsn, env: { ...info.env }, expiresAt: new Date(grant.expires_at).toISOString(), viaGateway,
+      ...(info.caPem !== undefined ? { caPem: info.caPem } : {}),
     };
   });
 }

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -76,6 +77,17 @@ describe('gateway TLS', () => {
     const second = await loadGatewayTls({ selfSignedDir });
     expect(second.certPem).toBe(first.certPem);
     expect(readFileSync(join(selfSignedDir, 'gateway-cert.pem'), 'utf8')).toBe(first.certPem);
+  });
+
+  it('regenerates a kept self-signed pair that does not name the listen host (clients verify the name)', async () => {
+    const selfSignedDir = join(dir, 'rehost');
+    const first = await loadGatewayTls({ selfSignedDir, hostnames: ['127.0.0.1', 'localhost'] });
+    expect(new X509Certificate(first.certPem).checkIP('127.0.0.1')).toBe('127.0.0.1');
+    expect((await loadGatewayTls({ selfSignedDir, hostnames: ['localhost', '127.0.0.1'] })).certPem).toBe(first.certPem);
+    const moved = await loadGatewayTls({ selfSignedDir, hostnames: ['db-gw.example', 'localhost'] });
+    expect(moved.certPem).not.toBe(first.certPem);
+    expect(new X509Certificate(moved.certPem).checkHost('db-gw.example')).toBe('db-gw.example');
+    expect(statSync(join(selfSignedDir, 'gateway-key.pem')).mode & 0o077).toBe(0);
   });
 
   it('logs in to a target over TLS, verifying it with the CA from the grant, and refuses a target it cannot verify', async () => {

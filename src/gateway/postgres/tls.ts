@@ -1,6 +1,8 @@
 import { execFile } from 'node:child_process';
+import { X509Certificate } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
+import { isIP } from 'node:net';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { promisify } from 'node:util';
 import { ConfigError } from '../../domain/errors.js';
@@ -43,14 +45,16 @@ export async function loadGatewayTls(config: GatewayTlsConfig): Promise<LoadedTl
 
 /**
  * A self-signed P-256 certificate made with the system's openssl at first start, then reused
- * (the key file is 0600). Written to temporary names and renamed, so a crash leaves no half pair.
+ * (the key file is 0600) as long as it names every host clients are told to use (clients verify
+ * it with verify-full): a changed listen host gets a new pair. Written to temporary names and
+ * renamed, so a crash leaves no half pair.
  */
 async function selfSigned(dir: string, hostnames: readonly string[]): Promise<{ cert: string; key: string }> {
   const certFile = join(dir, 'gateway-cert.pem');
   const keyFile = join(dir, 'gateway-key.pem');
-  if (!existsSync(certFile) || !existsSync(keyFile)) {
+  if (!existsSync(certFile) || !existsSync(keyFile) || !covers(readFileSync(certFile, 'utf8'), hostnames)) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const san = hostnames.map((h) => (/^[\d.]+$|:/.test(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
+    const san = hostnames.map((h) => (isIP(h) ? `IP:${h}` : `DNS:${h}`)).join(',');
     const tmpKey = `${keyFile}.${process.pid}.tmp`;
     const tmpCert = `${certFile}.${process.pid}.tmp`;
     const oldUmask = process.umask(0o077);
@@ -72,4 +76,14 @@ async function selfSigned(dir: string, hostnames: readonly string[]): Promise<{ 
     renameSync(tmpCert, certFile);
   }
   return { cert: readFileSync(certFile, 'utf8'), key: readFileSync(keyFile, 'utf8') };
+}
+
+/** Whether the certificate's subjectAltName names every host (DNS name or IP address). */
+function covers(certPem: string, hostnames: readonly string[]): boolean {
+  try {
+    const cert = new X509Certificate(certPem);
+    return hostnames.every((h) => (isIP(h) ? cert.checkIP(h) : cert.checkHost(h, { subject: 'never' })) !== undefined);
+  } catch {
+    return false;
+  }
 }
