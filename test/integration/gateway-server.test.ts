@@ -1,12 +1,22 @@
+import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryEvents, verifyChain } from '../../src/audit/index.js';
+import { mintGatewayToken } from '../../src/gateway/tokens.js';
+import { deriveKey } from '../../src/secrets/index.js';
 import { gatewayExtension } from '../../src/server/gateway-extension.js';
 import { freePort, startPgTarget, type PgTarget } from '../support/pg-target.js';
-import { startTestHallpass, type TestHallpass } from '../support/hallpass.js';
+import { startTestHallpass, testPolicy, type TestHallpass } from '../support/hallpass.js';
 import { createTestDatabase } from '../support/services.js';
 import { eventually } from '../support/target-checks.js';
+
+const run = promisify(execFile);
 
 /**
  * The gateway as the server runs it: the core's authority and audit sink, grant events from the
@@ -17,11 +27,25 @@ describe('gateway in the running server', () => {
   let store: { url: string; drop: () => Promise<void> };
   let a: TestHallpass;
   let b: TestHallpass;
+  let masterKey: string;
 
-  const withGateway = async (instanceId: string, masterKey: string) => {
+  /** The test policy plus a second resource on the same target (for wrong-resource refusals). */
+  const policy = () => testPolicy(target).replace('resources:\n', `resources:
+  - name: reports-db
+    kind: postgres
+    connection:
+      host: ${target.host}
+      port: ${target.port}
+      database: ${target.database}
+      admin: { user: ${target.adminUser}, password: { env: TEST_TARGET_ADMIN_PASSWORD } }
+    roles:
+      read: { readOnly: true, privileges: { memberOf: [pg_read_all_data] } }
+`);
+
+  const withGateway = async (instanceId: string, key: string) => {
     const port = await freePort();
     return startTestHallpass({
-      target, databaseUrl: store.url, instanceId, masterKey, schedulerPollMs: 100,
+      target, databaseUrl: store.url, instanceId, masterKey: key, schedulerPollMs: 100, policy: policy(),
       start: { extensions: [gatewayExtension({ host: '127.0.0.1', port, requireTls: true })] },
     });
   };
@@ -33,7 +57,7 @@ describe('gateway in the running server', () => {
     await admin.query('insert into t select generate_series(1, 10)');
     await admin.end();
     store = await createTestDatabase('hp_gw');
-    const masterKey = randomBytes(32).toString('base64');
+    masterKey = randomBytes(32).toString('base64');
     a = await withGateway('gw-a', masterKey);
     b = await withGateway('gw-b', masterKey);
   });
@@ -119,5 +143,180 @@ describe('gateway in the running server', () => {
     expect(revoked.status).toBe(200);
     const err = await running;
     expect(err?.message).toMatch(/hallpass: access to app-db revoked/);
+  });
+
+  describe('refusals through the real server: the client is told why, and gateway.refused is stored with the code and client address', () => {
+    let caDir: string;
+    let caFile: string;
+    beforeAll(() => {
+      caDir = mkdtempSync(join(tmpdir(), 'hp-gw-refuse-'));
+      caFile = join(caDir, 'gateway-ca.pem');
+      writeFileSync(caFile, a.h.gateway!.certificatePem!, { mode: 0o600 });
+    });
+    afterAll(() => rmSync(caDir, { recursive: true, force: true }));
+
+    const grantFor = async (user: string, duration = '10m', resource = 'app-db') => {
+      const r = await a.api(await a.token(user), 'POST', '/api/v1/requests', { resource, role: 'read', duration, reason: 'refusals' });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      return r.body.grant as { id: string; expiresAt: string };
+    };
+    const apiToken = async (user: string, grantId: string): Promise<string> => {
+      const creds = await a.api(await a.token(user), 'GET', `/api/v1/grants/${grantId}/credentials?via=gateway`);
+      expect(creds.status, JSON.stringify(creds.body)).toBe(200);
+      return creds.body.password as string;
+    };
+    /** Minted with the server's own key (as the core does), here with a chosen lifetime and no cap at the grant's end. */
+    const mint = (grantId: string, now: Date, ttlMs: number) =>
+      mintGatewayToken(deriveKey(Buffer.from(masterKey, 'base64'), 'gateway-token-hmac'), { grantId, now, ttlMs }).token;
+
+    const headSeq = async (): Promise<number> => {
+      const row = await a.h.deps.store.db.selectFrom('audit_events').select((eb) => eb.fn.max('seq').as('seq')).executeTakeFirst();
+      return Number(row?.seq ?? 0);
+    };
+    /** The one gateway.refused event stored after `seq`, read back through the audit API. */
+    const refusedAfter = async (seq: number) => {
+      let events: { actor: string; data: Record<string, unknown> }[] = [];
+      await eventually(async () => {
+        const r = await a.api(a.adminToken, 'GET', `/api/v1/audit?type=gateway.refused&afterSeq=${seq}`);
+        events = r.body.events;
+        return events.length > 0;
+      });
+      expect(events).toHaveLength(1);
+      return events[0]!;
+    };
+
+    /** node-postgres, verifying the gateway with its CA; resolves with the error and the client's own address. */
+    const pgAttempt = async (user: string, password: string, database = 'app-db') => {
+      const client = new pg.Client({
+        host: '127.0.0.1', port: a.h.gateway!.address().port, user, password, database, ssl: { ca: a.h.gateway!.certificatePem },
+        connectionTimeoutMillis: 10_000,
+      });
+      client.on('error', () => {});
+      let local = '';
+      const raw = (client as unknown as { connection: { stream: Socket } }).connection.stream;
+      raw.once('connect', () => (local = `${raw.localAddress}:${raw.localPort}`));
+      const error = await client.connect().then(() => undefined, (e: Error) => e);
+      if (!error) await client.end();
+      return { error, local };
+    };
+    /** The real psql with sslmode=verify-full; resolves with its stderr (it must fail). */
+    const psqlAttempt = async (user: string, password: string, database = 'app-db') => {
+      const env = {
+        PATH: '/usr/bin:/bin', PGHOST: '127.0.0.1', PGPORT: String(a.h.gateway!.address().port), PGUSER: user, PGDATABASE: database,
+        PGPASSWORD: password, PGSSLMODE: 'verify-full', PGSSLROOTCERT: caFile, PGCONNECT_TIMEOUT: '10',
+      };
+      const r = await run('/usr/bin/psql', ['-X', '-Atc', 'select 1'], { env }).then(() => undefined, (e: { code?: number; stderr?: string }) => e);
+      expect(r, 'psql connected but should have been refused').toBeDefined();
+      expect(r!.code).toBe(2); // psql: the connection failed
+      return r!.stderr ?? '';
+    };
+    const expectRefusal = (ev: { actor: string; data: Record<string, unknown> }, want: { code: string; actor: string; resource: string; clientAddress?: string }) => {
+      expect(ev.data.code).toBe(want.code);
+      expect(ev.actor).toBe(want.actor);
+      expect(ev.data.resource).toBe(want.resource);
+      expect(ev.data.tls).toBe(true);
+      expect(ev.data.clientAddress).toMatch(/^127\.0\.0\.1:\d+$/);
+      if (want.clientAddress !== undefined) expect(ev.data.clientAddress).toBe(want.clientAddress);
+      expect(JSON.stringify(ev.data)).not.toContain('hpg_'); // the token itself is never stored
+    };
+
+    it('a garbage token (psql): bad_token', async () => {
+      const seq = await headSeq();
+      const stderr = await psqlAttempt('alice', 'hpg_not-a-token');
+      expect(stderr).toMatch(/FATAL:\s+hallpass: invalid gateway token/);
+      expectRefusal(await refusedAfter(seq), { code: 'bad_token', actor: 'alice', resource: 'app-db' });
+    });
+
+    it('a well-formed token with a forged MAC (node-postgres): bad_token', async () => {
+      const g = await grantFor('alice');
+      const token = mint(g.id, new Date(), 60_000);
+      const forged = `${token.slice(0, -1)}${token.endsWith('A') ? 'B' : 'A'}`;
+      const seq = await headSeq();
+      const { error, local } = await pgAttempt('alice', forged);
+      expect(error?.message).toBe('hallpass: invalid gateway token');
+      expectRefusal(await refusedAfter(seq), { code: 'bad_token', actor: 'alice', resource: 'app-db', clientAddress: local });
+    });
+
+    it('an expired gateway token (minted with a 300 ms TTL, used after it) for a live grant: expired', async () => {
+      const g = await grantFor('alice');
+      const token = mint(g.id, new Date(), 300);
+      await new Promise((r) => setTimeout(r, 400));
+      const seq = await headSeq();
+      const { error, local } = await pgAttempt('alice', token);
+      expect(error?.message).toMatch(/^hallpass: gateway token expired: mint a new one/);
+      expectRefusal(await refusedAfter(seq), { code: 'expired', actor: 'alice', resource: 'app-db', clientAddress: local });
+      // psql says the same
+      const seq2 = await headSeq();
+      expect(await psqlAttempt('alice', token)).toMatch(/FATAL:\s+hallpass: gateway token expired/);
+      expectRefusal(await refusedAfter(seq2), { code: 'expired', actor: 'alice', resource: 'app-db' });
+    });
+
+    it('a token for a revoked grant (psql): revoked', async () => {
+      const g = await grantFor('alice');
+      const token = await apiToken('alice', g.id);
+      expect((await a.api(await a.token('alice'), 'POST', `/api/v1/grants/${g.id}/revoke`, { reason: 'refusal test' })).status).toBe(200);
+      const seq = await headSeq();
+      expect(await psqlAttempt('alice', token)).toMatch(/FATAL:\s+hallpass: access to app-db was revoked/);
+      expectRefusal(await refusedAfter(seq), { code: 'revoked', actor: 'alice', resource: 'app-db' });
+    });
+
+    it('a token for an expired grant (real scheduler expiry): expired, whether the token outlives the grant or not', async () => {
+      const g = await grantFor('dave', '3s');
+      const fromApi = await apiToken('dave', g.id); // capped at the grant's end
+      const outliving = mint(g.id, new Date(), 10 * 60_000); // valid past the grant's end: the grant itself is checked
+      expect(await eventually(async () => (await a.api(await a.token('dave'), 'GET', `/api/v1/grants/${g.id}`)).body.status === 'expired', 15_000, 100)).toBe(true);
+
+      const seq = await headSeq();
+      const first = await pgAttempt('dave', outliving);
+      expect(first.error?.message).toBe('hallpass: access to app-db expired');
+      expectRefusal(await refusedAfter(seq), { code: 'expired', actor: 'dave', resource: 'app-db', clientAddress: first.local });
+
+      const seq2 = await headSeq();
+      const second = await pgAttempt('dave', fromApi);
+      expect(second.error?.message).toMatch(/^hallpass: gateway token expired/);
+      expectRefusal(await refusedAfter(seq2), { code: 'expired', actor: 'dave', resource: 'app-db', clientAddress: second.local });
+    });
+
+    it('a token used with the database name of another resource: wrong_resource (and the token is not spent)', async () => {
+      const g = await grantFor('alice');
+      const token = await apiToken('alice', g.id);
+      const seq = await headSeq();
+      const { error, local } = await pgAttempt('alice', token, 'reports-db');
+      expect(error?.message).toBe('hallpass: this token is for app-db, not reports-db');
+      expectRefusal(await refusedAfter(seq), { code: 'wrong_resource', actor: 'alice', resource: 'reports-db', clientAddress: local });
+      const seq2 = await headSeq();
+      expect(await psqlAttempt('alice', token, 'reports-db')).toMatch(/FATAL:\s+hallpass: this token is for app-db, not reports-db/);
+      expectRefusal(await refusedAfter(seq2), { code: 'wrong_resource', actor: 'alice', resource: 'reports-db' });
+      // The right resource still works with the same token: a refusal did not use it up.
+      expect((await pgAttempt('alice', token)).error).toBeUndefined();
+      await a.api(await a.token('alice'), 'POST', `/api/v1/grants/${g.id}/revoke`, {});
+    });
+
+    it('another user\'s grant: dave\'s token presented as alice is not_owner', async () => {
+      const g = await grantFor('dave');
+      const token = await apiToken('dave', g.id);
+      const seq = await headSeq();
+      const { error, local } = await pgAttempt('alice', token);
+      expect(error?.message).toBe('hallpass: this token belongs to another user\'s grant');
+      expectRefusal(await refusedAfter(seq), { code: 'not_owner', actor: 'alice', resource: 'app-db', clientAddress: local });
+      const seq2 = await headSeq();
+      expect(await psqlAttempt('alice', token)).toMatch(/FATAL:\s+hallpass: this token belongs to another user's grant/);
+      expectRefusal(await refusedAfter(seq2), { code: 'not_owner', actor: 'alice', resource: 'app-db' });
+      await a.api(await a.token('dave'), 'POST', `/api/v1/grants/${g.id}/revoke`, {});
+    });
+
+    it('a replayed single-use token: the first connection works, the second is refused as replayed (psql and node-postgres)', async () => {
+      const g = await grantFor('carol');
+      const token = await apiToken('carol', g.id);
+      expect((await pgAttempt('carol', token)).error).toBeUndefined();
+      const seq = await headSeq();
+      const { error, local } = await pgAttempt('carol', token);
+      expect(error?.message).toBe('hallpass: this gateway token was already used: mint a new one');
+      expectRefusal(await refusedAfter(seq), { code: 'replayed', actor: 'carol', resource: 'app-db', clientAddress: local });
+      const seq2 = await headSeq();
+      expect(await psqlAttempt('carol', token)).toMatch(/FATAL:\s+hallpass: this gateway token was already used/);
+      expectRefusal(await refusedAfter(seq2), { code: 'replayed', actor: 'carol', resource: 'app-db' });
+      await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${g.id}/revoke`, {});
+    });
   });
 });
