@@ -38,6 +38,9 @@ export interface UpstreamTls {
   readonly ca?: string;
   /** Default true. */
   readonly rejectUnauthorized?: boolean;
+  /** Check the certificate names the target host (or `servername`); default true. false = libpq's verify-ca. */
+  readonly verifyHostname?: boolean;
+  /** The name to verify and send as SNI; default the target host (an IP address is verified, not sent as SNI). */
   readonly servername?: string;
 }
 

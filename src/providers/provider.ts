@@ -46,6 +46,12 @@ export interface ConnectionInfo {
   readonly database?: string | undefined;
   readonly user: string;
   readonly password: string;
+  /**
+   * TLS to the target, absent for none. `require` encrypts without authenticating the target
+   * (unless `caFile` is given: then the chain is checked, not the host name); `verify-full`
+   * checks the chain against `caFile` (else the system CAs) and the host name.
+   */
+  readonly tls?: { readonly mode: 'require' | 'verify-full'; readonly caFile?: string | undefined } | undefined;
   /** A URL a standard client accepts (postgres://..., mysql://..., redis://...). */
   readonly dsn: string;
   /** Environment variables the standard client reads (PGHOST, PGUSER, ...). */

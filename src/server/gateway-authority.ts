@@ -4,11 +4,13 @@ import { verifyGatewayToken } from '../gateway/tokens.js';
 import { highVolumeSink } from '../audit/index.js';
 import { getGrant } from '../store/grants.js';
 import { getUserById } from '../store/users.js';
+import { upstreamTls } from './upstream-tls.js';
 
 /**
  * The core's answer to "may this gateway client in?": a valid, unexpired, single-use token for
  * an active grant of this user on this resource. The upstream credential comes from the grant
- * (decrypted here, handed to the gateway in memory only).
+ * (decrypted here, handed to the gateway in memory only); TLS to the target and whether to store
+ * parameter values come from the resource (its connection's sslmode/sslrootcert, its gateway:).
  */
 export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAuthority {
   return {
@@ -51,12 +53,13 @@ export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAut
       const provider = deps.providers.get(grant.resource);
       if (!resource || !role || !provider) return { ok: false, code: 'not_active', message: `${grant.resource} is no longer in the policy` };
       const info = provider.connectionInfo(grant.principal, deps.sealer.open(grant.secret_enc, grant.id));
+      const ssl = await upstreamTls(info.tls);
       return {
         ok: true,
         session: {
           grantId: grant.id, userId: user.id, userName: user.name, resource: grant.resource, role: grant.role,
           expiresAt: new Date(grant.expires_at),
-          upstream: { host: info.host, port: info.port, database: info.database ?? grant.resource, user: info.user, password: info.password, ssl: false },
+          upstream: { host: info.host, port: info.port, database: info.database ?? grant.resource, user: info.user, password: info.password, ssl },
           guardrails: role.guardrails ?? [], readOnly: role.readOnly, storeParameters: resource.gateway.storeParameters,
         },
       };

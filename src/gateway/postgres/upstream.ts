@@ -1,4 +1,4 @@
-import { connect as netConnect, type Socket } from 'node:net';
+import { isIP, connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import type { AuthorizedSession } from '../authority.js';
 import { Framer } from './framing.js';
@@ -44,11 +44,15 @@ export async function connectUpstream(
       const answer = await readBytes(socket, 1);
       if (answer[0] !== 0x53) throw new UpstreamError('the target does not accept TLS');
       const plain = socket;
+      const name = target.ssl.servername ?? target.host;
       socket = tlsConnect({
         socket: plain,
-        servername: target.ssl.servername ?? target.host,
+        // The name the certificate is checked against; SNI must not carry an IP address (RFC 6066).
+        host: name,
+        ...(isIP(name) === 0 ? { servername: name } : {}),
         ...(target.ssl.ca !== undefined ? { ca: target.ssl.ca } : {}),
         rejectUnauthorized: target.ssl.rejectUnauthorized ?? true,
+        ...(target.ssl.verifyHostname === false ? { checkServerIdentity: () => undefined } : {}),
       });
       socket.on('error', () => plain.destroy());
       await once(socket, 'secureConnect');

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { ProviderError } from '../provider.js';
 import { parseConnection, parsePrivileges } from './config.js';
+import { sslFor } from './connection.js';
 import { isRetryable, scrub, toProviderError } from './errors.js';
 import { postgresConnectionInfo } from './provider.js';
 import { grantStatements } from './sql.js';
@@ -96,5 +97,30 @@ describe('postgres connectionInfo', () => {
     const info = postgresConnectionInfo(c, 'hp_x', 'p@ss:w/rd?#%');
     expect(info.dsn).toBe('postgresql://hp_x:p%40ss%3Aw%2Frd%3F%23%25@[::1]:5432/app?sslmode=verify-full');
     expect(info.env).toEqual({ PGHOST: '::1', PGPORT: '5432', PGDATABASE: 'app', PGUSER: 'hp_x', PGPASSWORD: 'p@ss:w/rd?#%', PGSSLMODE: 'verify-full' });
+  });
+
+  it('tells the gateway how to reach the target over TLS; the sslrootcert path (a hallpass host file) stays out of the DSN and env', () => {
+    const info = (c: object) => postgresConnectionInfo(parseConnection({ ...conn, ...c }), 'hp_x', 'pw');
+    expect(info({}).tls).toBeUndefined();
+    expect(info({ sslmode: 'disable', sslrootcert: '/etc/hallpass/ca.pem' }).tls).toBeUndefined();
+    expect(info({ sslmode: 'require' }).tls).toEqual({ mode: 'require', caFile: undefined });
+    const full = info({ sslmode: 'verify-full', sslrootcert: '/etc/hallpass/ca.pem' });
+    expect(full.tls).toEqual({ mode: 'verify-full', caFile: '/etc/hallpass/ca.pem' });
+    expect(full.dsn).not.toContain('ca.pem');
+    expect(Object.values(full.env).join(' ')).not.toContain('ca.pem');
+  });
+});
+
+describe('postgres admin TLS (sslFor)', () => {
+  it("maps libpq's sslmode and sslrootcert to pg options", () => {
+    expect(sslFor(undefined, undefined)).toBe(false);
+    expect(sslFor('disable', 'CA')).toBe(false);
+    expect(sslFor('require', undefined)).toEqual({ rejectUnauthorized: false });
+    expect(sslFor('verify-full', undefined)).toEqual({ rejectUnauthorized: true });
+    expect(sslFor('verify-full', 'CA')).toEqual({ ca: 'CA', rejectUnauthorized: true });
+    // require with a CA: the chain is checked, the host name is not (libpq verify-ca)
+    const ca = sslFor('require', 'CA');
+    expect(ca).toMatchObject({ ca: 'CA', rejectUnauthorized: true });
+    expect(typeof ca === 'object' && ca.checkServerIdentity?.('other.example', {} as never)).toBeUndefined();
   });
 });

@@ -24,6 +24,13 @@ export const connectionSchema = Type.Object(
     port: Type.Integer({ minimum: 1, maximum: 65535, default: 5432 }),
     database: Type.String({ minLength: 1, maxLength: 63 }),
     sslmode: Type.Optional(Type.Union([Type.Literal('disable'), Type.Literal('require'), Type.Literal('verify-full')])),
+    /** libpq's meaning, for hallpass's own connections (admin, gateway); not handed to clients. */
+    sslrootcert: Type.Optional(
+      Type.String({
+        minLength: 1,
+        description: 'CA file (PEM) that signed the target certificate. verify-full: used instead of the system CAs; require: the chain is checked against it, the host name is not (libpq verify-ca)',
+      }),
+    ),
     admin: Type.Object(
       {
         user: Type.String({ minLength: 1, maxLength: 63 }),

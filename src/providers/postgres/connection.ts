@@ -1,5 +1,6 @@
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import type { SecretResolver } from '../provider.js';
+import { ProviderError, type SecretResolver } from '../provider.js';
 import type { PostgresConnection } from './config.js';
 import { SecretUnavailableError } from './errors.js';
 import type { Statement } from './sql.js';
@@ -21,8 +22,22 @@ export interface AdminConnections {
   end(): Promise<void>;
 }
 
-const sslFor = (mode: PostgresConnection['sslmode']): pg.ClientConfig['ssl'] =>
-  mode === 'require' ? { rejectUnauthorized: false } : mode === 'verify-full' ? { rejectUnauthorized: true } : false;
+/** libpq's sslmode (and sslrootcert) as pg TLS options. */
+export function sslFor(mode: PostgresConnection['sslmode'], ca: string | undefined): pg.ClientConfig['ssl'] {
+  if (mode !== 'require' && mode !== 'verify-full') return false;
+  if (ca === undefined) return { rejectUnauthorized: mode === 'verify-full' };
+  // require with a CA file is libpq's verify-ca: the chain is checked, the host name is not.
+  return mode === 'verify-full' ? { ca, rejectUnauthorized: true } : { ca, rejectUnauthorized: true, checkServerIdentity: () => undefined };
+}
+
+/** The sslrootcert file's text. Unreadable is a configuration fault, like a missing admin password: not retried. */
+function readCa(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ProviderError(`postgres: cannot read sslrootcert ${path}: ${(err as NodeJS.ErrnoException).code ?? 'error'}`, false);
+  }
+}
 
 export function adminConnections(conn: PostgresConnection, secrets: SecretResolver, poolSize = 4): AdminConnections {
   let lastPassword: string | undefined;
@@ -36,13 +51,20 @@ export function adminConnections(conn: PostgresConnection, secrets: SecretResolv
     }
     return lastPassword;
   };
+  // The CA file is read when the first admin connection is made (not when the provider is
+  // created: that must not fail), and kept for the pool's life.
+  let ca: string | undefined;
+  const ssl = (): pg.ClientConfig['ssl'] => {
+    if (conn.sslrootcert !== undefined && (conn.sslmode === 'require' || conn.sslmode === 'verify-full')) ca ??= readCa(conn.sslrootcert);
+    return sslFor(conn.sslmode, ca);
+  };
   const config = (database: string): pg.ClientConfig => ({
     host: conn.host,
     port: conn.port,
     database,
     user: conn.admin.user,
     password,
-    ssl: sslFor(conn.sslmode),
+    ssl: ssl(),
     application_name: 'hallpass',
     connectionTimeoutMillis: 5_000,
     statement_timeout: 30_000,
@@ -51,15 +73,23 @@ export function adminConnections(conn: PostgresConnection, secrets: SecretResolv
     // sql.ts quotes literals for this setting; never depend on the server default.
     options: '-c standard_conforming_strings=on',
   });
-  const pool = new pg.Pool({ ...config(conn.database), max: poolSize, idleTimeoutMillis: 10_000 });
-  // A target that goes away must surface as a failed call, never as an unhandled 'error' event.
-  pool.on('error', () => {});
-  pool.on('connect', (client) => client.on('error', () => {}));
+  let pool: pg.Pool | undefined;
+  const getPool = (): pg.Pool => {
+    if (pool) return pool;
+    pool = new pg.Pool({ ...config(conn.database), max: poolSize, idleTimeoutMillis: 10_000 });
+    // A target that goes away must surface as a failed call, never as an unhandled 'error' event.
+    pool.on('error', () => {});
+    pool.on('connect', (client) => client.on('error', () => {}));
+    return pool;
+  };
   return {
-    pool,
+    /** Made on first use (so an unreadable sslrootcert fails that call, not the provider's creation). */
+    get pool() {
+      return getPool();
+    },
     database: conn.database,
     async withDatabase(database, fn) {
-      if (database === conn.database) return fn(pool);
+      if (database === conn.database) return fn(getPool());
       const client = new pg.Client(config(database));
       client.on('error', () => {});
       await client.connect();
@@ -70,7 +100,9 @@ export function adminConnections(conn: PostgresConnection, secrets: SecretResolv
       }
     },
     lastAdminPassword: () => lastPassword,
-    end: () => pool.end(),
+    end: async () => {
+      await pool?.end();
+    },
   };
 }
 

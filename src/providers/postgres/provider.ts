@@ -170,7 +170,9 @@ export function postgresConnectionInfo(conn: PostgresConnection, user: string, p
     PGPASSWORD: password,
   };
   if (conn.sslmode) env.PGSSLMODE = conn.sslmode;
-  return { kind: 'postgres', host: conn.host, port: conn.port, database: conn.database, user, password, dsn, env };
+  // sslrootcert is a path on the hallpass host: it goes to the gateway, not into the DSN a client gets.
+  const tls = conn.sslmode === 'require' || conn.sslmode === 'verify-full' ? { mode: conn.sslmode, caFile: conn.sslrootcert } : undefined;
+  return { kind: 'postgres', host: conn.host, port: conn.port, database: conn.database, user, password, dsn, env, ...(tls ? { tls } : {}) };
 }
 
 export const postgresProviderFactory: ProviderFactory = {
