@@ -22,7 +22,13 @@ export interface AuthorizeInput {
 
 export type AuthorizeResult =
   | { readonly ok: true; readonly session: AuthorizedSession }
-  | { readonly ok: false; readonly code: RefusalCode; readonly message: string };
+  | {
+      readonly ok: false;
+      readonly code: RefusalCode;
+      readonly message: string;
+      /** The grant the (authentic) token names, when it got that far: for the audit event only. */
+      readonly grantId?: string;
+    };
 
 export interface GatewayAuthority {
   /**

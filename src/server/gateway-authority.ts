@@ -1,5 +1,5 @@
 import type { AccessDeps } from '../access/context.js';
-import type { AuthorizeInput, AuthorizeResult, GatewayAuditSink, GatewayAuthority } from '../gateway/authority.js';
+import type { AuthorizeInput, AuthorizeResult, GatewayAuditSink, GatewayAuthority, RefusalCode } from '../gateway/authority.js';
 import { verifyGatewayToken } from '../gateway/tokens.js';
 import { highVolumeSink } from '../audit/index.js';
 import { getGrant } from '../store/grants.js';
@@ -24,20 +24,22 @@ export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAut
       }
       const grant = await getGrant(deps.store.db, v.grantId);
       if (!grant) return { ok: false, code: 'bad_token', message: 'invalid gateway token' };
+      // From here on the token is authentic and names this grant: refusals say which, for the audit.
+      const no = (code: Exclude<RefusalCode, 'bad_token'>, message: string): AuthorizeResult => ({ ok: false, code, message, grantId: grant.id });
       const user = await getUserById(deps.store.db, grant.user_id);
       if (!user || user.disabled || user.name !== input.user) {
-        return { ok: false, code: 'not_owner', message: 'this token belongs to another user\'s grant' };
+        return no('not_owner', 'this token belongs to another user\'s grant');
       }
       if (grant.resource !== input.resource) {
-        return { ok: false, code: 'wrong_resource', message: `this token is for ${grant.resource}, not ${input.resource}` };
+        return no('wrong_resource', `this token is for ${grant.resource}, not ${input.resource}`);
       }
-      if (grant.status === 'revoked' || grant.end_reason === 'revoked') return { ok: false, code: 'revoked', message: `access to ${grant.resource} was revoked` };
+      if (grant.status === 'revoked' || grant.end_reason === 'revoked') return no('revoked', `access to ${grant.resource} was revoked`);
       if (grant.status !== 'active' || grant.expires_at === null) {
         return grant.status === 'expired' || grant.end_reason === 'expired'
-          ? { ok: false, code: 'expired', message: `access to ${grant.resource} expired` }
-          : { ok: false, code: 'not_active', message: `grant ${grant.id} is ${grant.status}` };
+          ? no('expired', `access to ${grant.resource} expired`)
+          : no('not_active', `grant ${grant.id} is ${grant.status}`);
       }
-      if (grant.expires_at <= now.getTime()) return { ok: false, code: 'expired', message: `access to ${grant.resource} expired` };
+      if (grant.expires_at <= now.getTime()) return no('expired', `access to ${grant.resource} expired`);
       // Single use: the first connection records the nonce; any later one is a replay.
       // (A reusable token — minted on request for pools and pgbench -C — is bounded by its TTL.)
       const inserted = v.reusable ? { numInsertedOrUpdatedRows: 1n } : await deps.store.db.insertInto('used_nonces')
@@ -45,13 +47,13 @@ export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAut
         .onConflict((oc) => oc.column('nonce').doNothing())
         .executeTakeFirst();
       if (Number(inserted.numInsertedOrUpdatedRows ?? 0) === 0) {
-        return { ok: false, code: 'replayed', message: 'this gateway token was already used: mint a new one' };
+        return no('replayed', 'this gateway token was already used: mint a new one');
       }
       const policy = deps.policy();
       const resource = policy.resources.get(grant.resource);
       const role = resource?.roles.get(grant.role);
       const provider = deps.providers.get(grant.resource);
-      if (!resource || !role || !provider) return { ok: false, code: 'not_active', message: `${grant.resource} is no longer in the policy` };
+      if (!resource || !role || !provider) return no('not_active', `${grant.resource} is no longer in the policy`);
       const info = provider.connectionInfo(grant.principal, deps.sealer.open(grant.secret_enc, grant.id));
       const ssl = await upstreamTls(info.tls);
       return {

@@ -175,7 +175,7 @@ describe('gateway in the running server', () => {
     };
     /** The one gateway.refused event stored after `seq`, read back through the audit API. */
     const refusedAfter = async (seq: number) => {
-      let events: { actor: string; data: Record<string, unknown> }[] = [];
+      let events: { actor: string; grantId: string | null; data: Record<string, unknown> }[] = [];
       await eventually(async () => {
         const r = await a.api(a.adminToken, 'GET', `/api/v1/audit?type=gateway.refused&afterSeq=${seq}`);
         events = r.body.events;
@@ -210,8 +210,13 @@ describe('gateway in the running server', () => {
       expect(r!.code).toBe(2); // psql: the connection failed
       return r!.stderr ?? '';
     };
-    const expectRefusal = (ev: { actor: string; data: Record<string, unknown> }, want: { code: string; actor: string; resource: string; clientAddress?: string }) => {
+    const expectRefusal = (
+      ev: { actor: string; grantId: string | null; data: Record<string, unknown> },
+      want: { code: string; actor: string; resource: string; clientAddress?: string; grantId?: string },
+    ) => {
       expect(ev.data.code).toBe(want.code);
+      // An authentic token names its grant and the event says which; a bad one names none.
+      expect(ev.grantId).toBe(want.grantId ?? null);
       expect(ev.actor).toBe(want.actor);
       expect(ev.data.resource).toBe(want.resource);
       expect(ev.data.tls).toBe(true);
@@ -257,7 +262,7 @@ describe('gateway in the running server', () => {
       expect((await a.api(await a.token('alice'), 'POST', `/api/v1/grants/${g.id}/revoke`, { reason: 'refusal test' })).status).toBe(200);
       const seq = await headSeq();
       expect(await psqlAttempt('alice', token)).toMatch(/FATAL:\s+hallpass: access to app-db was revoked/);
-      expectRefusal(await refusedAfter(seq), { code: 'revoked', actor: 'alice', resource: 'app-db' });
+      expectRefusal(await refusedAfter(seq), { code: 'revoked', actor: 'alice', resource: 'app-db', grantId: g.id });
     });
 
     it('a token for an expired grant (real scheduler expiry): expired, whether the token outlives the grant or not', async () => {
@@ -269,7 +274,7 @@ describe('gateway in the running server', () => {
       const seq = await headSeq();
       const first = await pgAttempt('dave', outliving);
       expect(first.error?.message).toBe('hallpass: access to app-db expired');
-      expectRefusal(await refusedAfter(seq), { code: 'expired', actor: 'dave', resource: 'app-db', clientAddress: first.local });
+      expectRefusal(await refusedAfter(seq), { code: 'expired', actor: 'dave', resource: 'app-db', clientAddress: first.local, grantId: g.id });
 
       const seq2 = await headSeq();
       const second = await pgAttempt('dave', fromApi);
@@ -283,10 +288,10 @@ describe('gateway in the running server', () => {
       const seq = await headSeq();
       const { error, local } = await pgAttempt('alice', token, 'reports-db');
       expect(error?.message).toBe('hallpass: this token is for app-db, not reports-db');
-      expectRefusal(await refusedAfter(seq), { code: 'wrong_resource', actor: 'alice', resource: 'reports-db', clientAddress: local });
+      expectRefusal(await refusedAfter(seq), { code: 'wrong_resource', actor: 'alice', resource: 'reports-db', clientAddress: local, grantId: g.id });
       const seq2 = await headSeq();
       expect(await psqlAttempt('alice', token, 'reports-db')).toMatch(/FATAL:\s+hallpass: this token is for app-db, not reports-db/);
-      expectRefusal(await refusedAfter(seq2), { code: 'wrong_resource', actor: 'alice', resource: 'reports-db' });
+      expectRefusal(await refusedAfter(seq2), { code: 'wrong_resource', actor: 'alice', resource: 'reports-db', grantId: g.id });
       // The right resource still works with the same token: a refusal did not use it up.
       expect((await pgAttempt('alice', token)).error).toBeUndefined();
       await a.api(await a.token('alice'), 'POST', `/api/v1/grants/${g.id}/revoke`, {});
@@ -298,10 +303,10 @@ describe('gateway in the running server', () => {
       const seq = await headSeq();
       const { error, local } = await pgAttempt('alice', token);
       expect(error?.message).toBe('hallpass: this token belongs to another user\'s grant');
-      expectRefusal(await refusedAfter(seq), { code: 'not_owner', actor: 'alice', resource: 'app-db', clientAddress: local });
+      expectRefusal(await refusedAfter(seq), { code: 'not_owner', actor: 'alice', resource: 'app-db', clientAddress: local, grantId: g.id });
       const seq2 = await headSeq();
       expect(await psqlAttempt('alice', token)).toMatch(/FATAL:\s+hallpass: this token belongs to another user's grant/);
-      expectRefusal(await refusedAfter(seq2), { code: 'not_owner', actor: 'alice', resource: 'app-db' });
+      expectRefusal(await refusedAfter(seq2), { code: 'not_owner', actor: 'alice', resource: 'app-db', grantId: g.id });
       await a.api(await a.token('dave'), 'POST', `/api/v1/grants/${g.id}/revoke`, {});
     });
 
@@ -312,10 +317,10 @@ describe('gateway in the running server', () => {
       const seq = await headSeq();
       const { error, local } = await pgAttempt('carol', token);
       expect(error?.message).toBe('hallpass: this gateway token was already used: mint a new one');
-      expectRefusal(await refusedAfter(seq), { code: 'replayed', actor: 'carol', resource: 'app-db', clientAddress: local });
+      expectRefusal(await refusedAfter(seq), { code: 'replayed', actor: 'carol', resource: 'app-db', clientAddress: local, grantId: g.id });
       const seq2 = await headSeq();
       expect(await psqlAttempt('carol', token)).toMatch(/FATAL:\s+hallpass: this gateway token was already used/);
-      expectRefusal(await refusedAfter(seq2), { code: 'replayed', actor: 'carol', resource: 'app-db' });
+      expectRefusal(await refusedAfter(seq2), { code: 'replayed', actor: 'carol', resource: 'app-db', grantId: g.id });
       await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${g.id}/revoke`, {});
     });
   });

@@ -39,6 +39,8 @@ export type LoginResult =
       readonly user: string;
       readonly resource: string;
       readonly tls: boolean;
+      /** The grant an authentic token named, when the authority said. */
+      readonly grantId?: string;
     };
 
 /**
@@ -84,10 +86,10 @@ export async function acceptClient(raw: Socket, clientAddress: string, opts: Log
   const startup = packet.params;
   const user = startup.get('user') ?? '';
   const resource = startup.get('database') ?? user;
-  const refuse = (code: Extract<LoginResult, { kind: 'refused' }>['code'], sqlstate: string, message: string): LoginResult => {
+  const refuse = (code: Extract<LoginResult, { kind: 'refused' }>['code'], sqlstate: string, message: string, grantId?: string): LoginResult => {
     queue.detach();
     socket.end(ser.errorResponse({ severity: 'FATAL', code: sqlstate, message }));
-    return { kind: 'refused', code, message, user, resource, tls };
+    return { kind: 'refused', code, message, user, resource, tls, ...(grantId === undefined ? {} : { grantId }) };
   };
   if (user === '') return refuse('bad_startup', '28000', 'hallpass: no user name given (use your hallpass user name)');
   if (startup.has('replication')) return refuse('bad_startup', '28000', 'hallpass: replication connections are not supported');
@@ -110,7 +112,7 @@ export async function acceptClient(raw: Socket, clientAddress: string, opts: Log
   }
   if (!result.ok) {
     const sqlstate = result.code === 'wrong_resource' || result.code === 'not_owner' || result.code === 'not_active' ? '28000' : '28P01';
-    return refuse(result.code, sqlstate, `hallpass: ${result.message}`);
+    return refuse(result.code, sqlstate, `hallpass: ${result.message}`, result.grantId);
   }
   if (result.session.resource !== resource) return refuse('wrong_resource', '28000', `hallpass: this token is not for ${resource}`);
   const early = queue.detach();

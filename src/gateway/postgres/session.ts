@@ -112,6 +112,7 @@ export class ClientSession {
       ctx.audit.add({
         type: 'gateway.refused',
         actor: r.user,
+        ...(r.grantId === undefined ? {} : { grantId: r.grantId }),
         data: { code: r.code, message: r.message, resource: r.resource, clientAddress: this.clientAddress, tls: r.tls },
         at: ctx.clock.now(),
       });
