@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openStore, type StoreConnection } from '../store/db.js';
 import { ev } from './audit.conformance.js';
 import { AuditBatcher } from './batcher.js';
@@ -70,6 +70,43 @@ describe('AuditBatcher', () => {
     await b.drain(3);
     expect(stored).toBe(50);
     expect(b.pending).toBe(0);
+  });
+
+  // Regression: after each write the one or two events that arrived meanwhile were flushed at
+  // once, so a steady stream became thousands of one-event transactions (or writer-thread round
+  // trips) a second instead of a batch per maxDelayMs.
+  it('lets events that arrive during a write wait for companions, unless a full batch is waiting', async () => {
+    vi.useFakeTimers();
+    try {
+      const calls: number[] = [];
+      let finish: () => void = () => undefined;
+      const sink = { record: (events: readonly AuditEventInput[]) => (calls.push(events.length), new Promise<void>((r) => (finish = r))) };
+      const b = new AuditBatcher(sink, { maxBatch: 10, maxDelayMs: 5 });
+      b.add(ev(1));
+      await vi.advanceTimersByTimeAsync(5);
+      expect(calls).toEqual([1]); // in flight
+      b.add(ev(2));
+      b.add(ev(3));
+      finish();
+      await vi.advanceTimersByTimeAsync(4);
+      expect(calls).toEqual([1]); // the two wait for companions
+      b.add(ev(4));
+      await vi.advanceTimersByTimeAsync(1);
+      expect(calls).toEqual([1, 3]);
+      for (let i = 5; i < 25; i++) b.add(ev(i)); // two full batches queue up during this write
+      finish();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(calls).toEqual([1, 3, 10]); // a full batch goes at once
+      finish();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(calls).toEqual([1, 3, 10, 10]);
+      finish();
+      await vi.advanceTimersByTimeAsync(5);
+      expect(calls).toEqual([1, 3, 10, 10]);
+      expect(b.pending).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('refuses options that would stall it', () => {

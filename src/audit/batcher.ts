@@ -99,7 +99,10 @@ export class AuditBatcher<E extends AuditEventInput = AuditEventInput> {
     this.#flushing = this.#flush().finally(() => {
       this.#flushing = undefined;
       if (this.#queue.length > 0 && !this.#timer) {
-        const delay = this.#failures === 0 ? 0 : Math.min(5000, 50 * 2 ** this.#failures);
+        // After a success, what arrived meanwhile waits for companions like any new event (a full
+        // batch goes at once): flushing the one or two events that came during each write would
+        // make thousands of tiny transactions (or writer-thread round trips) a second.
+        const delay = this.#failures > 0 ? Math.min(5000, 50 * 2 ** this.#failures) : this.#queue.length >= this.#maxBatch ? 0 : this.#maxDelayMs;
         this.#timer = setTimeout(() => {
           this.#timer = undefined;
           this.#startFlush();

@@ -68,6 +68,21 @@ describe('threadSink (audit writer thread on the SQLite store file)', () => {
     expect((await verifyChain(store.db)).ok).toBe(true);
   });
 
+  it('stores exactly what storeSink on this thread would: times to the millisecond, dates in data, redaction', async () => {
+    const events: AuditEventInput[] = [
+      { type: 'gateway.execute', actor: 'alice', grantId: 'grt_1', at: new Date(1_764_590_000_123), data: { when: new Date(0), n: 1.5, u: undefined, dsn: 'x', url: 'postgres://u:pw@h/db' } },
+      { type: 'gateway.query', actor: '', at: 1_764_590_000_124, data: { sql: 'select 1' } },
+    ];
+    await sink.record(events);
+    const mem = await openStore({ url: ':memory:' });
+    await storeSink(mem).record(events);
+    const cols = ['seq', 'at', 'type', 'actor', 'grant_id', 'data', 'prev_hash', 'hash'] as const;
+    const viaThread = await store.db.selectFrom('audit_events').select(cols).orderBy('seq').execute();
+    expect(viaThread).toEqual(await mem.db.selectFrom('audit_events').select(cols).orderBy('seq').execute());
+    expect(viaThread[0]?.at).toBe(1_764_590_000_123);
+    await mem.close();
+  });
+
   it('reports a failed batch (nothing of it stored) and starts a new thread after close', async () => {
     await sql`create trigger block before insert on audit_events begin select raise(abort, 'disk on fire'); end`.execute(store.db);
     await expect(sink.record([ev(1), ev(2)])).rejects.toThrow('disk on fire');
