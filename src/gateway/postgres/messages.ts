@@ -175,20 +175,25 @@ export function readBind(frame: Buffer, withParams: boolean): { portal: string; 
   const portal = r.cstring();
   const statement = r.cstring();
   if (!withParams) return { portal, statement };
+  return { portal, statement, params: readValues(r, true).values };
+}
+
+/**
+ * Format codes, then length-prefixed values (Bind's parameters, FunctionCall's arguments): how
+ * many, and their text when asked (text format as text, binary as `\x…` hex, NULL as null).
+ */
+function readValues(r: Reader, withValues: boolean): { n: number; values: (string | null)[] } {
   const nFormats = r.int16();
   const formats: number[] = [];
   for (let i = 0; i < nFormats; i++) formats.push(r.int16());
   const n = r.int16();
-  const params: (string | null)[] = [];
+  const values: (string | null)[] = [];
   for (let i = 0; i < n; i++) {
     const len = r.int32();
-    if (len === -1) {
-      params.push(null);
-      continue;
-    }
-    params.push(valueText(r.bytes(len), nFormats === 1 ? formats[0] : formats[i]));
+    const value = len === -1 ? null : r.bytes(len);
+    if (withValues) values.push(value && valueText(value, nFormats === 1 ? formats[0] : formats[i]));
   }
-  return { portal, statement, params };
+  return { n, values };
 }
 
 /**
@@ -198,16 +203,7 @@ export function readBind(frame: Buffer, withParams: boolean): { portal: string; 
 export function readFunctionCall(frame: Buffer, withArgs: boolean): { oid: number; nargs: number; args?: (string | null)[] } {
   const r = new Reader(frame, 5);
   const oid = r.int32() >>> 0;
-  const nFormats = r.int16();
-  const formats: number[] = [];
-  for (let i = 0; i < nFormats; i++) formats.push(r.int16());
-  const nargs = r.int16();
-  const args: (string | null)[] = [];
-  for (let i = 0; i < nargs; i++) {
-    const len = r.int32();
-    const value = len === -1 ? null : r.bytes(len);
-    if (withArgs) args.push(value && valueText(value, nFormats === 1 ? formats[0] : formats[i]));
-  }
+  const { n: nargs, values: args } = readValues(r, withArgs);
   r.int16(); // result format
   return withArgs ? { oid, nargs, args } : { oid, nargs };
 }
