@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryEvents } from '../../src/audit/index.js';
 import { gatewayExtension } from '../../src/server/gateway-extension.js';
 import { freePort, startPgTarget, type PgTarget } from '../support/pg-target.js';
-import { startTestHallpass, type TestHallpass } from '../support/hallpass.js';
+import { startTestHallpass, targetConnectionYaml, type TestHallpass } from '../support/hallpass.js';
 import { eventually } from '../support/target-checks.js';
 
 /**
@@ -30,12 +30,7 @@ function policy(target: PgTarget, resources: ResourceSpec[]): string {
   const resource = (r: ResourceSpec) => `
   - name: ${r.name}
     kind: postgres
-    connection:
-      host: ${target.host}
-      port: ${target.port}
-      database: ${target.database}
-${r.connection ?? ''}      admin: { user: ${target.adminUser}, password: { env: TEST_TARGET_ADMIN_PASSWORD } }
-${r.extra ?? ''}    roles:
+${targetConnectionYaml(target, r.connection)}${r.extra ?? ''}    roles:
       read: { readOnly: true, privileges: { memberOf: [pg_read_all_data] } }`;
   return `
 groups: [{ name: engineers }]

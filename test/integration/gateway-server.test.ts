@@ -12,7 +12,7 @@ import { mintGatewayToken } from '../../src/gateway/tokens.js';
 import { deriveKey } from '../../src/secrets/index.js';
 import { gatewayExtension } from '../../src/server/gateway-extension.js';
 import { freePort, startPgTarget, type PgTarget } from '../support/pg-target.js';
-import { startTestHallpass, testPolicy, type TestHallpass } from '../support/hallpass.js';
+import { startTestHallpass, targetConnectionYaml, testPolicy, type TestHallpass } from '../support/hallpass.js';
 import { createTestDatabase } from '../support/services.js';
 import { eventually } from '../support/target-checks.js';
 
@@ -33,12 +33,7 @@ describe('gateway in the running server', () => {
   const policy = () => testPolicy(target).replace('resources:\n', `resources:
   - name: reports-db
     kind: postgres
-    connection:
-      host: ${target.host}
-      port: ${target.port}
-      database: ${target.database}
-      admin: { user: ${target.adminUser}, password: { env: TEST_TARGET_ADMIN_PASSWORD } }
-    roles:
+${targetConnectionYaml(target)}    roles:
       read: { readOnly: true, privileges: { memberOf: [pg_read_all_data] } }
 `);
 

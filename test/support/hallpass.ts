@@ -11,6 +11,19 @@ import type { PgTarget } from './pg-target.js';
 
 export const TEST_USERS = ['alice', 'dave', 'bob', 'carol', 'olga'] as const;
 
+/**
+ * The `connection:` block of a policy resource on `target` (at 4 spaces, as under `- name:`);
+ * `extra` are more connection lines (at 6 spaces) before the admin credential.
+ */
+export function targetConnectionYaml(target: PgTarget, extra = ''): string {
+  return `    connection:
+      host: ${target.host}
+      port: ${target.port}
+      database: ${target.database}
+${extra}      admin: { user: ${target.adminUser}, password: { env: TEST_TARGET_ADMIN_PASSWORD } }
+`;
+}
+
 /** A policy for lifecycle tests: one PostgreSQL resource, read auto, write 1 approval, admin 2. */
 export function testPolicy(target: PgTarget, opts: { pendingTtl?: string; extra?: string } = {}): string {
   return `
@@ -26,12 +39,7 @@ resources:
   - name: app-db
     kind: postgres
     labels: { env: prod }
-    connection:
-      host: ${target.host}
-      port: ${target.port}
-      database: ${target.database}
-      admin: { user: ${target.adminUser}, password: { env: TEST_TARGET_ADMIN_PASSWORD } }
-    roles:
+${targetConnectionYaml(target)}    roles:
       read: { readOnly: true, privileges: { memberOf: [pg_read_all_data] } }
       write: { privileges: { memberOf: [pg_read_all_data, pg_write_all_data] } }
       owner: { privileges: { memberOf: [pg_read_all_data, pg_write_all_data] } }
