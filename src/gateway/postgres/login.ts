@@ -3,7 +3,7 @@ import { TLSSocket } from 'node:tls';
 import type { AuthorizedSession, GatewayAuthority, RefusalCode } from '../authority.js';
 import { Framer } from './framing.js';
 import { FrontendCode, ProtocolError, readStartupPacket, type StartupPacket } from './messages.js';
-import { FrameQueue } from './queue.js';
+import { ClosedError, FrameQueue } from './queue.js';
 import * as ser from './serializer.js';
 import type { LoadedTls } from './tls.js';
 
@@ -56,8 +56,10 @@ export async function acceptClient(raw: Socket, clientAddress: string, opts: Log
   for (let negotiations = 0; packet.kind === 'ssl' || packet.kind === 'gssenc'; negotiations++) {
     if (negotiations >= 2) throw new ProtocolError('too many encryption requests');
     if (packet.kind === 'ssl' && opts.tls && !tls) {
-      // Bytes after SSLRequest but before the handshake would be unencrypted injected data.
-      if (queue.detach().length > 0 || queue.framer.buffered > 0) throw new ProtocolError('data received before the TLS handshake');
+      // Bytes after SSLRequest but before the handshake would be unencrypted injected data, whether
+      // they frame (a queued packet, a partial one) or not (the framer already refused them).
+      const injected = queue.detach().length > 0 || queue.framer.buffered > 0 || (queue.failure !== undefined && !(queue.failure instanceof ClosedError));
+      if (injected) throw new ProtocolError('data received before the TLS handshake');
       socket.write(ser.sslAccepted());
       const secure = new TLSSocket(socket, { isServer: true, secureContext: opts.tls.context });
       secure.on('error', noop); // errors surface as 'close' from here on; never as an uncaught event

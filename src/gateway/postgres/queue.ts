@@ -31,6 +31,11 @@ export class FrameQueue {
     socket.on('error', this.#onError);
   }
 
+  /** Why the queue stopped (a framing error, the peer closing), if it did. */
+  get failure(): Error | undefined {
+    return this.#failure;
+  }
+
   next(): Promise<[number, Buffer]> {
     return new Promise((resolve, reject) => {
       this.#waiter = { resolve, reject };
