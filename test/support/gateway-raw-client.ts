@@ -3,10 +3,10 @@ import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import * as ser from '../../src/gateway/postgres/serializer.js';
 
 /**
- * A hand-driven PostgreSQL client for gateway tests that need control no driver gives:
- * arbitrary bytes after login, or not reading at all.
+ * Connects over TLS like libpq and sends the startup message; resolves once the gateway asks
+ * for the password (AuthenticationCleartextPassword), with nothing more sent.
  */
-export async function rawLogin(port: number, token: string, opts: { user?: string; database?: string } = {}): Promise<TLSSocket> {
+export async function rawStartup(port: number, opts: { user?: string; database?: string } = {}): Promise<TLSSocket> {
   const raw: Socket = netConnect({ port, host: '127.0.0.1' });
   raw.on('error', () => {});
   await new Promise((r) => raw.once('connect', r));
@@ -15,8 +15,18 @@ export async function rawLogin(port: number, token: string, opts: { user?: strin
   const s = tlsConnect({ socket: raw, rejectUnauthorized: false });
   s.on('error', () => {});
   await new Promise((r) => s.once('secureConnect', r));
+  const askedPassword = new Promise((r) => s.once('data', r));
   s.write(ser.startupMessage(new Map([['user', opts.user ?? 'alice'], ['database', opts.database ?? 'app']])));
-  await new Promise((r) => s.once('data', r)); // AuthenticationCleartextPassword
+  await askedPassword;
+  return s;
+}
+
+/**
+ * A hand-driven PostgreSQL client for gateway tests that need control no driver gives:
+ * arbitrary bytes after login, or not reading at all.
+ */
+export async function rawLogin(port: number, token: string, opts: { user?: string; database?: string } = {}): Promise<TLSSocket> {
+  const s = await rawStartup(port, opts);
   s.write(ser.passwordMessage(token));
   let seen = Buffer.alloc(0);
   await new Promise<void>((resolve, reject) => {

@@ -1,8 +1,7 @@
-import { connect as netConnect, createServer, type Server, type Socket } from 'node:net';
-import { connect as tlsConnect } from 'node:tls';
+import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startGatewayFixture, type GatewayFixture } from '../../../test/support/gateway-harness.js';
-import { rawLogin } from '../../../test/support/gateway-raw-client.js';
+import { rawLogin, rawStartup } from '../../../test/support/gateway-raw-client.js';
 import type { GatewayAuditEvent } from '../authority.js';
 import { Framer } from './framing.js';
 import { Relay } from './relay.js';
@@ -181,17 +180,7 @@ function afterLogin(bytes: Buffer): Buffer {
  * a partial one in the framer), or in the relay itself.
  */
 async function pipelinedLogin(grantId: string, k: number): Promise<Outcome> {
-  const raw = netConnect({ port: fx.port, host: '127.0.0.1' });
-  raw.on('error', () => {});
-  await new Promise((r) => raw.once('connect', r));
-  raw.write(ser.sslRequest());
-  await new Promise((r) => raw.once('data', r));
-  const s = tlsConnect({ socket: raw, rejectUnauthorized: false });
-  s.on('error', () => {});
-  await new Promise((r) => s.once('secureConnect', r));
-  const askedPassword = new Promise((r) => s.once('data', r));
-  s.write(ser.startupMessage(new Map([['user', 'alice'], ['database', 'app']])));
-  await askedPassword;
+  const s = await rawStartup(fx.port);
   const answer = collect(s, READY_COUNT + 1);
   await writeSplit(s, Buffer.concat([ser.passwordMessage(fx.authority.token(grantId)), SCRIPT]), k);
   return finish(s, afterLogin(await answer), grantId, k);
