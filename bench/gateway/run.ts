@@ -6,6 +6,7 @@
  *
  *   node --import tsx bench/gateway/run.ts   # BENCH_SECONDS=5 BENCH_SCALE=10 BENCH_ROUNDS=3
  *                                            # BENCH_AUDIT_DELAY_MS=5 (the batcher's maxDelayMs)
+ *                                            # BENCH_HOLD=1: keep the targets up for profiling
  *
  * Each row is the median of BENCH_ROUNDS runs (target order rotated per round); the runs' TPS
  * are printed beside it.
@@ -41,9 +42,27 @@ interface Result {
   tps: number;
   p50us: number;
   avgMs: number;
-  /** CPU time of this process (the gateway and its audit sink) per transaction. */
+  /** CPU time of the proxy (this process for the gateway and its audit sink; PgBouncer's process) per transaction. */
   cpuUsPerTx: number;
+  /** CPU time of the whole machine (pgbench, PostgreSQL, the proxy) per transaction. */
+  machineUsPerTx: number;
 }
+
+/** Busy CPU time of the whole machine so far, in µs (from /proc/stat: all but idle and iowait). */
+function machineBusyUs(): number {
+  const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
+  const total = f.reduce((a, b) => a + b, 0);
+  return ((total - (f[3] ?? 0) - (f[4] ?? 0)) * 1e6) / CLOCK_TICKS;
+}
+
+/** CPU time (user + system) of process `pid` so far, in µs. */
+function processCpuUs(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1e6) / CLOCK_TICKS;
+}
+
+const CLOCK_TICKS = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim() || 100);
 
 function ensurePgBouncer(): string {
   const found = spawnSync('sh', ['-c', 'command -v pgbouncer || ls /usr/sbin/pgbouncer'], { encoding: 'utf8' }).stdout.trim().split('\n')[0];
@@ -94,16 +113,25 @@ async function startPgBouncer(bin: string, dir: string, target: { port: number }
     if (child.exitCode !== null) throw new Error(`pgbouncer exited: ${readFileSync(join(dir, 'pgbouncer.log'), 'utf8').slice(-500)}`);
     await new Promise((r) => setTimeout(r, 100));
   }
-  return { port, stop: () => child.kill('SIGTERM') };
+  return { port, pid: child.pid ?? 0, stop: () => child.kill('SIGTERM') };
 }
 
-async function pgbench(env: NodeJS.ProcessEnv, mode: string, clients: number, reconnect: boolean, logDir: string, seconds = SECONDS): Promise<Omit<Result, 'target'>> {
+/** How to read the proxy's CPU time (µs) for a target; undefined for direct. */
+type CpuClock = (() => number) | undefined;
+const ownCpu: CpuClock = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+
+async function pgbench(env: NodeJS.ProcessEnv, mode: string, clients: number, reconnect: boolean, logDir: string, seconds = SECONDS, proxyCpu: CpuClock = undefined): Promise<Omit<Result, 'target'>> {
   for (const f of readdirSync(logDir)) rmSync(join(logDir, f));
   const args = ['-n', '-S', '-M', mode, '-c', String(clients), '-j', String(Math.min(clients, 2)), '-T', String(seconds), '-l', '--log-prefix', join(logDir, 'tx')];
   if (reconnect) args.push('-C');
-  const cpu0 = process.cpuUsage();
+  const cpu0 = proxyCpu?.() ?? 0;
+  const machine0 = machineBusyUs();
   const { stdout } = await run('pgbench', args, { env, maxBuffer: 1 << 24 });
-  const cpu = process.cpuUsage(cpu0);
+  const cpu = (proxyCpu?.() ?? 0) - cpu0;
+  const machine = machineBusyUs() - machine0;
   const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? NaN);
   const avgMs = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1] ?? NaN);
   const lat: number[] = [];
@@ -116,8 +144,7 @@ async function pgbench(env: NodeJS.ProcessEnv, mode: string, clients: number, re
   lat.sort((a, b) => a - b);
   const p50us = lat[Math.floor(lat.length / 2)] ?? NaN;
   const txs = Number(/number of transactions actually processed: (\d+)/.exec(stdout)?.[1] ?? NaN);
-  const cpuUsPerTx = (cpu.user + cpu.system) / txs;
-  return { mode: reconnect ? `${mode} -C` : mode, clients, tps, p50us, avgMs, cpuUsPerTx };
+  return { mode: reconnect ? `${mode} -C` : mode, clients, tps, p50us, avgMs, cpuUsPerTx: proxyCpu ? cpu / txs : NaN, machineUsPerTx: machine / txs };
 }
 
 /** The run with the median TPS, with the median of each other figure. */
@@ -125,7 +152,7 @@ function median(runs: Array<Omit<Result, 'target'>>): Omit<Result, 'target'> {
   const mid = <T>(xs: T[], key: (x: T) => number): number => xs.map(key).sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
   const first = runs[0];
   if (!first) throw new Error('no runs');
-  return { mode: first.mode, clients: first.clients, tps: mid(runs, (r) => r.tps), p50us: mid(runs, (r) => r.p50us), avgMs: mid(runs, (r) => r.avgMs), cpuUsPerTx: mid(runs, (r) => r.cpuUsPerTx) };
+  return { mode: first.mode, clients: first.clients, tps: mid(runs, (r) => r.tps), p50us: mid(runs, (r) => r.p50us), avgMs: mid(runs, (r) => r.avgMs), cpuUsPerTx: mid(runs, (r) => r.cpuUsPerTx), machineUsPerTx: mid(runs, (r) => r.machineUsPerTx) };
 }
 
 async function main(): Promise<void> {
@@ -179,20 +206,31 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
     storeParameters: false,
   });
   const base = { ...process.env, PGDATABASE: 'app', PGHOST: '127.0.0.1' };
-  const targets: Array<[string, () => NodeJS.ProcessEnv]> = [
-    ['direct', () => ({ ...base, PGPORT: String(target.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'disable' })],
-    ['pgbouncer', () => ({ ...base, PGPORT: String(bouncer.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' })],
-    ['gateway', () => ({ ...base, PGPORT: String(on.port), PGUSER: 'bench', PGPASSWORD: authority.token(grantId, undefined, true), PGSSLMODE: 'require' })],
-    ['gateway-noaudit', () => ({ ...base, PGPORT: String(off.port), PGUSER: 'bench', PGPASSWORD: authority.token(grantId, undefined, true), PGSSLMODE: 'require' })],
+  const bouncerCpu: CpuClock = () => processCpuUs(bouncer.pid);
+  const targets: Array<[string, () => NodeJS.ProcessEnv, CpuClock]> = [
+    ['direct', () => ({ ...base, PGPORT: String(target.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'disable' }), undefined],
+    ['pgbouncer', () => ({ ...base, PGPORT: String(bouncer.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), bouncerCpu],
+    ['gateway', () => ({ ...base, PGPORT: String(on.port), PGUSER: 'bench', PGPASSWORD: authority.token(grantId, undefined, true), PGSSLMODE: 'require' }), ownCpu],
+    ['gateway-noaudit', () => ({ ...base, PGPORT: String(off.port), PGUSER: 'bench', PGPASSWORD: authority.token(grantId, undefined, true), PGSSLMODE: 'require' }), ownCpu],
   ];
+  const hold = process.env.BENCH_HOLD === '1';
+  if (hold) {
+    // Profiling aid: keep every target up and print how to reach each, until Ctrl-C.
+    for (const [name, env] of targets) {
+      const e = env();
+      console.log(`${name}: PGHOST=127.0.0.1 PGPORT=${e.PGPORT} PGDATABASE=app PGUSER=${e.PGUSER} PGPASSWORD='${e.PGPASSWORD}' PGSSLMODE=${e.PGSSLMODE}`);
+    }
+    console.log(`gateway pid ${process.pid}, pgbouncer pid ${bouncer.pid}`);
+    await new Promise((resolve) => process.once('SIGINT', resolve));
+  }
   const logDir = join(work, 'logs');
   spawnSync('mkdir', ['-p', logDir]);
   const results: Result[] = [];
   let eventsStored = 0;
   try {
     // Warm-up (JIT, connection caches) so the first measured row is not penalised.
-    for (const [, env] of targets) for (const m of ['simple', 'extended']) await pgbench(env(), m, 2, false, logDir, 1);
-    for (const m of MODES) {
+    if (!hold) for (const [, env] of targets) for (const m of ['simple', 'extended']) await pgbench(env(), m, 2, false, logDir, 1);
+    for (const m of hold ? [] : MODES) {
       const [mode = 'simple', flag] = m.split(' ');
       const reconnect = flag === '-C';
       for (const clients of CLIENTS) {
@@ -202,8 +240,8 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
         const active = targets.filter(([name]) => TARGETS.includes(name));
         for (let round = 0; round < ROUNDS; round++) {
           for (let k = 0; k < active.length; k++) {
-            const [name, env] = active[(k + round) % active.length] as (typeof active)[number];
-            const r = await pgbench(env(), mode, clients, reconnect, logDir);
+            const [name, env, cpu] = active[(k + round) % active.length] as (typeof active)[number];
+            const r = await pgbench(env(), mode, clients, reconnect, logDir, SECONDS, cpu);
             rows.set(name, [...(rows.get(name) ?? []), r]);
           }
         }
@@ -212,7 +250,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
           const r = median(runs);
           results.push({ target: name, ...r });
           const spread = runs.map((x) => x.tps.toFixed(0)).join('/');
-          console.log(`${name.padEnd(16)} ${r.mode.padEnd(12)} c=${String(clients).padEnd(2)} tps=${r.tps.toFixed(0).padStart(7)} (${spread})  p50=${r.p50us.toFixed(0).padStart(6)} µs  avg=${r.avgMs.toFixed(3)} ms${name.startsWith('gateway') ? `  gateway CPU ${r.cpuUsPerTx.toFixed(1)} µs/tx` : ''}`);
+          console.log(`${name.padEnd(16)} ${r.mode.padEnd(12)} c=${String(clients).padEnd(2)} tps=${r.tps.toFixed(0).padStart(7)} (${spread})  p50=${r.p50us.toFixed(0).padStart(6)} µs  avg=${r.avgMs.toFixed(3)} ms  CPU µs/tx: proxy ${Number.isNaN(r.cpuUsPerTx) ? '   -' : r.cpuUsPerTx.toFixed(1).padStart(5)}, machine ${r.machineUsPerTx.toFixed(1)}`);
         }
       }
     }

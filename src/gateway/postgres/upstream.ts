@@ -35,6 +35,21 @@ export async function connectUpstream(
   startupParams: ReadonlyMap<string, string>,
   timeoutMs: number,
 ): Promise<UpstreamConnection> {
+  return withUpstream(target, timeoutMs, async (socket) => {
+    const params = new Map(startupParams);
+    params.set('user', target.user);
+    params.set('database', target.database);
+    socket.write(ser.startupMessage(params));
+    return login(socket, target);
+  });
+}
+
+/**
+ * Connects to the target (TCP, then TLS when the resource asks for it: SSLRequest, the handshake,
+ * the certificate checked as configured) and runs `use` on the connection, all within `timeoutMs`.
+ * The socket is destroyed if anything fails; on success it is the caller's.
+ */
+async function withUpstream<T>(target: AuthorizedSession['upstream'], timeoutMs: number, use: (socket: Socket | TLSSocket) => Promise<T>): Promise<T> {
   let socket: Socket | TLSSocket = netConnect({ host: target.host, port: target.port, noDelay: true });
   const timer = setTimeout(() => socket.destroy(new UpstreamError(`timed out after ${timeoutMs} ms`)), timeoutMs);
   try {
@@ -58,12 +73,7 @@ export async function connectUpstream(
       await once(socket, 'secureConnect');
     }
     socket.setNoDelay(true);
-    const params = new Map(startupParams);
-    params.set('user', target.user);
-    params.set('database', target.database);
-    socket.write(ser.startupMessage(params));
-    const result = await login(socket, target);
-    return result;
+    return await use(socket);
   } catch (err) {
     socket.destroy();
     throw err instanceof UpstreamError ? err : new UpstreamError(err instanceof Error ? err.message : String(err));
@@ -171,18 +181,19 @@ function readBytes(socket: Socket, n: number): Promise<Buffer> {
   });
 }
 
-/** Sends a CancelRequest for the target backend `pid`; resolves when the target closes it. */
-export function cancelUpstream(target: AuthorizedSession['upstream'], pid: number, secret: number, timeoutMs = 2000): Promise<void> {
-  return new Promise((resolve) => {
-    const s = netConnect({ host: target.host, port: target.port });
-    const done = () => {
-      clearTimeout(t);
-      s.destroy();
-      resolve();
-    };
-    const t = setTimeout(done, timeoutMs);
-    s.on('connect', () => s.end(ser.cancelRequest(pid, secret)));
-    s.on('error', done);
-    s.on('close', done);
-  });
+/**
+ * Sends a CancelRequest for the target backend `pid` and resolves once the target has closed the
+ * connection (or after `timeoutMs`); never rejects, a cancel is best effort. When the resource
+ * uses TLS the request goes inside TLS, like PostgreSQL 17's libpq: the cancel key never crosses
+ * the network in clear, and the target's certificate is checked as for a login.
+ */
+export async function cancelUpstream(target: AuthorizedSession['upstream'], pid: number, secret: number, timeoutMs = 2000): Promise<void> {
+  await withUpstream(target, timeoutMs, (socket) =>
+    new Promise<void>((resolve) => {
+      socket.on('close', () => resolve());
+      socket.on('error', () => resolve());
+      socket.end(ser.cancelRequest(pid, secret));
+      socket.resume(); // the target answers nothing; read to see it close
+    }),
+  ).catch(() => undefined);
 }
