@@ -1,5 +1,6 @@
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -23,6 +24,8 @@ interface ResourceSpec {
   connection?: string;
   /** Extra resource lines (YAML, 4-space indented). */
   extra?: string;
+  /** Reach the target at this host/port instead of its own. */
+  at?: { host?: string; port?: number };
 }
 
 /** Resources on one target, each offering `read` to alice without approval. */
@@ -30,7 +33,7 @@ function policy(target: PgTarget, resources: ResourceSpec[]): string {
   const resource = (r: ResourceSpec) => `
   - name: ${r.name}
     kind: postgres
-${targetConnectionYaml(target, r.connection)}${r.extra ?? ''}    roles:
+${targetConnectionYaml(target, r.connection, r.at)}${r.extra ?? ''}    roles:
       read: { readOnly: true, privileges: { memberOf: [pg_read_all_data] } }`;
   return `
 groups: [{ name: engineers }]
@@ -48,8 +51,8 @@ rules:
 `;
 }
 
-/** A gateway session (TLS to the gateway) on a new `read` grant of alice on `resource`, or on `existingGrant`. */
-async function gatewaySession(t: TestHallpass, resource: string, existingGrant?: string): Promise<{ client: pg.Client; grantId: string }> {
+/** Gateway credentials (`?via=gateway`) for a new `read` grant of alice on `resource`, or for `existingGrant`. */
+async function gatewayCredentials(t: TestHallpass, resource: string, existingGrant?: string) {
   const token = await t.token('alice');
   let grantId = existingGrant;
   if (grantId === undefined) {
@@ -60,12 +63,40 @@ async function gatewaySession(t: TestHallpass, resource: string, existingGrant?:
   }
   const creds = await t.api(token, 'GET', `/api/v1/grants/${grantId}/credentials?via=gateway`);
   expect(creds.status, JSON.stringify(creds.body)).toBe(200);
+  return { grantId, creds: creds.body as { user: string; password: string; database: string } };
+}
+
+/** A gateway session (TLS to the gateway) on a new `read` grant of alice on `resource`, or on `existingGrant`. */
+async function gatewaySession(t: TestHallpass, resource: string, existingGrant?: string): Promise<{ client: pg.Client; grantId: string }> {
+  const { grantId, creds } = await gatewayCredentials(t, resource, existingGrant);
   const client = new pg.Client({
-    host: '127.0.0.1', port: t.h.gateway!.address().port, user: creds.body.user, password: creds.body.password, database: creds.body.database,
+    host: '127.0.0.1', port: t.h.gateway!.address().port, user: creds.user, password: creds.password, database: creds.database,
     ssl: { ca: t.h.gateway!.certificatePem, checkServerIdentity: () => undefined },
   });
   client.on('error', () => {});
   return { client, grantId };
+}
+
+/** A TCP relay to `to` that keeps the first 8 bytes each connection sent (its startup packet's length and code). */
+async function recordingRelay(to: { host: string; port: number }): Promise<{ port: number; starts: Buffer[]; close(): Promise<void> }> {
+  const starts: Buffer[] = [];
+  const server: Server = createServer((client) => {
+    const upstream = connect(to.port, to.host);
+    let head = Buffer.alloc(0);
+    client.on('data', (chunk: Buffer) => {
+      if (head.length < 8) {
+        head = Buffer.concat([head, chunk]).subarray(0, 8);
+        if (head.length === 8) starts.push(head);
+      }
+    });
+    client.pipe(upstream).pipe(client);
+    client.on('error', () => upstream.destroy());
+    upstream.on('error', () => client.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('no relay address');
+  return { port: address.port, starts, close: () => new Promise((r) => server.close(() => r())) };
 }
 
 /** The gateway.execute events of a grant, once its session has ended (all of its events are stored). */
@@ -123,11 +154,20 @@ describe('gateway: TLS to the target from the resource connection (sslmode, sslr
   let target: PgTarget;
   let t: TestHallpass;
 
-  /** verify-full with `ca`, and require without a CA; same target. */
+  let relay: Awaited<ReturnType<typeof recordingRelay>>;
+
+  /**
+   * verify-full with `ca`, and require without a CA; the same target reached as `127.1` (a name its
+   * certificate does not carry) with require + CA (libpq's verify-ca) and with verify-full; and
+   * through a relay that records how each connection starts.
+   */
   const tlsPolicy = (ca: string) =>
     policy(target, [
       { name: 'verify-db', connection: `      sslmode: verify-full\n      sslrootcert: ${ca}\n` },
       { name: 'require-db', connection: '      sslmode: require\n' },
+      { name: 'chain-db', connection: `      sslmode: require\n      sslrootcert: ${ca}\n`, at: { host: '127.1' } },
+      { name: 'name-db', connection: `      sslmode: verify-full\n      sslrootcert: ${ca}\n`, at: { host: '127.1' } },
+      { name: 'relayed-db', connection: `      sslmode: verify-full\n      sslrootcert: ${ca}\n`, at: { port: relay.port } },
     ]);
 
   beforeAll(async () => {
@@ -141,11 +181,13 @@ describe('gateway: TLS to the target from the resource connection (sslmode, sslr
     writeFileSync(join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\n');
     await o(['x509', '-req', '-in', 'server.csr', '-CA', 'ca.pem', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.pem', '-days', '2', '-extfile', 'san.ext']);
     target = await startPgTarget({ tls: { certPem: readFileSync(join(dir, 'server.pem'), 'utf8'), keyPem: readFileSync(join(dir, 'server.key'), 'utf8') } });
+    relay = await recordingRelay(target);
     const port = await freePort();
     t = await startTestHallpass({ target, policy: tlsPolicy(join(dir, 'ca.pem')), start: { extensions: [gatewayExtension({ host: '127.0.0.1', port, requireTls: true })] } });
   });
   afterAll(async () => {
     await t?.close();
+    await relay?.close();
     await target?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
@@ -168,17 +210,64 @@ describe('gateway: TLS to the target from the resource connection (sslmode, sslr
     }
   });
 
-  it('verify-full with the wrong CA: the gateway refuses the session (upstream_failed), and so does the provider', async () => {
-    // A grant made while the CA was right, then the resource's CA changed to one that did not sign the target.
-    const { grantId } = await gatewaySession(t, 'verify-db');
+  it('require with a CA file checks the chain but not the name (verify-ca); verify-full checks the name too', async () => {
+    const { client, grantId } = await gatewaySession(t, 'chain-db');
+    await client.connect();
+    expect((await client.query('select ssl from pg_stat_ssl where pid = pg_backend_pid()')).rows).toEqual([{ ssl: true }]);
+    await client.end();
+    expect(await eventually(async () => (await queryEvents(t.h.deps.store.db, { type: 'gateway.session.end', grantId, limit: 5 })).length === 1)).toBe(true);
+    // The same target, CA and address under verify-full: 127.1 is not a name in its certificate.
+    const check = await t.h.deps.providers.get('name-db')!.check();
+    expect(check.ok).toBe(false);
+    expect(check.ok ? '' : check.error).toMatch(/127\.1|altnames|host ?name/i);
+  });
+
+  it('Ctrl-C in psql cancels the query on the TLS target, and the cancel request itself goes inside TLS', async () => {
+    const { creds } = await gatewayCredentials(t, 'relayed-db');
+    const child = spawn('psql', ['-X', '-c', 'select pg_sleep(60)'], {
+      env: { ...process.env, PGHOST: '127.0.0.1', PGPORT: String(t.h.gateway!.address().port), PGUSER: creds.user, PGPASSWORD: creds.password, PGDATABASE: creds.database, PGSSLMODE: 'require', PGCONNECT_TIMEOUT: '10' },
+    });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const sleeping = async () => {
+      const admin = await target.admin();
+      try {
+        return (await admin.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where query = 'select pg_sleep(60)' and state = 'active'")).rows[0]?.n ?? 0;
+      } finally {
+        await admin.end();
+      }
+    };
+    expect(await eventually(async () => (await sleeping()) === 1)).toBe(true);
+    const before = relay.starts.length;
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(code).not.toBe(0);
+    expect(stderr).toMatch(/canceling statement due to user request/);
+    expect(await sleeping()).toBe(0);
+    // Every connection through the relay (provider, session, cancel) opened with SSLRequest; the
+    // cancel was one more of them, and no CancelRequest ever went in clear.
+    const SSL_REQUEST = Buffer.from([0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f]);
+    const CANCEL_CODE = Buffer.from([0x04, 0xd2, 0x16, 0x2e]);
+    expect(relay.starts.length).toBeGreaterThan(before);
+    expect(relay.starts.every((s) => s.equals(SSL_REQUEST)), relay.starts.map((s) => s.toString('hex')).join(' ')).toBe(true);
+    expect(relay.starts.some((s) => s.subarray(4).equals(CANCEL_CODE))).toBe(false);
+  });
+
+  it('the wrong CA: the gateway refuses the session (upstream_failed) under verify-full and under require + CA, and so does the provider', async () => {
+    // Grants made while the CA was right, then the resources' CA changed to one that did not sign the target.
+    const granted = [await gatewaySession(t, 'verify-db'), await gatewaySession(t, 'chain-db')].map((s) => s.grantId);
     writeFileSync(t.policyPath, tlsPolicy(join(dir, 'other-ca.pem')));
     expect(await t.h.policy.reload(t.h.deps)).toEqual({ changed: true });
-    const { client } = await gatewaySession(t, 'verify-db', grantId);
-    await expect(client.connect()).rejects.toThrow(/could not log in to verify-db/);
     const db = t.h.deps.store.db;
-    expect(await eventually(async () => (await queryEvents(db, { type: 'gateway.refused', limit: 10 })).some((e) => e.data.code === 'upstream_failed'))).toBe(true);
-    const check = await t.h.deps.providers.get('verify-db')!.check();
-    expect(check.ok).toBe(false);
-    expect(check.ok ? '' : check.error).toMatch(/certificate/i);
+    const refusals = async () => (await queryEvents(db, { type: 'gateway.refused', limit: 100 })).filter((e) => e.data.code === 'upstream_failed').length;
+    for (const [i, resource] of (['verify-db', 'chain-db'] as const).entries()) {
+      const before = await refusals();
+      const { client } = await gatewaySession(t, resource, granted[i]);
+      await expect(client.connect()).rejects.toThrow(new RegExp(`could not log in to ${resource}`));
+      expect(await eventually(async () => (await refusals()) === before + 1), resource).toBe(true);
+      const check = await t.h.deps.providers.get(resource)!.check();
+      expect(check.ok, resource).toBe(false);
+      expect(check.ok ? '' : check.error).toMatch(/certificate/i);
+    }
   });
 });

@@ -15,10 +15,10 @@ export const TEST_USERS = ['alice', 'dave', 'bob', 'carol', 'olga'] as const;
  * The `connection:` block of a policy resource on `target` (at 4 spaces, as under `- name:`);
  * `extra` are more connection lines (at 6 spaces) before the admin credential.
  */
-export function targetConnectionYaml(target: PgTarget, extra = ''): string {
+export function targetConnectionYaml(target: PgTarget, extra = '', at: { host?: string; port?: number } = {}): string {
   return `    connection:
-      host: ${target.host}
-      port: ${target.port}
+      host: ${JSON.stringify(at.host ?? target.host)}
+      port: ${at.port ?? target.port}
       database: ${target.database}
 ${extra}      admin: { user: ${target.adminUser}, password: { env: TEST_TARGET_ADMIN_PASSWORD } }
 `;
