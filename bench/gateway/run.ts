@@ -21,6 +21,7 @@ import type { GatewayAuditSink } from '../../src/gateway/authority.js';
 import { openStore } from '../../src/store/db.js';
 import { PostgresGateway } from '../../src/gateway/postgres/server.js';
 import { TestAuthority } from '../../test/support/gateway-harness.js';
+import { startBareRelay } from './bare-relay.js';
 import { freePort, startPgTarget, type PgTarget } from '../../test/support/pg-target.js';
 
 const run = promisify(execFile);
@@ -29,7 +30,7 @@ const SCALE = Number(process.env.BENCH_SCALE ?? 10);
 const CLIENTS = (process.env.BENCH_CLIENTS ?? '1,4,8').split(',').map(Number);
 const MODES = (process.env.BENCH_MODES ?? 'simple,extended,extended -C').split(',');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const TARGETS = (process.env.BENCH_TARGETS ?? 'direct,pgbouncer,gateway,gateway-noaudit').split(',');
+const TARGETS = (process.env.BENCH_TARGETS ?? 'direct,pgbouncer,node-tls-relay,gateway,gateway-noaudit').split(',');
 
 class DropSink implements GatewayAuditSink {
   async record(): Promise<void> {}
@@ -194,6 +195,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   const bouncerDir = join(work, 'pgbouncer');
   spawnSync('mkdir', ['-p', bouncerDir]);
   const bouncer = await startPgBouncer(bouncerBin, bouncerDir, target, user, password, cert, key);
+  const bare = await startBareRelay(target, cert, key);
   const grantId = authority.addGrant({
     userId: 'usr_bench',
     userName: 'bench',
@@ -210,6 +212,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   const targets: Array<[string, () => NodeJS.ProcessEnv, CpuClock]> = [
     ['direct', () => ({ ...base, PGPORT: String(target.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'disable' }), undefined],
     ['pgbouncer', () => ({ ...base, PGPORT: String(bouncer.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), bouncerCpu],
+    ['node-tls-relay', () => ({ ...base, PGPORT: String(bare.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), ownCpu],
     ['gateway', () => ({ ...base, PGPORT: String(on.port), PGUSER: 'bench', PGPASSWORD: authority.token(grantId, undefined, true), PGSSLMODE: 'require' }), ownCpu],
     ['gateway-noaudit', () => ({ ...base, PGPORT: String(off.port), PGUSER: 'bench', PGPASSWORD: authority.token(grantId, undefined, true), PGSSLMODE: 'require' }), ownCpu],
   ];
@@ -256,6 +259,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
     }
   } finally {
     bouncer.stop();
+    await bare.close();
     await gwOn.close();
     await gwOff.close();
     await audited.close();
