@@ -1,15 +1,19 @@
 /**
- * PostgreSQL gateway benchmark: pgbench -S through direct PostgreSQL, PgBouncer and the hallpass
- * gateway (every statement audited into the state store through the server's own sink, highVolumeSink,
- * and with an audit sink that drops events), side by side in one run. Usage (as root, to install
- * PgBouncer from Debian's packages):
+ * PostgreSQL gateway benchmark: pgbench -S through direct PostgreSQL, PgBouncer, a bare Node.js
+ * TLS relay (bare-relay.ts: the floor for any proxy on Node's socket and TLS stack) and the
+ * hallpass gateway (every statement audited into the state store through the server's own sink,
+ * highVolumeSink, and with an audit sink that drops events), side by side in one run. Usage (as
+ * root, to install PgBouncer from Debian's packages):
  *
  *   node --import tsx bench/gateway/run.ts   # BENCH_SECONDS=5 BENCH_SCALE=10 BENCH_ROUNDS=3
+ *                                            # BENCH_MODES=simple,extended,extended -C
+ *                                            # BENCH_CLIENTS=1,4,8 BENCH_TARGETS=direct,...
  *                                            # BENCH_AUDIT_DELAY_MS=5 (the batcher's maxDelayMs)
  *                                            # BENCH_HOLD=1: keep the targets up for profiling
  *
  * Each row is the median of BENCH_ROUNDS runs (target order rotated per round); the runs' TPS
- * are printed beside it.
+ * are printed beside it, with the CPU time per transaction of the proxy (from /proc for
+ * PgBouncer, process.cpuUsage() for the Node ones) and of the whole machine (/proc/stat).
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
