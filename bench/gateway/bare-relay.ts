@@ -2,9 +2,9 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { createSecureContext, TLSSocket } from 'node:tls';
 
 /**
- * The floor for any PostgreSQL proxy written for Node.js on this machine: TLS from the client
- * (answering SSLRequest, as the gateway does), then the decrypted bytes copied to the target and
- * back with 'data' events and write(), backpressure aside. No framing, no authentication of its
+ * A reference point for the gateway benchmark: the simplest PostgreSQL proxy on Node's socket and
+ * TLS stack. TLS from the client (answering SSLRequest, as the gateway does), then the decrypted
+ * bytes copied to the target and back with 'data' events and write(), backpressure aside. No framing, no authentication of its
  * own (the client logs in to the target with the target's password), no audit. The gateway's
  * relay does the same I/O plus its protocol work, so the gap between this and PgBouncer is what
  * the runtime costs before a line of the gateway runs.

@@ -1,6 +1,6 @@
 /**
  * PostgreSQL gateway benchmark: pgbench -S through direct PostgreSQL, PgBouncer, a bare Node.js
- * TLS relay (bare-relay.ts: the floor for any proxy on Node's socket and TLS stack) and the
+ * TLS relay (bare-relay.ts: the simplest proxy on Node's socket and TLS stack, for reference) and the
  * hallpass gateway (every statement audited into the state store through the server's own sink,
  * highVolumeSink, and with an audit sink that drops events), side by side in one run. Usage (as
  * root, to install PgBouncer from Debian's packages):
@@ -53,11 +53,14 @@ interface Result {
   machineUsPerTx: number;
 }
 
-/** Busy CPU time of the whole machine so far, in µs (from /proc/stat: all but idle and iowait). */
+/**
+ * Busy CPU time of the whole machine so far, in µs, from /proc/stat: user, nice, system, irq and
+ * softirq (idle, iowait and steal are not this machine's work; guest time is inside user already).
+ */
 function machineBusyUs(): number {
   const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
-  const total = f.reduce((a, b) => a + b, 0);
-  return ((total - (f[3] ?? 0) - (f[4] ?? 0)) * 1e6) / CLOCK_TICKS;
+  const busy = [0, 1, 2, 5, 6].reduce((sum, i) => sum + (f[i] ?? 0), 0);
+  return (busy * 1e6) / CLOCK_TICKS;
 }
 
 /** CPU time (user + system) of process `pid` so far, in µs. */
