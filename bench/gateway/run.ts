@@ -8,7 +8,7 @@
  *   node --import tsx bench/gateway/run.ts   # BENCH_SECONDS=5 BENCH_SCALE=10 BENCH_ROUNDS=3
  *                                            # BENCH_MODES=simple,extended,extended -C
  *                                            # BENCH_CLIENTS=1,4,8 BENCH_TARGETS=direct,...
- *                                            # BENCH_AUDIT_DELAY_MS=5 (the batcher's maxDelayMs)
+ *                                            # BENCH_AUDIT_DELAY_MS (the batcher's maxDelayMs, default 25)
  *                                            # BENCH_HOLD=1: keep the targets up for profiling
  *
  * Each row is the median of BENCH_ROUNDS runs (target order rotated per round); the runs' TPS
@@ -193,7 +193,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   // into highVolumeSink, a writer thread appending one transaction per batch to the hash chain in
   // the SQLite state store.
   const audited = highVolumeSink(store);
-  const gwOn = new PostgresGateway({ authority, audit: audited, auditBatch: { maxDelayMs: Number(process.env.BENCH_AUDIT_DELAY_MS ?? 5) }, port: 0, tls: { selfSignedDir: join(work, 'tls') } });
+  const gwOn = new PostgresGateway({ authority, audit: audited, ...(process.env.BENCH_AUDIT_DELAY_MS ? { auditBatch: { maxDelayMs: Number(process.env.BENCH_AUDIT_DELAY_MS) } } : {}), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const gwOff = new PostgresGateway({ authority, audit: new DropSink(), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const on = await gwOn.start();
   const off = await gwOff.start();

@@ -228,7 +228,7 @@ export function auditConformance(target: AuditTarget): void {
       const sizes: number[] = [];
       const sink = storeSink(store);
       const counting = { record: (events: readonly AuditEventInput[]) => (sizes.push(events.length), sink.record(events)) };
-      const idle = new AuditBatcher(counting, { maxDelayMs: 60_000, maxBatch: 1000 });
+      const idle = new AuditBatcher(counting, { maxDelayMs: 60_000, maxBatch: 1000, flushAt: 1000 });
       for (let i = 0; i < 250; i++) idle.add(ev(i));
       expect(idle.pending).toBe(250);
       await idle.drain();

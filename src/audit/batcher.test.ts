@@ -109,8 +109,68 @@ describe('AuditBatcher', () => {
     }
   });
 
+  // Regression: a steady few thousand events a second with a 5 ms delay made 25-event batches,
+  // which cost the SQLite writer 1.5-2x the CPU per event of batches of 100 or more.
+  it('starts a flush as soon as flushAt events wait, without waiting out the delay', async () => {
+    vi.useFakeTimers();
+    try {
+      const calls: number[] = [];
+      let finish: () => void = () => undefined;
+      const sink = { record: (events: readonly AuditEventInput[]) => (calls.push(events.length), new Promise<void>((r) => (finish = r))) };
+      const b = new AuditBatcher(sink, { maxBatch: 10, maxDelayMs: 60_000, flushAt: 4 });
+      for (let i = 0; i < 3; i++) b.add(ev(i));
+      await vi.advanceTimersByTimeAsync(1000);
+      expect(calls).toEqual([]); // three wait for companions
+      b.add(ev(3));
+      expect(calls).toEqual([4]); // the fourth starts the flush, no timer needed
+      for (let i = 4; i < 9; i++) b.add(ev(i)); // five arrive during the write
+      expect(calls).toEqual([4]);
+      finish();
+      await vi.advanceTimersByTimeAsync(0);
+      expect(calls).toEqual([4, 5]); // enough waited: they go when the write ends
+      finish();
+      b.add(ev(9));
+      await vi.advanceTimersByTimeAsync(59_999);
+      expect(calls).toEqual([4, 5]);
+      await vi.advanceTimersByTimeAsync(1);
+      expect(calls).toEqual([4, 5, 1]); // a lone event waits maxDelayMs
+      finish();
+      await b.drain();
+      expect(b.pending).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('keeps its backoff while the sink fails, however many events queue up', async () => {
+    vi.useFakeTimers();
+    try {
+      let calls = 0;
+      const failing = {
+        record: async (): Promise<void> => {
+          calls++;
+          throw new Error('down');
+        },
+      };
+      const c = new AuditBatcher(failing, { maxDelayMs: 0, flushAt: 2, onError: () => undefined });
+      c.add(ev(0));
+      c.add(ev(1)); // starts a flush, which fails
+      await vi.advanceTimersByTimeAsync(0);
+      expect(calls).toBe(1);
+      for (let i = 2; i < 50; i++) c.add(ev(i)); // far past flushAt: no retry before the backoff
+      await vi.advanceTimersByTimeAsync(99);
+      expect(calls).toBe(1);
+      await vi.advanceTimersByTimeAsync(1); // 50 ms * 2^1
+      expect(calls).toBe(2);
+      expect(c.pending).toBe(50);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('refuses options that would stall it', () => {
     const sink = { record: async () => undefined };
+    expect(() => new AuditBatcher(sink, { flushAt: 0 })).toThrow('flushAt');
     expect(() => new AuditBatcher(sink, { maxBatch: 0 })).toThrow('maxBatch');
     expect(() => new AuditBatcher(sink, { maxDelayMs: Number.NaN })).toThrow('maxDelayMs');
     expect(() => new AuditBatcher(sink, { highWater: 0 })).toThrow('highWater');
