@@ -10,6 +10,23 @@ import { queryEvents } from './query.js';
 
 const n = (e: AuditEventInput): number => e.data?.i as number;
 
+/** Runs `fn` under fake timers, restoring real ones however it ends. */
+async function withFakeTimers(fn: () => Promise<void>): Promise<void> {
+  vi.useFakeTimers();
+  try {
+    await fn();
+  } finally {
+    vi.useRealTimers();
+  }
+}
+
+/** A sink that records each batch's size and holds each write open until finish() is called. */
+function gatedSink() {
+  const gate = { calls: [] as number[], finish: (): void => undefined };
+  const sink = { record: (events: readonly AuditEventInput[]) => (gate.calls.push(events.length), new Promise<void>((r) => (gate.finish = r))) };
+  return { gate, sink };
+}
+
 describe('AuditBatcher', () => {
   it('stores events in order, in batches no larger than maxBatch', async () => {
     const batches: number[][] = [];
@@ -76,11 +93,10 @@ describe('AuditBatcher', () => {
   // once, so a steady stream became thousands of one-event transactions (or writer-thread round
   // trips) a second instead of a batch per maxDelayMs.
   it('lets events that arrive during a write wait for companions, unless a full batch is waiting', async () => {
-    vi.useFakeTimers();
-    try {
-      const calls: number[] = [];
-      let finish: () => void = () => undefined;
-      const sink = { record: (events: readonly AuditEventInput[]) => (calls.push(events.length), new Promise<void>((r) => (finish = r))) };
+    await withFakeTimers(async () => {
+      const { gate, sink } = gatedSink();
+      const { calls } = gate;
+      const finish = () => gate.finish();
       const b = new AuditBatcher(sink, { maxBatch: 10, maxDelayMs: 5 });
       b.add(ev(1));
       await vi.advanceTimersByTimeAsync(5);
@@ -104,19 +120,16 @@ describe('AuditBatcher', () => {
       await vi.advanceTimersByTimeAsync(5);
       expect(calls).toEqual([1, 3, 10, 10]);
       expect(b.pending).toBe(0);
-    } finally {
-      vi.useRealTimers();
-    }
+    });
   });
 
   // Regression: a steady few thousand events a second with a 5 ms delay made 25-event batches,
   // which cost the SQLite writer 1.5-2x the CPU per event of batches of 100 or more.
   it('starts a flush as soon as flushAt events wait, without waiting out the delay', async () => {
-    vi.useFakeTimers();
-    try {
-      const calls: number[] = [];
-      let finish: () => void = () => undefined;
-      const sink = { record: (events: readonly AuditEventInput[]) => (calls.push(events.length), new Promise<void>((r) => (finish = r))) };
+    await withFakeTimers(async () => {
+      const { gate, sink } = gatedSink();
+      const { calls } = gate;
+      const finish = () => gate.finish();
       const b = new AuditBatcher(sink, { maxBatch: 10, maxDelayMs: 60_000, flushAt: 4 });
       for (let i = 0; i < 3; i++) b.add(ev(i));
       await vi.advanceTimersByTimeAsync(1000);
@@ -137,14 +150,11 @@ describe('AuditBatcher', () => {
       finish();
       await b.drain();
       expect(b.pending).toBe(0);
-    } finally {
-      vi.useRealTimers();
-    }
+    });
   });
 
   it('keeps its backoff while the sink fails, however many events queue up', async () => {
-    vi.useFakeTimers();
-    try {
+    await withFakeTimers(async () => {
       let calls = 0;
       const failing = {
         record: async (): Promise<void> => {
@@ -163,9 +173,7 @@ describe('AuditBatcher', () => {
       await vi.advanceTimersByTimeAsync(1); // 50 ms * 2^1
       expect(calls).toBe(2);
       expect(c.pending).toBe(50);
-    } finally {
-      vi.useRealTimers();
-    }
+    });
   });
 
   it('refuses options that would stall it', () => {
