@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { openStore, type StoreConnection } from '../store/db.js';
 import { ev } from './audit.conformance.js';
-import { AuditBatcher } from './batcher.js';
+import { AuditBatcher, type AuditBatcherOptions } from './batcher.js';
 import { storeSink } from './store-sink.js';
 import type { AuditEventInput } from './types.js';
 import { verifyChain } from './verify.js';
@@ -20,11 +20,15 @@ async function withFakeTimers(fn: () => Promise<void>): Promise<void> {
   }
 }
 
-/** A sink that records each batch's size and holds each write open until finish() is called. */
-function gatedSink() {
-  const gate = { calls: [] as number[], finish: (): void => undefined };
-  const sink = { record: (events: readonly AuditEventInput[]) => (gate.calls.push(events.length), new Promise<void>((r) => (gate.finish = r))) };
-  return { gate, sink };
+/**
+ * A batcher with `options` over a sink that records each batch's size and holds each write open
+ * until finish() is called.
+ */
+function gatedBatcher(options: AuditBatcherOptions) {
+  const calls: number[] = [];
+  let release = (): void => undefined;
+  const sink = { record: (events: readonly AuditEventInput[]) => (calls.push(events.length), new Promise<void>((r) => (release = r))) };
+  return { calls, finish: () => release(), b: new AuditBatcher(sink, options) };
 }
 
 describe('AuditBatcher', () => {
@@ -94,10 +98,7 @@ describe('AuditBatcher', () => {
   // trips) a second instead of a batch per maxDelayMs.
   it('lets events that arrive during a write wait for companions, unless a full batch is waiting', async () => {
     await withFakeTimers(async () => {
-      const { gate, sink } = gatedSink();
-      const { calls } = gate;
-      const finish = () => gate.finish();
-      const b = new AuditBatcher(sink, { maxBatch: 10, maxDelayMs: 5 });
+      const { calls, finish, b } = gatedBatcher({ maxBatch: 10, maxDelayMs: 5 });
       b.add(ev(1));
       await vi.advanceTimersByTimeAsync(5);
       expect(calls).toEqual([1]); // in flight
@@ -127,10 +128,7 @@ describe('AuditBatcher', () => {
   // which cost the SQLite writer 1.5-2x the CPU per event of batches of 100 or more.
   it('starts a flush as soon as flushAt events wait, without waiting out the delay', async () => {
     await withFakeTimers(async () => {
-      const { gate, sink } = gatedSink();
-      const { calls } = gate;
-      const finish = () => gate.finish();
-      const b = new AuditBatcher(sink, { maxBatch: 10, maxDelayMs: 60_000, flushAt: 4 });
+      const { calls, finish, b } = gatedBatcher({ maxBatch: 10, maxDelayMs: 60_000, flushAt: 4 });
       for (let i = 0; i < 3; i++) b.add(ev(i));
       await vi.advanceTimersByTimeAsync(1000);
       expect(calls).toEqual([]); // three wait for companions
