@@ -1,10 +1,15 @@
 /**
- * PostgreSQL gateway benchmark: pgbench -S through direct PostgreSQL, PgBouncer, a bare Node.js
- * TLS relay (bare-relay.ts: the simplest proxy on Node's socket and TLS stack, for reference) and the
- * hallpass gateway (every statement audited into the state store through the server's own sink,
- * highVolumeSink, and with an audit sink that drops events), side by side in one run. Usage (as
- * root, to install PgBouncer from Debian's packages):
- *
+ * PostgreSQL gateway benchmark: pgbench -S side by side in one run through
+ * - direct PostgreSQL;
+ * - PgBouncer, its pool emptied before each run, so that it starts on fresh backends like every
+ *   other target (`pgbouncer`), and a second PgBouncer whose pool stays warm from run to run
+ *   (`pgbouncer-warm`, for reference: see the comment at emptyPool);
+ * - a bare Node.js TLS relay (bare-relay.ts: the simplest proxy on Node's socket and TLS stack);
+ * - a native relay inside this Node.js process (native-relay.ts: OpenSSL and libuv poll callbacks,
+ *   no Node stream), alone and handing every read to JavaScript's Framer (`native-relay-js`);
+ * - the hallpass gateway, every statement audited into the state store through the server's own
+ *   sink (highVolumeSink), and with an audit sink that drops events.
+ * Usage (as root, to install PgBouncer from Debian's packages):
  *   node --import tsx bench/gateway/run.ts   # BENCH_SECONDS=5 BENCH_SCALE=10 BENCH_ROUNDS=3
  *                                            # BENCH_MODES=simple,extended,extended -C
  *                                            # BENCH_CLIENTS=1,4,8 BENCH_TARGETS=direct,...
@@ -13,7 +18,8 @@
  *
  * Each row is the median of BENCH_ROUNDS runs (target order rotated per round); the runs' TPS
  * are printed beside it, with the CPU time per transaction of the proxy (from /proc for
- * PgBouncer, process.cpuUsage() for the Node ones) and of the whole machine (/proc/stat).
+ * PgBouncer, process.cpuUsage() for the Node ones) and of the whole machine (/proc/stat), and the
+ * whole machine's page faults per transaction (/proc/vmstat).
  */
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -26,6 +32,7 @@ import { openStore } from '../../src/store/db.js';
 import { PostgresGateway } from '../../src/gateway/postgres/server.js';
 import { TestAuthority } from '../../test/support/gateway-harness.js';
 import { startBareRelay } from './bare-relay.js';
+import { startNativeRelay } from './native-relay.js';
 import { freePort, startPgTarget, type PgTarget } from '../../test/support/pg-target.js';
 
 const run = promisify(execFile);
@@ -34,7 +41,7 @@ const SCALE = Number(process.env.BENCH_SCALE ?? 10);
 const CLIENTS = (process.env.BENCH_CLIENTS ?? '1,4,8').split(',').map(Number);
 const MODES = (process.env.BENCH_MODES ?? 'simple,extended,extended -C').split(',');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const TARGETS = (process.env.BENCH_TARGETS ?? 'direct,pgbouncer,node-tls-relay,gateway,gateway-noaudit').split(',');
+const TARGETS = (process.env.BENCH_TARGETS ?? 'direct,pgbouncer,pgbouncer-warm,node-tls-relay,native-relay,native-relay-js,gateway,gateway-noaudit').split(',');
 
 class DropSink implements GatewayAuditSink {
   async record(): Promise<void> {}
@@ -51,6 +58,8 @@ interface Result {
   cpuUsPerTx: number;
   /** CPU time of the whole machine (pgbench, PostgreSQL, the proxy) per transaction. */
   machineUsPerTx: number;
+  /** Page faults of the whole machine per transaction (/proc/vmstat). */
+  faultsPerTx: number;
 }
 
 /**
@@ -61,6 +70,11 @@ function machineBusyUs(): number {
   const f = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').trim().split(/\s+/).slice(1).map(Number);
   const busy = [0, 1, 2, 5, 6].reduce((sum, i) => sum + (f[i] ?? 0), 0);
   return (busy * 1e6) / CLOCK_TICKS;
+}
+
+/** Page faults of the whole machine so far (a fresh PostgreSQL backend faults in every shared buffer page it touches). */
+function machineFaults(): number {
+  return Number(/^pgfault (\d+)$/m.exec(readFileSync('/proc/vmstat', 'utf8'))?.[1] ?? NaN);
 }
 
 /** CPU time (user + system) of process `pid` so far, in µs. */
@@ -81,7 +95,8 @@ function ensurePgBouncer(): string {
   return '/usr/sbin/pgbouncer';
 }
 
-async function startPgBouncer(bin: string, dir: string, target: { port: number }, user: string, password: string, cert: string, key: string) {
+/** PgBouncer for clients logging in as `user`; it logs in to the target as `serverUser`. */
+async function startPgBouncer(bin: string, dir: string, target: { port: number }, user: string, password: string, serverUser: string, cert: string, key: string) {
   const port = await freePort();
   writeFileSync(join(dir, 'cert.pem'), cert);
   writeFileSync(join(dir, 'key.pem'), key);
@@ -90,7 +105,7 @@ async function startPgBouncer(bin: string, dir: string, target: { port: number }
     join(dir, 'pgbouncer.ini'),
     [
       '[databases]',
-      `app = host=127.0.0.1 port=${target.port} dbname=app user=${user} password=${password}`,
+      `app = host=127.0.0.1 port=${target.port} dbname=app user=${serverUser} password=${password}`,
       '[pgbouncer]',
       'listen_addr = 127.0.0.1',
       `listen_port = ${port}`,
@@ -137,9 +152,11 @@ async function pgbench(env: NodeJS.ProcessEnv, mode: string, clients: number, re
   if (reconnect) args.push('-C');
   const cpu0 = proxyCpu?.() ?? 0;
   const machine0 = machineBusyUs();
+  const faults0 = machineFaults();
   const { stdout } = await run('pgbench', args, { env, maxBuffer: 1 << 24 });
   const cpu = (proxyCpu?.() ?? 0) - cpu0;
   const machine = machineBusyUs() - machine0;
+  const faults = machineFaults() - faults0;
   const tps = Number(/tps = ([\d.]+)/.exec(stdout)?.[1] ?? NaN);
   const avgMs = Number(/latency average = ([\d.]+) ms/.exec(stdout)?.[1] ?? NaN);
   const lat: number[] = [];
@@ -152,7 +169,7 @@ async function pgbench(env: NodeJS.ProcessEnv, mode: string, clients: number, re
   lat.sort((a, b) => a - b);
   const p50us = lat[Math.floor(lat.length / 2)] ?? NaN;
   const txs = Number(/number of transactions actually processed: (\d+)/.exec(stdout)?.[1] ?? NaN);
-  return { mode: reconnect ? `${mode} -C` : mode, clients, tps, p50us, avgMs, cpuUsPerTx: proxyCpu ? cpu / txs : NaN, machineUsPerTx: machine / txs };
+  return { mode: reconnect ? `${mode} -C` : mode, clients, tps, p50us, avgMs, cpuUsPerTx: proxyCpu ? cpu / txs : NaN, machineUsPerTx: machine / txs, faultsPerTx: faults / txs };
 }
 
 /** The run with the median TPS, with the median of each other figure. */
@@ -160,7 +177,7 @@ function median(runs: Array<Omit<Result, 'target'>>): Omit<Result, 'target'> {
   const mid = <T>(xs: T[], key: (x: T) => number): number => xs.map(key).sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
   const first = runs[0];
   if (!first) throw new Error('no runs');
-  return { mode: first.mode, clients: first.clients, tps: mid(runs, (r) => r.tps), p50us: mid(runs, (r) => r.p50us), avgMs: mid(runs, (r) => r.avgMs), cpuUsPerTx: mid(runs, (r) => r.cpuUsPerTx), machineUsPerTx: mid(runs, (r) => r.machineUsPerTx) };
+  return { mode: first.mode, clients: first.clients, tps: mid(runs, (r) => r.tps), p50us: mid(runs, (r) => r.p50us), avgMs: mid(runs, (r) => r.avgMs), cpuUsPerTx: mid(runs, (r) => r.cpuUsPerTx), machineUsPerTx: mid(runs, (r) => r.machineUsPerTx), faultsPerTx: mid(runs, (r) => r.faultsPerTx) };
 }
 
 async function main(): Promise<void> {
@@ -178,13 +195,15 @@ async function main(): Promise<void> {
 
 async function benchAgainst(target: PgTarget, bouncerBin: string, work: string): Promise<void> {
   const user = 'hp_bench';
+  // The warm PgBouncer's own login to the target, so that emptying the other's pool spares it.
+  const warmUser = 'hp_bench_warm';
   const password = 'bench-pw-0123456789';
   const admin = await target.admin();
-  await admin.query(`create role ${user} login password '${password}'`);
+  for (const u of [user, warmUser]) await admin.query(`create role ${u} login password '${password}'`);
   await admin.end();
   await run('pgbench', ['-i', '-q', '-s', String(SCALE), '-I', 'dtgvp', target.adminUrl()]);
   const a2 = await target.admin();
-  await a2.query(`grant select on all tables in schema public to ${user}`);
+  await a2.query(`grant select on all tables in schema public to ${user}, ${warmUser}`);
   await a2.end();
 
   const authority = new TestAuthority();
@@ -201,8 +220,14 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   const key = readFileSync(join(work, 'tls', 'gateway-key.pem'), 'utf8');
   const bouncerDir = join(work, 'pgbouncer');
   spawnSync('mkdir', ['-p', bouncerDir]);
-  const bouncer = await startPgBouncer(bouncerBin, bouncerDir, target, user, password, cert, key);
+  const bouncer = await startPgBouncer(bouncerBin, bouncerDir, target, user, password, user, cert, key);
+  const warmDir = join(work, 'pgbouncer-warm');
+  spawnSync('mkdir', ['-p', warmDir]);
+  const warmBouncer = await startPgBouncer(bouncerBin, warmDir, target, user, password, warmUser, cert, key);
   const bare = await startBareRelay(target, cert, key);
+  // Reference rows only: without a C compiler they are left out, loudly.
+  const nativeRelay = await startNativeRelay(target, cert, key, 'native').catch((e: Error) => console.log(`native relay rows skipped: ${e.message}`));
+  const nativeRelayJs = nativeRelay ? await startNativeRelay(target, cert, key, 'native-js') : undefined;
   const grantId = authority.addGrant({
     userId: 'usr_bench',
     userName: 'bench',
@@ -216,10 +241,38 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   });
   const base = { ...process.env, PGDATABASE: 'app', PGHOST: '127.0.0.1' };
   const bouncerCpu: CpuClock = () => processCpuUs(bouncer.pid);
-  const targets: Array<[string, () => NodeJS.ProcessEnv, CpuClock]> = [
+  // Every target but the warm PgBouncer starts each run on fresh backends: direct, the relays and
+  // the gateway open theirs per client connection, and the PgBouncer row has its pool emptied
+  // first. A fresh backend page-faults in each shared-buffer page it touches, which on this VM
+  // costs more CPU per transaction than the proxy in front of it; a pool kept warm from earlier
+  // runs skips that, which is a property of the run order, not of the proxy (the warm row shows it).
+  const emptyPool = async (): Promise<void> => {
+    const c = await target.admin();
+    try {
+      const backends = `from pg_stat_activity where usename = '${user}' and backend_type = 'client backend' and pid <> pg_backend_pid()`;
+      await c.query(`select pg_terminate_backend(pid) ${backends}`);
+      for (let i = 0; i < 100; i++) {
+        const { rows } = await c.query<{ n: string }>(`select count(*) as n ${backends}`);
+        if (Number(rows[0]?.n) === 0) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await new Promise((r) => setTimeout(r, 200)); // PgBouncer notices its closed server connections
+    } finally {
+      await c.end();
+    }
+  };
+  type Target = [string, () => NodeJS.ProcessEnv, CpuClock, (() => Promise<void>)?];
+  const targets: Target[] = [
     ['direct', () => ({ ...base, PGPORT: String(target.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'disable' }), undefined],
-    ['pgbouncer', () => ({ ...base, PGPORT: String(bouncer.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), bouncerCpu],
+    ['pgbouncer', () => ({ ...base, PGPORT: String(bouncer.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), bouncerCpu, emptyPool],
+    ['pgbouncer-warm', () => ({ ...base, PGPORT: String(warmBouncer.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), () => processCpuUs(warmBouncer.pid)],
     ['node-tls-relay', () => ({ ...base, PGPORT: String(bare.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), ownCpu],
+    ...(nativeRelay && nativeRelayJs
+      ? ([
+          ['native-relay', () => ({ ...base, PGPORT: String(nativeRelay.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), ownCpu],
+          ['native-relay-js', () => ({ ...base, PGPORT: String(nativeRelayJs.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), ownCpu],
+        ] satisfies Target[])
+      : []),
     ['gateway', () => ({ ...base, PGPORT: String(on.port), PGUSER: 'bench', PGPASSWORD: authority.token(grantId, undefined, true), PGSSLMODE: 'require' }), ownCpu],
     ['gateway-noaudit', () => ({ ...base, PGPORT: String(off.port), PGUSER: 'bench', PGPASSWORD: authority.token(grantId, undefined, true), PGSSLMODE: 'require' }), ownCpu],
   ];
@@ -230,7 +283,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
       const e = env();
       console.log(`${name}: PGHOST=127.0.0.1 PGPORT=${e.PGPORT} PGDATABASE=app PGUSER=${e.PGUSER} PGPASSWORD='${e.PGPASSWORD}' PGSSLMODE=${e.PGSSLMODE}`);
     }
-    console.log(`gateway pid ${process.pid}, pgbouncer pid ${bouncer.pid}`);
+    console.log(`gateway pid ${process.pid}, pgbouncer pid ${bouncer.pid}, pgbouncer-warm pid ${warmBouncer.pid}`);
     await new Promise((resolve) => process.once('SIGINT', resolve));
   }
   const logDir = join(work, 'logs');
@@ -250,7 +303,8 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
         const active = targets.filter(([name]) => TARGETS.includes(name));
         for (let round = 0; round < ROUNDS; round++) {
           for (let k = 0; k < active.length; k++) {
-            const [name, env, cpu] = active[(k + round) % active.length] as (typeof active)[number];
+            const [name, env, cpu, before] = active[(k + round) % active.length] as (typeof active)[number];
+            await before?.();
             const r = await pgbench(env(), mode, clients, reconnect, logDir, SECONDS, cpu);
             rows.set(name, [...(rows.get(name) ?? []), r]);
           }
@@ -260,13 +314,16 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
           const r = median(runs);
           results.push({ target: name, ...r });
           const spread = runs.map((x) => x.tps.toFixed(0)).join('/');
-          console.log(`${name.padEnd(16)} ${r.mode.padEnd(12)} c=${String(clients).padEnd(2)} tps=${r.tps.toFixed(0).padStart(7)} (${spread})  p50=${r.p50us.toFixed(0).padStart(6)} µs  avg=${r.avgMs.toFixed(3)} ms  CPU µs/tx: proxy ${Number.isNaN(r.cpuUsPerTx) ? '   -' : r.cpuUsPerTx.toFixed(1).padStart(5)}, machine ${r.machineUsPerTx.toFixed(1)}`);
+          console.log(`${name.padEnd(16)} ${r.mode.padEnd(12)} c=${String(clients).padEnd(2)} tps=${r.tps.toFixed(0).padStart(7)} (${spread})  p50=${r.p50us.toFixed(0).padStart(6)} µs  avg=${r.avgMs.toFixed(3)} ms  CPU µs/tx: proxy ${Number.isNaN(r.cpuUsPerTx) ? '   -' : r.cpuUsPerTx.toFixed(1).padStart(5)}, machine ${r.machineUsPerTx.toFixed(1).padStart(5)}  faults/tx ${r.faultsPerTx.toFixed(2)}`);
         }
       }
     }
   } finally {
     bouncer.stop();
+    warmBouncer.stop();
     await bare.close();
+    await nativeRelay?.close();
+    await nativeRelayJs?.close();
     await gwOn.close();
     await gwOff.close();
     await audited.close();
