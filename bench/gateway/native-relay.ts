@@ -4,7 +4,10 @@ import { createRequire } from 'node:module';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { AuditBatcher } from '../../src/audit/batcher.js';
+import type { GatewayAuditEvent } from '../../src/gateway/authority.js';
 import { Framer } from '../../src/gateway/postgres/framing.js';
+import { readCommandTag, readParse, readQuery, rowsFromTag } from '../../src/gateway/postgres/messages.js';
 
 /**
  * A reference point for the gateway benchmark: the ceiling of a data path that runs natively
@@ -13,7 +16,11 @@ import { Framer } from '../../src/gateway/postgres/framing.js';
  * - `native`: bytes never reach JavaScript;
  * - `native-js`: each read is handed to a JavaScript function (no copy) before it is forwarded,
  *   which runs the gateway's own Framer over it: what keeping statement tracking in JavaScript
- *   would cost such a data path, less the tracking itself.
+ *   would cost such a data path, less the tracking itself;
+ * - `native-js-audit`: as `native-js`, and each statement (the SQL of a Query or Parse, the tag of
+ *   its CommandComplete, its duration) goes to `audit` as one event shaped like the gateway's
+ *   `gateway.execute`: a native data path that keeps the gateway's audit as it is. A sketch of
+ *   the tracker (no pipelining, no guardrails), not the gateway's.
  * Built on first use with the node-gyp bundled with npm, against Node's own headers.
  */
 type Native = {
@@ -33,13 +40,16 @@ function load(): Native {
   return createRequire(import.meta.url)(built) as Native;
 }
 
+let sessions = 0;
+
 const fdOf = (s: Socket): number => (s as unknown as { _handle: { fd: number } })._handle.fd;
 
 export async function startNativeRelay(
   target: { host: string; port: number },
   certPem: string,
   keyPem: string,
-  mode: 'native' | 'native-js',
+  mode: 'native' | 'native-js' | 'native-js-audit',
+  audit?: AuditBatcher<GatewayAuditEvent>,
 ): Promise<{ port: number; close(): Promise<void> }> {
   const native = load();
   const ctx = native.createContext(certPem, keyPem);
@@ -56,9 +66,27 @@ export async function startNativeRelay(
         const uview = Buffer.from(ubuf);
         const fromClient = new Framer(1 << 20, true);
         const fromServer = new Framer(1 << 20);
+        const sessionId = `nrs_${++sessions}`;
+        const statements: Array<{ sql: string; start: number }> = [];
         // The startup message is the first frame from the client; typed messages follow.
-        const onFrame = (): void => {
+        const onClientFrame = (type: number, frame: Buffer): void => {
           fromClient.startup = false;
+          if (mode !== 'native-js-audit') return;
+          if (type === 0x51) statements.push({ sql: readQuery(frame), start: performance.now() });
+          else if (type === 0x50) statements.push({ sql: readParse(frame).sql, start: performance.now() });
+        };
+        const onServerFrame = (type: number, frame: Buffer): void => {
+          if (type !== 0x43 || audit === undefined) return;
+          const s = statements.shift();
+          if (s === undefined) return;
+          const tag = readCommandTag(frame);
+          audit.add({
+            type: 'gateway.execute',
+            actor: 'bench',
+            grantId: 'grt_native_bench',
+            at: new Date(),
+            data: { sessionId, statementId: 1, sql: s.sql, tag, rows: rowsFromTag(tag), durationMs: performance.now() - s.start },
+          });
         };
         native.adopt(
           ctx,
@@ -68,8 +96,8 @@ export async function startNativeRelay(
             try {
               // A partial frame held by a Framer would be overwritten by the next read here; pgbench's
               // messages come whole, and a real data path would copy such a remainder.
-              if (dir === 0) fromClient.push(cview.subarray(0, len), onFrame);
-              else fromServer.push(uview.subarray(0, len), onFrame);
+              if (dir === 0) fromClient.push(cview.subarray(0, len), onClientFrame);
+              else fromServer.push(uview.subarray(0, len), onServerFrame);
             } catch {
               // A benchmark's framing errors are not its business.
             }

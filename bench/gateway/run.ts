@@ -6,7 +6,8 @@
  *   (`pgbouncer-warm`, for reference: see the comment at emptyPool);
  * - a bare Node.js TLS relay (bare-relay.ts: the simplest proxy on Node's socket and TLS stack);
  * - a native relay inside this Node.js process (native-relay.ts: OpenSSL and libuv poll callbacks,
- *   no Node stream), alone and handing every read to JavaScript's Framer (`native-relay-js`);
+ *   no Node stream), alone, handing every read to JavaScript's Framer (`native-relay-js`), and
+ *   also auditing each statement through the gateway's batcher and sink (`native-relay-audit`);
  * - the hallpass gateway, every statement audited into the state store through the server's own
  *   sink (highVolumeSink), and with an audit sink that drops events.
  * Usage (as root, to install PgBouncer from Debian's packages):
@@ -27,7 +28,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { highVolumeSink } from '../../src/audit/store-sink.js';
-import type { GatewayAuditSink } from '../../src/gateway/authority.js';
+import { AuditBatcher } from '../../src/audit/batcher.js';
+import type { GatewayAuditEvent, GatewayAuditSink } from '../../src/gateway/authority.js';
 import { openStore } from '../../src/store/db.js';
 import { PostgresGateway } from '../../src/gateway/postgres/server.js';
 import { TestAuthority } from '../../test/support/gateway-harness.js';
@@ -41,7 +43,7 @@ const SCALE = Number(process.env.BENCH_SCALE ?? 10);
 const CLIENTS = (process.env.BENCH_CLIENTS ?? '1,4,8').split(',').map(Number);
 const MODES = (process.env.BENCH_MODES ?? 'simple,extended,extended -C').split(',');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const TARGETS = (process.env.BENCH_TARGETS ?? 'direct,pgbouncer,pgbouncer-warm,node-tls-relay,native-relay,native-relay-js,gateway,gateway-noaudit').split(',');
+const TARGETS = (process.env.BENCH_TARGETS ?? 'direct,pgbouncer,pgbouncer-warm,node-tls-relay,native-relay,native-relay-js,native-relay-audit,gateway,gateway-noaudit').split(',');
 
 class DropSink implements GatewayAuditSink {
   async record(): Promise<void> {}
@@ -228,6 +230,8 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   // Reference rows only: without a C compiler they are left out, loudly.
   const nativeRelay = await startNativeRelay(target, cert, key, 'native').catch((e: Error) => console.log(`native relay rows skipped: ${e.message}`));
   const nativeRelayJs = nativeRelay ? await startNativeRelay(target, cert, key, 'native-js') : undefined;
+  const nativeAudit = new AuditBatcher<GatewayAuditEvent>(audited);
+  const nativeRelayAudit = nativeRelay ? await startNativeRelay(target, cert, key, 'native-js-audit', nativeAudit) : undefined;
   const grantId = authority.addGrant({
     userId: 'usr_bench',
     userName: 'bench',
@@ -267,10 +271,11 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
     ['pgbouncer', () => ({ ...base, PGPORT: String(bouncer.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), bouncerCpu, emptyPool],
     ['pgbouncer-warm', () => ({ ...base, PGPORT: String(warmBouncer.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), () => processCpuUs(warmBouncer.pid)],
     ['node-tls-relay', () => ({ ...base, PGPORT: String(bare.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), ownCpu],
-    ...(nativeRelay && nativeRelayJs
+    ...(nativeRelay && nativeRelayJs && nativeRelayAudit
       ? ([
           ['native-relay', () => ({ ...base, PGPORT: String(nativeRelay.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), ownCpu],
           ['native-relay-js', () => ({ ...base, PGPORT: String(nativeRelayJs.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), ownCpu],
+          ['native-relay-audit', () => ({ ...base, PGPORT: String(nativeRelayAudit.port), PGUSER: user, PGPASSWORD: password, PGSSLMODE: 'require' }), ownCpu],
         ] satisfies Target[])
       : []),
     ['gateway', () => ({ ...base, PGPORT: String(on.port), PGUSER: 'bench', PGPASSWORD: authority.token(grantId, undefined, true), PGSSLMODE: 'require' }), ownCpu],
@@ -324,6 +329,8 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
     await bare.close();
     await nativeRelay?.close();
     await nativeRelayJs?.close();
+    await nativeRelayAudit?.close();
+    await nativeAudit.drain();
     await gwOn.close();
     await gwOff.close();
     await audited.close();
