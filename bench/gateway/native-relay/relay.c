@@ -268,6 +268,11 @@ static napi_value create_context(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
   CHECK(napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  for (int i = 0; i < 2; i++) {
+    napi_valuetype t;
+    CHECK(napi_typeof(env, argv[i], &t));
+    if (t != napi_string) return throw(env, "native relay: createContext(certPem, keyPem) takes two strings");
+  }
   char *pem[2];
   for (int i = 0; i < 2; i++) {
     size_t len;
@@ -315,19 +320,25 @@ static napi_value adopt(napi_env env, napi_callback_info info) {
   CHECK(napi_get_value_external(env, argv[0], (void **)&ctx));
   CHECK(napi_get_value_int32(env, argv[1], &cfd));
   CHECK(napi_get_value_int32(env, argv[2], &ufd));
+  /* Every argument is checked before anything is allocated, so a bad call leaks nothing. */
+  napi_valuetype t = napi_undefined;
+  if (argc >= 6) napi_typeof(env, argv[3], &t);
+  unsigned char *cbuf = NULL, *ubuf = NULL;
+  if (t == napi_function) {
+    size_t n1, n2;
+    CHECK(napi_get_arraybuffer_info(env, argv[4], (void **)&cbuf, &n1));
+    CHECK(napi_get_arraybuffer_info(env, argv[5], (void **)&ubuf, &n2));
+    if (n1 < BUF || n2 < BUF) return throw(env, "native relay: buffers must hold 32 KiB");
+  }
   session *s = calloc(1, sizeof *s);
   s->env = env;
   s->cfd = dup(cfd);
   s->ufd = dup(ufd);
   s->ssl = SSL_new(ctx);
   SSL_set_fd(s->ssl, s->cfd);
-  napi_valuetype t = napi_undefined;
-  if (argc >= 6) napi_typeof(env, argv[3], &t);
   if (t == napi_function) {
-    size_t n1, n2;
-    CHECK(napi_get_arraybuffer_info(env, argv[4], (void **)&s->c2u, &n1));
-    CHECK(napi_get_arraybuffer_info(env, argv[5], (void **)&s->u2c, &n2));
-    if (n1 < BUF || n2 < BUF) return throw(env, "native relay: buffers must hold 32 KiB");
+    s->c2u = cbuf;
+    s->u2c = ubuf;
     CHECK(napi_create_reference(env, argv[3], 1, &s->cb));
     CHECK(napi_create_reference(env, argv[4], 1, &s->cbuf));
     CHECK(napi_create_reference(env, argv[5], 1, &s->ubuf));
