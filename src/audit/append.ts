@@ -34,9 +34,42 @@ export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonl
   for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
     await tx.insertInto('audit_events').values(rows.slice(i, i + INSERT_CHUNK)).execute();
   }
+  for (const [grantId, span] of grantSpans(rows)) {
+    const prev = await tx.selectFrom('audit_grant_spans').select('last_seq').where('grant_id', '=', grantId)
+      .orderBy('last_seq', 'desc').limit(1).executeTakeFirst();
+    if (prev !== undefined && extendsSpan(Number(prev.last_seq), span)) {
+      await tx.updateTable('audit_grant_spans').set({ last_seq: span.last }).where('grant_id', '=', grantId).where('last_seq', '=', prev.last_seq).execute();
+    } else {
+      await tx.insertInto('audit_grant_spans').values({ grant_id: grantId, first_seq: span.first, last_seq: span.last }).execute();
+    }
+  }
   const last = rows[rows.length - 1] as AuditEventRow;
   await tx.updateTable('audit_head').set({ seq: last.seq, hash: last.hash }).where('id', '=', 1).execute();
   return rows;
+}
+
+/**
+ * A grant's next events extend its last span when at most this many seqs lie between: a query
+ * for the grant then reads at most this many other events per gap, and a grant whose sessions
+ * are busy keeps one growing span instead of a row per batch.
+ */
+export const SPAN_MERGE_GAP = 256;
+
+/** Each grant's first and last seq among `rows` (which are in seq order). */
+export function grantSpans(rows: readonly AuditEventRow[]): Map<string, { first: number; last: number }> {
+  const spans = new Map<string, { first: number; last: number }>();
+  for (const r of rows) {
+    if (r.grant_id === null) continue;
+    const s = spans.get(r.grant_id);
+    if (s) s.last = r.seq;
+    else spans.set(r.grant_id, { first: r.seq, last: r.seq });
+  }
+  return spans;
+}
+
+/** Whether a grant's new span is close enough to its last one (ending at prevLast) to extend it. */
+export function extendsSpan(prevLast: number, span: { first: number }): boolean {
+  return span.first - prevLast - 1 <= SPAN_MERGE_GAP;
 }
 
 /** The rows that extend the chain at `head` with `prepared`, in order (pure). */

@@ -198,6 +198,93 @@ export function auditConformance(target: AuditTarget): void {
       expect(e).toMatchObject({ seq: 2, at: T0 + 2, type: 'grant.activated', actor: 'u2', requestId: 'req_1', grantId: 'grt_1', data: { i: 2 } });
     });
 
+    describe('finds exactly what a scan of the whole log finds', () => {
+      // A log shaped like the gateway's: grants busy and rare, batches of every size through both
+      // appenders, request events, type families that share a prefix (and one that differs only
+      // in case), and `at` out of seq order by up to 30 ms.
+      const grants = ['grt_dense', 'grt_rare', 'grt_mid', 'grt_burst'];
+      const types = ['gateway.execute', 'gateway.statement', 'gateway.session.start', 'grant.activated', 'grant.expired', 'Grant.upper', 'grant_x'];
+      let all: Array<{ seq: number; at: number; type: string; grantId: string | null; requestId: string | null }>;
+
+      beforeEach(async () => {
+        let rnd = 7;
+        const next = (n: number) => ((rnd = (rnd * 1103515245 + 12345) % 2 ** 31), rnd % n);
+        const sink = storeSink(store);
+        let i = 0;
+        for (let b = 0; b < 24; b++) {
+          const size = [1, 3, 40, 300, 7, 129][b % 6] as number;
+          const batch: AuditEventInput[] = [];
+          for (let k = 0; k < size; k++, i++) {
+            // grt_rare appears once in 350 events (gaps wider than SPAN_MERGE_GAP), grt_burst only in batches 10-12.
+            const r = next(400);
+            const grantId = i % 350 === 175 ? 'grt_rare' : b >= 10 && b <= 12 && r < 200 ? 'grt_burst' : r < 300 ? 'grt_dense' : r < 390 ? 'grt_mid' : undefined;
+            batch.push({
+              type: types[next(types.length)] as string, actor: 'u', at: T0 + i * 10 + next(61) - 30, data: { i },
+              ...(grantId ? { grantId } : {}), ...(next(50) === 0 ? { requestId: `req_${next(3)}` } : {}),
+            });
+          }
+          if (b % 2) await sink.record(batch);
+          else await append(batch);
+        }
+        const rows = await store.db.selectFrom('audit_events').select(['seq', 'at', 'type', 'grant_id', 'request_id']).orderBy('seq').execute();
+        all = rows.map((r) => ({ seq: Number(r.seq), at: Number(r.at), type: r.type, grantId: r.grant_id, requestId: r.request_id }));
+        expect(all.some((e) => e.grantId === 'grt_rare')).toBe(true);
+      });
+
+      type Q = Omit<Parameters<typeof queryEvents>[1], 'limit'>;
+      const expected = (q: Q) => all.filter((e) =>
+        (q.grantId === undefined || e.grantId === q.grantId) && (q.requestId === undefined || e.requestId === q.requestId) &&
+        (q.type === undefined || e.type === q.type) && (q.typePrefix === undefined || e.type.startsWith(q.typePrefix)) &&
+        (q.since === undefined || e.at >= Number(q.since)) && (q.until === undefined || e.at < Number(q.until)) &&
+        (q.afterSeq === undefined || e.seq > q.afterSeq) && (q.atMostSeq === undefined || e.seq <= q.atMostSeq)).map((e) => e.seq);
+      /** Every match, read a page of `page` at a time through afterSeq. */
+      const paged = async (q: Q, page: number) => {
+        const out: number[] = [];
+        for (;;) {
+          const got = (await queryEvents(store.db, { ...q, afterSeq: out.at(-1) ?? q.afterSeq, limit: page })).map((e) => e.seq);
+          out.push(...got);
+          if (got.length < page) return out;
+        }
+      };
+      const mid = T0 + 12_000;
+      const cases: Q[] = [
+        ...grants.map((grantId) => ({ grantId })), { grantId: 'grt_none' },
+        { grantId: 'grt_dense', since: mid, until: mid + 3000 }, { grantId: 'grt_mid', typePrefix: 'gateway.' }, { grantId: 'grt_dense', afterSeq: 500, atMostSeq: 900 },
+        { requestId: 'req_1' }, { requestId: 'req_1', type: 'grant.expired' },
+        { type: 'grant.expired' }, { type: 'gateway.execute', afterSeq: 1000 },
+        { typePrefix: 'grant.' }, { typePrefix: 'gateway.' }, { typePrefix: 'g' }, { typePrefix: 'Grant.' }, { typePrefix: 'grant_' }, { typePrefix: 'nothing.' },
+        { typePrefix: 'grant.', since: mid, until: mid + 5000 },
+        { since: mid }, { until: mid }, { since: mid, until: mid + 1 }, { since: mid, until: mid + 2000 }, { since: mid + 10 ** 9 },
+        { since: mid, until: mid + 4000, afterSeq: 1300 }, { since: mid, type: 'gateway.statement' },
+      ];
+
+      it('in every filter, a page at a time or all at once', async () => {
+        for (const q of cases) {
+          const want = expected(q);
+          expect((await queryEvents(store.db, { ...q, limit: 10_000 })).map((e) => e.seq), JSON.stringify(q)).toEqual(want);
+          expect(await paged(q, 7), JSON.stringify(q)).toEqual(want);
+          expect((await queryEvents(store.db, { ...q, limit: 3 })).map((e) => e.seq), JSON.stringify(q)).toEqual(want.slice(0, 3));
+        }
+      });
+
+      it('in exports of a window, a grant and a family', async () => {
+        for (const q of [{ since: mid, until: mid + 3000 }, { grantId: 'grt_rare' }, { typePrefix: 'gateway.', since: mid }] as Q[]) {
+          let text = '';
+          const n = await exportEvents(store.db, 'jsonl', (chunk) => void (text += chunk), q);
+          const seqs = text.split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { seq: number }).seq);
+          expect(seqs, JSON.stringify(q)).toEqual(expected(q));
+          expect(n).toBe(seqs.length);
+        }
+      });
+
+      it('keeps a grant to few spans: one per burst, not one per event', async () => {
+        const spans = async (g: string) => Number((await store.db.selectFrom('audit_grant_spans').select((eb) => eb.fn.countAll<number>().as('n')).where('grant_id', '=', g).executeTakeFirstOrThrow()).n);
+        expect(await spans('grt_dense')).toBeLessThanOrEqual(2);
+        expect(await spans('grt_burst')).toBe(1);
+        expect(await spans('grt_rare')).toBeGreaterThan(1);
+      });
+    });
+
     it('exports JSONL that verifies offline, and catches an edited export', async () => {
       await seed(2500);
       let out = '';

@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { DB } from '../store/schema.js';
 import { canonicalJSON } from './canonical.js';
 import { csvRecord } from './csv.js';
-import { queryEvents, type AuditFilters } from './query.js';
+import { queryEvents, windowSeqRange, type AuditFilters } from './query.js';
 import type { AuditEvent } from './types.js';
 
 export type ExportFormat = 'jsonl' | 'csv';
@@ -25,10 +25,13 @@ export async function exportEvents(
   filters: AuditFilters = {},
 ): Promise<number> {
   if (format === 'csv') await write(csvRecord([...CSV_COLUMNS]));
-  let afterSeq = filters.afterSeq ?? 0;
+  // A time window becomes its seq range once, not once a page.
+  const narrowed = await windowSeqRange(db, filters);
+  if (narrowed === undefined) return 0;
+  let afterSeq = narrowed.afterSeq ?? 0;
   let count = 0;
   for (;;) {
-    const events = await queryEvents(db, { ...filters, afterSeq, limit: PAGE });
+    const events = await queryEvents(db, { ...narrowed, afterSeq, limit: PAGE }, { narrowWindow: false });
     if (events.length === 0) return count;
     await write(events.map(format === 'jsonl' ? jsonLine : csvLine).join(''));
     count += events.length;

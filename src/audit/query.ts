@@ -1,4 +1,4 @@
-import { sql, type Kysely } from 'kysely';
+import { sql, SqliteAdapter, type Kysely } from 'kysely';
 import type { DB } from '../store/schema.js';
 import { decodeRow, type AuditEvent } from './types.js';
 
@@ -8,12 +8,14 @@ export interface AuditFilters {
   /** Events strictly before this time. */
   readonly until?: Date | number;
   readonly type?: string;
-  /** Events whose type starts with this ("grant." matches "grant.activated"). */
+  /** Events whose type starts with this ("grant." matches "grant.activated"); case-sensitive. */
   readonly typePrefix?: string;
   readonly grantId?: string;
   readonly requestId?: string;
   /** Keyset paging: events after this seq. */
   readonly afterSeq?: number;
+  /** Events at or before this seq. */
+  readonly atMostSeq?: number;
 }
 
 export interface AuditQuery extends AuditFilters {
@@ -23,24 +25,152 @@ export interface AuditQuery extends AuditFilters {
 
 export const MAX_QUERY_LIMIT = 10_000;
 
-/** Events matching the filters, oldest first (seq order). */
-export async function queryEvents(db: Kysely<DB>, q: AuditQuery): Promise<AuditEvent[]> {
+/**
+ * Events matching the filters, oldest first (seq order).
+ *
+ * The log grows by one row per gateway statement, so every filter must find its rows without
+ * reading the others: a request's events come from their own index in seq order, a grant's
+ * from its spans (grantEvents), a type or a type family from the type index. A time window on SQLite is first turned
+ * into the seq range its events occupy (windowSeqRange), because SQLite, asked for seq order,
+ * would otherwise read the table from the first event. `narrowWindow: false` skips that, for a
+ * caller that already narrowed the filters (exportEvents does it once for all its pages).
+ */
+export async function queryEvents(db: Kysely<DB>, q: AuditQuery, opts: { narrowWindow?: boolean } = {}): Promise<AuditEvent[]> {
   if (!Number.isInteger(q.limit) || q.limit < 1 || q.limit > MAX_QUERY_LIMIT) {
     throw new RangeError(`limit must be an integer from 1 to ${MAX_QUERY_LIMIT}`);
   }
-  let query = db.selectFrom('audit_events').selectAll().orderBy('seq').limit(q.limit);
-  if (q.since !== undefined) query = query.where('at', '>=', ms(q.since));
-  if (q.until !== undefined) query = query.where('at', '<', ms(q.until));
-  if (q.type !== undefined) query = query.where('type', '=', q.type);
-  if (q.typePrefix !== undefined) {
-    const pattern = `${q.typePrefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
-    query = query.where(sql<boolean>`type like ${pattern} escape '\\'`);
+  const f = opts.narrowWindow === false ? q : await windowSeqRange(db, q);
+  if (f === undefined) return [];
+  if (f.grantId !== undefined) return grantEvents(db, { ...f, grantId: f.grantId }, q.limit);
+  if (f.typePrefix !== undefined && f.type === undefined && isSqlite(db)) {
+    const types = await familyTypes(db, f.typePrefix);
+    if (types !== undefined) {
+      // Each type's events come from the type index in seq order; the first `limit` of their
+      // union are the first `limit` of the family. A family read as one range would be sorted whole.
+      const perType = await Promise.all(types.map((type) => select(db, { ...f, typePrefix: undefined, type }, q.limit)));
+      return perType.flat().sort((a, b) => Number(a.seq) - Number(b.seq)).slice(0, q.limit).map(decodeRow);
+    }
   }
-  if (q.grantId !== undefined) query = query.where('grant_id', '=', q.grantId);
-  if (q.requestId !== undefined) query = query.where('request_id', '=', q.requestId);
-  if (q.afterSeq !== undefined) query = query.where('seq', '>', q.afterSeq);
-  const rows = await query.execute();
-  return rows.map(decodeRow);
+  return (await select(db, f, q.limit)).map(decodeRow);
+}
+
+/** Families of more types than this are read as one range of the type index instead. */
+const MAX_FAMILY_TYPES = 64;
+
+/**
+ * The distinct types that start with `prefix`, one index seek each (SQLite); undefined when
+ * there are more than MAX_FAMILY_TYPES or the prefix has no upper bound.
+ */
+async function familyTypes(db: Kysely<DB>, prefix: string): Promise<string[] | undefined> {
+  const upper = prefixUpperBound(prefix);
+  if (upper === null) return undefined;
+  const types: string[] = [];
+  let from: string | undefined;
+  for (;;) {
+    let next = db.selectFrom('audit_events').select('type').where('type', '<', upper).orderBy('type').limit(1);
+    next = from === undefined ? next.where('type', '>=', prefix) : next.where('type', '>', from);
+    const row = await next.executeTakeFirst();
+    if (row === undefined) return types;
+    if (types.length === MAX_FAMILY_TYPES) return undefined;
+    types.push(row.type);
+    from = row.type;
+  }
+}
+
+/**
+ * A grant's events: its spans in seq order (audit_grant_spans), each read as a seq range with
+ * every filter applied, until `limit` are found. Besides the grant's own events a span holds at
+ * most SPAN_MERGE_GAP others per gap, or the others of one appended batch (at most 1,000).
+ */
+async function grantEvents(db: Kysely<DB>, f: AuditFilters & { grantId: string }, limit: number): Promise<AuditEvent[]> {
+  const out: AuditEvent[] = [];
+  let cursor = f.afterSeq ?? 0;
+  for (;;) {
+    let spans = db.selectFrom('audit_grant_spans').select(['first_seq', 'last_seq'])
+      .where('grant_id', '=', f.grantId).where('last_seq', '>', cursor).orderBy('last_seq').limit(SPAN_PAGE);
+    if (f.atMostSeq !== undefined) spans = spans.where('first_seq', '<=', f.atMostSeq);
+    const page = await spans.execute();
+    for (const span of page) {
+      const range = {
+        afterSeq: Math.max(f.afterSeq ?? 0, Number(span.first_seq) - 1),
+        atMostSeq: Math.min(f.atMostSeq ?? Number.MAX_SAFE_INTEGER, Number(span.last_seq)),
+      };
+      for (const row of await select(db, { ...f, ...range }, limit - out.length)) out.push(decodeRow(row));
+      if (out.length >= limit) return out;
+      cursor = Number(span.last_seq);
+    }
+    if (page.length < SPAN_PAGE) return out;
+  }
+}
+
+const SPAN_PAGE = 256;
+
+function select(db: Kysely<DB>, f: AuditFilters, limit: number) {
+  const sqlite = isSqlite(db);
+  let query = db.selectFrom('audit_events').selectAll().orderBy('seq').limit(limit);
+  if (f.since !== undefined) query = query.where('at', '>=', ms(f.since));
+  if (f.until !== undefined) query = query.where('at', '<', ms(f.until));
+  if (f.type !== undefined) query = query.where('type', '=', f.type);
+  if (f.typePrefix !== undefined) {
+    const upper = sqlite ? prefixUpperBound(f.typePrefix) : undefined;
+    if (upper !== null && upper !== undefined) {
+      // SQLite compares text as UTF-8 bytes, i.e. by code point: the family is exactly this range,
+      // which the type index serves (its LIKE is case-insensitive and can use no index).
+      query = query.where('type', '>=', f.typePrefix).where('type', '<', upper);
+    } else {
+      const pattern = `${f.typePrefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
+      query = query.where(sql<boolean>`type like ${pattern} escape '\\'`);
+    }
+  }
+  if (f.grantId !== undefined) query = query.where('grant_id', '=', f.grantId);
+  if (f.requestId !== undefined) query = query.where('request_id', '=', f.requestId);
+  if (f.afterSeq !== undefined) query = query.where('seq', '>', f.afterSeq);
+  if (f.atMostSeq !== undefined) query = query.where('seq', '<=', f.atMostSeq);
+  return query.execute();
+}
+
+/**
+ * On SQLite, the filters with a time window narrowed to the seq range of the window's events
+ * (after afterSeq, up to atMostSeq), found by reading only the `at` index over the window; or
+ * undefined when the window holds no event, so nothing matches. The result is exact however
+ * `at` is ordered against seq: the range is the window's own smallest and largest seq. Other
+ * filters and other stores come back unchanged: a grant's or request's index is narrower than
+ * any window, and PostgreSQL plans windows well from its statistics.
+ */
+export async function windowSeqRange<F extends AuditFilters>(db: Kysely<DB>, f: F): Promise<F | undefined> {
+  if ((f.since === undefined && f.until === undefined) || f.grantId !== undefined || f.requestId !== undefined || !isSqlite(db)) return f;
+  const terms = [
+    ...(f.since !== undefined ? [sql`at >= ${ms(f.since)}`] : []),
+    ...(f.until !== undefined ? [sql`at < ${ms(f.until)}`] : []),
+    ...(f.afterSeq !== undefined ? [sql`seq > ${f.afterSeq}`] : []),
+    ...(f.atMostSeq !== undefined ? [sql`seq <= ${f.atMostSeq}`] : []),
+  ];
+  const { rows } = await sql<{ lo: number | null; hi: number | null }>`
+    select min(seq) as lo, max(seq) as hi from audit_events indexed by audit_at where ${sql.join(terms, sql` and `)}`.execute(db);
+  const r = rows[0];
+  if (r?.lo === null || r?.lo === undefined || r.hi === null) return undefined;
+  return { ...f, afterSeq: Math.max(f.afterSeq ?? 0, Number(r.lo) - 1), atMostSeq: Number(r.hi) };
+}
+
+/**
+ * The least string above every string that starts with `prefix`, in code point order: the
+ * prefix with its last code point incremented (a last U+10FFFF is dropped and the one before it
+ * incremented; surrogates are skipped). null when there is none (empty, or only U+10FFFF).
+ */
+export function prefixUpperBound(prefix: string): string | null {
+  const points = Array.from(prefix, (c) => c.codePointAt(0) as number);
+  while (points.length > 0) {
+    const last = points.pop() as number;
+    if (last < 0x10ffff) {
+      const next = last + 1 === 0xd800 ? 0xe000 : last + 1;
+      return String.fromCodePoint(...points, next);
+    }
+  }
+  return null;
+}
+
+function isSqlite(db: Kysely<DB>): boolean {
+  return db.getExecutor().adapter instanceof SqliteAdapter;
 }
 
 function ms(t: Date | number): number {

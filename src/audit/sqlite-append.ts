@@ -1,5 +1,5 @@
 import type { SqliteHandle } from '../store/db.js';
-import { chainRows, type PreparedEvent } from './append.js';
+import { chainRows, extendsSpan, grantSpans, type PreparedEvent } from './append.js';
 import type { AuditEventRow } from './types.js';
 
 /**
@@ -18,6 +18,9 @@ export function sqliteAppender(sqlite: SqliteHandle): (prepared: readonly Prepar
     'INSERT INTO audit_events (seq, at, type, actor, request_id, grant_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
   );
   const writeHead = sqlite.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1');
+  const lastSpan = sqlite.prepare('SELECT last_seq FROM audit_grant_spans WHERE grant_id = ? ORDER BY last_seq DESC LIMIT 1');
+  const extendSpan = sqlite.prepare('UPDATE audit_grant_spans SET last_seq = ? WHERE grant_id = ? AND last_seq = ?');
+  const addSpan = sqlite.prepare('INSERT INTO audit_grant_spans (grant_id, first_seq, last_seq) VALUES (?, ?, ?)');
   return (prepared) => {
     if (prepared.length === 0) return [];
     begin.run();
@@ -26,6 +29,11 @@ export function sqliteAppender(sqlite: SqliteHandle): (prepared: readonly Prepar
       if (!head) throw new Error('audit_head row is missing: the store was not migrated');
       const rows = chainRows(head, prepared);
       for (const r of rows) insert.run(r.seq, r.at, r.type, r.actor, r.request_id, r.grant_id, r.data, r.prev_hash, r.hash);
+      for (const [grantId, span] of grantSpans(rows)) {
+        const prev = lastSpan.get(grantId) as { last_seq: number } | undefined;
+        if (prev !== undefined && extendsSpan(prev.last_seq, span)) extendSpan.run(span.last, grantId, prev.last_seq);
+        else addSpan.run(grantId, span.first, span.last);
+      }
       const last = rows[rows.length - 1] as AuditEventRow;
       writeHead.run(last.seq, last.hash);
       commit.run();

@@ -1,5 +1,16 @@
+import Database from 'better-sqlite3';
+import { Kysely, Migrator, PostgresDialect, SqliteDialect } from 'kysely';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
+import { chainRows, prepareEvent } from '../audit/append.js';
+import { queryEvents } from '../audit/query.js';
+import { verifyChain } from '../audit/verify.js';
 import { openStore } from './db.js';
+import { migrations } from './migrations.js';
+import type { DB } from './schema.js';
 import { createTestDatabase } from '../../test/support/services.js';
 
 describe('openStore', () => {
@@ -21,4 +32,36 @@ describe('openStore', () => {
       await again.close();
     }
   });
+
+  it('keeps a log written before 0003 findable by grant, and still verifiable', async () => {
+    const pgdb = await createTestDatabase();
+    cleanups.push(pgdb.drop);
+    const dir = mkdtempSync(join(tmpdir(), 'hp-migrate-'));
+    cleanups.push(async () => rmSync(dir, { recursive: true, force: true }));
+    const file = join(dir, 'old.sqlite');
+    for (const [dialect, url] of [['sqlite', file], ['postgres', pgdb.url]] as const) {
+      // A store as 0002 left it, with a chain already written (as the appenders of then wrote it).
+      const old = new Kysely<DB>({
+        dialect: dialect === 'sqlite' ? new SqliteDialect({ database: new Database(file) }) : new PostgresDialect({ pool: new pg.Pool({ connectionString: url }) }),
+      });
+      const migrated = await new Migrator({ db: old, provider: migrations(dialect) }).migrateTo('0002_identity');
+      expect(migrated.error).toBeUndefined();
+      const events = Array.from({ length: 600 }, (_, i) => prepareEvent({ type: 'gateway.execute', actor: 'u', at: 1_700_000_000_000 + i, grantId: `grt_${i % 3}`, data: { i } }));
+      const rows = chainRows({ seq: 0, hash: '0'.repeat(64) }, events);
+      for (let i = 0; i < rows.length; i += 100) await old.insertInto('audit_events').values(rows.slice(i, i + 100)).execute();
+      const last = rows[rows.length - 1] as (typeof rows)[number];
+      await old.updateTable('audit_head').set({ seq: last.seq, hash: last.hash }).where('id', '=', 1).execute();
+      await old.destroy();
+
+      const store = await openStore({ url });
+      try {
+        const got = await queryEvents(store.db, { grantId: 'grt_1', limit: 1000 });
+        expect(got.map((e) => e.seq)).toEqual(rows.filter((r) => r.grant_id === 'grt_1').map((r) => r.seq));
+        expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 600 });
+      } finally {
+        await store.close();
+      }
+    }
+  });
 });
+

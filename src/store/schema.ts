@@ -14,6 +14,7 @@ export interface DB {
   reviews: ReviewsTable;
   audit_events: AuditEventsTable;
   audit_head: AuditHeadTable;
+  audit_grant_spans: AuditGrantSpansTable;
   policy_versions: PolicyVersionsTable;
   meta: MetaTable;
   used_nonces: UsedNoncesTable;
@@ -157,6 +158,17 @@ export interface AuditHeadTable {
   id: number;
   seq: number;
   hash: string;
+}
+
+/**
+ * Where a grant's audit events are: every event with that grant_id has a seq within one of its
+ * spans (which may hold other events too). Maintained by the appenders, one row per grant per
+ * appended batch at most; not part of the hash chain (like an index, it only finds events).
+ */
+export interface AuditGrantSpansTable {
+  grant_id: string;
+  first_seq: number;
+  last_seq: number;
 }
 
 export interface PolicyVersionsTable {
