@@ -138,6 +138,8 @@ export const AuditExportQuery = Type.Object({
   since: Type.Optional(Time),
   until: Type.Optional(Time),
   type: Type.Optional(Type.String({ pattern: '^[a-z_.*]{1,64}$' })),
+  grant: Type.Optional(Id('grt')),
+  request: Type.Optional(Id('req')),
 }, { additionalProperties: false });
 
 export const AuditEventView = Type.Object({

@@ -45,6 +45,22 @@ describe('hallpass audit, reviews', () => {
     expect(j.events.every((e) => e.type.startsWith('request.'))).toBe(true);
   });
 
+  it('audit --grant lists one grant\'s events, export --grant streams them, and a malformed id is a usage error', async () => {
+    const activated = JSON.parse((await hp('admin', ['audit', '--type', 'grant.activated', '--json'])).out) as { events: AuditEvent[] };
+    const grantId = activated.events[0]?.grantId as string;
+    expect(grantId).toMatch(/^grt_/);
+    const mine = JSON.parse((await hp('admin', ['audit', '--grant', grantId, '--json'])).out) as { events: AuditEvent[] };
+    expect(mine.events.map((e) => e.type)).toContain('grant.activated');
+    expect(mine.events.every((e) => e.grantId === grantId)).toBe(true);
+    const csv = await hp('admin', ['audit', 'export', '--format', 'csv', '--grant', grantId]);
+    expect(csv.code).toBe(0);
+    const rows = csv.out.trim().split(/\r?\n/).slice(1);
+    expect(rows.map((row) => row.split(',')[0])).toEqual(mine.events.map((e) => String(e.seq)));
+    const bad = await hp('admin', ['audit', '--grant', "grt_x' or 1=1"]);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/not a grant id/);
+  });
+
   it('audit is for admins: a user gets the server\'s refusal and exit 1', async () => {
     const r = await hp('alice', ['audit']);
     expect(r.code).toBe(1);

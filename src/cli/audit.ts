@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeWebStream } from 'node:stream/web';
 import { Option, type Command } from 'commander';
-import { auditTypeArg, pastTimeArg, positiveIntArg } from './args.js';
+import { auditTypeArg, grantIdArg, pastTimeArg, positiveIntArg, requestIdArg } from './args.js';
 import { cell, json, relative, table } from './format.js';
 import { CliError } from './io.js';
 import { cliContext } from './program.js';
@@ -16,6 +16,11 @@ function dataSummary(data: Record<string, unknown>): string {
     .join(' ');
 }
 
+interface SubjectFilters {
+  grant?: string;
+  request?: string;
+}
+
 /** audit (query), audit verify, audit export. */
 export function auditCommands(program: Command): void {
   const now = () => cliContext(program).now();
@@ -26,12 +31,14 @@ export function auditCommands(program: Command): void {
     .option('--since <time>', 'from this time: ISO, or a duration ago such as 1h', pastTimeArg(now))
     .option('--until <time>', 'up to this time: ISO, or a duration ago', pastTimeArg(now))
     .option('--type <type>', 'event type, or a family such as grant.*', auditTypeArg)
+    .option('--grant <id>', "one grant's events: its lifecycle and every gateway statement run under it", grantIdArg)
+    .option('--request <id>', "one request's events", requestIdArg)
     .option('--limit <n>', 'at most this many events (default 100)', positiveIntArg(5000))
     .option('--json', 'print the API response as JSON')
-    .action(async (o: { since?: string; until?: string; type?: string; limit?: number; json?: boolean }, cmd: Command) => {
+    .action(async (o: SubjectFilters & { since?: string; until?: string; type?: string; limit?: number; json?: boolean }, cmd: Command) => {
       const ctx = cliContext(cmd);
       const res = await ctx.client().get<{ events: AuditEvent[] }>('/api/v1/audit', {
-        since: o.since, until: o.until, type: o.type, limit: o.limit,
+        since: o.since, until: o.until, type: o.type, grant: o.grant, request: o.request, limit: o.limit,
       });
       if (o.json) return ctx.out(json(res));
       ctx.out(table(['seq', 'when', 'type', 'actor', 'subject', 'details'], res.events.map((e) => [
@@ -59,9 +66,13 @@ export function auditCommands(program: Command): void {
     .option('--since <time>', 'from this time: ISO, or a duration ago', pastTimeArg(now))
     .option('--until <time>', 'up to this time: ISO, or a duration ago', pastTimeArg(now))
     .option('--type <type>', 'event type, or a family such as grant.*', auditTypeArg)
-    .action(async (o: { format: string; output?: string; since?: string; until?: string; type?: string }, cmd: Command) => {
+    .option('--grant <id>', "one grant's events", grantIdArg)
+    .option('--request <id>', "one request's events", requestIdArg)
+    .action(async (o: SubjectFilters & { format: string; output?: string; since?: string; until?: string; type?: string }, cmd: Command) => {
       const ctx = cliContext(cmd);
-      const body = await ctx.client().stream('/api/v1/audit/export', { format: o.format, since: o.since, until: o.until, type: o.type });
+      const body = await ctx.client().stream('/api/v1/audit/export', {
+        format: o.format, since: o.since, until: o.until, type: o.type, grant: o.grant, request: o.request,
+      });
       const source = Readable.fromWeb(body as NodeWebStream<Uint8Array>);
       if (o.output) {
         await pipeline(source, createWriteStream(o.output, { mode: 0o600 }));

@@ -37,7 +37,7 @@ export function auditRoutes(app: FastifyInstance, ctx: ApiContext): void {
     try {
       await exportEvents(db, q.format, async (chunk) => {
         if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', r));
-      }, { since: ms(q.since), until: ms(q.until), ...typeFilter });
+      }, { since: ms(q.since), until: ms(q.until), ...typeFilter, grantId: q.grant, requestId: q.request });
     } finally {
       out.end();
     }
