@@ -10,7 +10,8 @@ export const REDACTED = '[redacted]';
 const SECRET_KEY_PARTS = ['password', 'passwd', 'passphrase', 'secret', 'token', 'credential', 'dsn', 'key', 'authorization', 'cookie'];
 
 /** Values that carry a secret whatever their key: URLs with a password, hallpass API tokens. */
-const SECRET_VALUE_PATTERNS = [/[a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:[^@\s]*@/i, /\bhp_tok_[0-9A-Za-z]+/];
+const URL_WITH_PASSWORD = /[a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:[^@\s]*@/i;
+const API_TOKEN = /\bhp_tok_[0-9A-Za-z]+/;
 
 export function isSecretKey(key: string): boolean {
   const k = key.toLowerCase().replace(/[_.-]/g, '');
@@ -18,7 +19,9 @@ export function isSecretKey(key: string): boolean {
 }
 
 function isSecretValue(v: string): boolean {
-  return SECRET_VALUE_PATTERNS.some((re) => re.test(v));
+  // Each pattern needs its literal ("://", "hp_tok_"): a substring search rules most strings out
+  // (every audited SQL text passes through here) before a regular expression runs.
+  return (v.includes('://') && URL_WITH_PASSWORD.test(v)) || (v.includes('hp_tok_') && API_TOKEN.test(v));
 }
 
 /** Audit data keys repeat endlessly (sessionId, sql, ...): remember the verdict for a bounded few. */
