@@ -15,6 +15,8 @@
  *                                            # BENCH_MODES=simple,extended,extended -C
  *                                            # BENCH_CLIENTS=1,4,8 BENCH_TARGETS=direct,...
  *                                            # BENCH_AUDIT_DELAY_MS (the batcher's maxDelayMs, default 25)
+ *                                            # BENCH_STORE_DIR: where the audited gateway's SQLite store goes
+ *                                            #   (default the bench's temp dir; /dev/shm takes the disk out)
  *                                            # BENCH_HOLD=1: keep the targets up for profiling
  *
  * Each row is the median of BENCH_ROUNDS runs (target order rotated per round); the runs' TPS
@@ -186,16 +188,18 @@ async function main(): Promise<void> {
   const bouncerBin = ensurePgBouncer();
   const work = mkdtempSync(join(tmpdir(), 'hp-gwbench-'));
   chmodSync(work, 0o755);
+  const storeDir = process.env.BENCH_STORE_DIR ? mkdtempSync(join(process.env.BENCH_STORE_DIR, 'hp-gwstore-')) : work;
   const target = await startPgTarget({ database: 'app' });
   try {
-    await benchAgainst(target, bouncerBin, work);
+    await benchAgainst(target, bouncerBin, work, storeDir);
   } finally {
     await target.stop();
     rmSync(work, { recursive: true, force: true });
+    rmSync(storeDir, { recursive: true, force: true });
   }
 }
 
-async function benchAgainst(target: PgTarget, bouncerBin: string, work: string): Promise<void> {
+async function benchAgainst(target: PgTarget, bouncerBin: string, work: string, storeDir: string): Promise<void> {
   const user = 'hp_bench';
   // The warm PgBouncer's own login to the target, so that emptying the other's pool spares it.
   const warmUser = 'hp_bench_warm';
@@ -209,7 +213,7 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
   await a2.end();
 
   const authority = new TestAuthority();
-  const store = await openStore({ url: join(work, 'state.sqlite') });
+  const store = await openStore({ url: join(storeDir, 'state.sqlite') });
   // Full auditing exactly as the server does it (gatewayAuditSink): the gateway's AuditBatcher
   // into highVolumeSink, a writer thread appending one transaction per batch to the hash chain in
   // the SQLite state store.
@@ -286,6 +290,8 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string):
     // Profiling aid: keep every target up and print how to reach each, until Ctrl-C.
     for (const [name, env] of targets) {
       const e = env();
+      // Held gateway tokens last as long as the grant, so a profiling session can outlast the default TTL.
+      if (e.PGUSER === 'bench') e.PGPASSWORD = authority.token(grantId, 24 * 3_600_000, true);
       console.log(`${name}: PGHOST=127.0.0.1 PGPORT=${e.PGPORT} PGDATABASE=app PGUSER=${e.PGUSER} PGPASSWORD='${e.PGPASSWORD}' PGSSLMODE=${e.PGSSLMODE}`);
     }
     console.log(`gateway pid ${process.pid}, pgbouncer pid ${bouncer.pid}, pgbouncer-warm pid ${warmBouncer.pid}`);
