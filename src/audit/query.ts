@@ -42,11 +42,12 @@ export async function queryEvents(db: Kysely<DB>, q: AuditQuery, opts: { narrowW
   const f = opts.narrowWindow === false ? q : await windowSeqRange(db, q);
   if (f === undefined) return [];
   if (f.grantId !== undefined) return grantEvents(db, { ...f, grantId: f.grantId }, q.limit);
-  if (f.typePrefix !== undefined && f.type === undefined && isSqlite(db)) {
+  if (f.typePrefix !== undefined && f.type === undefined) {
     const types = await familyTypes(db, f.typePrefix);
     if (types !== undefined) {
-      // Each type's events come from the type index in seq order; the first `limit` of their
-      // union are the first `limit` of the family. A family read as one range would be sorted whole.
+      // The first `limit` of each type's events (on SQLite straight from the type index, in seq
+      // order) hold the first `limit` of the family: read as one range or LIKE, a family as big as
+      // gateway.* would be sorted or scanned whole.
       const perType = await Promise.all(types.map((type) => select(db, { ...f, typePrefix: undefined, type }, q.limit)));
       return perType.flat().sort((a, b) => Number(a.seq) - Number(b.seq)).slice(0, q.limit).map(decodeRow);
     }
@@ -54,27 +55,36 @@ export async function queryEvents(db: Kysely<DB>, q: AuditQuery, opts: { narrowW
   return (await select(db, f, q.limit)).map(decodeRow);
 }
 
-/** Families of more types than this are read as one range of the type index instead. */
+/** Families of more types than this are read with one range or LIKE instead. */
 const MAX_FAMILY_TYPES = 64;
+/** On PostgreSQL every distinct type is visited (its text order follows a collation, not code points). */
+const MAX_TYPES_VISITED = 256;
 
 /**
- * The distinct types that start with `prefix`, one index seek each (SQLite); undefined when
- * there are more than MAX_FAMILY_TYPES or the prefix has no upper bound.
+ * The distinct types that start with `prefix`, one index seek each: on SQLite within the
+ * family's code point range; on PostgreSQL, whose index order follows the database collation,
+ * among all the log's types (a few dozen), kept by an exact prefix test. undefined when there are
+ * too many, or the prefix has no upper bound.
  */
 async function familyTypes(db: Kysely<DB>, prefix: string): Promise<string[] | undefined> {
   const upper = prefixUpperBound(prefix);
   if (upper === null) return undefined;
+  const sqlite = isSqlite(db);
   const types: string[] = [];
   let from: string | undefined;
-  for (;;) {
-    let next = db.selectFrom('audit_events').select('type').where('type', '<', upper).orderBy('type').limit(1);
-    next = from === undefined ? next.where('type', '>=', prefix) : next.where('type', '>', from);
+  for (let visited = 0; visited < MAX_TYPES_VISITED; visited++) {
+    let next = db.selectFrom('audit_events').select('type').orderBy('type').limit(1);
+    if (sqlite) next = next.where('type', '<', upper).where('type', from === undefined ? '>=' : '>', from ?? prefix);
+    else if (from !== undefined) next = next.where('type', '>', from);
     const row = await next.executeTakeFirst();
     if (row === undefined) return types;
-    if (types.length === MAX_FAMILY_TYPES) return undefined;
-    types.push(row.type);
+    if (row.type.startsWith(prefix)) {
+      if (types.length === MAX_FAMILY_TYPES) return undefined;
+      types.push(row.type);
+    }
     from = row.type;
   }
+  return undefined;
 }
 
 /**
