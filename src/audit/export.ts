@@ -2,7 +2,7 @@ import type { Kysely } from 'kysely';
 import type { DB } from '../store/schema.js';
 import { canonicalJSON } from './canonical.js';
 import { csvRecord } from './csv.js';
-import { queryEvents, windowSeqRange, type AuditFilters } from './query.js';
+import { narrowedFilters, queryEvents, type AuditFilters } from './query.js';
 import type { AuditEvent } from './types.js';
 
 export type ExportFormat = 'jsonl' | 'csv';
@@ -25,8 +25,9 @@ export async function exportEvents(
   filters: AuditFilters = {},
 ): Promise<number> {
   if (format === 'csv') await write(csvRecord([...CSV_COLUMNS]));
-  // A time window becomes its seq range once, not once a page.
-  const narrowed = await windowSeqRange(db, filters);
+  // The head is read and a time window becomes its seq range once, not once a page: the export is
+  // the log as it was when it started.
+  const narrowed = await narrowedFilters(db, filters);
   if (narrowed === undefined) return 0;
   let afterSeq = narrowed.afterSeq ?? 0;
   let count = 0;

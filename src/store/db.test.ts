@@ -46,7 +46,8 @@ describe('openStore', () => {
       });
       const migrated = await new Migrator({ db: old, provider: migrations(dialect) }).migrateTo('0002_identity');
       expect(migrated.error).toBeUndefined();
-      const events = Array.from({ length: 600 }, (_, i) => prepareEvent({ type: 'gateway.execute', actor: 'u', at: 1_700_000_000_000 + i, grantId: `grt_${i % 3}`, data: { i } }));
+      // grt_sparse: one event in 300, so its events are more than 256 apart and get a span each.
+      const events = Array.from({ length: 600 }, (_, i) => prepareEvent({ type: 'gateway.execute', actor: 'u', at: 1_700_000_000_000 + i, grantId: i % 300 === 7 ? 'grt_sparse' : `grt_${i % 3}`, data: { i } }));
       const rows = chainRows({ seq: 0, hash: '0'.repeat(64) }, events);
       for (let i = 0; i < rows.length; i += 100) await old.insertInto('audit_events').values(rows.slice(i, i + 100)).execute();
       const last = rows[rows.length - 1] as (typeof rows)[number];
@@ -57,6 +58,10 @@ describe('openStore', () => {
       try {
         const got = await queryEvents(store.db, { grantId: 'grt_1', limit: 1000 });
         expect(got.map((e) => e.seq)).toEqual(rows.filter((r) => r.grant_id === 'grt_1').map((r) => r.seq));
+        expect((await queryEvents(store.db, { grantId: 'grt_sparse', limit: 10 })).map((e) => e.seq)).toEqual([8, 308]);
+        const spans = await store.db.selectFrom('audit_grant_spans').select(['grant_id', 'first_seq', 'last_seq']).orderBy('grant_id').orderBy('first_seq').execute();
+        expect(spans.filter((sp) => sp.grant_id === 'grt_sparse').map((sp) => [Number(sp.first_seq), Number(sp.last_seq)])).toEqual([[8, 8], [308, 308]]);
+        expect(spans.filter((sp) => sp.grant_id === 'grt_1')).toHaveLength(1);
         expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 600 });
       } finally {
         await store.close();

@@ -270,9 +270,13 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           .addColumn('last_seq', big, (c) => c.notNull())
           .execute();
         await db.schema.createIndex('audit_grant_spans_grant').on('audit_grant_spans').columns(['grant_id', 'last_seq']).execute();
-        // Events written before this migration: one span per grant, from its first to its last.
+        // Events written before this migration: a grant's events split where more than 256 others
+        // (SPAN_MERGE_GAP) lie between two of them, as the appenders split them from now on.
         await sql`insert into audit_grant_spans (grant_id, first_seq, last_seq)
-          select grant_id, min(seq), max(seq) from audit_events where grant_id is not null group by grant_id`.execute(db);
+          select grant_id, min(seq), max(seq) from (
+            select grant_id, seq, sum(case when seq - prev - 1 > 256 then 1 else 0 end) over (partition by grant_id order by seq) as part
+            from (select grant_id, seq, lag(seq) over (partition by grant_id order by seq) as prev from audit_events where grant_id is not null) as gaps
+          ) as parts group by grant_id, part`.execute(db);
       },
     },
   };
