@@ -193,8 +193,10 @@ async function windowSeqRange<F extends AuditFilters>(db: Kysely<DB>, f: F): Pro
     ...(f.afterSeq !== undefined ? [sql`seq > ${f.afterSeq}`] : []),
     ...(f.atMostSeq !== undefined ? [sql`seq <= ${f.atMostSeq}`] : []),
   ];
+  // seq + 0: PostgreSQL would answer a bare min(seq) by walking the primary key from the log's
+  // first event until one falls in the window.
   const { rows } = await sql<{ lo: number | null; hi: number | null }>`
-    select min(seq) as lo, max(seq) as hi from ${byAt} where ${sql.join(terms, sql` and `)}`.execute(db);
+    select min(seq + 0) as lo, max(seq + 0) as hi from ${byAt} where ${sql.join(terms, sql` and `)}`.execute(db);
   const r = rows[0];
   if (r?.lo === null || r?.lo === undefined || r.hi === null) return undefined;
   return { ...f, afterSeq: Math.max(f.afterSeq ?? 0, Number(r.lo) - 1), atMostSeq: Number(r.hi) };
