@@ -53,7 +53,7 @@ export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonl
  * for the grant then reads at most this many other events per gap, and a grant whose sessions
  * are busy keeps one growing span instead of a row per batch.
  */
-export const SPAN_MERGE_GAP = 256;
+export const SPAN_MERGE_GAP = 256; // migration 0003 splits older events by the same number, written out
 
 /** Each grant's first and last seq among `rows` (which are in seq order). */
 export function grantSpans(rows: readonly AuditEventRow[]): Map<string, { first: number; last: number }> {

@@ -111,8 +111,7 @@ async function familyTypes(db: Kysely<DB>, prefix: string): Promise<string[] | u
 /**
  * A grant's events: its spans in seq order (audit_grant_spans), each read as a seq range with
  * every filter applied, until `limit` are found. Besides the grant's own events a span holds at
- * most SPAN_MERGE_GAP others per gap, or the others of one appended batch (spans written by the
- * migration of an older log hold everything between a grant's events).
+ * most SPAN_MERGE_GAP others per gap, plus the others inside one appended batch.
  */
 async function grantEvents(db: Kysely<DB>, f: AuditFilters & { grantId: string }, limit: number): Promise<AuditEvent[]> {
   const out: AuditEvent[] = [];
@@ -172,7 +171,8 @@ const NARROW_MAX_ESTIMATE = 100_000;
  * The range is the window's own smallest and largest seq, read from the `at` index over the
  * window, so it is exact however `at` is ordered against seq; its cost grows with the window.
  * So when a grant, type or family could lead instead, the window is narrowed only when two seeks
- * on the `at` index estimate it at most NARROW_MAX_ESTIMATE events; a request never needs it.
+ * on the `at` index estimate it at most NARROW_MAX_ESTIMATE events (on PostgreSQL a type or family
+ * always leads); a request never needs it.
  */
 async function windowSeqRange<F extends AuditFilters>(db: Kysely<DB>, f: F): Promise<F | undefined> {
   if ((f.since === undefined && f.until === undefined) || f.requestId !== undefined) return f;
@@ -185,8 +185,10 @@ async function windowSeqRange<F extends AuditFilters>(db: Kysely<DB>, f: F): Pro
   const first = f.since !== undefined ? await seek(sql`at >= ${ms(f.since)}`, sql`asc`) : 0;
   const last = f.until !== undefined ? await seek(sql`at < ${ms(f.until)}`, sql`desc`) : (f.atMostSeq ?? Number.MAX_SAFE_INTEGER);
   if (first === undefined || last === undefined) return undefined; // no event at all on that side of the window
-  const led = f.grantId !== undefined || f.type !== undefined || f.typePrefix !== undefined;
-  if (led && Math.abs(last - first) > NARROW_MAX_ESTIMATE) return f;
+  // PostgreSQL's (type, at) index answers a type or family with a window by itself.
+  const typed = f.type !== undefined || f.typePrefix !== undefined;
+  if (typed && !sqlite) return f;
+  if ((typed || f.grantId !== undefined) && Math.abs(last - first) > NARROW_MAX_ESTIMATE) return f;
   const terms = [
     ...(f.since !== undefined ? [sql`at >= ${ms(f.since)}`] : []),
     ...(f.until !== undefined ? [sql`at < ${ms(f.until)}`] : []),
