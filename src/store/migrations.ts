@@ -261,8 +261,8 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           await db.schema.createIndex('audit_type').on('audit_events').column('type').execute();
         }
         // A grant's events: every gateway statement carries its grant, and an index on grant_id
-        // cost the SQLite writer 3-10 us more per statement (one B-tree leaf per active grant
-        // rewritten each batch). Spans cost a row per grant per batch; see AuditGrantSpansTable.
+        // cost the SQLite writer 3-10 us more per statement (an entry per event). Spans cost a row
+        // per grant per batch; see AuditGrantSpansTable.
         await db.schema
           .createTable('audit_grant_spans')
           .addColumn('grant_id', 'text', (c) => c.notNull())
