@@ -261,8 +261,9 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           await db.schema.createIndex('audit_type').on('audit_events').column('type').execute();
         }
         // A grant's events: every gateway statement carries its grant, and an index on grant_id
-        // cost the SQLite writer 3-10 us more per statement (an entry per event). Spans cost a row
-        // per grant per batch; see AuditGrantSpansTable.
+        // cost the SQLite writer 2-2.5 us more per statement with 10 active grants, 7-10 us with
+        // 100 (an entry per event; bench/audit-grant-lookup.ts). Spans cost a row per grant per
+        // batch; see AuditGrantSpansTable.
         await db.schema
           .createTable('audit_grant_spans')
           .addColumn('grant_id', 'text', (c) => c.notNull())
