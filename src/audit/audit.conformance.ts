@@ -277,6 +277,21 @@ export function auditConformance(target: AuditTarget): void {
         }
       });
 
+      it('verify passes with the spans the appenders keep, and names the first event a tampered span hides', async () => {
+        expect(await verifyChain(store.db, { pageSize: 500 })).toMatchObject({ ok: true, count: all.length });
+        const rare = all.filter((e) => e.grantId === 'grt_rare').map((e) => e.seq);
+        await sql`delete from audit_grant_spans where grant_id = 'grt_rare' and first_seq = ${rare[1]}`.execute(store.db);
+        expect(await verifyChain(store.db, { pageSize: 500 })).toMatchObject({ ok: false, count: (rare[1] as number) - 1, firstBad: { seq: rare[1], reason: 'span_missing' } });
+        expect((await queryEvents(store.db, { grantId: 'grt_rare', limit: 100 })).map((e) => e.seq)).not.toContain(rare[1]);
+        // A span cut short hides its last event.
+        const dense = all.filter((e) => e.grantId === 'grt_dense').map((e) => e.seq);
+        const lastDense = dense[dense.length - 1] as number;
+        await sql`update audit_grant_spans set last_seq = last_seq - 1 where grant_id = 'grt_dense' and last_seq = ${lastDense}`.execute(store.db);
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: rare[1], reason: 'span_missing' } });
+        await sql`insert into audit_grant_spans (grant_id, first_seq, last_seq) values ('grt_rare', ${rare[1]}, ${rare[1]})`.execute(store.db);
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: lastDense, reason: 'span_missing' } });
+      });
+
       it('keeps a grant to few spans: one per burst, not one per event', async () => {
         const spans = async (g: string) => Number((await store.db.selectFrom('audit_grant_spans').select((eb) => eb.fn.countAll<number>().as('n')).where('grant_id', '=', g).executeTakeFirstOrThrow()).n);
         expect(await spans('grt_dense')).toBeLessThanOrEqual(2);

@@ -10,7 +10,8 @@ export type ChainFault =
   | 'duplicate_seq' // a seq appears twice or goes backwards
   | 'head_mismatch' // the chain head disagrees with the last event: tail appended or head edited
   | 'truncated' // the head names events that are no longer there
-  | 'malformed'; // a row or line that cannot be read as an event
+  | 'malformed' // a row or line that cannot be read as an event
+  | 'span_missing'; // an event lies outside its grant's spans: `audit --grant` would not show it
 
 export type VerifyResult =
   | { ok: true; count: number; headSeq: number; headHash: string }
@@ -89,6 +90,27 @@ export class ChainWalker {
 }
 
 /**
+ * The first event of `page` (in seq order) that no span of its grant covers. Spans are how
+ * queries find a grant's events (see query.ts) and are not hashed, so verifyChain checks them
+ * too: an edited spans table would otherwise hide events from grant queries unnoticed.
+ */
+async function firstOutsideSpans(db: Kysely<DB>, page: readonly AuditEventRow[]): Promise<AuditEventRow | undefined> {
+  const withGrant = page.filter((r) => r.grant_id !== null);
+  const first = withGrant[0];
+  const last = withGrant[withGrant.length - 1];
+  if (first === undefined || last === undefined) return undefined;
+  const grants = [...new Set(withGrant.map((r) => r.grant_id as string))];
+  const spans = new Map<string, Array<{ first: number; last: number }>>();
+  for (let i = 0; i < grants.length; i += 500) {
+    const rows = await db.selectFrom('audit_grant_spans').select(['grant_id', 'first_seq', 'last_seq'])
+      .where('grant_id', 'in', grants.slice(i, i + 500)).where('last_seq', '>=', first.seq).where('first_seq', '<=', last.seq)
+      .execute();
+    for (const r of rows) spans.set(r.grant_id, [...(spans.get(r.grant_id) ?? []), { first: Number(r.first_seq), last: Number(r.last_seq) }]);
+  }
+  return withGrant.find((r) => !(spans.get(r.grant_id as string) ?? []).some((sp) => sp.first <= r.seq && r.seq <= sp.last));
+}
+
+/**
  * Verifies the whole chain in seq order, a page at a time, and its head. A batch job: it reports
  * tampering in the result and never throws for it. Events appended while it runs are verified
  * too (it reads until the table and the head agree).
@@ -104,9 +126,15 @@ export async function verifyChain(db: Kysely<DB>, opts: VerifyOptions = {}): Pro
       .orderBy('seq')
       .limit(pageSize)
       .execute();
+    const hidden = await firstOutsideSpans(db, page);
     for (const row of page) {
       const fault = walker.step(row);
       if (fault) return fault;
+      if (row.seq === hidden?.seq) {
+        // Its chain fields were sound (checked first), but it does not count as verified.
+        const fault = walker.fail(row.seq, 'span_missing', `event ${row.seq} of grant ${hidden.grant_id} lies outside that grant's spans, so queries by grant miss it`);
+        return { ...fault, count: fault.count - 1 };
+      }
     }
     if (page.length === pageSize) continue;
     const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
