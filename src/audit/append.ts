@@ -1,6 +1,6 @@
 import type { Dialect, Tx } from '../store/db.js';
 import { chainHash } from './chain.js';
-import { redactedCanonicalJSON } from './redact.js';
+import { maskSecrets, redactedCanonicalJSON } from './redact.js';
 import type { AuditEventInput, AuditEventRow } from './types.js';
 
 /** Rows per INSERT statement: 9 parameters each stays far below SQLite's and PostgreSQL's limits. */
@@ -112,19 +112,27 @@ export function prepareEvent(e: AuditEventInput): PreparedEvent {
   return {
     at,
     type: text('type', e.type),
-    actor: text('actor', e.actor),
+    actor: maskSecrets(text('actor', e.actor)),
     requestId: e.requestId === undefined ? null : text('requestId', e.requestId),
     grantId: e.grantId === undefined ? null : text('grantId', e.grantId),
     data: redactedCanonicalJSON(e.data ?? {}),
   };
 }
 
+/**
+ * A scalar field as stored and hashed. A lone surrogate (a string cut inside a character, e.g. a
+ * user name sliced to a length) becomes U+FFFD: the hash covers JSON.stringify's escape of it,
+ * but the store would keep U+FFFD (as UTF-8 has no lone surrogates), and every later
+ * verification would fail at that event.
+ */
 function text(field: string, v: unknown): string {
   if (typeof v !== 'string' || v.length === 0 || v.length > MAX_TEXT) {
     throw new TypeError(`audit event: "${field}" must be a non-empty string of at most ${MAX_TEXT} characters`);
   }
-  return v;
+  return LONE_SURROGATE.test(v) ? v.replace(new RegExp(LONE_SURROGATE, 'g'), '\uFFFD') : v;
 }
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /**
  * prepareEvent for events from the network edge (a gateway client's claimed user name): one that

@@ -77,6 +77,15 @@ export function auditConformance(target: AuditTarget): void {
       expect(await verifyChain(store.db)).toMatchObject({ ok: true });
     });
 
+    it('keeps scalar fields storable: a lone surrogate becomes U+FFFD, a token given as a user name is masked', async () => {
+      // A user name sliced inside a surrogate pair (as refusals of long names do) once broke every later verify.
+      const cut = `${'x'.repeat(63)}\u{1F600}`.slice(0, 64);
+      await append([ev(1, { actor: cut }), ev(2, { actor: 'hp_tok_abcdef0123' })]);
+      const rows = await store.db.selectFrom('audit_events').select('actor').orderBy('seq').execute();
+      expect(rows.map((r) => r.actor)).toEqual([`${'x'.repeat(63)}\uFFFD`, '[redacted]']);
+      expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 2 });
+    });
+
     describe('detects tampering and names the first bad event', () => {
       beforeEach(async () => {
         await seed(5);
@@ -152,6 +161,30 @@ export function auditConformance(target: AuditTarget): void {
           .values({ seq: 6, at: T0, type: 'x', actor: 'mallory', request_id: null, grant_id: null, data: '{}', prev_hash: last.hash, hash: chainHash(last.hash, f) })
           .execute();
         expect(await verifyChain(store.db)).toMatchObject({ ok: false, count: 6, firstBad: { seq: 6, reason: 'head_mismatch' } });
+      });
+
+      it('row planted below seq 1 -> seq_out_of_range, and no query shows it', async () => {
+        const forged = { seq: 0, at: T0, type: 'request.approved', actor: 'ciso', request_id: 'req_forged', grant_id: null, data: '{}', prev_hash: '0'.repeat(64), hash: '0'.repeat(64) };
+        await store.db.insertInto('audit_events').values(forged).execute();
+        await store.db.insertInto('audit_events').values({ ...forged, seq: -7 }).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, count: 0, firstBad: { seq: -7, reason: 'seq_out_of_range' } });
+        for (const q of [{}, { requestId: 'req_forged' }, { type: 'request.approved' }, { typePrefix: 'request.' }, { since: T0 - 1 }]) {
+          expect((await queryEvents(store.db, { ...q, limit: 100 })).map((e) => e.seq).filter((s) => s < 1), JSON.stringify(q)).toEqual([]);
+        }
+      });
+
+      it('a span stretched over the grant\'s later spans -> span_invalid', async () => {
+        await store.db.deleteFrom('audit_events').execute();
+        await store.db.updateTable('audit_head').set({ seq: 0, hash: '0'.repeat(64) }).where('id', '=', 1).execute();
+        // Three bursts of one grant, far enough apart for a span each.
+        for (let b = 0; b < 3; b++) await append([ev(1, { grantId: 'grt_s' }), ...Array.from({ length: 300 }, (_, i) => ev(i + 2))]);
+        expect(await verifyChain(store.db)).toMatchObject({ ok: true });
+        const first = await store.db.selectFrom('audit_grant_spans').select(['first_seq', 'last_seq']).where('grant_id', '=', 'grt_s').orderBy('first_seq').executeTakeFirstOrThrow();
+        await store.db.updateTable('audit_grant_spans').set({ last_seq: 10_000 }).where('grant_id', '=', 'grt_s').where('first_seq', '=', first.first_seq).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { reason: 'span_invalid' } });
+        await store.db.updateTable('audit_grant_spans').set({ last_seq: first.last_seq }).where('grant_id', '=', 'grt_s').where('first_seq', '=', first.first_seq).execute();
+        await store.db.insertInto('audit_grant_spans').values({ grant_id: 'grt_s', first_seq: 5, last_seq: 3 }).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: 5, reason: 'span_invalid' } });
       });
 
       it('edited head -> head_mismatch', async () => {

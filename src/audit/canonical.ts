@@ -8,19 +8,20 @@ export function canonicalJSON(value: unknown): string {
 }
 
 /**
- * How a serializer may replace values on the way out (the audit log's redaction): `key` says
- * whether a member's value is hidden whatever it is, `value` whether a string is.
+ * How a serializer may replace values on the way out (the audit log's redaction): `hidesKey` says
+ * whether a member's value is hidden whatever it is (written as `replacement`), `rewriteString`
+ * what a string is written as (itself, or with parts masked).
  */
 export interface Replacer {
   readonly replacement: string;
   hidesKey(key: string): boolean;
-  hidesString(value: string): boolean;
+  rewriteString(value: string): string;
 }
 
 /**
  * canonicalJSON of `value` with `r` applied, in one pass and without copying the value: a member
- * whose key `r` hides (and whose value is not null or undefined) and a string `r` hides are both
- * written as `r.replacement`. A date's toJSON() text is not inspected.
+ * whose key `r` hides (and whose value is not null or undefined) is written as `r.replacement`,
+ * and every string as `r.rewriteString` makes it. A date's toJSON() text is not inspected.
  */
 export function canonicalJSONReplacing(value: unknown, r: Replacer): string {
   return write(value, [], r);
@@ -37,7 +38,7 @@ function write(value: unknown, stack: object[], r: Replacer | undefined): string
   if (value === null) return 'null';
   switch (typeof value) {
     case 'string':
-      return r !== undefined && r.hidesString(value) ? JSON.stringify(r.replacement) : JSON.stringify(value);
+      return JSON.stringify(r === undefined ? value : r.rewriteString(value));
     case 'boolean':
       return value ? 'true' : 'false';
     case 'number':

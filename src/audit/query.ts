@@ -157,7 +157,8 @@ function select(db: Kysely<DB>, f: AuditFilters, limit: number) {
   }
   if (f.grantId !== undefined) query = query.where('grant_id', '=', f.grantId);
   if (f.requestId !== undefined) query = query.where('request_id', '=', f.requestId);
-  if (f.afterSeq !== undefined) query = query.where('seq', '>', f.afterSeq);
+  // Seqs start at 1: a row planted below that is outside the chain (verify reports it), never an answer.
+  query = query.where('seq', '>', Math.max(0, f.afterSeq ?? 0));
   if (f.atMostSeq !== undefined) query = query.where('seq', '<=', f.atMostSeq);
   return query.execute();
 }

@@ -27,12 +27,39 @@ describe('redact', () => {
     expect(input).toEqual({ token: 't', nested: { secret: 's' } });
   });
 
-  it('redacts secret-looking values whatever their key', () => {
-    expect(redact({ target: 'postgres://admin:pw@db:5432/x', note: 'used hp_tok_abc123', url: 'https://example.com/a' })).toEqual({
-      target: REDACTED,
-      note: REDACTED,
+  it('masks secrets inside any value where they stand, whatever the key', () => {
+    const gw = 'hpgm_grt_899f971306f647d2.1796250727459.u0PGrWYwlTUy2toUOl57sIfP.moZlCFuqzsC4NAR-7Fg5WeHvvt6l3QxKTYOU_-MKk80';
+    expect(redact({
+      target: 'postgres://admin:pw@db:5432/x',
+      percent: 'psql "postgresql://app:p%27w%3B@db/x" -c 1',
+      note: 'used hp_tok_abc123 and hp_ref_x-Y_z, cookie hp_ses_Zm9v',
+      gateway: `PGPASSWORD=${gw} psql; also hpg_grt_1.2.3.4`,
       url: 'https://example.com/a',
+      two: 'mysql://u:a@h and redis://:b@h',
+    })).toEqual({
+      target: `postgres://admin:${REDACTED}@db:5432/x`,
+      percent: `psql "postgresql://app:${REDACTED}@db/x" -c 1`,
+      note: `used ${REDACTED} and ${REDACTED}, cookie ${REDACTED}`,
+      gateway: `PGPASSWORD=${REDACTED} psql; also ${REDACTED}`,
+      url: 'https://example.com/a',
+      two: `mysql://u:${REDACTED}@h and redis://:${REDACTED}@h`,
     });
+  });
+
+  it('never lets a secret-looking pattern hide the statement around it', () => {
+    // Each was once stored as "[redacted]" whole: a client could keep any statement off the record.
+    expect(redact({ sql: 'DROP TABLE customers; -- x://a:b@' })).toEqual({ sql: `DROP TABLE customers; -- x://a:${REDACTED}@` });
+    expect(redact({ sql: 'SELECT * FROM cards /* hp_tok_x */' })).toEqual({ sql: `SELECT * FROM cards /* ${REDACTED} */` });
+    // A mask up to the next "@" would swallow a statement written between two comments; a password
+    // with SQL structure in it is not masked at all.
+    for (const sql of [
+      'SELECT 1;/*x://a:*/DROP/**/TABLE/**/customers/*@*/',
+      "SELECT 'x://a:'; DELETE FROM t; --@'",
+      'SELECT 1 -- x://a:b\nDROP TABLE t; --@',
+      "SELECT dblink('x://a:'||(SELECT secret FROM t)||'@h')",
+    ]) expect(redact({ sql })).toEqual({ sql });
+    // A token's characters carry no SQL structure either: only the token goes.
+    expect(redact({ sql: "SELECT 1 WHERE 'hp_tok_a' = ''; DROP TABLE t" })).toEqual({ sql: `SELECT 1 WHERE '${REDACTED}' = ''; DROP TABLE t` });
   });
 
   it('keeps null values of secret keys (nothing to hide) and ordinary keys', () => {
@@ -53,7 +80,7 @@ describe('redact', () => {
   it('writes canonical JSON: sorted keys, dates as ISO text, toJSON results of other objects still inspected', () => {
     const leaky = { toJSON: () => 'postgres://u:pw@h/db' };
     expect(redactedCanonicalJSON({ b: [1, { token: 't', z: null }], a: new Date(0), leaky, c: undefined })).toBe(
-      `{"a":"1970-01-01T00:00:00.000Z","b":[1,{"token":"${REDACTED}","z":null}],"leaky":"${REDACTED}"}`,
+      `{"a":"1970-01-01T00:00:00.000Z","b":[1,{"token":"${REDACTED}","z":null}],"leaky":"postgres://u:${REDACTED}@h/db"}`,
     );
   });
 });

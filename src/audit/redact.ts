@@ -9,19 +9,36 @@ export const REDACTED = '[redacted]';
  */
 const SECRET_KEY_PARTS = ['password', 'passwd', 'passphrase', 'secret', 'token', 'credential', 'dsn', 'key', 'authorization', 'cookie'];
 
-/** Values that carry a secret whatever their key: URLs with a password, hallpass API tokens. */
-const URL_WITH_PASSWORD = /[a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:[^@\s]*@/i;
-const API_TOKEN = /\bhp_tok_[0-9A-Za-z]+/;
-
 export function isSecretKey(key: string): boolean {
   const k = key.toLowerCase().replace(/[_.-]/g, '');
   return SECRET_KEY_PARTS.some((part) => k.includes(part));
 }
 
-function isSecretValue(v: string): boolean {
-  // Each pattern needs its literal ("://", "hp_tok_"): a substring search rules most strings out
-  // (every audited SQL text passes through here) before a regular expression runs.
-  return (v.includes('://') && URL_WITH_PASSWORD.test(v)) || (v.includes('hp_tok_') && API_TOKEN.test(v));
+/**
+ * Secrets inside any string, whatever its key, masked where they stand (not the whole string):
+ * the password of a URL (`postgres://app:[redacted]@db/x`) and hallpass's own tokens (API,
+ * refresh, web session and gateway tokens).
+ *
+ * Only the secret itself is replaced, and only when it is made of characters that cannot carry
+ * SQL structure (no whitespace, quotes, parentheses, `;`, `*` or `/`). Statement text is the
+ * point of the gateway's audit: when a secret-looking pattern swallowed the whole string (as it
+ * once did), a client could make any statement's text unrecorded by adding a comment such as
+ * `-- x://a:b@`; and a mask over any run of characters up to `@` could still swallow a statement
+ * written between two comments (a `/*` comment holding `x://a:`, then the statement with comments
+ * for spaces, then a comment holding `@`). A URL password with such characters is therefore left
+ * as it is (percent-encoded ones are masked).
+ */
+const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:)[0-9A-Za-z._~%!$&+,=:-]+(?=@)/gi;
+const HALLPASS_TOKEN = /(?:hp_(?:tok|ref|ses)_|hpgm?_)[0-9A-Za-z_.-]+/g;
+
+/** `v` with every secret it carries masked; `v` itself (no copy) when it carries none. */
+export function maskSecrets(v: string): string {
+  // A substring search rules most strings out (every audited SQL text passes through here)
+  // before a regular expression runs.
+  let out = v;
+  if (out.includes('://')) out = out.replace(URL_PASSWORD, `$1${REDACTED}`);
+  if (out.includes('hp_') || out.includes('hpg')) out = out.replace(HALLPASS_TOKEN, REDACTED);
+  return out;
 }
 
 /** Audit data keys repeat endlessly (sessionId, sql, ...): remember the verdict for a bounded few. */
@@ -38,13 +55,13 @@ const auditReplacer: Replacer = {
     }
     return v;
   },
-  hidesString: isSecretValue,
+  rewriteString: maskSecrets,
 };
 
 /**
  * The text the audit log stores for an event's data: its canonical JSON with every secret-looking
- * key's value (at any depth, in objects and arrays; null kept) and every secret-looking string
- * replaced by "[redacted]". One pass, no copy of the data. Throws on cycles.
+ * key's value (at any depth, in objects and arrays; null kept) replaced by "[redacted]" and the
+ * secrets inside every string masked (maskSecrets). One pass, no copy of the data. Throws on cycles.
  */
 export function redactedCanonicalJSON(data: Record<string, unknown>): string {
   return canonicalJSONReplacing(data, auditReplacer);

@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import type { DB } from '../store/schema.js';
 import { GENESIS_HASH, chainHash } from './chain.js';
 import type { AuditEventRow } from './types.js';
@@ -11,7 +11,9 @@ export type ChainFault =
   | 'head_mismatch' // the chain head disagrees with the last event: tail appended or head edited
   | 'truncated' // the head names events that are no longer there
   | 'malformed' // a row or line that cannot be read as an event
-  | 'span_missing'; // an event lies outside its grant's spans: `audit --grant` would not show it
+  | 'span_missing' // an event lies outside its grant's spans: `audit --grant` would not show it
+  | 'span_invalid' // a grant's spans overlap or are malformed: `audit --grant` could skip events
+  | 'seq_out_of_range'; // a row with a seq below 1: outside the chain, yet queries would show it
 
 export type VerifyResult =
   | { ok: true; count: number; headSeq: number; headHash: string }
@@ -111,6 +113,24 @@ async function firstOutsideSpans(db: Kysely<DB>, page: readonly AuditEventRow[])
 }
 
 /**
+ * A span that starts below 1, ends before it starts, or overlaps the grant's previous span. A
+ * grant's events are read span after span, each from where the last one ended (query.ts), so a
+ * stretched span would hide the events of the spans it overlaps; the appenders never write one.
+ * One pass over the spans table (a batch job's price).
+ */
+async function firstInvalidSpan(db: Kysely<DB>): Promise<{ grantId: string; first: number; last: number } | undefined> {
+  const { rows } = await sql<{ grant_id: string; first_seq: number; last_seq: number }>`
+    select grant_id, first_seq, last_seq from (
+      select grant_id, first_seq, last_seq,
+             max(last_seq) over (partition by grant_id order by first_seq, last_seq rows between unbounded preceding and 1 preceding) as prev_last
+      from audit_grant_spans) as s
+    where first_seq < 1 or last_seq < first_seq or first_seq <= prev_last
+    order by first_seq limit 1`.execute(db);
+  const r = rows[0];
+  return r === undefined ? undefined : { grantId: r.grant_id, first: Number(r.first_seq), last: Number(r.last_seq) };
+}
+
+/**
  * Verifies the whole chain in seq order, a page at a time, and its head. A batch job: it reports
  * tampering in the result and never throws for it. Events appended while it runs are verified
  * too (it reads until the table and the head agree).
@@ -118,6 +138,13 @@ async function firstOutsideSpans(db: Kysely<DB>, page: readonly AuditEventRow[])
 export async function verifyChain(db: Kysely<DB>, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const pageSize = opts.pageSize ?? 5000;
   const walker = new ChainWalker();
+  // The walk starts after seq 0, so a row planted below it would never be looked at.
+  const below = await db.selectFrom('audit_events').select('seq').where('seq', '<', 1).orderBy('seq').limit(1).executeTakeFirst();
+  if (below) return walker.fail(Number(below.seq), 'seq_out_of_range', `a row with seq ${below.seq} lies outside the chain (seqs start at 1)`);
+  const badSpan = await firstInvalidSpan(db);
+  if (badSpan) {
+    return walker.fail(badSpan.first, 'span_invalid', `a span of grant ${badSpan.grantId} (${badSpan.first}-${badSpan.last}) overlaps another or is malformed, so queries by grant could skip its events`);
+  }
   for (;;) {
     const page = await db
       .selectFrom('audit_events')
