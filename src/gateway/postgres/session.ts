@@ -237,6 +237,8 @@ export class ClientSession {
     this.#ending = true;
     this.#stopTimer();
     this.#relay?.stop();
+    // A query still running upstream would outlive the session: it is cancelled below.
+    const busy = this.#tracker?.busy ?? false;
     this.#tracker?.flush();
     if (this.#key) this.ctx.cancelKeys.unregister(this.#key.pid);
     const now = this.ctx.clock.now();
@@ -249,8 +251,7 @@ export class ClientSession {
     if (fatal && client.writable) client.end(fatal);
     else client.end();
     const clientClosed = this.#closeSoon(client);
-    // A query still running upstream would outlive the session: cancel it, then log out.
-    const busy = this.#tracker?.busy ?? false;
+    // Cancel what still runs upstream, then log out.
     const upstreamClosed = (async () => {
       if (busy && reason !== 'upstream_closed') await cancelUpstream(auth.upstream, upstream.pid, upstream.secret, 1000);
       if (upstream.socket.writable) upstream.socket.end(ser.terminate());

@@ -2,6 +2,7 @@ import { checkFunctionCall, type GuardDecision, type GuardrailChecker } from './
 import {
   BackendCode,
   FrontendCode,
+  ProtocolError,
   readBind,
   readCommandTag,
   readErrorFields,
@@ -64,6 +65,16 @@ interface Pending {
   params?: (string | null)[] | undefined;
   /** A FunctionCall: the function's OID and argument count. */
   call?: { oid: number; nargs: number };
+  /** Parse / Close of a statement: the entry the name had before (restored if the target refuses or skips it). */
+  prev?: Statement | undefined;
+  /** Bind: the portal entry the name had before. */
+  prevPortal?: Portal | undefined;
+}
+
+interface Portal {
+  readonly stmt: Statement | undefined;
+  readonly statement: string;
+  readonly params?: (string | null)[] | undefined;
 }
 
 /** A statement text never crosses this many characters into an audit event. */
@@ -87,8 +98,13 @@ export class StatementTracker {
   readonly #pending: Pending[] = [];
   #head = 0;
   readonly #statements = new Map<string, Statement>();
-  readonly #portals = new Map<string, { stmt: Statement | undefined; statement: string; params?: (string | null)[] | undefined }>();
+  readonly #portals = new Map<string, Portal>();
   #nextId = 1;
+  /**
+   * The target hit an error in an extended-protocol batch and discards every message up to the
+   * client's next Sync, which had not been sent yet: what the client sends meanwhile is not run.
+   */
+  #skipping = false;
 
   constructor(
     /** Put on every event, so a session's statements can be found together. */
@@ -106,26 +122,32 @@ export class StatementTracker {
 
   /** Client -> target. Returns what to forward. */
   fromClient(type: number, frame: Buffer): Buffer {
+    if (this.#skipping) return this.#skipped(type, frame);
     switch (type) {
       case FrontendCode.Query: {
         const sql = readQuery(frame);
         const d = this.#decide(sql);
+        this.#namesMayChange(sql);
         this.#push({ kind: Kind.Query, start: this.now(), sql, tags: [], denied: d });
         return d ? ser.query(POISON) : frame;
       }
       case FrontendCode.Parse: {
         const { name, sql } = readParse(frame);
-        this.#retire(this.#statements.get(name));
+        const d = this.#decide(sql);
+        this.#namesMayChange(sql);
+        // The name points at the new statement from here on (a Bind pipelined behind it uses it);
+        // if the target refuses or skips the Parse, it points back at the one it had (#undo).
+        const prev = this.#statements.get(name);
         const stmt: Statement = { id: this.#nextId++, name, sql, ok: false, audited: false };
         this.#statements.set(name, stmt);
-        const d = this.#decide(sql);
-        this.#push({ kind: Kind.Parse, start: this.now(), sql, name, stmt, denied: d });
+        this.#push({ kind: Kind.Parse, start: this.now(), sql, name, stmt, prev, denied: d });
         return d ? ser.parse(name, POISON) : frame;
       }
       case FrontendCode.Bind: {
         const b = readBind(frame, this.policy.storeParameters);
+        const prevPortal = this.#portals.get(b.portal);
         this.#portals.set(b.portal, { stmt: this.#statements.get(b.statement), statement: b.statement, params: b.params });
-        this.#push({ kind: Kind.Bind, start: 0 });
+        this.#push({ kind: Kind.Bind, start: 0, name: b.portal, prevPortal });
         return frame;
       }
       case FrontendCode.Execute: {
@@ -143,11 +165,13 @@ export class StatementTracker {
         this.#push({ kind: Kind.Describe, start: 0 });
         return frame;
       case FrontendCode.Close:
-        this.#push({ kind: Kind.Close, start: 0 });
         if (frame[5] === 0x53 /* 'S' */) {
           const name = frame.toString('utf8', 6, frame.length - 1);
-          this.#retire(this.#statements.get(name));
+          const prev = this.#statements.get(name);
           this.#statements.delete(name);
+          this.#push({ kind: Kind.Close, start: 0, name, prev });
+        } else {
+          this.#push({ kind: Kind.Close, start: 0 });
         }
         return frame;
       case FrontendCode.Sync:
@@ -165,31 +189,91 @@ export class StatementTracker {
     }
   }
 
-  /** Target -> client. Returns what to forward. */
+  /**
+   * A message the target will discard (#skipping): it is forwarded (the target needs its Sync,
+   * and discards the rest), changes nothing here, and statements in it are audited as skipped.
+   */
+  #skipped(type: number, frame: Buffer): Buffer {
+    const start = this.now();
+    switch (type) {
+      case FrontendCode.Sync:
+        this.#skipping = false;
+        this.#push({ kind: Kind.Sync, start: 0 });
+        return frame;
+      case FrontendCode.Query: {
+        const sql = readQuery(frame);
+        const d = this.#decide(sql);
+        this.#emitQuery({ kind: Kind.Query, start, sql, tags: [], denied: d, error: 'skipped' });
+        return d ? ser.query(POISON) : frame;
+      }
+      case FrontendCode.Parse: {
+        const { name, sql } = readParse(frame);
+        const d = this.#decide(sql);
+        this.#emitParse({ kind: Kind.Parse, start, sql, name, denied: d, error: 'skipped' });
+        return d ? ser.parse(name, POISON) : frame;
+      }
+      case FrontendCode.FunctionCall: {
+        const { oid, nargs, args } = readFunctionCall(frame, this.policy.storeParameters);
+        const d = checkFunctionCall(this.policy.guardrails, this.policy.readOnly);
+        this.#emitFunction({ kind: Kind.Function, start, call: { oid, nargs }, params: args, denied: d.allowed ? undefined : d, error: 'skipped' });
+        return d.allowed ? frame : ser.query(POISON);
+      }
+      default:
+        return frame; // Bind, Execute, Describe, Close, Flush, Copy*: discarded, nothing to record
+    }
+  }
+
+  /**
+   * SQL-level PREPARE, DEALLOCATE and DISCARD change the same names protocol-level statements
+   * use, which this tracker cannot follow: from here on no name is trusted to mean the SQL it
+   * had (an execution by name is audited with the name only). Statements not yet audited are
+   * audited now, so their text is on the record whatever runs under their names later.
+   */
+  #namesMayChange(sql: string): void {
+    if (!NAME_CHANGING_SQL.test(sql)) return;
+    for (const st of this.#statements.values()) this.#retire(st);
+    this.#statements.clear();
+    this.#portals.clear();
+  }
+
+  /**
+   * Target -> client. Returns what to forward. An answer that fits no request in flight means
+   * this tracker no longer follows the conversation (and would audit statements against the
+   * wrong answers): it throws a ProtocolError, which ends the session.
+   */
   fromServer(type: number, frame: Buffer): Buffer {
     const head = this.#pending[this.#head];
     switch (type) {
       case BackendCode.CommandComplete:
       case BackendCode.EmptyQueryResponse:
       case BackendCode.PortalSuspended: {
-        if (!head) break;
         const tag = type === BackendCode.CommandComplete ? readCommandTag(frame) : '';
-        if (head.kind === Kind.Query) head.tags?.push(tag);
-        else if (head.kind === Kind.Execute) this.#finishExecute(head, tag, type === BackendCode.PortalSuspended);
+        if (head?.kind === Kind.Query) head.tags?.push(tag);
+        else if (head?.kind === Kind.Execute) this.#finishExecute(head, tag, type === BackendCode.PortalSuspended);
+        else this.#unexpected(type, head);
         break;
       }
       case BackendCode.ParseComplete:
-        if (head?.kind === Kind.Parse) {
-          this.#shift();
-          if (head.stmt) head.stmt.ok = true;
-        }
+        if (head?.kind !== Kind.Parse) this.#unexpected(type, head);
+        this.#shift();
+        if (head.stmt) head.stmt.ok = true;
+        this.#retire(head.prev);
         break;
       case BackendCode.BindComplete:
+        if (head?.kind !== Kind.Bind) this.#unexpected(type, head);
+        this.#shift();
+        break;
       case BackendCode.CloseComplete:
-        if (head?.kind === Kind.Bind || head?.kind === Kind.Close) this.#shift();
+        if (head?.kind !== Kind.Close) this.#unexpected(type, head);
+        this.#shift();
+        this.#retire(head.prev);
+        break;
+      case BackendCode.NoData:
+        if (head?.kind !== Kind.Describe) this.#unexpected(type, head);
+        this.#shift();
         break;
       case BackendCode.RowDescription:
-      case BackendCode.NoData:
+        // Answers a Describe, or comes with a Query's rows.
         if (head?.kind === Kind.Describe) this.#shift();
         break;
       case BackendCode.ErrorResponse:
@@ -198,9 +282,14 @@ export class StatementTracker {
         if (head?.kind === Kind.Query) this.#finishQuery(head);
         else if (head?.kind === Kind.Function) this.#finishFunction(head);
         else if (head?.kind === Kind.Sync) this.#shift();
+        else this.#unexpected(type, head);
         break;
     }
     return frame;
+  }
+
+  #unexpected(type: number, head: Pending | undefined): never {
+    throw new ProtocolError(`the target sent '${String.fromCharCode(type)}' while the gateway expected ${head ? `an answer to ${KIND_NAMES[head.kind]}` : 'nothing'}`);
   }
 
   #onError(head: Pending | undefined, frame: Buffer): Buffer {
@@ -211,14 +300,38 @@ export class StatementTracker {
     if (head.kind === Kind.Query || head.kind === Kind.Function) return replacement; // finished by ReadyForQuery
     // Extended protocol: this request failed, the target skips everything up to the next Sync.
     this.#shift();
+    this.#undo(head);
     if (head.kind === Kind.Parse) this.#emitParse(head);
     else if (head.kind === Kind.Execute) this.#emitExecute(head, null, false);
+    // Undone newest first, so each name ends up where it was before the failed request.
+    const skipped: Pending[] = [];
     for (let p = this.#pending[this.#head]; p && p.kind !== Kind.Sync; p = this.#pending[this.#head]) {
       this.#shift();
-      if (p.denied && p.kind === Kind.Parse) this.#emitParse({ ...p, error: 'skipped' });
+      skipped.push(p);
+    }
+    for (const p of [...skipped].reverse()) this.#undo(p);
+    for (const p of skipped) {
+      if (p.kind === Kind.Parse) this.#emitParse({ ...p, error: 'skipped' });
+      else if (p.kind === Kind.Query) this.#emitQuery({ ...p, error: 'skipped' });
       else if (p.kind === Kind.Function) this.#emitFunction({ ...p, error: 'skipped' });
     }
+    // No Sync sent yet: the client's next messages are discarded too, until its Sync.
+    if (this.#pending[this.#head] === undefined) this.#skipping = true;
     return replacement;
+  }
+
+  /** A request the target refused or skipped changed no name: point its name back. */
+  #undo(p: Pending): void {
+    if (p.kind === Kind.Parse && p.stmt && p.name !== undefined) {
+      if (this.#statements.get(p.name) !== p.stmt) return;
+      if (p.prev) this.#statements.set(p.name, p.prev);
+      else this.#statements.delete(p.name);
+    } else if (p.kind === Kind.Close && p.name !== undefined && p.prev) {
+      if (!this.#statements.has(p.name)) this.#statements.set(p.name, p.prev);
+    } else if (p.kind === Kind.Bind && p.name !== undefined) {
+      if (p.prevPortal) this.#portals.set(p.name, p.prevPortal);
+      else this.#portals.delete(p.name);
+    }
   }
 
   #deniedError(d: Denial, kind: Kind): Buffer {
@@ -258,6 +371,10 @@ export class StatementTracker {
 
   #finishQuery(p: Pending): void {
     this.#shift();
+    this.#emitQuery(p);
+  }
+
+  #emitQuery(p: Pending, outcomeUnknown = false): void {
     const tags = p.tags ?? [];
     const last = tags[tags.length - 1];
     const data: Record<string, unknown> = {
@@ -269,6 +386,7 @@ export class StatementTracker {
     };
     if (p.error !== undefined) data.error = p.error;
     if (p.denied) data.denied = { guardrail: p.denied.guardrail, reason: p.denied.reason };
+    if (outcomeUnknown) data.outcome = 'unknown';
     this.emit('gateway.query', data);
   }
 
@@ -278,7 +396,7 @@ export class StatementTracker {
   }
 
   /** A FunctionCall: its OID and argument count, the values only with storeParameters. */
-  #emitFunction(p: Pending): void {
+  #emitFunction(p: Pending, outcomeUnknown = false): void {
     const data: Record<string, unknown> = {
       sessionId: this.sessionId,
       functionOid: p.call?.oid,
@@ -288,6 +406,7 @@ export class StatementTracker {
     if (p.error !== undefined) data.error = p.error;
     if (p.denied) data.denied = { guardrail: p.denied.guardrail, reason: p.denied.reason };
     if (p.params) data.params = p.params;
+    if (outcomeUnknown) data.outcome = 'unknown';
     this.emit('gateway.function_call', data);
   }
 
@@ -298,13 +417,24 @@ export class StatementTracker {
     this.emit('gateway.statement', { sessionId: this.sessionId, statementId: st.id, name: st.name, sql: clip(st.sql), executions: 0 });
   }
 
-  /** The session is ending: audit statements prepared but never executed. */
+  /**
+   * The session is ending. Requests still in flight are audited with `outcome: "unknown"` (the
+   * target may have run them: a client can send a statement and Terminate in one packet), then
+   * statements prepared but never executed.
+   */
   flush(): void {
+    for (let p = this.#pending[this.#head]; p; p = this.#pending[this.#head]) {
+      this.#shift();
+      if (p.kind === Kind.Query) this.#emitQuery(p, true);
+      else if (p.kind === Kind.Parse) this.#emitParse(p, true);
+      else if (p.kind === Kind.Execute) this.#emitExecute(p, null, false, true);
+      else if (p.kind === Kind.Function) this.#emitFunction(p, true);
+    }
     for (const st of this.#statements.values()) this.#retire(st);
   }
 
   /** A Parse that failed or was denied: no execution will carry its text, so it is audited now. */
-  #emitParse(p: Pending): void {
+  #emitParse(p: Pending, outcomeUnknown = false): void {
     if (p.stmt) p.stmt.audited = true;
     const data: Record<string, unknown> = {
       sessionId: this.sessionId,
@@ -315,6 +445,7 @@ export class StatementTracker {
     };
     if (p.error !== undefined) data.error = p.error;
     if (p.denied) data.denied = { guardrail: p.denied.guardrail, reason: p.denied.reason };
+    if (outcomeUnknown) data.outcome = 'unknown';
     this.emit('gateway.statement', data);
   }
 
@@ -323,7 +454,7 @@ export class StatementTracker {
     this.#emitExecute(p, tag, suspended);
   }
 
-  #emitExecute(p: Pending, tag: string | null, suspended: boolean): void {
+  #emitExecute(p: Pending, tag: string | null, suspended: boolean, outcomeUnknown = false): void {
     const st = p.stmt;
     const first = st !== undefined && !st.audited;
     if (st) st.audited = true;
@@ -337,9 +468,24 @@ export class StatementTracker {
     if (suspended) data.suspended = true;
     if (p.error !== undefined) data.error = p.error;
     if (p.params) data.params = p.params;
+    if (outcomeUnknown) data.outcome = 'unknown';
     this.emit('gateway.execute', data);
   }
 }
+
+/** SQL that may create or drop prepared statements by name (over-approximated: any mention). */
+const NAME_CHANGING_SQL = /prepare|deallocate|discard/i;
+
+const KIND_NAMES: Record<Kind, string> = {
+  [Kind.Query]: 'a Query',
+  [Kind.Parse]: 'a Parse',
+  [Kind.Bind]: 'a Bind',
+  [Kind.Execute]: 'an Execute',
+  [Kind.Describe]: 'a Describe',
+  [Kind.Close]: 'a Close',
+  [Kind.Sync]: 'a Sync',
+  [Kind.Function]: 'a FunctionCall',
+};
 
 const round = (ms: number): number => Math.round(ms * 1000) / 1000;
 const clip = (sql: string): string => (sql.length > MAX_AUDIT_SQL ? `${sql.slice(0, MAX_AUDIT_SQL)}…` : sql);

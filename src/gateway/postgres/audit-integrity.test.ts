@@ -1,0 +1,159 @@
+import type { TLSSocket } from 'node:tls';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGatewayFixture, type GatewayFixture } from '../../../test/support/gateway-harness.js';
+import { rawLogin } from '../../../test/support/gateway-raw-client.js';
+import * as ser from './serializer.js';
+
+/**
+ * Statements a client can get run on the target must be on the record, with their own text and
+ * their own results, however it orders, pipelines or cuts its messages (cases found in review,
+ * 2026-12-01: each ran a statement the audit log did not show, or showed with another's text).
+ */
+let fx: GatewayFixture;
+let admin: pg.Client;
+beforeAll(async () => {
+  fx = await startGatewayFixture();
+  admin = await fx.target.admin();
+});
+afterAll(async () => {
+  await admin?.end();
+  await fx?.stop();
+});
+
+const typed = (type: string, body: Buffer): Buffer => {
+  const out = Buffer.alloc(5 + body.length);
+  out.write(type, 0, 'latin1');
+  out.writeInt32BE(4 + body.length, 1);
+  body.copy(out, 5);
+  return out;
+};
+const cstr = (s: string): Buffer => Buffer.from(`${s}\0`, 'utf8');
+const bind = (portal: string, statement: string) => typed('B', Buffer.concat([cstr(portal), cstr(statement), Buffer.from([0, 0, 0, 0, 0, 0])]));
+const execute = (portal: string) => typed('E', Buffer.concat([cstr(portal), Buffer.alloc(4)]));
+const closeStatement = (name: string) => typed('C', Buffer.concat([Buffer.from('S'), cstr(name)]));
+const sync = () => typed('S', Buffer.alloc(0));
+const flush = () => typed('H', Buffer.alloc(0));
+
+/** Bytes received, and a wait for the n-th ReadyForQuery (or the first ErrorResponse). */
+function collect(s: TLSSocket) {
+  let buf = Buffer.alloc(0);
+  s.on('data', (d: Buffer) => (buf = Buffer.concat([buf, d])));
+  const count = (type: number): number => {
+    let n = 0;
+    for (let i = 0; i + 5 <= buf.length; ) {
+      if (buf[i] === type) n++;
+      i += 1 + buf.readInt32BE(i + 1);
+    }
+    return n;
+  };
+  const until = async (type: number, n: number): Promise<string> => {
+    for (let t = 0; count(type) < n; t++) {
+      if (t > 500) throw new Error(`no '${String.fromCharCode(type)}' #${n} in ${buf.toString('latin1')}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const text = buf.toString('latin1');
+    buf = Buffer.alloc(0);
+    return text;
+  };
+  return { ready: (n = 1) => until(0x5a, n), error: () => until(0x45, 1) };
+}
+
+async function session(): Promise<{ s: TLSSocket; sessionId: string; c: ReturnType<typeof collect> }> {
+  const before = fx.sink.ofType('gateway.session.start').length;
+  const s = await rawLogin(fx.port, fx.authority.token(fx.grant({ role: 'write' })));
+  for (let t = 0; fx.sink.ofType('gateway.session.start').length === before; t++) {
+    if (t > 200) throw new Error('no session.start');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const sessionId = fx.sink.ofType('gateway.session.start').at(-1)?.data.sessionId as string;
+  return { s, sessionId, c: collect(s) };
+}
+
+/** The session's statement events (type and the fields that matter here), once it has ended. */
+async function statements(sessionId: string): Promise<Array<Record<string, unknown>>> {
+  for (let t = 0; !fx.sink.ofType('gateway.session.end').some((e) => e.data.sessionId === sessionId); t++) {
+    if (t > 300) throw new Error('session did not end');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return fx.sink.events
+    .filter((e) => e.data.sessionId === sessionId && !e.type.startsWith('gateway.session'))
+    .map((e) => {
+      const { sessionId: _s, durationMs: _d, ...rest } = e.data as Record<string, unknown>;
+      return { type: e.type, ...rest };
+    });
+}
+
+const rowExists = async (id: number): Promise<boolean> => (await admin.query('select 1 from items where id = $1', [id])).rowCount === 1;
+
+describe('gateway audit: every statement the target may run is on the record', () => {
+  it('a statement sent together with Terminate is audited (its outcome unknown)', async () => {
+    const { s, sessionId } = await session();
+    s.write(Buffer.concat([ser.query("insert into items values (5001, 'sent with X')"), ser.terminate()]));
+    s.destroy();
+    const events = await statements(sessionId);
+    expect(events).toEqual([{ type: 'gateway.query', sql: "insert into items values (5001, 'sent with X')", tags: [], rows: null, outcome: 'unknown' }]);
+    // It did run: exactly why it must be on the record.
+    for (let t = 0; !(await rowExists(5001)) && t < 100; t++) await new Promise((r) => setTimeout(r, 10));
+    expect(await rowExists(5001)).toBe(true);
+  });
+
+  it('after an extended-protocol error, what the target skips is audited as skipped and later statements keep their own results', async () => {
+    const { s, sessionId, c } = await session();
+    s.write(Buffer.concat([ser.parse('', 'selec'), flush()]));
+    await c.error();
+    // The target discards everything up to the Sync: this query does not run.
+    s.write(Buffer.concat([ser.query('select 1 /* skipped */'), sync()]));
+    await c.ready();
+    s.write(ser.query('delete from items where id = 2'));
+    expect(await c.ready()).toContain('DELETE 1');
+    s.end(ser.terminate());
+    expect(await statements(sessionId)).toEqual([
+      { type: 'gateway.statement', statementId: 1, name: '', sql: 'selec', error: '42601' },
+      { type: 'gateway.query', sql: 'select 1 /* skipped */', tags: [], rows: null, error: 'skipped' },
+      { type: 'gateway.query', sql: 'delete from items where id = 2', tags: ['DELETE 1'], rows: 1 },
+    ]);
+  });
+
+  it('a Close and Parse the target skipped leave the name on the statement the target still has', async () => {
+    const { s, sessionId, c } = await session();
+    s.write(Buffer.concat([ser.parse('s1', 'delete from items where id = 3'), sync()]));
+    await c.ready();
+    // A failing Parse first: the target skips the Close and the new Parse of s1.
+    s.write(Buffer.concat([ser.parse('', 'selec'), closeStatement('s1'), ser.parse('s1', 'select 1'), sync()]));
+    await c.ready();
+    s.write(Buffer.concat([bind('', 's1'), execute(''), sync()]));
+    expect(await c.ready()).toContain('DELETE 1');
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    expect(events.find((e) => e.tag === 'DELETE 1')).toMatchObject({ type: 'gateway.execute', statementId: 1, sql: 'delete from items where id = 3' });
+    expect(events.filter((e) => e.sql === 'select 1')).toEqual([{ type: 'gateway.statement', statementId: 3, name: 's1', sql: 'select 1', error: 'skipped' }]);
+    expect(await rowExists(3)).toBe(false);
+  });
+
+  it('after SQL-level PREPARE or DEALLOCATE, an execution by name is not credited to the old text', async () => {
+    const { s, sessionId, c } = await session();
+    s.write(Buffer.concat([ser.parse('s2', 'select 1'), sync()]));
+    await c.ready();
+    s.write(ser.query('deallocate s2; prepare s2 as delete from items where id = 20'));
+    await c.ready();
+    s.write(Buffer.concat([bind('', 's2'), execute(''), sync()]));
+    expect(await c.ready()).toContain('DELETE 1');
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    expect(events.find((e) => e.tag === 'DELETE 1')).toEqual({ type: 'gateway.execute', statementId: null, statement: 's2', tag: 'DELETE 1', rows: 1 });
+    expect(events).toContainEqual({ type: 'gateway.statement', statementId: 1, name: 's2', sql: 'select 1', executions: 0 });
+    expect(events).toContainEqual(expect.objectContaining({ type: 'gateway.query', sql: 'deallocate s2; prepare s2 as delete from items where id = 20' }));
+  });
+
+  it('an answer the gateway cannot match ends the session instead of being credited to another statement', async () => {
+    // Simulated from the tracker's side: a Sync's ReadyForQuery with nothing pending cannot happen
+    // unless the two sides disagree; the session must end with a protocol error.
+    const { StatementTracker } = await import('./tracker.js');
+    const { GuardrailChecker } = await import('./guardrails.js');
+    const t = new StatementTracker('gws_x', { resource: 'db', role: 'r', guardrails: [], readOnly: false, storeParameters: false }, new GuardrailChecker(), () => {});
+    expect(() => t.fromServer(0x5a, ser.readyForQuery('I'))).toThrow(/expected nothing/);
+    t.fromClient(0x51, ser.query('select 1'));
+    expect(() => t.fromServer(0x31, Buffer.from([0x31, 0, 0, 0, 4]))).toThrow(/answer to a Query/);
+  });
+});
