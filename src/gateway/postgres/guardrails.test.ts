@@ -107,3 +107,56 @@ describe('guardrails', () => {
     expect(checkFunctionCall([], false)).toEqual({ allowed: true });
   });
 });
+
+describe('guardrails: statements that would make the target read SQL differently', () => {
+  it('deny changing how the target lexes SQL, for any role that is checked at all', () => {
+    for (const sql of [
+      'set standard_conforming_strings = off',
+      'set session standard_conforming_strings to off',
+      'set local standard_conforming_strings = off',
+      "set client_encoding = 'SJIS'",
+      "set names 'SJIS'",
+      "set backslash_quote = on",
+      "select set_config('standard_conforming_strings', 'off', false)",
+      "select set_config('client_encoding', 'BIG5', false)",
+      "select set_config(n, 'off', false) from (values ('standard_conforming_strings')) v(n)",
+      "update pg_settings set setting = 'off' where name = 'standard_conforming_strings'",
+      "update pg_catalog.pg_settings set setting = 'SJIS' where name = 'client_encoding'",
+      "select 1; set standard_conforming_strings = off",
+    ]) {
+      expect(denied(sql, ['truncate']), sql).toBe('lexing');
+      expect(denied(sql, [], true), sql).not.toBeNull(); // read_only where that applies too, else lexing
+    }
+    // Nothing is checked for a role without guardrails (and nothing could be bypassed).
+    expect(denied('set standard_conforming_strings = off', [])).toBeNull();
+  });
+
+  it('allow going back to the session value the gateway checked at login', () => {
+    for (const sql of ['reset standard_conforming_strings', 'reset client_encoding', 'reset all', 'set standard_conforming_strings to default', "set client_encoding to default"]) {
+      expect(denied(sql, ALL, true), sql).toBeNull();
+    }
+  });
+
+  it('treat functions that run SQL given as text like dynamic SQL: every guardrail', () => {
+    for (const sql of [
+      "select count(*) from ts_stat($q$select to_tsvector(set_config('default_transaction_read_only','off',false))$q$)",
+      "select count(*) from ts_stat('select to_tsvector(1)')",
+      "select ts_rewrite('a'::tsquery, 'select ''a''::tsquery, ''b''::tsquery')",
+      "select query_to_xml('delete from t returning 1', true, true, '')",
+      "select * from crosstab('select 1, 2, 3') as ct(a int, b int)",
+      "select cron.schedule('* * * * *', 'drop table t')",
+    ]) {
+      expect(denied(sql, ['write']), sql).toBe('write');
+      expect(denied(sql, [], true), sql).toBe('read_only');
+    }
+  });
+
+  it('reports the settings the target would read SQL differently with', async () => {
+    const { lexingHazard } = await import('./guardrails.js');
+    expect(lexingHazard('standard_conforming_strings', 'off')).toMatch(/backslashes/);
+    expect(lexingHazard('standard_conforming_strings', 'on')).toBeUndefined();
+    for (const enc of ['SJIS', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB', 'SHIFT_JIS_2004', 'sjis']) expect(lexingHazard('client_encoding', enc), enc).toMatch(/hide quotes/);
+    for (const enc of ['UTF8', 'SQL_ASCII', 'LATIN1', 'EUC_JP', 'WIN1252']) expect(lexingHazard('client_encoding', enc), enc).toBeUndefined();
+    expect(lexingHazard('application_name', 'SJIS')).toBeUndefined();
+  });
+});

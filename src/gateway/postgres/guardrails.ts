@@ -10,7 +10,9 @@ import { loadModule, parsePlPgSQLSync, parseSync } from 'libpg-query';
 export { GUARDRAILS, isGuardrail, type Guardrail } from './guardrail-names.js';
 import { GUARDRAILS, isGuardrail, type Guardrail } from './guardrail-names.js';
 
-export type GuardDecision = { readonly allowed: true } | { readonly allowed: false; readonly guardrail: Guardrail | 'read_only' | 'unparsable'; readonly reason: string };
+export type GuardDecision =
+  | { readonly allowed: true }
+  | { readonly allowed: false; readonly guardrail: Guardrail | 'read_only' | 'unparsable' | 'lexing'; readonly reason: string };
 
 const ALLOW: GuardDecision = { allowed: true };
 
@@ -18,11 +20,37 @@ const ALLOW: GuardDecision = { allowed: true };
 interface Findings {
   hits: Map<Guardrail | 'read_only', string>;
   unparsable?: string;
+  /** The statement changes how the target reads SQL text (denied whenever anything is checked). */
+  lexing?: string;
 }
 
 const DDL = /^(Create|Alter|Drop|Rename|Comment|Grant|Index|View|Define|Rule|CompositeType|Reindex|SecLabel|ImportForeignSchema|RefreshMatView|Cluster|ReassignOwned)\w*Stmt$/;
 const ROLE_ESCAPE = new Set(['CreateRoleStmt', 'AlterRoleStmt', 'AlterRoleSetStmt', 'DropRoleStmt', 'GrantRoleStmt', 'AlterSystemStmt', 'LoadStmt', 'AlterDefaultPrivilegesStmt', 'ReassignOwnedStmt', 'CreateExtensionStmt', 'AlterExtensionStmt']);
-const ESCAPE_FUNCTIONS = new Set(['dblink', 'dblink_exec', 'dblink_connect', 'dblink_connect_u', 'dblink_send_query', 'pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'lo_import', 'lo_export', 'pg_file_write', 'pg_reload_conf', 'pg_terminate_backend', 'pg_signal_backend', 'query_to_xml', 'query_to_xml_and_xmlschema', 'query_to_xmlschema']);
+const ESCAPE_FUNCTIONS = new Set(['dblink', 'dblink_exec', 'dblink_connect', 'dblink_connect_u', 'dblink_send_query', 'pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'lo_import', 'lo_export', 'pg_file_write', 'pg_reload_conf', 'pg_terminate_backend', 'pg_signal_backend']);
+/**
+ * Functions that run SQL given to them as text, which no parse of the calling statement sees:
+ * like dynamic SQL in a DO block, they hit every guardrail (core: ts_stat, ts_rewrite, the
+ * query_to_xml family; extensions: dblink, tablefunc, xml2, pg_cron). Others an extension may
+ * add are not known here: the target's own privileges for the principal are the backstop.
+ */
+const SQL_TEXT_FUNCTIONS = new Set(['ts_stat', 'ts_rewrite', 'query_to_xml', 'query_to_xml_and_xmlschema', 'query_to_xmlschema', 'dblink', 'dblink_exec', 'dblink_send_query', 'dblink_open', 'crosstab', 'crosstab2', 'crosstab3', 'crosstab4', 'connectby', 'xpath_table', 'schedule', 'schedule_in_database', 'alter_job']);
+/** Settings that change how the target splits SQL text into tokens (strings, escapes, characters). */
+const LEXING_SETTINGS = new Set(['standard_conforming_strings', 'client_encoding', 'backslash_quote']);
+/**
+ * Client encodings in which the second byte of a character can be an ASCII quote or backslash:
+ * in them the target reads different statements from the same bytes than the parser here does.
+ */
+const UNSAFE_CLIENT_ENCODINGS = new Set(['SJIS', 'SHIFT_JIS_2004', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB']);
+
+/**
+ * Why a setting the target reports (ParameterStatus) makes it read SQL text differently from
+ * the parser here (which reads UTF-8 with standard conforming strings), or undefined.
+ */
+export function lexingHazard(name: string, value: string): string | undefined {
+  if (name === 'standard_conforming_strings' && value.toLowerCase() !== 'on') return 'standard_conforming_strings is off, so backslashes in strings are escapes';
+  if (name === 'client_encoding' && UNSAFE_CLIENT_ENCODINGS.has(value.toUpperCase())) return `client encoding ${value} can hide quotes and backslashes inside characters`;
+  return undefined;
+}
 
 /**
  * A single plain SELECT that can hit no guardrail, recognised without parsing (simple-protocol
@@ -31,7 +59,10 @@ const ESCAPE_FUNCTIONS = new Set(['dblink', 'dblink_exec', 'dblink_connect', 'db
  * function on the escape list, set_config) goes to the parser.
  */
 const PLAIN_SELECT = /^\s*select\s/i;
-const NOT_PLAIN = /["\\;]|u&|\$[^0-9]|\binto\b|set_config|dblink|pg_read|pg_ls_dir|pg_stat_file|lo_import|lo_export|pg_file_write|pg_reload_conf|pg_terminate_backend|pg_signal_backend|_to_xml/i;
+const NOT_PLAIN = new RegExp(
+  `["\\\\;]|u&|\\$[^0-9]|\\binto\\b|set_config|pg_settings|${[...ESCAPE_FUNCTIONS, ...SQL_TEXT_FUNCTIONS].join('|')}`,
+  'i',
+);
 const isPlainSelect = (sql: string): boolean => PLAIN_SELECT.test(sql) && !NOT_PLAIN.test(sql.replace(/;\s*$/, ''));
 const ROLE_SETTINGS = new Set(['role', 'session_authorization']);
 const READ_ONLY_SETTINGS = new Set(['default_transaction_read_only', 'transaction_read_only']);
@@ -65,6 +96,7 @@ export class GuardrailChecker {
       const r = f.hits.get(g);
       if (r !== undefined) return { allowed: false, guardrail: g, reason: r };
     }
+    if (f.lexing !== undefined) return { allowed: false, guardrail: 'lexing', reason: f.lexing };
     return ALLOW;
   }
 
@@ -142,6 +174,13 @@ function inspect(type: string, n: Record<string, Json>, f: Findings, depth: numb
     case 'DeleteStmt':
       hit(f, 'write', `${stmtName(type)} writes`);
       if (n.whereClause === undefined) hit(f, 'write_without_where', `${stmtName(type)} without a WHERE clause`);
+      if (type === 'UpdateStmt' && relationName(n.relation) === 'pg_settings') {
+        // UPDATE pg_settings is set_config() for any setting the WHERE clause names.
+        f.lexing ??= 'UPDATE pg_settings can change any setting, including how the target reads SQL';
+        hit(f, 'set_role', 'UPDATE pg_settings can set the role');
+        hit(f, 'escape', 'UPDATE pg_settings could escape the granted role');
+        hit(f, 'read_only', 'UPDATE pg_settings can turn read-only off');
+      }
       break;
     case 'SelectStmt':
       if (n.intoClause !== undefined) {
@@ -176,6 +215,8 @@ function inspect(type: string, n: Record<string, Json>, f: Findings, depth: numb
 function variableSet(n: Record<string, Json>, f: Findings): void {
   const name = typeof n.name === 'string' ? n.name.toLowerCase() : '';
   const resetting = n.kind === 'VAR_RESET' || n.kind === 'VAR_RESET_ALL';
+  // RESET (and SET … TO DEFAULT) goes back to the session's own value, which the gateway checked at login.
+  if (LEXING_SETTINGS.has(name) && !resetting && n.kind !== 'VAR_SET_DEFAULT') f.lexing ??= `SET ${name} would change how the target reads SQL, so the gateway could no longer check statements`;
   if (ROLE_SETTINGS.has(name) && !resetting) {
     hit(f, 'set_role', `SET ${name.toUpperCase()} is not allowed`);
     hit(f, 'escape', `SET ${name.toUpperCase()} could escape the granted role`);
@@ -205,6 +246,11 @@ function funcCall(n: Record<string, Json>, f: Findings): void {
   const last = names[names.length - 1];
   const fname = String(field(last ?? null, 'String')?.sval ?? '').toLowerCase();
   if (ESCAPE_FUNCTIONS.has(fname)) hit(f, 'escape', `${fname}() could escape the granted role`);
+  if (SQL_TEXT_FUNCTIONS.has(fname)) {
+    const why = `${fname}() runs SQL given as text, which cannot be checked`;
+    for (const g of Object.keys(GUARDRAILS) as Guardrail[]) hit(f, g, why);
+    hit(f, 'read_only', why);
+  }
   if (fname !== 'set_config') return;
   const first = Array.isArray(n.args) ? n.args[0] : undefined;
   const sval = field(first ?? null, 'A_Const')?.sval;
@@ -214,6 +260,7 @@ function funcCall(n: Record<string, Json>, f: Findings): void {
     hit(f, 'escape', 'set_config() could escape the granted role');
   }
   if (setting === '' || READ_ONLY_SETTINGS.has(setting)) hit(f, 'read_only', 'set_config() of read-only settings is not allowed');
+  if (setting === '' || LEXING_SETTINGS.has(setting)) f.lexing ??= `set_config() of ${setting || 'a computed setting'} could change how the target reads SQL`;
 }
 
 /** Checks every SQL statement and expression inside a PL/pgSQL DO block; dynamic SQL cannot be checked. */
@@ -261,6 +308,10 @@ function plpgsql(value: unknown, f: Findings, depth: number, unchecked: (why: st
     }
     plpgsql(v, f, depth, unchecked);
   }
+}
+
+function relationName(rel: Json | undefined): string {
+  return rel !== null && typeof rel === 'object' && !Array.isArray(rel) && typeof rel.relname === 'string' ? rel.relname.toLowerCase() : '';
 }
 
 function field(v: Json | undefined, key: string): Record<string, Json> | undefined {

@@ -160,6 +160,12 @@ export function readQuery(frame: Buffer): string {
   return new Reader(frame, 5).cstring();
 }
 
+/** ParameterStatus ('S'): a setting the target reports, and its value. */
+export function readParameterStatus(frame: Buffer): { name: string; value: string } {
+  const r = new Reader(frame, 5);
+  return { name: r.cstring(), value: r.cstring() };
+}
+
 /** Parse ('P'): statement name, SQL text, declared parameter type count. */
 export function readParse(frame: Buffer): { name: string; sql: string } {
   const r = new Reader(frame, 5);

@@ -5,10 +5,10 @@ import type { Clock } from '../../domain/clock.js';
 import type { AuthorizedSession, GatewayAuditEvent } from '../authority.js';
 import type { CancelRegistry } from './cancel.js';
 import { Framer } from './framing.js';
-import type { GuardrailChecker } from './guardrails.js';
+import { lexingHazard, type GuardrailChecker } from './guardrails.js';
 import { acceptClient, type LoginOptions } from './login.js';
 import { Relay, type RelayEnd } from './relay.js';
-import { ProtocolError } from './messages.js';
+import { ProtocolError, readParameterStatus } from './messages.js';
 import * as ser from './serializer.js';
 import { forwardedSettings } from './settings.js';
 import { StatementTracker } from './tracker.js';
@@ -148,6 +148,22 @@ export class ClientSession {
       return;
     }
     const upstream = this.#upstream;
+    // The guardrails parse SQL as UTF-8 with standard conforming strings; a session the target
+    // starts otherwise (a role or database default, a client encoding asked for at startup)
+    // would read the same bytes as other statements.
+    const hazard = auth.guardrails.length > 0 || auth.readOnly
+      ? upstream.parameterStatus.map((f) => readParameterStatus(f)).map(({ name, value }) => lexingHazard(name, value)).find((h) => h !== undefined)
+      : undefined;
+    if (hazard !== undefined) {
+      upstream.socket.end(ser.terminate());
+      this.#audit('gateway.refused', { code: 'unsafe_settings', message: hazard, resource: auth.resource, clientAddress: this.clientAddress, tls: this.#tls });
+      r.client.end(ser.errorResponse({ severity: 'FATAL', code: '22021', message: `hallpass: the gateway cannot check statements in this session: ${hazard}`, hint: 'Connect with client_encoding UTF8 (PGCLIENTENCODING=UTF8).' }));
+      await this.#closeSoon(r.client);
+      this.#stopTimer();
+      ctx.detach(this);
+      this.#resolveDone();
+      return;
+    }
     if (this.#pendingCut || this.#client.destroyed || ctx.clock.now().getTime() >= this.#expiresMs) {
       // The grant ended (or the client left) while we were logging in upstream.
       upstream.socket.end(ser.terminate());

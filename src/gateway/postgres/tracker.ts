@@ -1,4 +1,4 @@
-import { checkFunctionCall, type GuardDecision, type GuardrailChecker } from './guardrails.js';
+import { checkFunctionCall, lexingHazard, type GuardDecision, type GuardrailChecker } from './guardrails.js';
 import {
   BackendCode,
   FrontendCode,
@@ -8,6 +8,7 @@ import {
   readErrorFields,
   readExecute,
   readFunctionCall,
+  readParameterStatus,
   readParse,
   readQuery,
   rowsFromTag,
@@ -278,6 +279,14 @@ export class StatementTracker {
         break;
       case BackendCode.ErrorResponse:
         return this.#onError(head, frame);
+      case BackendCode.ParameterStatus: {
+        // The statements checked from here on would be read differently by the target (a SET the
+        // guardrails deny got through some other way): end the session, failing closed.
+        const { name, value } = readParameterStatus(frame);
+        const hazard = this.policy.guardrails.length > 0 || this.policy.readOnly ? lexingHazard(name, value) : undefined;
+        if (hazard !== undefined) throw new ProtocolError(`the target changed a setting the gateway's checks rely on (${hazard})`);
+        break;
+      }
       case BackendCode.ReadyForQuery:
         if (head?.kind === Kind.Query) this.#finishQuery(head);
         else if (head?.kind === Kind.Function) this.#finishFunction(head);

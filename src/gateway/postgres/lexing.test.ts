@@ -1,0 +1,97 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startGatewayFixture, type GatewayFixture } from '../../../test/support/gateway-harness.js';
+import { rawLogin } from '../../../test/support/gateway-raw-client.js';
+import { GuardrailChecker } from './guardrails.js';
+import * as ser from './serializer.js';
+import { StatementTracker } from './tracker.js';
+
+/**
+ * The guardrails parse SQL as UTF-8 with standard conforming strings. A session in which the
+ * target reads the same bytes differently (backslash escapes, a client encoding whose characters
+ * can end in a quote or backslash byte) would run statements the gateway never saw: each bypass
+ * below created a table through a role that denies DDL (found in review, 2026-12-01).
+ */
+let fx: GatewayFixture;
+let admin: pg.Client;
+beforeAll(async () => {
+  fx = await startGatewayFixture();
+  admin = await fx.target.admin();
+});
+afterAll(async () => {
+  await admin?.end();
+  await fx?.stop();
+});
+
+const run = promisify(execFile);
+const tableExists = async (name: string): Promise<boolean> => (await admin.query('select to_regclass($1) as t', [`public.${name}`])).rows[0].t !== null;
+
+describe('gateway: a session never reads SQL differently from the guardrails', () => {
+  it('denies turning standard_conforming_strings off, so a backslash cannot hide a statement', async () => {
+    const c = fx.client(fx.grant({ role: 'write', guardrails: ['ddl'] }));
+    await c.connect();
+    await expect(c.query('set standard_conforming_strings = off')).rejects.toThrow(/hallpass: statement denied .*\(lexing\)/);
+    await expect(c.query("select set_config('standard_conforming_strings', 'off', false)")).rejects.toThrow(/\(lexing\)/);
+    await expect(c.query("update pg_settings set setting = 'off' where name = 'standard_conforming_strings'")).rejects.toThrow(/hallpass: statement denied/);
+    // The same string the target would have split in two, under the session's real setting: one SELECT.
+    expect((await c.query("select 'x\\' -- '; create table pwned_scs(id int); select 'ok'")).rows).toEqual([{ '?column?': 'x\\' }]);
+    expect((await c.query('show standard_conforming_strings')).rows).toEqual([{ standard_conforming_strings: 'on' }]);
+    await c.end();
+    expect(await tableExists('pwned_scs')).toBe(false);
+  });
+
+  it('denies switching to a client encoding that hides quotes and backslashes in characters', async () => {
+    const s = await rawLogin(fx.port, fx.authority.token(fx.grant({ role: 'write', guardrails: ['ddl'] })));
+    const answer = new Promise<string>((resolve) => {
+      let got = '';
+      s.on('data', (d: Buffer) => {
+        got += d.toString('latin1');
+        if (got.includes('Z\0\0\0\x05')) resolve(got);
+      });
+    });
+    s.write(ser.query("set client_encoding = 'SJIS'"));
+    expect(await answer).toContain('(lexing)');
+    s.end(ser.terminate());
+  });
+
+  it('refuses a session the target starts in such an encoding (asked for at startup)', async () => {
+    const env = { ...fx.env(fx.grant({ role: 'write', guardrails: ['ddl'] })), PGCLIENTENCODING: 'SJIS' };
+    const r = await run('psql', ['-X', '-c', 'select 1'], { env }).then(() => undefined, (e: { stderr: string }) => e);
+    expect(r?.stderr).toContain('the gateway cannot check statements in this session: client encoding SJIS');
+    for (let t = 0; !fx.sink.ofType('gateway.refused').some((e) => e.data.code === 'unsafe_settings') && t < 100; t++) await new Promise((res) => setTimeout(res, 10));
+    expect(fx.sink.ofType('gateway.refused').find((e) => e.data.code === 'unsafe_settings')?.data).toMatchObject({ message: expect.stringContaining('client encoding SJIS') });
+    // A role without guardrails has nothing to bypass: it may use any encoding.
+    const free = await run('psql', ['-X', '-At', '-c', 'show client_encoding'], { env: { ...fx.env(fx.grant({ role: 'write' })), PGCLIENTENCODING: 'SJIS' } });
+    expect(free.stdout.trim()).toBe('SJIS');
+  });
+
+  it('refuses a session the target starts with standard_conforming_strings off (a role default)', async () => {
+    const principal = fx.roles.rw.user;
+    await admin.query(`alter role ${principal} set standard_conforming_strings = off`);
+    try {
+      const c = fx.client(fx.grant({ role: 'write', guardrails: ['ddl'] }));
+      await expect(c.connect()).rejects.toThrow(/standard_conforming_strings is off/);
+    } finally {
+      await admin.query(`alter role ${principal} reset standard_conforming_strings`);
+    }
+  });
+
+  it('denies functions that run SQL given as text (a way around every check)', async () => {
+    const c = fx.client(fx.grant({ role: 'read', guardrails: ['ddl', 'write', 'escape', 'set_role'] }));
+    await c.connect();
+    await expect(c.query("select count(*) from ts_stat($q$select to_tsvector(set_config('default_transaction_read_only','off',false))$q$)")).rejects.toThrow(/ts_stat\(\) runs SQL given as text/);
+    expect((await c.query('show default_transaction_read_only')).rows).toEqual([{ default_transaction_read_only: 'on' }]);
+    await c.end();
+  });
+
+  it('ends a session whose target reports such a setting mid-session, whatever changed it', () => {
+    const t = new StatementTracker('gws_x', { resource: 'app', role: 'write', guardrails: ['ddl'], readOnly: false, storeParameters: false }, new GuardrailChecker(), () => {});
+    expect(() => t.fromServer(0x53, ser.parameterStatus('standard_conforming_strings', 'off'))).toThrow(/standard_conforming_strings is off/);
+    expect(() => t.fromServer(0x53, ser.parameterStatus('client_encoding', 'BIG5'))).toThrow(/client encoding BIG5/);
+    expect(t.fromServer(0x53, ser.parameterStatus('client_encoding', 'UTF8'))).toBeInstanceOf(Buffer);
+    const unchecked = new StatementTracker('gws_y', { resource: 'app', role: 'write', guardrails: [], readOnly: false, storeParameters: false }, new GuardrailChecker(), () => {});
+    expect(unchecked.fromServer(0x53, ser.parameterStatus('standard_conforming_strings', 'off'))).toBeInstanceOf(Buffer);
+  });
+});
