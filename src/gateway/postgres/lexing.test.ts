@@ -95,3 +95,48 @@ describe('gateway: a session never reads SQL differently from the guardrails', (
     expect(unchecked.fromServer(0x53, ser.parameterStatus('standard_conforming_strings', 'off'))).toBeInstanceOf(Buffer);
   });
 });
+
+describe('gateway: checking statements cannot stall or exhaust the gateway', () => {
+  it('denies a statement too long to parse on the event loop, and the session stays usable', async () => {
+    const c = fx.client(fx.grant({ role: 'write', guardrails: ['ddl'] }));
+    await c.connect();
+    const huge = `select length('${'x'.repeat(300 * 1024)}') as n`;
+    expect(huge.length).toBeGreaterThan(256 * 1024);
+    await expect(c.query(huge)).rejects.toThrow(/\(unparsable\).*statements over 256 KiB are not parsed/);
+    expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    await c.end();
+    // A role without guardrails parses nothing, so its long statements go through.
+    const free = fx.client(fx.grant({ role: 'write' }));
+    await free.connect();
+    expect((await free.query(huge)).rows).toEqual([{ n: 300 * 1024 }]);
+    await free.end();
+  });
+
+  it('holds a session that spends more than its share of the event loop on parsing', () => {
+    let clock = 0;
+    const costly = { parseMs: 0, check(this: { parseMs: number }) { this.parseMs += 400; return { allowed: true } as const; } } as unknown as GuardrailChecker;
+    const t = new StatementTracker('gws_p', { resource: 'app', role: 'write', guardrails: ['ddl'], readOnly: false, storeParameters: false }, costly, () => {}, () => clock);
+    expect(t.parseBackoffMs()).toBe(0);
+    t.fromClient(0x51, ser.query('select 1'));
+    // 400 ms parsed against a 250 ms burst at a 10% share: 1.5 s before reading on.
+    expect(t.parseBackoffMs()).toBeCloseTo(1500);
+    clock += 1000;
+    expect(t.parseBackoffMs()).toBeCloseTo(500);
+    clock += 500;
+    expect(t.parseBackoffMs()).toBe(0);
+  });
+
+  it('keeps a bounded amount of prepared statement text per session, auditing what it lets go', () => {
+    const events: Array<Record<string, unknown>> = [];
+    const t = new StatementTracker('gws_m', { resource: 'app', role: 'write', guardrails: [], readOnly: false, storeParameters: false }, new GuardrailChecker(), (_type, data) => void events.push(data));
+    const text = `select '${'x'.repeat(64 * 1024)}'`; // clipped to 64 KiB when kept
+    for (let i = 0; i < 200; i++) {
+      t.fromClient(0x50, ser.parse(`s${i}`, text));
+      t.fromServer(0x31, Buffer.from([0x31, 0, 0, 0, 4])); // ParseComplete
+    }
+    // 200 × 64 KiB = 12.5 MiB sent; at most 8 MiB kept, the oldest audited as they were let go.
+    expect(events.length).toBeGreaterThan(50);
+    expect(events[0]).toMatchObject({ name: 's0', executions: 0 });
+    expect((events[0]?.sql as string).length).toBe(64 * 1024 + 1);
+  });
+});

@@ -71,6 +71,9 @@ export class ScramClient {
     return Buffer.from(`${withoutProof},p=${proof.toString('base64')}`, 'utf8');
   }
 
+  /** The target's server signature was checked (verify passed). */
+  verified = false;
+
   /** Checks server-final-message: the target proves it knows the verifier too. */
   verify(serverFinal: string): void {
     const v = parseAttrs(serverFinal).get('v');
@@ -79,6 +82,7 @@ export class ScramClient {
     if (!expected || given.length !== expected.length || !timingSafeEqual(given, expected)) {
       throw new ProtocolError('SCRAM server signature mismatch');
     }
+    this.verified = true;
   }
 }
 

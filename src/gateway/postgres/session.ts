@@ -203,7 +203,11 @@ export class ClientSession {
         this.#finish('expired');
         return false;
       },
-      throttle: () => (ctx.audit.overloaded ? ctx.audit.whenRelieved() : undefined),
+      throttle: () => {
+        if (ctx.audit.overloaded) return ctx.audit.whenRelieved();
+        const wait = tracker.parseBackoffMs();
+        return wait > 0 ? new Promise((resolve) => setTimeout(resolve, wait)) : undefined;
+      },
       onEnd: (end) => this.#finish(end.kind, end.kind === 'protocol_error' ? end.message : undefined),
     });
     this.#relay.start(r.early);
@@ -220,7 +224,8 @@ export class ClientSession {
   /** The grant was extended (or shortened): re-arm this session's own timer. */
   updateExpiry(expiresAt: Date): void {
     this.#expiresMs = expiresAt.getTime();
-    if (this.#relay && !this.#ending) this.#armTimer();
+    // While logging in upstream too: a grant shortened meanwhile must not be cut at its old end.
+    if (this.auth && !this.#ending) this.#armTimer();
   }
 
   /** Ctrl-C: cancel the query running upstream (the client used the gateway's cancel key). */

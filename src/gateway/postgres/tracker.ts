@@ -80,6 +80,15 @@ interface Portal {
 
 /** A statement text never crosses this many characters into an audit event. */
 const MAX_AUDIT_SQL = 64 * 1024;
+/** The share of the event loop one session's statements may spend being parsed, and its burst. */
+const PARSE_SHARE = 0.1;
+const PARSE_BURST_MS = 250;
+/**
+ * Statement text kept per session for auditing executions (each text clipped to MAX_AUDIT_SQL):
+ * past this, the oldest prepared statements are audited now and forgotten (an execution of one is
+ * then audited by name).
+ */
+const MAX_KEPT_SQL_CHARS = 8 * 1024 * 1024;
 /** The parse-time error we send upstream in place of a denied statement (replaced on the way back). */
 const POISON = "SELECT 'hallpass: statement denied'::pg_catalog.int4";
 
@@ -129,7 +138,7 @@ export class StatementTracker {
         const sql = readQuery(frame);
         const d = this.#decide(sql);
         this.#namesMayChange(sql);
-        this.#push({ kind: Kind.Query, start: this.now(), sql, tags: [], denied: d });
+        this.#push({ kind: Kind.Query, start: this.now(), sql: clip(sql), tags: [], denied: d });
         return d ? ser.query(POISON) : frame;
       }
       case FrontendCode.Parse: {
@@ -139,9 +148,10 @@ export class StatementTracker {
         // The name points at the new statement from here on (a Bind pipelined behind it uses it);
         // if the target refuses or skips the Parse, it points back at the one it had (#undo).
         const prev = this.#statements.get(name);
-        const stmt: Statement = { id: this.#nextId++, name, sql, ok: false, audited: false };
+        const stmt: Statement = { id: this.#nextId++, name, sql: clip(sql), ok: false, audited: false };
         this.#statements.set(name, stmt);
-        this.#push({ kind: Kind.Parse, start: this.now(), sql, name, stmt, prev, denied: d });
+        this.#keepWithinBudget(stmt);
+        this.#push({ kind: Kind.Parse, start: this.now(), sql: stmt.sql, name, stmt, prev, denied: d });
         return d ? ser.parse(name, POISON) : frame;
       }
       case FrontendCode.Bind: {
@@ -222,6 +232,26 @@ export class StatementTracker {
       default:
         return frame; // Bind, Execute, Describe, Close, Flush, Copy*: discarded, nothing to record
     }
+  }
+
+  #keptChars = 0;
+
+  /** Counts a new statement's text; retires the oldest kept statements past MAX_KEPT_SQL_CHARS. */
+  #keepWithinBudget(stmt: Statement): void {
+    this.#keptChars += stmt.sql.length;
+    if (this.#keptChars <= MAX_KEPT_SQL_CHARS) return;
+    let kept = 0;
+    for (const st of this.#statements.values()) kept += st.sql.length;
+    for (const [name, st] of this.#statements) {
+      if (kept <= MAX_KEPT_SQL_CHARS / 2) break;
+      if (st === stmt) continue;
+      // In flight still (not yet ParseComplete)? Its text goes on the record now either way.
+      st.ok = true;
+      this.#retire(st);
+      this.#statements.delete(name);
+      kept -= st.sql.length;
+    }
+    this.#keptChars = kept;
   }
 
   /**
@@ -362,8 +392,33 @@ export class StatementTracker {
   }
 
   #decide(sql: string): Denial | undefined {
+    const before = this.checker.parseMs;
     const d = this.checker.check(sql, this.policy.guardrails, this.policy.readOnly);
+    const spent = this.checker.parseMs - before;
+    if (spent > 0) this.#spendParse(spent);
     return d.allowed ? undefined : d;
+  }
+
+  // Parsing runs on the event loop every session shares: each session may use PARSE_SHARE of it
+  // (with a burst of PARSE_BURST_MS), and beyond that its client is not read until it is back.
+  #parseCredit = PARSE_BURST_MS;
+  #creditAt = 0;
+
+  #refill(): void {
+    const now = this.now();
+    this.#parseCredit = Math.min(PARSE_BURST_MS, this.#parseCredit + (now - this.#creditAt) * PARSE_SHARE);
+    this.#creditAt = now;
+  }
+
+  #spendParse(ms: number): void {
+    this.#refill();
+    this.#parseCredit -= ms;
+  }
+
+  /** How long to stop reading from the client so that its statements' parsing stays in its share (0: none). */
+  parseBackoffMs(): number {
+    this.#refill();
+    return this.#parseCredit >= 0 ? 0 : -this.#parseCredit / PARSE_SHARE;
   }
 
   #push(p: Pending): void {

@@ -94,7 +94,11 @@ async function login(socket: Socket | TLSSocket, target: AuthorizedSession['upst
       case BackendCode.Authentication: {
         const r = new Reader(frame, 5);
         const code = r.int32();
-        if (code === AuthCode.Ok) break;
+        if (code === AuthCode.Ok) {
+          // SCRAM is mutual: a target (or anyone in between) that skips SASLFinal has not shown it knows the verifier.
+          if (scram && !scram.verified) throw new UpstreamError('the target ended SCRAM authentication without proving it knows the password');
+          break;
+        }
         if (code === AuthCode.CleartextPassword) {
           if (!(socket as TLSSocket).encrypted) throw new UpstreamError('the target asked for a cleartext password without TLS');
           socket.write(ser.passwordMessage(target.password));
