@@ -80,15 +80,33 @@ describe('AuditBatcher', () => {
   it('reports events it could not store after the last attempt instead of dropping them silently', async () => {
     const b = new AuditBatcher({ record: async () => Promise.reject(new Error('down')) });
     b.add(ev(1));
-    await expect(b.drain(3)).rejects.toThrow(/1 audit events not stored/);
+    await expect(b.drain({ timeoutMs: 200 })).rejects.toThrow(/1 audit events not stored/);
     expect(b.pending).toBe(1);
+  });
+
+  it('drain waits out a store that is down for a while instead of giving up at once', async () => {
+    let downUntil = Date.now() + 300;
+    let attempts = 0;
+    const stored: number[] = [];
+    const b = new AuditBatcher({
+      record: async (events) => {
+        attempts++;
+        if (Date.now() < downUntil) throw new Error('down');
+        for (const e of events) stored.push((e.data as { i: number }).i);
+      },
+    });
+    for (let i = 0; i < 500; i++) b.add(ev(i));
+    await b.drain({ timeoutMs: 5000 });
+    expect(stored).toEqual(Array.from({ length: 500 }, (_, i) => i));
+    expect(attempts).toBeLessThan(15); // backing off, not spinning
+    downUntil = 0;
   });
 
   it('drain stores a queue of more batches than it has attempts (regression: it gave up after 20 successful batches)', async () => {
     let stored = 0;
     const b = new AuditBatcher({ record: async (events) => void (stored += events.length) }, { maxBatch: 2, maxDelayMs: 60_000 });
     for (let i = 0; i < 50; i++) b.add(ev(i));
-    await b.drain(3);
+    await b.drain({ timeoutMs: 200 });
     expect(stored).toBe(50);
     expect(b.pending).toBe(0);
   });
@@ -197,7 +215,7 @@ describe('AuditBatcher into the store when the database fails', () => {
     const errors: unknown[] = [];
     const b = new AuditBatcher(storeSink(store), { maxBatch: 3, maxDelayMs: 1, onError: (e) => errors.push(e) });
     for (let i = 1; i <= 7; i++) b.add(ev(i));
-    await expect(b.drain(2)).rejects.toThrow('7 audit events not stored');
+    await expect(b.drain({ timeoutMs: 100 })).rejects.toThrow('7 audit events not stored');
     expect(b.pending).toBe(7);
     expect(String(errors[0])).toContain('disk on fire');
     await unblock();
@@ -223,7 +241,7 @@ describe('AuditBatcher into the store when the database fails', () => {
     const b = new AuditBatcher(storeSink(store), { maxBatch: 2, maxDelayMs: 0, highWater: 4 });
     for (let i = 1; i <= 5; i++) b.add(ev(i));
     expect(b.overloaded).toBe(true);
-    await expect(b.drain(1)).rejects.toThrow('not stored');
+    await expect(b.drain({ timeoutMs: 0 })).rejects.toThrow('not stored');
     expect(b.overloaded).toBe(true);
     const relief = b.whenRelieved();
     await unblock();

@@ -94,20 +94,35 @@ export class AuditBatcher<E extends AuditEventInput = AuditEventInput> {
   }
 
   /**
-   * Stores everything queued so far, however many batches that takes; gives up (rejects, events
-   * kept) after `attempts` failed batches in a row.
+   * Stores everything queued so far, however many batches that takes. A failing sink is retried
+   * with backoff (50 ms doubling, at most 2 s apart) until `timeoutMs` has passed without the
+   * queue emptying; then it rejects, the events kept. (It once gave up after 20 immediate
+   * retries, within milliseconds, so a store restarting during a shutdown lost the queue.)
    */
-  async drain(attempts = 20): Promise<void> {
+  async drain(opts: { readonly timeoutMs?: number } = {}): Promise<void> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 30_000);
     if (this.#timer) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
     }
     let failed = 0;
-    while (failed < attempts && (this.#queue.length > 0 || this.#flushing)) {
+    while (this.#queue.length > 0 || this.#flushing) {
       if (!this.#flushing) this.#startFlush();
       const before = this.#failures;
       await this.#flushing;
-      failed = this.#failures > before ? failed + 1 : 0;
+      if (this.#failures === before) {
+        failed = 0;
+        continue;
+      }
+      failed++;
+      const wait = Math.min(2000, 50 * 2 ** (failed - 1), deadline - Date.now());
+      if (wait <= 0) break;
+      await new Promise((r) => setTimeout(r, wait));
+      // A retry timer the failed flush armed would race this loop: it takes over from here.
+      if (this.#timer) {
+        clearTimeout(this.#timer);
+        this.#timer = undefined;
+      }
     }
     if (this.#queue.length > 0) throw new Error(`audit sink failed: ${this.#queue.length} audit events not stored`);
   }

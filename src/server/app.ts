@@ -43,7 +43,7 @@ export interface StartOptions {
 
 /** Something that runs beside the API and hears about grant changes (e.g. the gateway). */
 export interface HallpassExtension {
-  start(h: Omit<Hallpass, 'close' | 'url' | 'api' | 'gateway'>): Promise<{
+  start(h: Omit<Hallpass, 'close' | 'url' | 'api' | 'gateway'> & { readonly log: (line: string) => void }): Promise<{
     gatewayAccess?: GatewayAccess;
     gateway?: PostgresGateway;
     close(): Promise<void>;
@@ -103,7 +103,7 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
     let gatewayAccess: GatewayAccess | undefined;
     let gateway: PostgresGateway | undefined;
     for (const ext of opts.extensions ?? []) {
-      const started = await ext.start(partial);
+      const started = await ext.start({ ...partial, log });
       cleanups.push(() => started.close());
       gatewayAccess = started.gatewayAccess ?? gatewayAccess;
       gateway = started.gateway ?? gateway;

@@ -28,6 +28,9 @@ export function gatewayExtension(cfg: GatewayListenConfig, opts: { insecureAllow
         requireTls: cfg.requireTls,
         insecureAllowPasswordWithoutTls: opts.insecureAllowPasswordWithoutTls ?? false,
         clock: deps.clock,
+        // A failing batch stays queued and is retried with backoff; say so, or sessions would just
+        // stall at the high-water mark with nothing in the log.
+        auditBatch: { onError: (e) => h.log(`gateway audit: storing a batch failed, retrying: ${e instanceof Error ? e.message : String(e)}`) },
       });
       const bound = await gateway.start();
       const caPem = caFilePem ?? gateway.certificatePem;
