@@ -142,6 +142,11 @@ export const AuditExportQuery = Type.Object({
   request: Type.Optional(Id('req')),
 }, { additionalProperties: false });
 
+/** `checkpoint=SEQ:HASH`: a head recorded earlier (audit verify printed it); the log must still hold it. */
+export const AuditVerifyQuery = Type.Object({
+  checkpoint: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}:[0-9a-f]{64}$' })),
+}, { additionalProperties: false });
+
 export const AuditEventView = Type.Object({
   seq: Type.Integer(), at: Time, type: Type.String(), actor: Type.String(), requestId: Nullable(Type.String()),
   grantId: Nullable(Type.String()), data: Type.Record(Type.String(), Type.Unknown()), prevHash: Type.String(), hash: Type.String(),

@@ -346,6 +346,30 @@ export function auditConformance(target: AuditTarget): void {
       const edited = lines.map((l, i) => (i === 1233 ? l.replace('"actor":"u1234"', '"actor":"u9"') : l));
       expect(verifyExport(edited)).toMatchObject({ ok: false, firstBad: { seq: 1234, reason: 'hash_mismatch' } });
       expect(verifyExport(lines.slice(0, 2000), { expectedHead: head })).toMatchObject({ ok: false, firstBad: { seq: 2001, reason: 'truncated' } });
+      // A checkpoint taken earlier (event 2000) holds in the longer export; one never reached does not.
+      const at2000 = JSON.parse(lines[1999] as string) as { hash: string };
+      expect(verifyExport(lines, { checkpoint: { seq: 2000, hash: at2000.hash } })).toMatchObject({ ok: true, count: 2500 });
+      expect(verifyExport(lines, { checkpoint: { seq: 2000, hash: head.hash } })).toMatchObject({ ok: false, firstBad: { seq: 2000, reason: 'checkpoint_mismatch' } });
+      expect(verifyExport(lines.slice(0, 1500), { checkpoint: { seq: 2000, hash: at2000.hash } })).toMatchObject({ ok: false, firstBad: { seq: 1501, reason: 'truncated' } });
+      // A duplicate key shows a reader one actor and JSON.parse (hence the hash) another: not an event line.
+      const dup = lines.map((l, i) => (i === 9 ? l.replace('{"actor":"u10"', '{"actor":"mallory","actor":"u10"') : l));
+      expect(dup[9]).toContain('"actor":"mallory"');
+      expect(verifyExport(dup)).toMatchObject({ ok: false, firstBad: { seq: 10, reason: 'malformed' } });
+    });
+
+    it('a checkpoint kept elsewhere catches a log rewritten from some event on, head included', async () => {
+      await seed(6);
+      const at4 = await store.db.selectFrom('audit_events').select(['seq', 'hash']).where('seq', '=', 4).executeTakeFirstOrThrow();
+      // Whoever can write the database rewrites events 3.. into a chain that verifies on its own.
+      await store.db.deleteFrom('audit_events').where('seq', '>=', 3).execute();
+      const two = await store.db.selectFrom('audit_events').select('hash').where('seq', '=', 2).executeTakeFirstOrThrow();
+      await store.db.updateTable('audit_head').set({ seq: 2, hash: two.hash }).where('id', '=', 1).execute();
+      await append([ev(3), ev(4, { actor: 'someone-else' }), ev(5), ev(6)]);
+      expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 6 });
+      expect(await verifyChain(store.db, { checkpoint: { seq: 4, hash: at4.hash } })).toMatchObject({ ok: false, firstBad: { seq: 4, reason: 'checkpoint_mismatch' } });
+      const now4 = await store.db.selectFrom('audit_events').select('hash').where('seq', '=', 4).executeTakeFirstOrThrow();
+      expect(await verifyChain(store.db, { checkpoint: { seq: 4, hash: now4.hash } })).toMatchObject({ ok: true, count: 6 });
+      expect(await verifyChain(store.db, { checkpoint: { seq: 7, hash: now4.hash } })).toMatchObject({ ok: false, firstBad: { seq: 7, reason: 'truncated' } });
     });
 
     it('exports CSV with a header and filters, quoting and neutralising formulas', async () => {

@@ -9,5 +9,5 @@ export { REDACTED, isSecretKey, redactedCanonicalJSON } from './redact.js';
 export type { AuditSink } from './sink.js';
 export { highVolumeSink, storeSink } from './store-sink.js';
 export type { AuditEvent, AuditEventInput, AuditEventRow } from './types.js';
-export { verifyChain, type ChainFault, type VerifyOptions, type VerifyResult } from './verify.js';
+export { parseCheckpoint, verifyChain, type ChainFault, type Checkpoint, type VerifyOptions, type VerifyResult } from './verify.js';
 export { verifyExport, type VerifyExportOptions } from './verify-export.js';

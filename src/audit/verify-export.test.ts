@@ -1,4 +1,12 @@
-import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { openStore } from '../store/db.js';
+import { appendEvents } from './append.js';
+import { exportEvents } from './export.js';
 import { GENESIS_HASH, chainHash } from './chain.js';
 import { jsonLine } from './export.js';
 import type { AuditEvent } from './types.js';
@@ -49,5 +57,38 @@ describe('verifyExport (offline JSONL check)', () => {
     const l = lines(chain(5)).slice(2);
     expect(verifyExport(l)).toMatchObject({ ok: false, firstBad: { seq: 1, reason: 'seq_gap' } });
     expect(verifyExport(l, { allowPartial: true })).toMatchObject({ ok: true, count: 3, headSeq: 5 });
+  });
+});
+
+/** The Python verifier in docs/audit.md, run as written on a real export (an auditor's tool). */
+describe('the documented Python verifier', () => {
+  const docs = readFileSync(join(dirname(fileURLToPath(import.meta.url)), '../../docs/audit.md'), 'utf8');
+  const script = /This Python 3 script checks an export[\s\S]*?```python\n([\s\S]*?)```/.exec(docs)?.[1];
+  const dir = mkdtempSync(join(tmpdir(), 'hp-pyverify-'));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('accepts an export with awkward text and numbers, and rejects an edited or duplicated-key line', async () => {
+    expect(script).toBeDefined();
+    const store = await openStore({ url: ':memory:' });
+    const data = [
+      { text: 'naïve ✓ 😀 日本語', esc: 'tab\there "q" back\\slash\nline\u0001\u2028', lone: 'x\ud800y' },
+      { n: [-0.5, 1.25, 0.00001, 1e-7, 1.5e-7, 123456789.123, 1e21, 2.5e22, -3e-10, 0.1 + 0.2, 100, -0] },
+      { nested: { z: null, a: [true, false, { k: 1 }] } },
+    ];
+    await store.db.transaction().execute((tx) => appendEvents(tx, store.dialect, data.map((d, i) => ({ type: 'test.event', actor: `u${i}`, at: 1_700_000_000_000 + i, data: d }))));
+    let out = '';
+    await exportEvents(store.db, 'jsonl', (c) => void (out += c));
+    await store.close();
+    const py = join(dir, 'verify.py');
+    writeFileSync(py, script as string);
+    const run = (text: string) => {
+      writeFileSync(join(dir, 'e.jsonl'), text);
+      return spawnSync('python3', [py, join(dir, 'e.jsonl')], { encoding: 'utf8' });
+    };
+    const ok = run(out);
+    expect(ok.stderr).toBe('');
+    expect(ok.stdout).toMatch(/^ok: 3 events, head [0-9a-f]{64}\n$/);
+    expect(run(out.replace('"actor":"u1"', '"actor":"u9"')).stderr).toMatch(/line 2: event 2 does not match its hash/);
+    expect(run(out.replace('{"actor":"u1"', '{"actor":"mallory","actor":"u1"')).stderr).toMatch(/line 2: event 2 does not match its hash/);
   });
 });

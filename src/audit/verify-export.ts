@@ -1,13 +1,15 @@
 import { canonicalJSON } from './canonical.js';
 import type { AuditEventRow } from './types.js';
-import { ChainWalker, type VerifyResult } from './verify.js';
+import { ChainWalker, type Checkpoint, type VerifyResult } from './verify.js';
 
 export interface VerifyExportOptions {
   /**
-   * The head recorded elsewhere (e.g. printed by `hallpass audit verify` and kept by the
-   * auditor). Without it a cut-off tail cannot be told from a complete export.
+   * The export must end exactly here (the head when it was made, recorded elsewhere). Without it
+   * a cut-off tail cannot be told from a complete export.
    */
   readonly expectedHead?: { seq: number; hash: string };
+  /** A head recorded earlier: the export must hold this event with this hash (it may go on past it). */
+  readonly checkpoint?: Checkpoint;
   /**
    * Accept an export that starts after event 1, trusting its first event's prevHash as the
    * starting point (default false: the export must start at event 1).
@@ -27,15 +29,15 @@ export function verifyExport(lines: Iterable<string>, opts: VerifyExportOptions 
     if (line.trim() === '') continue;
     const row = parseLine(line);
     if (!walker) {
-      walker = new ChainWalker(opts.allowPartial && row ? { seq: row.seq - 1, hash: row.prev_hash } : undefined);
+      walker = new ChainWalker(opts.allowPartial && row ? { seq: row.seq - 1, hash: row.prev_hash } : undefined, opts.checkpoint);
     }
     if (!row) return walker.fail(walker.lastSeq + 1, 'malformed', `line ${lineNo} is not an audit event`);
     const fault = walker.step(row);
     if (fault) return fault;
   }
-  walker ??= new ChainWalker();
+  walker ??= new ChainWalker(undefined, opts.checkpoint);
   if (opts.expectedHead) return walker.checkHead(opts.expectedHead);
-  return { ok: true, count: walker.count, headSeq: walker.lastSeq, headHash: walker.lastHash };
+  return walker.finish();
 }
 
 function parseLine(line: string): AuditEventRow | undefined {
@@ -55,6 +57,9 @@ function parseLine(line: string): AuditEventRow | undefined {
   let data: string;
   try {
     data = canonicalJSON(e.data);
+    // The line itself must be the event's canonical JSON, as exports write it: JSON.parse keeps
+    // the last of duplicate keys, so an edited line could show a reader one actor and verify as another.
+    if (line.trim() !== canonicalJSON(e)) return undefined;
   } catch {
     return undefined;
   }

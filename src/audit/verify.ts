@@ -13,15 +13,34 @@ export type ChainFault =
   | 'malformed' // a row or line that cannot be read as an event
   | 'span_missing' // an event lies outside its grant's spans: `audit --grant` would not show it
   | 'span_invalid' // a grant's spans overlap or are malformed: `audit --grant` could skip events
-  | 'seq_out_of_range'; // a row with a seq below 1: outside the chain, yet queries would show it
+  | 'seq_out_of_range' // a row with a seq below 1: outside the chain, yet queries would show it
+  | 'checkpoint_mismatch'; // the event at a checkpoint kept elsewhere has another hash: the log was rewritten
 
 export type VerifyResult =
   | { ok: true; count: number; headSeq: number; headHash: string }
   | { ok: false; count: number; firstBad: { seq: number; reason: ChainFault }; message: string };
 
+/** A head recorded earlier and kept elsewhere: the log must still hold this event, with this hash. */
+export interface Checkpoint {
+  readonly seq: number;
+  readonly hash: string;
+}
+
+/** `SEQ:HASH` as `audit verify` prints a head; undefined when it is not one. */
+export function parseCheckpoint(text: string): Checkpoint | undefined {
+  const m = /^([1-9][0-9]{0,15}):([0-9a-f]{64})$/.exec(text);
+  const seq = m ? Number(m[1]) : NaN;
+  return m && Number.isSafeInteger(seq) ? { seq, hash: m[2] as string } : undefined;
+}
+
 export interface VerifyOptions {
   /** Rows read per query (default 5000). */
   readonly pageSize?: number;
+  /**
+   * The chain is unkeyed: whoever can write the database can rewrite every event from some point
+   * on, and the head, into a chain that verifies. A checkpoint kept elsewhere catches that.
+   */
+  readonly checkpoint?: Checkpoint;
 }
 
 /** Walks a chain one event at a time; shared by verifyChain (database) and verifyExport (JSONL). */
@@ -30,7 +49,10 @@ export class ChainWalker {
   lastSeq = 0;
   lastHash = GENESIS_HASH;
 
-  constructor(start?: { seq: number; hash: string }) {
+  constructor(
+    start?: { seq: number; hash: string },
+    readonly checkpoint?: Checkpoint,
+  ) {
     if (start) {
       this.lastSeq = start.seq;
       this.lastHash = start.hash;
@@ -66,10 +88,21 @@ export class ChainWalker {
     if (row.prev_hash !== this.lastHash) {
       return this.fail(row.seq, 'prev_hash_mismatch', `event ${row.seq} does not link to event ${this.lastSeq}`);
     }
+    if (row.seq === this.checkpoint?.seq && row.hash !== this.checkpoint.hash) {
+      return this.fail(row.seq, 'checkpoint_mismatch', `event ${row.seq} is not the one the checkpoint recorded: the log was rewritten from there or earlier`);
+    }
     this.count += 1;
     this.lastSeq = row.seq;
     this.lastHash = row.hash;
     return undefined;
+  }
+
+  /** The walk is over (the chain ended at lastSeq): did it reach the checkpoint? */
+  finish(): VerifyResult {
+    if (this.checkpoint && this.lastSeq < this.checkpoint.seq) {
+      return this.fail(this.lastSeq + 1, 'truncated', `the log ends at event ${this.lastSeq}, before the checkpoint at event ${this.checkpoint.seq}`);
+    }
+    return { ok: true, count: this.count, headSeq: this.lastSeq, headHash: this.lastHash };
   }
 
   /** Compares the walked chain's end with a recorded head. */
@@ -83,7 +116,7 @@ export class ChainWalker {
     if (head.hash !== this.lastHash) {
       return this.fail(head.seq, 'head_mismatch', `the head's hash disagrees with event ${head.seq}`);
     }
-    return { ok: true, count: this.count, headSeq: this.lastSeq, headHash: this.lastHash };
+    return this.finish();
   }
 
   fail(seq: number, reason: ChainFault, message: string): Extract<VerifyResult, { ok: false }> {
@@ -137,7 +170,7 @@ async function firstInvalidSpan(db: Kysely<DB>): Promise<{ grantId: string; firs
  */
 export async function verifyChain(db: Kysely<DB>, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const pageSize = opts.pageSize ?? 5000;
-  const walker = new ChainWalker();
+  const walker = new ChainWalker(undefined, opts.checkpoint);
   // The walk starts after seq 0, so a row planted below it would never be looked at.
   const below = await db.selectFrom('audit_events').select('seq').where('seq', '<', 1).orderBy('seq').limit(1).executeTakeFirst();
   if (below) return walker.fail(Number(below.seq), 'seq_out_of_range', `a row with seq ${below.seq} lies outside the chain (seqs start at 1)`);

@@ -17,6 +17,14 @@ export const requestIdArg = idArg('req', 'request');
 export const grantIdArg = idArg('grt', 'grant');
 export const reviewIdArg = idArg('rev', 'review');
 
+/** An audit checkpoint as `audit verify` prints it: SEQ:HASH. */
+export function checkpointArg(text: string): string {
+  if (!/^[1-9][0-9]{0,15}:[0-9a-f]{64}$/.test(text) || !Number.isSafeInteger(Number(text.split(':')[0]))) {
+    throw new InvalidArgumentError('not a checkpoint (use SEQ:HASH as audit verify prints it)');
+  }
+  return text;
+}
+
 /** An ISO time, or "+10m" meaning that long from now. */
 export function futureTimeArg(now: () => number) {
   return (text: string): string => {

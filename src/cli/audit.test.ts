@@ -106,10 +106,26 @@ describe('hallpass audit, reviews', () => {
     expect(after.out).toMatch(new RegExp(`${review.id}\\s+closed\\s+break_glass\\s.*\\schecked the session log`));
   });
 
-  it('audit verify passes on an intact chain', async () => {
+  it('audit verify passes on an intact chain, prints a checkpoint, and checks one given later', async () => {
     const r = await hp('admin', ['audit', 'verify']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/^audit chain ok: \d+ events, head seq \d+/);
+    expect(r.out).toMatch(/^audit chain ok: \d+ events\ncheckpoint: \d+:[0-9a-f]{64}\n$/);
+    const checkpoint = /checkpoint: (\S+)/.exec(r.out)?.[1] as string;
+    // The log grows past it and still holds it.
+    await hp('admin', ['audit', 'verify']);
+    const later = await hp('admin', ['audit', 'verify', '--checkpoint', checkpoint]);
+    expect(later.code).toBe(0);
+    expect(later.out).toMatch(new RegExp(`^audit chain ok: \\d+ events, still holding checkpoint ${checkpoint.split(':')[0]}\n`));
+    // A checkpoint the log does not hold: rewritten (another hash), or not reached.
+    const [seq] = checkpoint.split(':');
+    const other = await hp('admin', ['audit', 'verify', '--checkpoint', `${seq}:${'0'.repeat(64)}`]);
+    expect(other.code).toBe(1);
+    expect(other.err).toMatch(new RegExp(`BROKEN at seq ${seq} \\(checkpoint_mismatch\\)`));
+    const beyond = await hp('admin', ['audit', 'verify', '--checkpoint', `999999:${'0'.repeat(64)}`]);
+    expect(beyond.err).toMatch(/\(truncated\): the log ends at event \d+, before the checkpoint at event 999999/);
+    for (const bad of ['12', '0:' + 'a'.repeat(64), `1:${'A'.repeat(64)}`, "1:x' or 1=1"]) {
+      expect((await hp('admin', ['audit', 'verify', '--checkpoint', bad])).code, bad).toBe(2);
+    }
   });
 
   it('audit verify exits 1 naming the first bad seq once an event is altered', async () => {

@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeWebStream } from 'node:stream/web';
 import { Option, type Command } from 'commander';
-import { auditTypeArg, grantIdArg, pastTimeArg, positiveIntArg, requestIdArg } from './args.js';
+import { auditTypeArg, checkpointArg, grantIdArg, pastTimeArg, positiveIntArg, requestIdArg } from './args.js';
 import { cell, json, relative, table } from './format.js';
 import { CliError } from './io.js';
 import { cliContext } from './program.js';
@@ -48,15 +48,20 @@ export function auditCommands(program: Command): void {
 
   audit.command('verify')
     .description('check the hash chain of the whole audit log; exit 1 when it is broken')
+    .option('--checkpoint <seq:hash>', 'a head an earlier verify printed, kept elsewhere: the log must still hold that event with that hash', checkpointArg)
     .option('--json', 'print the API response as JSON')
-    .action(async (o: { json?: boolean }, cmd: Command) => {
+    .action(async (o: { json?: boolean; checkpoint?: string }, cmd: Command) => {
       const ctx = cliContext(cmd);
-      const r = await ctx.client().get<VerifyOutcome>('/api/v1/audit/verify');
+      const r = await ctx.client().get<VerifyOutcome>('/api/v1/audit/verify', { checkpoint: o.checkpoint });
       if (o.json) ctx.out(json(r));
       if (!r.ok) {
         throw new CliError(`audit chain BROKEN at seq ${r.firstBad.seq} (${r.firstBad.reason}): ${r.message}; ${r.count} events before it verified`);
       }
-      if (!o.json) ctx.out(`audit chain ok: ${r.count} events, head seq ${r.headSeq} (${r.headHash.slice(0, 16)}…)\n`);
+      if (!o.json) {
+        ctx.out(`audit chain ok: ${r.count} events${o.checkpoint ? `, still holding checkpoint ${o.checkpoint.split(':')[0]}` : ''}\n`);
+        // The whole head, to keep somewhere the database's writers cannot reach (--checkpoint later).
+        ctx.out(`checkpoint: ${r.headSeq}:${r.headHash}\n`);
+      }
     });
 
   audit.command('export')

@@ -1,10 +1,11 @@
 import type { Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { PassThrough } from 'node:stream';
-import { exportEvents, queryEvents, verifyChain } from '../../audit/index.js';
+import { exportEvents, parseCheckpoint, queryEvents, verifyChain } from '../../audit/index.js';
+import { badRequest } from '../../domain/errors.js';
 import { requireAdmin } from '../auth.js';
 import type { ApiContext } from '../context.js';
-import { AuditExportQuery, AuditQueryString } from '../schemas.js';
+import { AuditExportQuery, AuditQueryString, AuditVerifyQuery } from '../schemas.js';
 
 const ms = (t: string | undefined) => (t === undefined ? undefined : new Date(t).getTime());
 
@@ -23,9 +24,13 @@ export function auditRoutes(app: FastifyInstance, ctx: ApiContext): void {
     return { events: events.map((e) => ({ ...e, at: new Date(e.at).toISOString() })) };
   });
 
-  app.get('/api/v1/audit/verify', { schema: { tags: ['audit'] } }, async (req) => {
+  app.get('/api/v1/audit/verify', { schema: { tags: ['audit'], querystring: AuditVerifyQuery } }, async (req) => {
     requireAdmin(req);
-    return verifyChain(db);
+    const { checkpoint } = req.query as Static<typeof AuditVerifyQuery>;
+    if (checkpoint === undefined) return verifyChain(db);
+    const cp = parseCheckpoint(checkpoint);
+    if (!cp) throw badRequest('checkpoint must be SEQ:HASH (a positive seq, the 64 hex digits of its hash)');
+    return verifyChain(db, { checkpoint: cp });
   });
 
   app.get('/api/v1/audit/export', { schema: { tags: ['audit'], querystring: AuditExportQuery } }, async (req, reply) => {
