@@ -5,6 +5,7 @@ import { ConfigError } from '../../domain/errors.js';
 import type { GatewayAuditEvent, GatewayAuditSink, GatewayAuthority } from '../authority.js';
 import { CancelRegistry } from './cancel.js';
 import { GuardrailChecker, loadGuardrailParser } from './guardrails.js';
+import { errorResponse } from './serializer.js';
 import { ClientSession, type SessionContext } from './session.js';
 import { loadGatewayTls, type GatewayTlsConfig, type LoadedTls } from './tls.js';
 
@@ -29,6 +30,12 @@ export interface PostgresGatewayOptions {
   readonly loginTimeoutMs?: number;
   /** Most simultaneous client connections. Default 1000. */
   readonly maxConnections?: number;
+  /**
+   * Most connections from one client address that have not finished logging in (TLS, token,
+   * upstream login). Default 64: one address cannot hold every connection slot for the login
+   * timeout without a token.
+   */
+  readonly maxLoginsPerAddress?: number;
   readonly auditBatch?: AuditBatcherOptions;
   readonly clock?: Clock;
 }
@@ -153,18 +160,34 @@ export class PostgresGateway {
     await this.#audit.drain();
   }
 
+  readonly #loggingIn = new Map<string, number>();
+
   #onConnection(socket: Socket): void {
     const ctx = this.#ctx;
     if (!ctx || this.#closing) {
       socket.destroy();
       return;
     }
+    const address = socket.remoteAddress ?? '?';
+    const pending = this.#loggingIn.get(address) ?? 0;
+    if (pending >= (this.#opts.maxLoginsPerAddress ?? 64)) {
+      // Not audited one by one: a flood of these would flood the audit log too.
+      socket.on('error', () => {});
+      socket.end(errorResponse({ severity: 'FATAL', code: '53300', message: 'hallpass: too many connections from your address are still logging in; try again shortly' }));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      return;
+    }
+    this.#loggingIn.set(address, pending + 1);
     this.#sockets.add(socket);
     socket.once('close', () => this.#sockets.delete(socket));
     const session = new ClientSession(socket, ctx);
     this.#all.add(session);
     void session.done.then(() => this.#all.delete(session));
-    void session.run();
+    void session.run().finally(() => {
+      const n = (this.#loggingIn.get(address) ?? 1) - 1;
+      if (n > 0) this.#loggingIn.set(address, n);
+      else this.#loggingIn.delete(address);
+    });
   }
 
   #attach(s: ClientSession): void {
