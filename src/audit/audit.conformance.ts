@@ -80,7 +80,7 @@ export function auditConformance(target: AuditTarget): void {
     it('keeps scalar fields storable: a lone surrogate becomes U+FFFD, a token given as a user name is masked', async () => {
       // A user name sliced inside a surrogate pair (as refusals of long names do) once broke every later verify.
       const cut = `${'x'.repeat(63)}\u{1F600}`.slice(0, 64);
-      await append([ev(1, { actor: cut }), ev(2, { actor: 'hp_tok_abcdef0123' })]);
+      await append([ev(1, { actor: cut }), ev(2, { actor: `hp_tok_${'a1'.repeat(21)}b` })]);
       const rows = await store.db.selectFrom('audit_events').select('actor').orderBy('seq').execute();
       expect(rows.map((r) => r.actor)).toEqual([`${'x'.repeat(63)}\uFFFD`, '[redacted]']);
       expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 2 });
@@ -351,6 +351,11 @@ export function auditConformance(target: AuditTarget): void {
       expect(verifyExport(lines, { checkpoint: { seq: 2000, hash: at2000.hash } })).toMatchObject({ ok: true, count: 2500 });
       expect(verifyExport(lines, { checkpoint: { seq: 2000, hash: head.hash } })).toMatchObject({ ok: false, firstBad: { seq: 2000, reason: 'checkpoint_mismatch' } });
       expect(verifyExport(lines.slice(0, 1500), { checkpoint: { seq: 2000, hash: at2000.hash } })).toMatchObject({ ok: false, firstBad: { seq: 1501, reason: 'truncated' } });
+      // A partial export must still show the checkpoint: start before it, or right after it.
+      expect(verifyExport(lines.slice(1000), { allowPartial: true, checkpoint: { seq: 2000, hash: at2000.hash } })).toMatchObject({ ok: true });
+      expect(verifyExport(lines.slice(2000), { allowPartial: true, checkpoint: { seq: 2000, hash: at2000.hash } })).toMatchObject({ ok: true });
+      expect(verifyExport(lines.slice(2000), { allowPartial: true, checkpoint: { seq: 2000, hash: head.hash } })).toMatchObject({ ok: false, firstBad: { seq: 2000, reason: 'checkpoint_mismatch' } });
+      expect(verifyExport(lines.slice(2100), { allowPartial: true, checkpoint: { seq: 2000, hash: at2000.hash } })).toMatchObject({ ok: false, firstBad: { seq: 2000, reason: 'truncated' } });
       // A duplicate key shows a reader one actor and JSON.parse (hence the hash) another: not an event line.
       const dup = lines.map((l, i) => (i === 9 ? l.replace('{"actor":"u10"', '{"actor":"mallory","actor":"u10"') : l));
       expect(dup[9]).toContain('"actor":"mallory"');

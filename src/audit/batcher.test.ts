@@ -84,6 +84,25 @@ describe('AuditBatcher', () => {
     expect(b.pending).toBe(1);
   });
 
+  it('drain counts a store that recovers near the deadline as recovered, and does not hang on a sink that never answers', async () => {
+    await withFakeTimers(async () => {
+      // Three failures (retried after 50, 100 and, cut by the deadline, 150 ms), then the store is
+      // back just at the deadline: that success must count as one and the rest be stored (it once
+      // counted as a fourth failure, and drain gave up with two events queued).
+      let calls = 0;
+      const b = new AuditBatcher({ record: async () => { if (++calls <= 3) throw new Error('down'); } }, { maxBatch: 1 });
+      for (let i = 0; i < 3; i++) b.add(ev(i));
+      const done = b.drain({ timeoutMs: 300 });
+      await vi.advanceTimersByTimeAsync(1000);
+      await done;
+      expect(b.pending).toBe(0);
+    });
+    const stuck = new AuditBatcher({ record: () => new Promise<void>(() => {}) });
+    stuck.add(ev(1));
+    // Before, this awaited the sink forever (the test's own timeout would end it).
+    await expect(stuck.drain({ timeoutMs: 200 })).rejects.toThrow(/1 audit events not stored/);
+  });
+
   it('drain waits out a store that is down for a while instead of giving up at once', async () => {
     let downUntil = Date.now() + 300;
     let attempts = 0;

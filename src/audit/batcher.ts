@@ -109,8 +109,17 @@ export class AuditBatcher<E extends AuditEventInput = AuditEventInput> {
     while (this.#queue.length > 0 || this.#flushing) {
       if (!this.#flushing) this.#startFlush();
       const before = this.#failures;
-      await this.#flushing;
-      if (this.#failures === before) {
+      // A sink call that never returns must not hang shutdown past the deadline.
+      const left = deadline - Date.now();
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        (this.#flushing ?? Promise.resolve()).then(() => false),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(true), Math.max(0, left)))),
+      ]);
+      clearTimeout(timer);
+      if (timedOut) break;
+      // A success resets #failures to 0; only a rise means this flush failed.
+      if (this.#failures <= before) {
         failed = 0;
         continue;
       }

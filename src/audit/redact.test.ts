@@ -29,11 +29,15 @@ describe('redact', () => {
 
   it('masks secrets inside any value where they stand, whatever the key', () => {
     const gw = 'hpgm_grt_899f971306f647d2.1796250727459.u0PGrWYwlTUy2toUOl57sIfP.moZlCFuqzsC4NAR-7Fg5WeHvvt6l3QxKTYOU_-MKk80';
+    const mac = 'moZlCFuqzsC4NAR-7Fg5WeHvvt6l3QxKTYOU_-MKk80';
+    const tok = `hp_tok_${'aZ09'.repeat(10)}abc`;
+    const ref = `hp_ref_${'x-Y_'.repeat(10)}abc`;
+    const ses = `hp_ses_${'Zm9v'.repeat(10)}Zm9`;
     expect(redact({
       target: 'postgres://admin:pw@db:5432/x',
       percent: 'psql "postgresql://app:p%27w%3B@db/x" -c 1',
-      note: 'used hp_tok_abc123 and hp_ref_x-Y_z, cookie hp_ses_Zm9v',
-      gateway: `PGPASSWORD=${gw} psql; also hpg_grt_1.2.3.4`,
+      note: `used ${tok} and ${ref}, cookie ${ses}`,
+      gateway: `PGPASSWORD=${gw} psql; also hpg_grt_1.2.3456789012345678.${mac}`,
       url: 'https://example.com/a',
       two: 'mysql://u:a@h and redis://:b@h',
     })).toEqual({
@@ -49,7 +53,7 @@ describe('redact', () => {
   it('never lets a secret-looking pattern hide the statement around it', () => {
     // Each was once stored as "[redacted]" whole: a client could keep any statement off the record.
     expect(redact({ sql: 'DROP TABLE customers; -- x://a:b@' })).toEqual({ sql: `DROP TABLE customers; -- x://a:${REDACTED}@` });
-    expect(redact({ sql: 'SELECT * FROM cards /* hp_tok_x */' })).toEqual({ sql: `SELECT * FROM cards /* ${REDACTED} */` });
+    expect(redact({ sql: 'SELECT * FROM cards /* hp_tok_x */' })).toEqual({ sql: 'SELECT * FROM cards /* hp_tok_x */' });
     // A mask up to the next "@" would swallow a statement written between two comments; a password
     // with SQL structure in it is not masked at all.
     for (const sql of [
@@ -59,7 +63,16 @@ describe('redact', () => {
       "SELECT dblink('x://a:'||(SELECT secret FROM t)||'@h')",
     ]) expect(redact({ sql })).toEqual({ sql });
     // A token's characters carry no SQL structure either: only the token goes.
-    expect(redact({ sql: "SELECT 1 WHERE 'hp_tok_a' = ''; DROP TABLE t" })).toEqual({ sql: `SELECT 1 WHERE '${REDACTED}' = ''; DROP TABLE t` });
+    const tok = `hp_tok_${'a'.repeat(43)}`;
+    expect(redact({ sql: `SELECT 1 WHERE '${tok}' = ''; DROP TABLE t` })).toEqual({ sql: `SELECT 1 WHERE '${REDACTED}' = ''; DROP TABLE t` });
+    // Found in a second review: a dollar quote carried the URL's prefix and "@" around a change,
+    // and aliases shaped like token prefixes swallowed the arithmetic after them.
+    for (const sql of [
+      'UPDATE acct SET note=$a$x://u:$a$,balance=balance+1000000,memo=$a$@$a$ WHERE id=1',
+      'UPDATE acct hpg_a SET balance=hpg_a.balance-1000000 WHERE id=1',
+      'SELECT hp_tok_x.ssn FROM customers hp_tok_x',
+      `SELECT ${tok}x`, // longer than a token: an identifier
+    ]) expect(redact({ sql })).toEqual({ sql });
   });
 
   it('keeps null values of secret keys (nothing to hide) and ordinary keys', () => {

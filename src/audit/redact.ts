@@ -20,7 +20,7 @@ export function isSecretKey(key: string): boolean {
  * refresh, web session and gateway tokens).
  *
  * Only the secret itself is replaced, and only when it is made of characters that cannot carry
- * SQL structure (no whitespace, quotes, parentheses, `;`, `*` or `/`). Statement text is the
+ * SQL structure (no whitespace, quotes, `$`, parentheses, `;`, `*` or `/`). Statement text is the
  * point of the gateway's audit: when a secret-looking pattern swallowed the whole string (as it
  * once did), a client could make any statement's text unrecorded by adding a comment such as
  * `-- x://a:b@`; and a mask over any run of characters up to `@` could still swallow a statement
@@ -28,8 +28,14 @@ export function isSecretKey(key: string): boolean {
  * for spaces, then a comment holding `@`). A URL password with such characters is therefore left
  * as it is (percent-encoded ones are masked).
  */
-const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:)[0-9A-Za-z._~%!$&+,=:-]+(?=@)/gi;
-const HALLPASS_TOKEN = /(?:hp_(?:tok|ref|ses)_|hpgm?_)[0-9A-Za-z_.-]+/g;
+const URL_PASSWORD = /([a-z][a-z0-9+.-]*:\/\/[^/\s:@]*:)[0-9A-Za-z._~%!&+,=:-]+(?=@)/gi;
+/**
+ * hallpass's tokens in their exact shapes only (so an alias such as `hpg_a` in `hpg_a.balance-1`
+ * is not one): API `hp_tok_` + 43 base62; refresh and web session `hp_ref_`/`hp_ses_` + 43
+ * base64url; gateway `hpg_`/`hpgm_` grant.expiry.nonce.mac (src/gateway/tokens.ts).
+ */
+const HALLPASS_TOKEN =
+  /(?<![0-9A-Za-z_-])(?:hp_tok_[0-9A-Za-z]{43}|hp_(?:ref|ses)_[0-9A-Za-z_-]{43}|hpgm?_[0-9A-Za-z_-]{1,64}\.[0-9]{1,15}\.[0-9A-Za-z_-]{16,64}\.[0-9A-Za-z_-]{43})(?![0-9A-Za-z_-])/g;
 
 /** `v` with every secret it carries masked; `v` itself (no copy) when it carries none. */
 export function maskSecrets(v: string): string {

@@ -29,7 +29,13 @@ export function verifyExport(lines: Iterable<string>, opts: VerifyExportOptions 
     if (line.trim() === '') continue;
     const row = parseLine(line);
     if (!walker) {
-      walker = new ChainWalker(opts.allowPartial && row ? { seq: row.seq - 1, hash: row.prev_hash } : undefined, opts.checkpoint);
+      const start = opts.allowPartial && row ? { seq: row.seq - 1, hash: row.prev_hash } : undefined;
+      walker = new ChainWalker(start, opts.checkpoint);
+      const cp = opts.checkpoint;
+      // A partial export that starts after the checkpoint cannot show it; one starting right
+      // after it names the checkpoint's hash as its first prevHash.
+      if (start && cp && cp.seq < start.seq) return walker.fail(cp.seq, 'truncated', `the export starts at event ${start.seq + 1}, after the checkpoint at event ${cp.seq}`);
+      if (start && cp && cp.seq === start.seq && cp.hash !== start.hash) return walker.fail(cp.seq, 'checkpoint_mismatch', `the export does not follow the checkpoint at event ${cp.seq}`);
     }
     if (!row) return walker.fail(walker.lastSeq + 1, 'malformed', `line ${lineNo} is not an audit event`);
     const fault = walker.step(row);

@@ -56,7 +56,7 @@ function collect(s: TLSSocket) {
     buf = Buffer.alloc(0);
     return text;
   };
-  return { ready: (n = 1) => until(0x5a, n), error: () => until(0x45, 1) };
+  return { ready: (n = 1) => until(0x5a, n), error: () => until(0x45, 1), until };
 }
 
 async function session(): Promise<{ s: TLSSocket; sessionId: string; c: ReturnType<typeof collect> }> {
@@ -142,8 +142,61 @@ describe('gateway audit: every statement the target may run is on the record', (
     s.end(ser.terminate());
     const events = await statements(sessionId);
     expect(events.find((e) => e.tag === 'DELETE 1')).toEqual({ type: 'gateway.execute', statementId: null, statement: 's2', tag: 'DELETE 1', rows: 1 });
-    expect(events).toContainEqual({ type: 'gateway.statement', statementId: 1, name: 's2', sql: 'select 1', executions: 0 });
+    expect(events).toContainEqual({ type: 'gateway.statement', statementId: 1, name: 's2', sql: 'select 1', reason: 'names_uncertain' });
     expect(events).toContainEqual(expect.objectContaining({ type: 'gateway.query', sql: 'deallocate s2; prepare s2 as delete from items where id = 20' }));
+  });
+
+  it('COPY FROM STDIN through the extended protocol (as libpq runs it): the Syncs the target ignores while copying do not desynchronise anything', async () => {
+    await admin.query('create table if not exists copied (a int)');
+    await admin.query(`grant all on copied to ${fx.roles.rw.user}`);
+    const { s, sessionId, c } = await session();
+    const copyData = (text: string) => typed('d', Buffer.from(text));
+    const copyDone = () => typed('c', Buffer.alloc(0));
+    const copyFail = (why: string) => typed('f', cstr(why));
+    // Execute and Sync together; the data, CopyDone and another Sync once CopyInResponse came.
+    for (const end of [copyDone(), copyFail('client gave up')]) {
+      s.write(Buffer.concat([ser.parse('', 'copy copied from stdin'), bind('', ''), execute(''), sync()]));
+      await c.until(0x47, 1);
+      s.write(Buffer.concat([copyData('1\n'), copyData('2\n'), end, sync()]));
+      await c.ready();
+      s.write(ser.query('select 41 + 1 as n'));
+      expect(await c.ready()).toContain('42');
+    }
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    expect(events.filter((e) => e.type === 'gateway.execute').map((e) => [e.tag, e.error ?? null])).toEqual([['COPY 2', null], [null, '57014']]);
+    expect(events.filter((e) => e.type === 'gateway.query').map((e) => e.tags)).toEqual([['SELECT 1'], ['SELECT 1']]);
+    expect((await admin.query('select count(*)::int as n from copied')).rows).toEqual([{ n: 2 }]);
+  });
+
+  it('a statement whose name is let go while its Parse is in flight still has its text on the record', async () => {
+    const { s, sessionId, c } = await session();
+    // One packet: the second Parse mentions "prepare", so names stop being trusted before the first is answered.
+    s.write(Buffer.concat([ser.parse('s1', "update items set name = 'hidden write' where id = 7"), ser.parse('s2', "select 'prepared'"), bind('', 's1'), execute(''), sync()]));
+    expect(await c.ready()).toContain('UPDATE 1');
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    expect(events).toContainEqual({ type: 'gateway.statement', statementId: 1, name: 's1', sql: "update items set name = 'hidden write' where id = 7", reason: 'names_uncertain' });
+    // Bound after the names were let go: audited by name, its text in the event above.
+    expect(events.find((e) => e.tag === 'UPDATE 1')).toMatchObject({ type: 'gateway.execute', statementId: null, statement: 's1' });
+  });
+
+  it('an error at Sync (a deferred constraint at the implicit commit) is on the record with the executions it undid', async () => {
+    await admin.query('create table if not exists parents (id int primary key)');
+    await admin.query('create table if not exists children (id int, parent int references parents deferrable initially deferred)');
+    await admin.query(`grant all on parents, children to ${fx.roles.rw.user}`);
+    const client = fx.client(fx.grant({ role: 'write' }));
+    const before = fx.sink.ofType('gateway.session.start').length;
+    await client.connect();
+    await expect(client.query({ text: 'insert into children values ($1, $2)', values: [1, 999] })).rejects.toMatchObject({ code: '23503' });
+    await client.end();
+    await expect.poll(() => fx.sink.ofType('gateway.session.start').length).toBeGreaterThan(before);
+    const sessionId = fx.sink.ofType('gateway.session.start').at(-1)?.data.sessionId as string;
+    const events = await statements(sessionId);
+    const insert = events.find((e) => e.type === 'gateway.execute');
+    expect(insert).toMatchObject({ tag: 'INSERT 0 1' });
+    expect(events).toContainEqual({ type: 'gateway.commit_failed', error: '23503', executions: [insert?.statementId] });
+    expect((await admin.query('select count(*)::int as n from children')).rows).toEqual([{ n: 0 }]);
   });
 
   it('an answer the gateway cannot match ends the session instead of being credited to another statement', async () => {

@@ -116,7 +116,10 @@ describe('guardrails: statements that would make the target read SQL differently
       'set local standard_conforming_strings = off',
       "set client_encoding = 'SJIS'",
       "set names 'SJIS'",
-      "set backslash_quote = on",
+      "set client_encoding = 'Shift_JIS'",
+      "set client_encoding to 'WIN932'",
+      'set standard_conforming_strings = 0',
+      "select set_config('client_encoding', current_setting('x'), false)",
       "select set_config('standard_conforming_strings', 'off', false)",
       "select set_config('client_encoding', 'BIG5', false)",
       "select set_config(n, 'off', false) from (values ('standard_conforming_strings')) v(n)",
@@ -131,8 +134,14 @@ describe('guardrails: statements that would make the target read SQL differently
     expect(denied('set standard_conforming_strings = off', [])).toBeNull();
   });
 
-  it('allow going back to the session value the gateway checked at login', () => {
-    for (const sql of ['reset standard_conforming_strings', 'reset client_encoding', 'reset all', 'set standard_conforming_strings to default', "set client_encoding to default"]) {
+  it('allow safe values and going back to the session value the gateway checked at login', () => {
+    // ActiveRecord and Sequel set standard strings on for every connection; pg_dump scripts set both.
+    for (const sql of [
+      'reset standard_conforming_strings', 'reset client_encoding', 'reset all', 'set standard_conforming_strings to default', 'set client_encoding to default',
+      'set standard_conforming_strings = on', 'set standard_conforming_strings = true', 'set standard_conforming_strings = 1',
+      "set client_encoding = 'UTF8'", "set client_encoding to 'utf-8'", "set names 'LATIN1'", "select set_config('standard_conforming_strings', 'on', false)",
+      'set backslash_quote = on',
+    ]) {
       expect(denied(sql, ALL, true), sql).toBeNull();
     }
   });
@@ -145,10 +154,13 @@ describe('guardrails: statements that would make the target read SQL differently
       "select query_to_xml('delete from t returning 1', true, true, '')",
       "select * from crosstab('select 1, 2, 3') as ct(a int, b int)",
       "select cron.schedule('* * * * *', 'drop table t')",
+      "select schedule('* * * * *', 'drop table t')", // unqualified: may resolve to cron's
     ]) {
       expect(denied(sql, ['write']), sql).toBe('write');
       expect(denied(sql, [], true), sql).toBe('read_only');
     }
+    // pg_cron's names are common words: another schema's function of that name is not cron's.
+    expect(denied('select * from app.schedule(3)', ['write'])).toBeNull();
   });
 
   it('reports the settings the target would read SQL differently with', async () => {

@@ -34,22 +34,34 @@ const ESCAPE_FUNCTIONS = new Set(['dblink', 'dblink_exec', 'dblink_connect', 'db
  * query_to_xml family; extensions: dblink, tablefunc, xml2, pg_cron). Others an extension may
  * add are not known here: the target's own privileges for the principal are the backstop.
  */
-const SQL_TEXT_FUNCTIONS = new Set(['ts_stat', 'ts_rewrite', 'query_to_xml', 'query_to_xml_and_xmlschema', 'query_to_xmlschema', 'dblink', 'dblink_exec', 'dblink_send_query', 'dblink_open', 'crosstab', 'crosstab2', 'crosstab3', 'crosstab4', 'connectby', 'xpath_table', 'schedule', 'schedule_in_database', 'alter_job']);
-/** Settings that change how the target splits SQL text into tokens (strings, escapes, characters). */
-const LEXING_SETTINGS = new Set(['standard_conforming_strings', 'client_encoding', 'backslash_quote']);
+const SQL_TEXT_FUNCTIONS = new Set(['ts_stat', 'ts_rewrite', 'query_to_xml', 'query_to_xml_and_xmlschema', 'query_to_xmlschema', 'dblink', 'dblink_exec', 'dblink_send_query', 'dblink_open', 'crosstab', 'crosstab2', 'crosstab3', 'crosstab4', 'connectby', 'xpath_table']);
+const CRON_FUNCTIONS = new Set(['schedule', 'schedule_in_database', 'alter_job']);
 /**
- * Client encodings in which the second byte of a character can be an ASCII quote or backslash:
- * in them the target reads different statements from the same bytes than the parser here does.
+ * Settings that change how the target splits SQL text into tokens (strings, escapes, characters).
+ * (backslash_quote is not one: with standard strings and a safe encoding it can only make the
+ * target refuse `\'` in E'' strings, never read it differently.)
  */
-const UNSAFE_CLIENT_ENCODINGS = new Set(['SJIS', 'SHIFT_JIS_2004', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB']);
+const LEXING_SETTINGS = new Set(['standard_conforming_strings', 'client_encoding']);
+/**
+ * Client encodings, by every name PostgreSQL accepts for them (lowercase, alphanumerics only, as
+ * it compares them), in which the second byte of a character can be an ASCII quote or
+ * backslash: in them the target reads different statements from the same bytes than the parser
+ * here does.
+ */
+const UNSAFE_CLIENT_ENCODINGS = new Set([
+  'sjis', 'shiftjis', 'mskanji', 'win932', 'windows932', 'shiftjis2004',
+  'big5', 'win950', 'windows950', 'gbk', 'win936', 'windows936', 'uhc', 'win949', 'windows949', 'gb18030', 'johab',
+]);
+const ON = new Set(['on', 'true', 'yes', '1', 't', 'y']);
 
 /**
- * Why a setting the target reports (ParameterStatus) makes it read SQL text differently from
- * the parser here (which reads UTF-8 with standard conforming strings), or undefined.
+ * Why a setting's value (reported by the target, or given to SET) makes the target read SQL text
+ * differently from the parser here (which reads UTF-8 with standard conforming strings), or
+ * undefined when it does not.
  */
 export function lexingHazard(name: string, value: string): string | undefined {
-  if (name === 'standard_conforming_strings' && value.toLowerCase() !== 'on') return 'standard_conforming_strings is off, so backslashes in strings are escapes';
-  if (name === 'client_encoding' && UNSAFE_CLIENT_ENCODINGS.has(value.toUpperCase())) return `client encoding ${value} can hide quotes and backslashes inside characters`;
+  if (name === 'standard_conforming_strings' && !ON.has(value.trim().toLowerCase())) return 'standard_conforming_strings is off, so backslashes in strings are escapes';
+  if (name === 'client_encoding' && UNSAFE_CLIENT_ENCODINGS.has(value.toLowerCase().replace(/[^a-z0-9]/g, ''))) return `client encoding ${value} can hide quotes and backslashes inside characters`;
   return undefined;
 }
 
@@ -61,7 +73,7 @@ export function lexingHazard(name: string, value: string): string | undefined {
  */
 const PLAIN_SELECT = /^\s*select\s/i;
 const NOT_PLAIN = new RegExp(
-  `["\\\\;]|u&|\\$[^0-9]|\\binto\\b|set_config|pg_settings|${[...ESCAPE_FUNCTIONS, ...SQL_TEXT_FUNCTIONS].join('|')}`,
+  `["\\\\;]|u&|\\$[^0-9]|\\binto\\b|set_config|pg_settings|${[...ESCAPE_FUNCTIONS, ...SQL_TEXT_FUNCTIONS, ...CRON_FUNCTIONS].join('|')}`,
   'i',
 );
 const isPlainSelect = (sql: string): boolean => PLAIN_SELECT.test(sql) && !NOT_PLAIN.test(sql.replace(/;\s*$/, ''));
@@ -237,8 +249,13 @@ function inspect(type: string, n: Record<string, Json>, f: Findings, depth: numb
 function variableSet(n: Record<string, Json>, f: Findings): void {
   const name = typeof n.name === 'string' ? n.name.toLowerCase() : '';
   const resetting = n.kind === 'VAR_RESET' || n.kind === 'VAR_RESET_ALL';
-  // RESET (and SET … TO DEFAULT) goes back to the session's own value, which the gateway checked at login.
-  if (LEXING_SETTINGS.has(name) && !resetting && n.kind !== 'VAR_SET_DEFAULT') f.lexing ??= `SET ${name} would change how the target reads SQL, so the gateway could no longer check statements`;
+  // RESET (and SET … TO DEFAULT) goes back to the session's own value, which the gateway checked
+  // at login; a safe value (ActiveRecord and pg_dump scripts set standard strings on and UTF8) is fine.
+  if (LEXING_SETTINGS.has(name) && !resetting && n.kind !== 'VAR_SET_DEFAULT') {
+    const value = constantText(n.args);
+    const hazard = value === undefined ? `SET ${name} to something the gateway cannot read` : lexingHazard(name, value);
+    if (hazard !== undefined) f.lexing ??= `SET ${name} would make the target read SQL differently (${hazard}), so the gateway could no longer check statements`;
+  }
   if (ROLE_SETTINGS.has(name) && !resetting) {
     hit(f, 'set_role', `SET ${name.toUpperCase()} is not allowed`);
     hit(f, 'escape', `SET ${name.toUpperCase()} could escape the granted role`);
@@ -267,8 +284,11 @@ function funcCall(n: Record<string, Json>, f: Findings): void {
   const names = Array.isArray(n.funcname) ? n.funcname : [];
   const last = names[names.length - 1];
   const fname = String(field(last ?? null, 'String')?.sval ?? '').toLowerCase();
+  const schema = names.length > 1 ? String(field(names[names.length - 2] ?? null, 'String')?.sval ?? '').toLowerCase() : undefined;
   if (ESCAPE_FUNCTIONS.has(fname)) hit(f, 'escape', `${fname}() could escape the granted role`);
-  if (SQL_TEXT_FUNCTIONS.has(fname)) {
+  // pg_cron's names are common words: only cron's own (or unqualified, which may resolve to it).
+  const cron = CRON_FUNCTIONS.has(fname) && (schema === undefined || schema === 'cron');
+  if (SQL_TEXT_FUNCTIONS.has(fname) || cron) {
     const why = `${fname}() runs SQL given as text, which cannot be checked`;
     for (const g of Object.keys(GUARDRAILS) as Guardrail[]) hit(f, g, why);
     hit(f, 'read_only', why);
@@ -282,7 +302,26 @@ function funcCall(n: Record<string, Json>, f: Findings): void {
     hit(f, 'escape', 'set_config() could escape the granted role');
   }
   if (setting === '' || READ_ONLY_SETTINGS.has(setting)) hit(f, 'read_only', 'set_config() of read-only settings is not allowed');
-  if (setting === '' || LEXING_SETTINGS.has(setting)) f.lexing ??= `set_config() of ${setting || 'a computed setting'} could change how the target reads SQL`;
+  if (setting === '' || LEXING_SETTINGS.has(setting)) {
+    const value = constantText(Array.isArray(n.args) && n.args[1] !== undefined ? [n.args[1]] : undefined);
+    if (setting === '' || value === undefined || lexingHazard(setting, value) !== undefined) f.lexing ??= `set_config() of ${setting || 'a computed setting'} could change how the target reads SQL`;
+  }
+}
+
+/** The single constant a SET or set_config() argument list holds (string, number or boolean), as text. */
+function constantText(args: Json | undefined): string | undefined {
+  if (!Array.isArray(args) || args.length !== 1) return undefined;
+  const c = field(args[0] ?? null, 'A_Const');
+  if (!c) return undefined;
+  for (const [k, inner] of [['sval', 'sval'], ['ival', 'ival'], ['boolval', 'boolval'], ['fval', 'fval']] as const) {
+    const v = c[k];
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      const x = v[inner];
+      if (x === undefined) return k === 'ival' ? '0' : k === 'boolval' ? 'false' : undefined; // protobuf-JSON omits zero values
+      return String(x);
+    }
+  }
+  return undefined;
 }
 
 /** Checks every SQL statement and expression inside a PL/pgSQL DO block; dynamic SQL cannot be checked. */

@@ -136,7 +136,7 @@ describe('gateway: checking statements cannot stall or exhaust the gateway', () 
     }
     // 200 × 64 KiB = 12.5 MiB sent; at most 8 MiB kept, the oldest audited as they were let go.
     expect(events.length).toBeGreaterThan(50);
-    expect(events[0]).toMatchObject({ name: 's0', executions: 0 });
+    expect(events[0]).toMatchObject({ name: 's0', reason: 'memory' });
     expect((events[0]?.sql as string).length).toBe(64 * 1024 + 1);
   });
 });

@@ -17,7 +17,7 @@ import * as ser from './serializer.js';
 
 /** Where statement audit events go (the session adds who/where). */
 export type StatementEmitter = (
-  type: 'gateway.query' | 'gateway.statement' | 'gateway.execute' | 'gateway.function_call',
+  type: 'gateway.query' | 'gateway.statement' | 'gateway.execute' | 'gateway.function_call' | 'gateway.commit_failed',
   data: Record<string, unknown>,
 ) => void;
 
@@ -70,6 +70,8 @@ interface Pending {
   prev?: Statement | undefined;
   /** Bind: the portal entry the name had before. */
   prevPortal?: Portal | undefined;
+  /** CopyDone/CopyFail messages the client had sent when it sent this one. */
+  copyEnds?: number;
 }
 
 interface Portal {
@@ -115,6 +117,12 @@ export class StatementTracker {
    * client's next Sync, which had not been sent yet: what the client sends meanwhile is not run.
    */
   #skipping = false;
+  /** CopyDone/CopyFail messages the client has sent: which Syncs the target read in COPY mode. */
+  #copyEnds = 0;
+  /** The target is in COPY FROM STDIN and the client has not ended it: its Syncs are ignored. */
+  #copyIn = false;
+  /** Executions since the last Sync: an error at the Sync (the implicit commit) undoes them. */
+  #batch: Array<number | string> = [];
 
   constructor(
     /** Put on every event, so a session's statements can be found together. */
@@ -132,6 +140,13 @@ export class StatementTracker {
 
   /** Client -> target. Returns what to forward. */
   fromClient(type: number, frame: Buffer): Buffer {
+    if (type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) {
+      this.#copyEnds++;
+      this.#copyIn = false;
+      return frame;
+    }
+    // The target reads and ignores Sync (and Flush) while copying in.
+    if (this.#copyIn && type === FrontendCode.Sync) return frame;
     if (this.#skipping) return this.#skipped(type, frame);
     switch (type) {
       case FrontendCode.Query: {
@@ -247,7 +262,7 @@ export class StatementTracker {
       if (st === stmt) continue;
       // In flight still (not yet ParseComplete)? Its text goes on the record now either way.
       st.ok = true;
-      this.#retire(st);
+      this.#retire(st, 'memory');
       this.#statements.delete(name);
       kept -= st.sql.length;
     }
@@ -262,7 +277,7 @@ export class StatementTracker {
    */
   #namesMayChange(sql: string): void {
     if (!NAME_CHANGING_SQL.test(sql)) return;
-    for (const st of this.#statements.values()) this.#retire(st);
+    for (const st of this.#statements.values()) this.#retire(st, 'names_uncertain');
     this.#statements.clear();
     this.#portals.clear();
   }
@@ -287,8 +302,16 @@ export class StatementTracker {
       case BackendCode.ParseComplete:
         if (head?.kind !== Kind.Parse) this.#unexpected(type, head);
         this.#shift();
-        if (head.stmt) head.stmt.ok = true;
+        if (head.stmt) {
+          head.stmt.ok = true;
+          // Its name was let go while it was in flight (#namesMayChange): no execution will carry its text.
+          if (this.#statements.get(head.name ?? '') !== head.stmt) this.#retire(head.stmt, 'names_uncertain');
+        }
         this.#retire(head.prev);
+        break;
+      case BackendCode.CopyInResponse:
+        if (head?.kind !== Kind.Execute && head?.kind !== Kind.Query) this.#unexpected(type, head);
+        this.#copyInStarted(head);
         break;
       case BackendCode.BindComplete:
         if (head?.kind !== Kind.Bind) this.#unexpected(type, head);
@@ -320,8 +343,10 @@ export class StatementTracker {
       case BackendCode.ReadyForQuery:
         if (head?.kind === Kind.Query) this.#finishQuery(head);
         else if (head?.kind === Kind.Function) this.#finishFunction(head);
-        else if (head?.kind === Kind.Sync) this.#shift();
-        else this.#unexpected(type, head);
+        else if (head?.kind === Kind.Sync) {
+          this.#shift();
+          this.#batch = [];
+        } else this.#unexpected(type, head);
         break;
     }
     return frame;
@@ -332,6 +357,14 @@ export class StatementTracker {
   }
 
   #onError(head: Pending | undefined, frame: Buffer): Buffer {
+    this.#copyIn = false; // an error ends COPY mode; the rest of the client's copy data is dropped
+    if (head?.kind === Kind.Sync && this.#batch.length > 0) {
+      // The implicit commit at Sync failed (a deferred constraint): the batch's executions,
+      // audited with their own results, were rolled back.
+      this.emit('gateway.commit_failed', { sessionId: this.sessionId, error: readErrorFields(frame).get('C') ?? 'XX000', executions: this.#batch });
+      this.#batch = [];
+      return frame;
+    }
     if (!head || head.kind === Kind.Sync) return frame; // e.g. a FATAL from the target: passes through
     const code = readErrorFields(frame).get('C') ?? 'XX000';
     const replacement = head.denied && head.error === undefined ? this.#deniedError(head.denied, head.kind) : frame;
@@ -422,7 +455,24 @@ export class StatementTracker {
   }
 
   #push(p: Pending): void {
+    p.copyEnds = this.#copyEnds;
     this.#pending.push(p);
+  }
+
+  /**
+   * COPY FROM STDIN began for `head`: the Syncs the client sent after it and before the CopyDone
+   * (or CopyFail) that ends it were read in COPY mode and ignored, so no ReadyForQuery answers
+   * them (libpq sends Execute and Sync together, then the data, CopyDone and another Sync).
+   */
+  #copyInStarted(head: Pending): void {
+    const before = head.copyEnds ?? 0;
+    let kept = this.#head + 1;
+    for (let i = this.#head + 1; i < this.#pending.length; i++) {
+      const p = this.#pending[i] as Pending;
+      if (!(p.kind === Kind.Sync && p.copyEnds === before)) this.#pending[kept++] = p;
+    }
+    this.#pending.length = kept;
+    if (this.#copyEnds === before) this.#copyIn = true;
   }
 
   #shift(): void {
@@ -475,10 +525,18 @@ export class StatementTracker {
   }
 
   /** Audits a statement the client defined but never executed (replaced, closed, or session over). */
-  #retire(st: Statement | undefined): void {
+  /**
+   * `reason` says why a statement's text is audited before (or without) its executions: its name
+   * became uncertain, or the session's kept text was over budget; an execution of it is then
+   * audited with its statementId (or name) only. Without a reason it was never executed.
+   */
+  #retire(st: Statement | undefined, reason?: 'names_uncertain' | 'memory'): void {
     if (!st || !st.ok || st.audited) return;
     st.audited = true;
-    this.emit('gateway.statement', { sessionId: this.sessionId, statementId: st.id, name: st.name, sql: clip(st.sql), executions: 0 });
+    const data: Record<string, unknown> = { sessionId: this.sessionId, statementId: st.id, name: st.name, sql: clip(st.sql) };
+    if (reason === undefined) data.executions = 0;
+    else data.reason = reason;
+    this.emit('gateway.statement', data);
   }
 
   /**
@@ -533,6 +591,7 @@ export class StatementTracker {
     if (p.error !== undefined) data.error = p.error;
     if (p.params) data.params = p.params;
     if (outcomeUnknown) data.outcome = 'unknown';
+    else if (p.error === undefined && this.#batch.length < 1000) this.#batch.push(st?.id ?? p.name ?? '');
     this.emit('gateway.execute', data);
   }
 }
