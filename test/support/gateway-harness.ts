@@ -194,6 +194,20 @@ export async function startGatewayFixture(opts: Partial<PostgresGatewayOptions> 
   return fixture;
 }
 
+/** A gateway fixture and an admin connection to its target (to look at what statements did there). */
+export async function startGatewayFixtureWithAdmin(opts: Partial<PostgresGatewayOptions> = {}): Promise<{ fx: GatewayFixture; admin: pg.Client; stop(): Promise<void> }> {
+  const fx = await startGatewayFixture(opts);
+  const admin = await fx.target.admin();
+  return {
+    fx,
+    admin,
+    async stop() {
+      await admin.end();
+      await fx.stop();
+    },
+  };
+}
+
 /** Lets a role log in with md5 (the helper's target is scram-only): an hba line ahead of the rest. */
 export async function allowMd5(target: PgTarget, user: string, password: string): Promise<void> {
   const admin = await target.admin();

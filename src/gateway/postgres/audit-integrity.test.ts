@@ -1,7 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGatewayFixture, type GatewayFixture } from '../../../test/support/gateway-harness.js';
+import { startGatewayFixtureWithAdmin, type GatewayFixture } from '../../../test/support/gateway-harness.js';
 import { rawLogin } from '../../../test/support/gateway-raw-client.js';
 import * as ser from './serializer.js';
 
@@ -12,14 +12,9 @@ import * as ser from './serializer.js';
  */
 let fx: GatewayFixture;
 let admin: pg.Client;
-beforeAll(async () => {
-  fx = await startGatewayFixture();
-  admin = await fx.target.admin();
-});
-afterAll(async () => {
-  await admin?.end();
-  await fx?.stop();
-});
+let stop: (() => Promise<void>) | undefined;
+beforeAll(async () => ({ fx, admin, stop } = await startGatewayFixtureWithAdmin()));
+afterAll(() => stop?.());
 
 const typed = (type: string, body: Buffer): Buffer => {
   const out = Buffer.alloc(5 + body.length);

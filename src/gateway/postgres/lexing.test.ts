@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGatewayFixture, type GatewayFixture } from '../../../test/support/gateway-harness.js';
+import { startGatewayFixtureWithAdmin, type GatewayFixture } from '../../../test/support/gateway-harness.js';
 import { rawLogin } from '../../../test/support/gateway-raw-client.js';
 import { GuardrailChecker } from './guardrails.js';
 import * as ser from './serializer.js';
@@ -16,14 +16,9 @@ import { StatementTracker } from './tracker.js';
  */
 let fx: GatewayFixture;
 let admin: pg.Client;
-beforeAll(async () => {
-  fx = await startGatewayFixture();
-  admin = await fx.target.admin();
-});
-afterAll(async () => {
-  await admin?.end();
-  await fx?.stop();
-});
+let stop: (() => Promise<void>) | undefined;
+beforeAll(async () => ({ fx, admin, stop } = await startGatewayFixtureWithAdmin()));
+afterAll(() => stop?.());
 
 const run = promisify(execFile);
 const tableExists = async (name: string): Promise<boolean> => (await admin.query('select to_regclass($1) as t', [`public.${name}`])).rows[0].t !== null;
