@@ -190,8 +190,68 @@ describe('gateway audit: every statement the target may run is on the record', (
     const events = await statements(sessionId);
     const insert = events.find((e) => e.type === 'gateway.execute');
     expect(insert).toMatchObject({ tag: 'INSERT 0 1' });
-    expect(events).toContainEqual({ type: 'gateway.commit_failed', error: '23503', executions: [insert?.statementId] });
+    expect(events).toContainEqual({ type: 'gateway.rolled_back', cause: 'commit', error: '23503', executions: [insert?.statementId] });
     expect((await admin.query('select count(*)::int as n from children')).rows).toEqual([{ n: 0 }]);
+  });
+
+  it('a COPY FROM STDIN that fails as it starts (before the target reads the Sync sent with it) leaves the session usable', async () => {
+    await admin.query('create or replace view copied_view as select 1 as a');
+    await admin.query(`grant all on copied_view to ${fx.roles.rw.user}`);
+    const { s, sessionId, c } = await session();
+    s.write(Buffer.concat([ser.parse('', 'copy copied_view from stdin'), bind('', ''), execute(''), sync()]));
+    await c.until(0x45, 1);
+    s.write(Buffer.concat([typed('d', Buffer.from('1\n')), typed('c', Buffer.alloc(0)), sync()]));
+    s.write(ser.query('select 6 * 7 as n'));
+    // (Two or three ReadyForQuery came, depending on when the target read the first Sync.)
+    expect(await c.until(0x43, 1)).toContain('42');
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    expect(events.map((e) => [e.type, e.error ?? e.tags])).toEqual([['gateway.execute', '42809'], ['gateway.query', ['SELECT 1']]]);
+  });
+
+  it('an error later in an extended batch rolls back what the batch ran before it, and the audit says so', async () => {
+    const { s, sessionId, c } = await session();
+    s.write(Buffer.concat([
+      ser.parse('', "insert into items values (9201, 'undone')"), bind('', ''), execute(''),
+      ser.parse('', 'select 1 / (g - 2) from generate_series(1, 2) g'), bind('', ''), execute(''), sync(),
+    ]));
+    await c.ready();
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    const insert = events.find((e) => e.tag === 'INSERT 0 1');
+    expect(events).toContainEqual({ type: 'gateway.rolled_back', cause: 'error', error: '22012', executions: [insert?.statementId] });
+    expect(await rowExists(9201)).toBe(false);
+  });
+
+  it('a Bind that fails is audited with its Execute and error', async () => {
+    const client = fx.client(fx.grant({ role: 'write' }));
+    const before = fx.sink.ofType('gateway.session.start').length;
+    await client.connect();
+    await expect(client.query({ text: 'insert into items values ($1, $2)', values: ['notint', 'a'] })).rejects.toMatchObject({ code: '22P02' });
+    await client.end();
+    await expect.poll(() => fx.sink.ofType('gateway.session.start').length).toBeGreaterThan(before);
+    const events = await statements(fx.sink.ofType('gateway.session.start').at(-1)?.data.sessionId as string);
+    expect(events.find((e) => e.type === 'gateway.execute')).toMatchObject({ sql: 'insert into items values ($1, $2)', error: '22P02', tag: null });
+  });
+
+  it('a portal fetched in parts reports the rows of each part, and a named portal is named', async () => {
+    const { s, sessionId, c } = await session();
+    s.write(Buffer.concat([ser.parse('', 'select g from generate_series(1, 5) g'), bind('cur', ''), typed('E', Buffer.concat([cstr('cur'), Buffer.from([0, 0, 0, 2])])), flush()]));
+    await c.until(0x73, 1); // PortalSuspended
+    s.write(Buffer.concat([typed('E', Buffer.concat([cstr('cur'), Buffer.from([0, 0, 0, 2])])), typed('E', Buffer.concat([cstr('cur'), Buffer.from([0, 0, 0, 2])])), sync()]));
+    await c.ready();
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    expect(events.filter((e) => e.type === 'gateway.execute').map((e) => [e.portal, e.rows, e.suspended ?? false])).toEqual([['cur', 2, true], ['cur', 2, true], ['cur', 1, false]]);
+  });
+
+  it('a statement sent with Terminate runs to its end on the target, as on a direct connection', async () => {
+    const { s, sessionId } = await session();
+    s.write(Buffer.concat([ser.query("insert into items select 9400, pg_sleep(0.3)::text"), ser.terminate()]));
+    const events = await statements(sessionId);
+    expect(events).toEqual([expect.objectContaining({ type: 'gateway.query', outcome: 'unknown' })]);
+    await expect.poll(() => rowExists(9400), { timeout: 5000 }).toBe(true);
+    s.destroy();
   });
 
   it('an answer the gateway cannot match ends the session instead of being credited to another statement', async () => {

@@ -274,7 +274,11 @@ export class ClientSession {
     const clientClosed = this.#closeSoon(client);
     // Cancel what still runs upstream, then log out.
     const upstreamClosed = (async () => {
-      if (busy && reason !== 'upstream_closed') await cancelUpstream(auth.upstream, upstream.pid, upstream.secret, 1000);
+      // A cut-off stops what still runs; a client that leaves (Terminate, or gone) does not, as
+      // with a direct connection the target finishes the statement (a pool closing mid-write).
+      if (busy && (reason === 'expired' || reason === 'revoked' || reason === 'shutdown' || reason === 'protocol_error')) {
+        await cancelUpstream(auth.upstream, upstream.pid, upstream.secret, 1000);
+      }
       if (upstream.socket.writable) upstream.socket.end(ser.terminate());
       await this.#closeSoon(upstream.socket);
     })();

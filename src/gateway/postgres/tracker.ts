@@ -17,7 +17,7 @@ import * as ser from './serializer.js';
 
 /** Where statement audit events go (the session adds who/where). */
 export type StatementEmitter = (
-  type: 'gateway.query' | 'gateway.statement' | 'gateway.execute' | 'gateway.function_call' | 'gateway.commit_failed',
+  type: 'gateway.query' | 'gateway.statement' | 'gateway.execute' | 'gateway.function_call' | 'gateway.rolled_back',
   data: Record<string, unknown>,
 ) => void;
 
@@ -51,6 +51,8 @@ interface Statement {
   ok: boolean;
   /** Its text is in the audit already. */
   audited: boolean;
+  /** Its name was let go (#namesMayChange) while its Parse was in flight. */
+  orphaned?: boolean;
 }
 
 /** A request forwarded upstream and not yet answered. Answers come back in order. */
@@ -72,6 +74,11 @@ interface Pending {
   prevPortal?: Portal | undefined;
   /** CopyDone/CopyFail messages the client had sent when it sent this one. */
   copyEnds?: number;
+  /** Execute: the portal's name; DataRows counted so far (a suspended portal's rows). */
+  portal?: string;
+  rowsSeen?: number;
+  /** A Query or FunctionCall has had some answer (so a ReadyForQuery can end it). */
+  answered?: boolean;
 }
 
 interface Portal {
@@ -121,8 +128,21 @@ export class StatementTracker {
   #copyEnds = 0;
   /** The target is in COPY FROM STDIN and the client has not ended it: its Syncs are ignored. */
   #copyIn = false;
-  /** Executions since the last Sync: an error at the Sync (the implicit commit) undoes them. */
+  /** The Execute whose COPY FROM STDIN is running, and the client's Syncs sent inside it. */
+  #copying: Pending | undefined;
+  #copySyncs = 0;
+  /**
+   * ReadyForQuery answers that may or may not come: a COPY FROM STDIN that failed before the
+   * target read the Syncs sent with it answers them after the error; one that failed later
+   * had already ignored them. Dropped once an answer to a later request arrives.
+   */
+  #spareReady = 0;
+  /** The last ReadyForQuery's transaction status ('I' idle: each extended batch is its own implicit transaction). */
+  #txStatus = 0x49;
+  /** Successful executions of this batch (since the last Sync) while in an implicit transaction. */
   #batch: Array<number | string> = [];
+  /** This batch began an explicit transaction (BEGIN): an error no longer undoes it all by itself. */
+  #batchExplicit = false;
 
   constructor(
     /** Put on every event, so a session's statements can be found together. */
@@ -146,7 +166,10 @@ export class StatementTracker {
       return frame;
     }
     // The target reads and ignores Sync (and Flush) while copying in.
-    if (this.#copyIn && type === FrontendCode.Sync) return frame;
+    if (this.#copyIn && type === FrontendCode.Sync) {
+      this.#copySyncs++;
+      return frame;
+    }
     if (this.#skipping) return this.#skipped(type, frame);
     switch (type) {
       case FrontendCode.Query: {
@@ -177,12 +200,15 @@ export class StatementTracker {
         return frame;
       }
       case FrontendCode.Execute: {
-        const portal = this.#portals.get(readExecute(frame));
+        const portalName = readExecute(frame);
+        const portal = this.#portals.get(portalName);
         this.#push({
           kind: Kind.Execute,
           start: this.now(),
           stmt: portal?.stmt,
           name: portal?.statement ?? '',
+          portal: portalName,
+          rowsSeen: 0,
           params: portal?.params,
         });
         return frame;
@@ -277,7 +303,10 @@ export class StatementTracker {
    */
   #namesMayChange(sql: string): void {
     if (!NAME_CHANGING_SQL.test(sql)) return;
-    for (const st of this.#statements.values()) this.#retire(st, 'names_uncertain');
+    for (const st of this.#statements.values()) {
+      if (st.ok) this.#retire(st, 'names_uncertain');
+      else st.orphaned = true; // audited when its Parse completes
+    }
     this.#statements.clear();
     this.#portals.clear();
   }
@@ -289,14 +318,23 @@ export class StatementTracker {
    */
   fromServer(type: number, frame: Buffer): Buffer {
     const head = this.#pending[this.#head];
+    if (type === BackendCode.DataRow) {
+      if (head?.kind === Kind.Execute) head.rowsSeen = (head.rowsSeen ?? 0) + 1;
+      return frame;
+    }
+    // Answers to a later request: the target is past any Syncs a failed COPY left unanswered.
+    if (this.#spareReady > 0 && type !== BackendCode.ReadyForQuery && type !== BackendCode.ErrorResponse && type !== BackendCode.NoticeResponse && type !== BackendCode.ParameterStatus && type !== BackendCode.NotificationResponse) this.#spareReady = 0;
+    if (head && (head.kind === Kind.Query || head.kind === Kind.Function) && type !== BackendCode.ReadyForQuery) head.answered = true;
     switch (type) {
       case BackendCode.CommandComplete:
       case BackendCode.EmptyQueryResponse:
       case BackendCode.PortalSuspended: {
         const tag = type === BackendCode.CommandComplete ? readCommandTag(frame) : '';
         if (head?.kind === Kind.Query) head.tags?.push(tag);
-        else if (head?.kind === Kind.Execute) this.#finishExecute(head, tag, type === BackendCode.PortalSuspended);
-        else this.#unexpected(type, head);
+        else if (head?.kind === Kind.Execute) {
+          if (head === this.#copying) this.#copyEnded(false);
+          this.#finishExecute(head, tag, type === BackendCode.PortalSuspended);
+        } else this.#unexpected(type, head);
         break;
       }
       case BackendCode.ParseComplete:
@@ -305,7 +343,7 @@ export class StatementTracker {
         if (head.stmt) {
           head.stmt.ok = true;
           // Its name was let go while it was in flight (#namesMayChange): no execution will carry its text.
-          if (this.#statements.get(head.name ?? '') !== head.stmt) this.#retire(head.stmt, 'names_uncertain');
+          if (head.stmt.orphaned) this.#retire(head.stmt, 'names_uncertain');
         }
         this.#retire(head.prev);
         break;
@@ -341,12 +379,17 @@ export class StatementTracker {
         break;
       }
       case BackendCode.ReadyForQuery:
-        if (head?.kind === Kind.Query) this.#finishQuery(head);
-        else if (head?.kind === Kind.Function) this.#finishFunction(head);
-        else if (head?.kind === Kind.Sync) {
+        if (head?.kind === Kind.Sync) {
           this.#shift();
           this.#batch = [];
-        } else this.#unexpected(type, head);
+          this.#batchExplicit = false;
+        } else if (this.#spareReady > 0 && !head?.answered) {
+          this.#spareReady--; // a Sync sent inside a COPY that failed before the target read it
+          break;
+        } else if (head?.kind === Kind.Query) this.#finishQuery(head);
+        else if (head?.kind === Kind.Function) this.#finishFunction(head);
+        else this.#unexpected(type, head);
+        this.#txStatus = frame[5] ?? 0x49;
         break;
     }
     return frame;
@@ -358,23 +401,29 @@ export class StatementTracker {
 
   #onError(head: Pending | undefined, frame: Buffer): Buffer {
     this.#copyIn = false; // an error ends COPY mode; the rest of the client's copy data is dropped
-    if (head?.kind === Kind.Sync && this.#batch.length > 0) {
-      // The implicit commit at Sync failed (a deferred constraint): the batch's executions,
-      // audited with their own results, were rolled back.
-      this.emit('gateway.commit_failed', { sessionId: this.sessionId, error: readErrorFields(frame).get('C') ?? 'XX000', executions: this.#batch });
-      this.#batch = [];
+    if (head !== undefined && head === this.#copying) this.#copyEnded(true);
+    if (head?.kind === Kind.Sync) {
+      // The implicit commit at Sync failed (a deferred constraint).
+      this.#rolledBack('commit', readErrorFields(frame).get('C') ?? 'XX000');
       return frame;
     }
-    if (!head || head.kind === Kind.Sync) return frame; // e.g. a FATAL from the target: passes through
+    if (!head) return frame; // e.g. a FATAL from the target: passes through
     const code = readErrorFields(frame).get('C') ?? 'XX000';
     const replacement = head.denied && head.error === undefined ? this.#deniedError(head.denied, head.kind) : frame;
     head.error ??= head.denied ? '42501' : code; // what the client saw
     if (head.kind === Kind.Query || head.kind === Kind.Function) return replacement; // finished by ReadyForQuery
-    // Extended protocol: this request failed, the target skips everything up to the next Sync.
+    // Extended protocol: this request failed, the target skips everything up to the next Sync,
+    // and an implicit transaction is rolled back with what the batch ran before it.
     this.#shift();
     this.#undo(head);
+    const seen = head.error ?? code;
     if (head.kind === Kind.Parse) this.#emitParse(head);
     else if (head.kind === Kind.Execute) this.#emitExecute(head, null, false);
+    this.#rolledBack('error', seen);
+    // A Bind that failed (bad parameters, an error while planning) takes its Execute down with it:
+    // that Execute is audited with the Bind's error.
+    const boundExecute = head.kind === Kind.Bind ? this.#pending.slice(this.#head).find((p) => p.kind === Kind.Sync || (p.kind === Kind.Execute && p.portal === head.name)) : undefined;
+    if (boundExecute?.kind === Kind.Execute) boundExecute.error = seen;
     // Undone newest first, so each name ends up where it was before the failed request.
     const skipped: Pending[] = [];
     for (let p = this.#pending[this.#head]; p && p.kind !== Kind.Sync; p = this.#pending[this.#head]) {
@@ -386,10 +435,23 @@ export class StatementTracker {
       if (p.kind === Kind.Parse) this.#emitParse({ ...p, error: 'skipped' });
       else if (p.kind === Kind.Query) this.#emitQuery({ ...p, error: 'skipped' });
       else if (p.kind === Kind.Function) this.#emitFunction({ ...p, error: 'skipped' });
+      else if (p === boundExecute) this.#emitExecute(p, null, false);
     }
     // No Sync sent yet: the client's next messages are discarded too, until its Sync.
     if (this.#pending[this.#head] === undefined) this.#skipping = true;
     return replacement;
+  }
+
+  /**
+   * The batch's implicit transaction was rolled back (an error in it, or at its Sync): its
+   * executions, audited with their own results, are undone. Not in an explicit transaction
+   * (the client's COMMIT or ROLLBACK says how that ends; savepoints may keep part of it).
+   */
+  #rolledBack(cause: 'error' | 'commit', error: string): void {
+    if (this.#batch.length > 0 && !this.#batchExplicit && this.#txStatus === 0x49 /* 'I' */) {
+      this.emit('gateway.rolled_back', { sessionId: this.sessionId, cause, error, executions: this.#batch });
+    }
+    this.#batch = [];
   }
 
   /** A request the target refused or skipped changed no name: point its name back. */
@@ -467,12 +529,23 @@ export class StatementTracker {
   #copyInStarted(head: Pending): void {
     const before = head.copyEnds ?? 0;
     let kept = this.#head + 1;
+    let syncs = 0;
     for (let i = this.#head + 1; i < this.#pending.length; i++) {
       const p = this.#pending[i] as Pending;
-      if (!(p.kind === Kind.Sync && p.copyEnds === before)) this.#pending[kept++] = p;
+      if (p.kind === Kind.Sync && p.copyEnds === before) syncs++;
+      else this.#pending[kept++] = p;
     }
     this.#pending.length = kept;
+    this.#copying = head;
+    this.#copySyncs = syncs;
     if (this.#copyEnds === before) this.#copyIn = true;
+  }
+
+  /** The COPY ended: by an error, the Syncs sent inside it may each still be answered. */
+  #copyEnded(failed: boolean): void {
+    if (failed) this.#spareReady += this.#copySyncs;
+    this.#copying = undefined;
+    this.#copySyncs = 0;
   }
 
   #shift(): void {
@@ -584,14 +657,19 @@ export class StatementTracker {
     // The statement's text, once per Parse: with its first execution.
     if (first) data.sql = clip(st.sql);
     if (st === undefined) data.statement = p.name;
+    // A named portal (a SQL cursor DECLAREd earlier, or a partial fetch) is named.
+    if (p.portal) data.portal = p.portal;
     data.durationMs = round(this.now() - p.start);
     data.tag = tag;
-    data.rows = tag ? rowsFromTag(tag) : null;
+    data.rows = suspended ? (p.rowsSeen ?? 0) : tag ? rowsFromTag(tag) : null;
     if (suspended) data.suspended = true;
     if (p.error !== undefined) data.error = p.error;
     if (p.params) data.params = p.params;
     if (outcomeUnknown) data.outcome = 'unknown';
-    else if (p.error === undefined && this.#batch.length < 1000) this.#batch.push(st?.id ?? p.name ?? '');
+    else if (p.error === undefined) {
+      if (tag !== null && /^(BEGIN|START TRANSACTION|SAVEPOINT)/.test(tag)) this.#batchExplicit = true;
+      if (this.#batch.length < 1000) this.#batch.push(st?.id ?? p.name ?? '');
+    }
     this.emit('gateway.execute', data);
   }
 }
