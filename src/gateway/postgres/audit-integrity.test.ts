@@ -209,6 +209,54 @@ describe('gateway audit: every statement the target may run is on the record', (
     expect(events.map((e) => [e.type, e.error ?? e.tags])).toEqual([['gateway.execute', '42809'], ['gateway.query', ['SELECT 1']]]);
   });
 
+  it('after a COPY that fails as it starts, what the client sends next runs and is audited as run (fourth review)', async () => {
+    await admin.query('create table if not exists copied (a int)');
+    await admin.query('create or replace view copied_view as select 1 as a');
+    await admin.query(`grant all on copied, copied_view to ${fx.roles.rw.user}`);
+    const { s, sessionId, c } = await session();
+    // The next statement after the ReadyForQuery; then copy data, CopyDone and a statement right behind CopyInResponse.
+    s.write(Buffer.concat([ser.parse('', 'copy copied_view from stdin'), bind('', ''), execute(''), sync()]));
+    await c.until(0x5a, 1);
+    s.write(ser.query("insert into items values (7001, 'after a failed copy')"));
+    expect(await c.ready()).toContain('INSERT 0 1');
+    s.write(Buffer.concat([ser.parse('', 'copy copied_view from stdin'), bind('', ''), execute(''), sync(), typed('d', Buffer.from('1\n')), typed('c', Buffer.alloc(0)), ser.query("insert into items values (7002, 'behind it')")]));
+    expect(await c.until(0x43, 1)).toContain('INSERT 0 1');
+    // Two COPYs in one Query, a Sync inside the second (the target ignores it).
+    s.write(ser.query('copy copied from stdin; copy copied from stdin'));
+    await c.until(0x47, 1);
+    s.write(Buffer.concat([typed('d', Buffer.from('3\n')), typed('c', Buffer.alloc(0))]));
+    await c.until(0x47, 1);
+    s.write(Buffer.concat([typed('d', Buffer.from('4\n')), sync(), typed('c', Buffer.alloc(0))]));
+    await c.ready();
+    s.write(ser.query("insert into items values (7010, 'after two copies')"));
+    expect(await c.ready()).toContain('INSERT 0 1');
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    expect(events.filter((e) => e.type === 'gateway.query').map((e) => [e.sql, e.tags, e.error ?? null])).toEqual([
+      ["insert into items values (7001, 'after a failed copy')", ['INSERT 0 1'], null],
+      ["insert into items values (7002, 'behind it')", ['INSERT 0 1'], null],
+      ['copy copied from stdin; copy copied from stdin', ['COPY 1', 'COPY 1'], null],
+      ["insert into items values (7010, 'after two copies')", ['INSERT 0 1'], null],
+    ]);
+    for (const id of [7001, 7002, 7010]) expect(await rowExists(id), String(id)).toBe(true);
+  });
+
+  it('rolled_back is only claimed for what an implicit transaction undid (fourth review)', async () => {
+    const { s, sessionId, c } = await session();
+    const run = (sql: string) => [ser.parse('', sql), bind('', ''), execute('')];
+    // A Query in the middle commits the implicit transaction; so does a COMMIT.
+    s.write(Buffer.concat([...run("insert into items values (7004, 'kept')"), ser.query('select 1'), ...run('select 1/0'), sync()]));
+    await c.ready(2);
+    s.write(Buffer.concat([...run('begin'), ...run("insert into items values (7006, 'committed')"), ...run('commit'), ...run("insert into items values (7007, 'undone')"), ...run('select 1/0'), sync()]));
+    await c.ready();
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    const rolledBack = events.filter((e) => e.type === 'gateway.rolled_back');
+    const undone = events.find((e) => e.tag === 'INSERT 0 1' && e.sql === "insert into items values (7007, 'undone')");
+    expect(rolledBack).toEqual([{ type: 'gateway.rolled_back', cause: 'error', error: '22012', executions: [undone?.statementId] }]);
+    expect([await rowExists(7004), await rowExists(7006), await rowExists(7007)]).toEqual([true, true, false]);
+  });
+
   it('an error later in an extended batch rolls back what the batch ran before it, and the audit says so', async () => {
     const { s, sessionId, c } = await session();
     s.write(Buffer.concat([

@@ -14,6 +14,8 @@ export interface RelayHooks {
   fromClient(type: number, frame: Buffer): Buffer;
   /** Target -> client message; returns the bytes to forward. */
   fromServer(type: number, frame: Buffer): Buffer;
+  /** Client messages held back earlier and now due upstream (asked after each chunk from the target). */
+  takeForUpstream?(): Buffer[];
   /** Called before each chunk is relayed; false stops the relay (the grant just ended). */
   mayRelay(): boolean;
   /** After each client chunk: a promise means "read no more from the client until it settles". */
@@ -109,6 +111,8 @@ export class Relay {
       return this.#end({ kind: 'protocol_error', side: 'upstream', message: e instanceof Error ? e.message : String(e) });
     }
     this.#write(this.client, this.upstream, this.#toClient.take());
+    const due = this.hooks.takeForUpstream?.();
+    if (due !== undefined && due.length > 0) this.#write(this.upstream, this.client, due);
   };
 
   readonly #onClientClose = (): void => this.#end({ kind: 'client_closed' });
@@ -153,6 +157,7 @@ class Outbox {
   #runStart = 0;
 
   add(b: Buffer): void {
+    if (b.length === 0) return; // a message held back (or dropped) by the hook
     if (this.#run !== undefined && b.buffer === this.#run.buffer && b.byteOffset === this.#runEnd) {
       this.#runEnd += b.length;
       return;

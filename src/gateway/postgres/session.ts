@@ -203,7 +203,10 @@ export class ClientSession {
         this.#finish('expired');
         return false;
       },
+      takeForUpstream: () => tracker.takeForUpstream(),
       throttle: () => {
+        const held = tracker.held();
+        if (held) return held;
         if (ctx.audit.overloaded) return ctx.audit.whenRelieved();
         const wait = tracker.parseBackoffMs();
         return wait > 0 ? new Promise((resolve) => setTimeout(resolve, wait)) : undefined;

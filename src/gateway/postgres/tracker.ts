@@ -72,8 +72,6 @@ interface Pending {
   prev?: Statement | undefined;
   /** Bind: the portal entry the name had before. */
   prevPortal?: Portal | undefined;
-  /** CopyDone/CopyFail messages the client had sent when it sent this one. */
-  copyEnds?: number;
   /** Execute: the portal's name; DataRows counted so far (a suspended portal's rows). */
   portal?: string;
   rowsSeen?: number;
@@ -124,25 +122,22 @@ export class StatementTracker {
    * client's next Sync, which had not been sent yet: what the client sends meanwhile is not run.
    */
   #skipping = false;
-  /** CopyDone/CopyFail messages the client has sent: which Syncs the target read in COPY mode. */
-  #copyEnds = 0;
-  /** The target is in COPY FROM STDIN and the client has not ended it: its Syncs are ignored. */
+  /** The target is in COPY FROM STDIN and the client has not ended it (CopyDone/CopyFail). */
   #copyIn = false;
-  /** The Execute whose COPY FROM STDIN is running, and the client's Syncs sent inside it. */
-  #copying: Pending | undefined;
-  #copySyncs = 0;
-  /**
-   * ReadyForQuery answers that may or may not come: a COPY FROM STDIN that failed before the
-   * target read the Syncs sent with it answers them after the error; one that failed later
-   * had already ignored them. Dropped once an answer to a later request arrives.
-   */
-  #spareReady = 0;
-  /** The last ReadyForQuery's transaction status ('I' idle: each extended batch is its own implicit transaction). */
-  #txStatus = 0x49;
+  /** A COPY FROM STDIN is running on the target (CopyInResponse seen, its end not yet). */
+  #copyActive = false;
+  /** A COPY FROM STDIN (or unknown) Execute sent and not yet answered (see #waitOrTrack). */
+  #holding: Pending | undefined;
+  /** Client messages waiting (see #waitOrTrack), in the order sent; `inCopy`: a Sync sent inside a COPY. */
+  #queue: Array<{ type: number; frame: Buffer; inCopy?: boolean }> = [];
+  #queuedBytes = 0;
+  /** Queued messages now due upstream, in order (the relay takes them after each answer). */
+  #released: Buffer[] = [];
+  #whenReleased: { promise: Promise<void>; resolve: () => void } | undefined;
   /** Successful executions of this batch (since the last Sync) while in an implicit transaction. */
   #batch: Array<number | string> = [];
-  /** This batch began an explicit transaction (BEGIN): an error no longer undoes it all by itself. */
-  #batchExplicit = false;
+  /** In an explicit transaction (from the last ReadyForQuery's status, then BEGIN/COMMIT/… tags). */
+  #explicit = false;
 
   constructor(
     /** Put on every event, so a session's statements can be found together. */
@@ -160,16 +155,60 @@ export class StatementTracker {
 
   /** Client -> target. Returns what to forward. */
   fromClient(type: number, frame: Buffer): Buffer {
-    if (type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) {
-      this.#copyEnds++;
+    if (this.#holding || this.#queue.length > 0 || (this.#copyIn && type === FrontendCode.Sync)) return this.#waitOrTrack(type, frame);
+    if (type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) this.#copyIn = false;
+    if (type === FrontendCode.CopyData || type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) return frame;
+    return this.#track(type, frame);
+  }
+
+  /**
+   * COPY FROM STDIN and Sync. libpq sends a Sync right behind the COPY's Execute. A target
+   * copying in reads and ignores it, unless the COPY fails before it read it (a view, FREEZE, a
+   * trigger), when it answers it, and what the client sent after it is no longer skipped: the
+   * answers alone cannot tell which happened. So the gateway makes it one way:
+   * - what the client sends behind such an Execute waits (a Flush sent with the Execute makes
+   *   the target answer it at once, and the client is not read meanwhile) for its first answer;
+   * - a Sync sent inside the COPY, and anything but copy data behind it, waits for the COPY's end
+   *   (a Flush sent with the client's CopyDone or CopyFail makes the target report it);
+   * - then a COPY that succeeded drops those Syncs (the target would have ignored them) and one
+   *   that failed sends them on, and the rest follows in the order the client sent it: the
+   *   target reads exactly what it would have read had the COPY failed before reading the Sync.
+   * Only statements that look like COPY … FROM STDIN are held, so ordinary pipelining is
+   * untouched.
+   */
+  #waitOrTrack(type: number, frame: Buffer): Buffer {
+    const copyMessage = type === FrontendCode.CopyData || type === FrontendCode.CopyDone || type === FrontendCode.CopyFail;
+    if (!this.#holding && copyMessage) {
+      // The data the running COPY needs goes on, ahead of what waits; its end with a Flush, so
+      // that the target reports how the COPY ended without the Sync that waits here.
+      if (type === FrontendCode.CopyData) return frame;
       this.#copyIn = false;
-      return frame;
+      return Buffer.concat([frame, FLUSH]);
     }
-    // The target reads and ignores Sync (and Flush) while copying in.
-    if (this.#copyIn && type === FrontendCode.Sync) {
-      this.#copySyncs++;
-      return frame;
+    const copy = Buffer.from(frame); // the chunk it views is reused by the next read
+    this.#queuedBytes += copy.length;
+    if (this.#queuedBytes > MAX_HELD_BYTES) throw new ProtocolError('too much sent behind a COPY before the target answered it');
+    this.#queue.push({ type, frame: copy, inCopy: !this.#holding && this.#copyIn && type === FrontendCode.Sync });
+    return EMPTY;
+  }
+
+  /** Sends on what waits (see #waitOrTrack), in order, dropping Syncs from inside a COPY that succeeded. */
+  #replay(dropCopySyncs: boolean): void {
+    const queue = this.#queue;
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    for (const m of queue) {
+      if (m.inCopy && dropCopySyncs) continue;
+      // As if it arrived now: it may have to wait again (behind another COPY), or go on.
+      const out = this.fromClient(m.type, m.frame);
+      if (out.length > 0) this.#released.push(out);
     }
+    const w = this.#whenReleased;
+    this.#whenReleased = undefined;
+    w?.resolve();
+  }
+
+  #track(type: number, frame: Buffer): Buffer {
     if (this.#skipping) return this.#skipped(type, frame);
     switch (type) {
       case FrontendCode.Query: {
@@ -202,7 +241,7 @@ export class StatementTracker {
       case FrontendCode.Execute: {
         const portalName = readExecute(frame);
         const portal = this.#portals.get(portalName);
-        this.#push({
+        const execute: Pending = {
           kind: Kind.Execute,
           start: this.now(),
           stmt: portal?.stmt,
@@ -210,7 +249,15 @@ export class StatementTracker {
           portal: portalName,
           rowsSeen: 0,
           params: portal?.params,
-        });
+        };
+        this.#push(execute);
+        // A COPY FROM STDIN: hold what follows (#waitOrTrack), and ask the target for its answer
+        // now (it sends nothing before a Sync or a Flush). A statement whose text is unknown here
+        // was prepared in SQL, and COPY cannot be.
+        if (portal?.stmt !== undefined && COPY_FROM_STDIN.test(portal.stmt.sql)) {
+          this.#holding = execute;
+          return Buffer.concat([frame, FLUSH]);
+        }
         return frame;
       }
       case FrontendCode.Describe:
@@ -239,6 +286,25 @@ export class StatementTracker {
       default:
         return frame; // CopyData/CopyDone/CopyFail, Flush, Terminate: no answer of their own
     }
+  }
+
+  /** Client messages released from holding, to send upstream now (the relay asks after each answer). */
+  takeForUpstream(): Buffer[] {
+    if (this.#released.length === 0) return NONE;
+    const out = this.#released;
+    this.#released = [];
+    return out;
+  }
+
+  /** While client messages are held, a promise that settles on their release (the relay stops reading). */
+  held(): Promise<void> | undefined {
+    if (!this.#holding) return undefined;
+    if (!this.#whenReleased) {
+      let resolve!: () => void;
+      const promise = new Promise<void>((r) => (resolve = r));
+      this.#whenReleased = { promise, resolve };
+    }
+    return this.#whenReleased.promise;
   }
 
   /**
@@ -322,19 +388,29 @@ export class StatementTracker {
       if (head?.kind === Kind.Execute) head.rowsSeen = (head.rowsSeen ?? 0) + 1;
       return frame;
     }
-    // Answers to a later request: the target is past any Syncs a failed COPY left unanswered.
-    if (this.#spareReady > 0 && type !== BackendCode.ReadyForQuery && type !== BackendCode.ErrorResponse && type !== BackendCode.NoticeResponse && type !== BackendCode.ParameterStatus && type !== BackendCode.NotificationResponse) this.#spareReady = 0;
-    if (head && (head.kind === Kind.Query || head.kind === Kind.Function) && type !== BackendCode.ReadyForQuery) head.answered = true;
+    const asynchronous = type === BackendCode.NoticeResponse || type === BackendCode.ParameterStatus || type === BackendCode.NotificationResponse;
+    if (head !== undefined && head === this.#holding && !asynchronous) {
+      // The held Execute's first answer: the COPY started, or it was not one (or failed at once).
+      this.#holding = undefined;
+      if (type === BackendCode.CopyInResponse) {
+        this.#copyActive = true;
+        this.#copyIn = true;
+      }
+      this.#replay(false);
+    } else if (this.#copyActive && (type === BackendCode.CommandComplete || type === BackendCode.ErrorResponse)) {
+      // The running COPY ended: its Syncs are dropped after success, sent on after a failure.
+      this.#copyActive = false;
+      this.#copyIn = false;
+      this.#replay(type === BackendCode.CommandComplete);
+    }
     switch (type) {
       case BackendCode.CommandComplete:
       case BackendCode.EmptyQueryResponse:
       case BackendCode.PortalSuspended: {
         const tag = type === BackendCode.CommandComplete ? readCommandTag(frame) : '';
         if (head?.kind === Kind.Query) head.tags?.push(tag);
-        else if (head?.kind === Kind.Execute) {
-          if (head === this.#copying) this.#copyEnded(false);
-          this.#finishExecute(head, tag, type === BackendCode.PortalSuspended);
-        } else this.#unexpected(type, head);
+        else if (head?.kind === Kind.Execute) this.#finishExecute(head, tag, type === BackendCode.PortalSuspended);
+        else this.#unexpected(type, head);
         break;
       }
       case BackendCode.ParseComplete:
@@ -349,7 +425,11 @@ export class StatementTracker {
         break;
       case BackendCode.CopyInResponse:
         if (head?.kind !== Kind.Execute && head?.kind !== Kind.Query) this.#unexpected(type, head);
-        this.#copyInStarted(head);
+        if (!this.#copyActive) {
+          // A simple Query's COPY (each of a multi-statement Query's starts its own).
+          this.#copyActive = true;
+          this.#copyIn = true;
+        }
         break;
       case BackendCode.BindComplete:
         if (head?.kind !== Kind.Bind) this.#unexpected(type, head);
@@ -379,17 +459,13 @@ export class StatementTracker {
         break;
       }
       case BackendCode.ReadyForQuery:
-        if (head?.kind === Kind.Sync) {
-          this.#shift();
-          this.#batch = [];
-          this.#batchExplicit = false;
-        } else if (this.#spareReady > 0 && !head?.answered) {
-          this.#spareReady--; // a Sync sent inside a COPY that failed before the target read it
-          break;
-        } else if (head?.kind === Kind.Query) this.#finishQuery(head);
+        if (head?.kind === Kind.Sync) this.#shift();
+        else if (head?.kind === Kind.Query) this.#finishQuery(head);
         else if (head?.kind === Kind.Function) this.#finishFunction(head);
         else this.#unexpected(type, head);
-        this.#txStatus = frame[5] ?? 0x49;
+        // A new batch, in the transaction state the target reports ('I': none open).
+        this.#batch = [];
+        this.#explicit = frame[5] !== 0x49;
         break;
     }
     return frame;
@@ -401,7 +477,6 @@ export class StatementTracker {
 
   #onError(head: Pending | undefined, frame: Buffer): Buffer {
     this.#copyIn = false; // an error ends COPY mode; the rest of the client's copy data is dropped
-    if (head !== undefined && head === this.#copying) this.#copyEnded(true);
     if (head?.kind === Kind.Sync) {
       // The implicit commit at Sync failed (a deferred constraint).
       this.#rolledBack('commit', readErrorFields(frame).get('C') ?? 'XX000');
@@ -431,6 +506,11 @@ export class StatementTracker {
       skipped.push(p);
     }
     for (const p of [...skipped].reverse()) this.#undo(p);
+    // A held COPY Execute the target skipped will never answer: what waits behind it goes on now.
+    if (this.#holding && skipped.includes(this.#holding)) {
+      this.#holding = undefined;
+      this.#replay(false);
+    }
     for (const p of skipped) {
       if (p.kind === Kind.Parse) this.#emitParse({ ...p, error: 'skipped' });
       else if (p.kind === Kind.Query) this.#emitQuery({ ...p, error: 'skipped' });
@@ -448,7 +528,7 @@ export class StatementTracker {
    * (the client's COMMIT or ROLLBACK says how that ends; savepoints may keep part of it).
    */
   #rolledBack(cause: 'error' | 'commit', error: string): void {
-    if (this.#batch.length > 0 && !this.#batchExplicit && this.#txStatus === 0x49 /* 'I' */) {
+    if (this.#batch.length > 0 && !this.#explicit) {
       this.emit('gateway.rolled_back', { sessionId: this.sessionId, cause, error, executions: this.#batch });
     }
     this.#batch = [];
@@ -517,35 +597,7 @@ export class StatementTracker {
   }
 
   #push(p: Pending): void {
-    p.copyEnds = this.#copyEnds;
     this.#pending.push(p);
-  }
-
-  /**
-   * COPY FROM STDIN began for `head`: the Syncs the client sent after it and before the CopyDone
-   * (or CopyFail) that ends it were read in COPY mode and ignored, so no ReadyForQuery answers
-   * them (libpq sends Execute and Sync together, then the data, CopyDone and another Sync).
-   */
-  #copyInStarted(head: Pending): void {
-    const before = head.copyEnds ?? 0;
-    let kept = this.#head + 1;
-    let syncs = 0;
-    for (let i = this.#head + 1; i < this.#pending.length; i++) {
-      const p = this.#pending[i] as Pending;
-      if (p.kind === Kind.Sync && p.copyEnds === before) syncs++;
-      else this.#pending[kept++] = p;
-    }
-    this.#pending.length = kept;
-    this.#copying = head;
-    this.#copySyncs = syncs;
-    if (this.#copyEnds === before) this.#copyIn = true;
-  }
-
-  /** The COPY ended: by an error, the Syncs sent inside it may each still be answered. */
-  #copyEnded(failed: boolean): void {
-    if (failed) this.#spareReady += this.#copySyncs;
-    this.#copying = undefined;
-    this.#copySyncs = 0;
   }
 
   #shift(): void {
@@ -667,12 +719,26 @@ export class StatementTracker {
     if (p.params) data.params = p.params;
     if (outcomeUnknown) data.outcome = 'unknown';
     else if (p.error === undefined) {
-      if (tag !== null && /^(BEGIN|START TRANSACTION|SAVEPOINT)/.test(tag)) this.#batchExplicit = true;
-      if (this.#batch.length < 1000) this.#batch.push(st?.id ?? p.name ?? '');
+      if (tag !== null && TX_OPENS.test(tag)) this.#explicit = true;
+      if (tag !== null && TX_ENDS.test(tag)) {
+        // COMMIT/ROLLBACK settle what ran before: an error after them undoes none of it.
+        this.#explicit = false;
+        this.#batch = [];
+      } else if (this.#batch.length < 1000) this.#batch.push(st?.id ?? p.name ?? '');
     }
     this.emit('gateway.execute', data);
   }
 }
+
+/** A statement that may be COPY … FROM STDIN (over-approximated: any mention of both words). */
+const COPY_FROM_STDIN = /copy[\s\S]*stdin/i;
+/** Most bytes held behind a COPY Execute before the target answers it. */
+const MAX_HELD_BYTES = 1024 * 1024;
+const TX_OPENS = /^(BEGIN|START TRANSACTION)$/;
+const TX_ENDS = /^(COMMIT|ROLLBACK|END|ABORT|PREPARE TRANSACTION|COMMIT PREPARED|ROLLBACK PREPARED)$/;
+const EMPTY = Buffer.alloc(0);
+const FLUSH = Buffer.from([0x48, 0, 0, 0, 4]); // 'H'
+const NONE: Buffer[] = [];
 
 /** SQL that may create or drop prepared statements by name (over-approximated: any mention). */
 const NAME_CHANGING_SQL = /prepare|deallocate|discard/i;
