@@ -75,8 +75,6 @@ interface Pending {
   /** Execute: the portal's name; DataRows counted so far (a suspended portal's rows). */
   portal?: string;
   rowsSeen?: number;
-  /** A Query or FunctionCall has had some answer (so a ReadyForQuery can end it). */
-  answered?: boolean;
 }
 
 interface Portal {
