@@ -124,7 +124,7 @@ export class StatementTracker {
   #copyIn = false;
   /** A COPY FROM STDIN is running on the target (CopyInResponse seen, its end not yet). */
   #copyActive = false;
-  /** A COPY FROM STDIN (or unknown) Execute sent and not yet answered (see #waitOrTrack). */
+  /** A COPY FROM STDIN Execute sent and not yet answered (see #waitOrTrack). */
   #holding: Pending | undefined;
   /** Client messages waiting (see #waitOrTrack), in the order sent; `inCopy`: a Sync sent inside a COPY. */
   #queue: Array<{ type: number; frame: Buffer; inCopy?: boolean }> = [];
