@@ -150,7 +150,7 @@ export class ClientSession {
     const upstream = this.#upstream;
     // The guardrails parse SQL as UTF-8 with standard conforming strings; a session the target
     // starts otherwise (a role or database default, a client encoding asked for at startup)
-    // would read the same bytes as other statements.
+    // would read the same bytes as other statements than the guardrails checked.
     const hazard = auth.guardrails.length > 0 || auth.readOnly
       ? upstream.parameterStatus.map((f) => readParameterStatus(f)).map(({ name, value }) => lexingHazard(name, value)).find((h) => h !== undefined)
       : undefined;

@@ -183,7 +183,7 @@ export class StatementTracker {
       this.#copyIn = false;
       return Buffer.concat([frame, FLUSH]);
     }
-    const copy = Buffer.from(frame); // the chunk it views is reused by the next read
+    const copy = Buffer.from(frame); // a copy: a view would keep its whole chunk alive while it waits
     this.#queuedBytes += copy.length;
     if (this.#queuedBytes > MAX_HELD_BYTES) throw new ProtocolError('too much sent behind a COPY before the target answered it');
     this.#queue.push({ type, frame: copy, inCopy: !this.#holding && this.#copyIn && type === FrontendCode.Sync });
