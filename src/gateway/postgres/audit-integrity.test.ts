@@ -241,6 +241,37 @@ describe('gateway audit: every statement the target may run is on the record', (
     for (const id of [7001, 7002, 7010]) expect(await rowExists(id), String(id)).toBe(true);
   });
 
+  it('pipelined data for a later COPY waits its turn, a COPY whose text was let go still works, Syncs inside a COPY cost nothing (fifth review)', async () => {
+    await admin.query('create table if not exists copied (a int)');
+    await admin.query(`grant all on copied to ${fx.roles.rw.user}`);
+    const { s, sessionId, c } = await session();
+    const d = (text: string) => typed('d', Buffer.from(text));
+    const done = () => typed('c', Buffer.alloc(0));
+    const copyExec = () => [ser.parse('', 'copy copied from stdin'), bind('', ''), execute('')];
+    s.write(Buffer.concat([...copyExec(), sync()]));
+    await c.until(0x47, 1);
+    // This COPY's end, then a whole second COPY with its data, then a query: all in one write.
+    s.write(Buffer.concat([d('1\n'), done(), sync(), ...copyExec(), sync(), d('2\n'), done(), sync(), ser.query('select 40 + 2 as n')]));
+    expect(await c.until(0x43, 3)).toContain('42');
+    // A COPY statement whose name is let go (a later statement mentions "prepare"), run by name.
+    s.write(Buffer.concat([ser.parse('c1', 'copy copied from stdin'), sync()]));
+    await c.ready();
+    s.write(ser.query("select 'prepared'"));
+    await c.ready();
+    s.write(Buffer.concat([bind('', 'c1'), execute(''), sync()]));
+    await c.until(0x47, 1);
+    // A Sync after every row: counted, not queued.
+    const rows: Buffer[] = [];
+    for (let i = 0; i < 2000; i++) rows.push(d(`${i}\n`), sync());
+    s.write(Buffer.concat([...rows, done(), sync()]));
+    await c.ready();
+    s.write(ser.query('select 6 * 7 as n'));
+    expect(await c.ready()).toContain('42');
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    expect(events.filter((e) => e.type === 'gateway.execute').map((e) => e.tag)).toEqual(['COPY 1', 'COPY 1', 'COPY 2000']);
+  });
+
   it('rolled_back is only claimed for what an implicit transaction undid (fourth review)', async () => {
     const { s, sessionId, c } = await session();
     const run = (sql: string) => [ser.parse('', sql), bind('', ''), execute('')];

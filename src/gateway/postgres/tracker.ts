@@ -53,6 +53,8 @@ interface Statement {
   audited: boolean;
   /** Its name was let go (#namesMayChange) while its Parse was in flight. */
   orphaned?: boolean;
+  /** It looks like COPY … FROM STDIN (decided on the whole text, before clipping). */
+  copyIn?: boolean;
 }
 
 /** A request forwarded upstream and not yet answered. Answers come back in order. */
@@ -126,8 +128,15 @@ export class StatementTracker {
   #copyActive = false;
   /** A COPY FROM STDIN Execute sent and not yet answered (see #waitOrTrack). */
   #holding: Pending | undefined;
-  /** Client messages waiting (see #waitOrTrack), in the order sent; `inCopy`: a Sync sent inside a COPY. */
-  #queue: Array<{ type: number; frame: Buffer; inCopy?: boolean }> = [];
+  /** Client messages waiting (see #waitOrTrack), in the order sent. */
+  #queue: Array<{ type: number; frame: Buffer }> = [];
+  /** Syncs the client sent inside the running COPY, not sent on (see #waitOrTrack). */
+  #copySyncs = 0;
+  /**
+   * Syncs already sent on when a COPY nobody held started (its statement's text was not known
+   * here): the target ignored them if it read them in COPY mode, as it did if the COPY succeeds.
+   */
+  #copySentSyncs: Pending[] = [];
   #queuedBytes = 0;
   /** Queued messages now due upstream, in order (the relay takes them after each answer). */
   #released: Buffer[] = [];
@@ -153,7 +162,7 @@ export class StatementTracker {
 
   /** Client -> target. Returns what to forward. */
   fromClient(type: number, frame: Buffer): Buffer {
-    if (this.#holding || this.#queue.length > 0 || (this.#copyIn && type === FrontendCode.Sync)) return this.#waitOrTrack(type, frame);
+    if (this.#holding || this.#queue.length > 0 || this.#copySyncs > 0 || (this.#copyIn && (type === FrontendCode.Sync || type === FrontendCode.Flush))) return this.#waitOrTrack(type, frame);
     if (type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) this.#copyIn = false;
     if (type === FrontendCode.CopyData || type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) return frame;
     return this.#track(type, frame);
@@ -166,37 +175,50 @@ export class StatementTracker {
    * answers alone cannot tell which happened. So the gateway makes it one way:
    * - what the client sends behind such an Execute waits (a Flush sent with the Execute makes
    *   the target answer it at once, and the client is not read meanwhile) for its first answer;
-   * - a Sync sent inside the COPY, and anything but copy data behind it, waits for the COPY's end
-   *   (a Flush sent with the client's CopyDone or CopyFail makes the target report it);
-   * - then a COPY that succeeded drops those Syncs (the target would have ignored them) and one
+   * - a Sync sent inside the COPY is counted, not sent; anything but this COPY's own data behind
+   *   it waits for the COPY's end (a Flush sent with the client's CopyDone or CopyFail makes the
+   *   target report it);
+   * - then a COPY that succeeded forgets those Syncs (the target would have ignored them) and one
    *   that failed sends them on, and the rest follows in the order the client sent it: the
-   *   target reads exactly what it would have read had the COPY failed before reading the Sync.
+   *   target reads exactly what it would have read had the COPY failed before reading the Sync
+   *   (so a failed COPY answers each of them, as it then would).
    * Only statements that look like COPY … FROM STDIN are held, so ordinary pipelining is
    * untouched.
    */
   #waitOrTrack(type: number, frame: Buffer): Buffer {
-    const copyMessage = type === FrontendCode.CopyData || type === FrontendCode.CopyDone || type === FrontendCode.CopyFail;
-    if (!this.#holding && copyMessage) {
-      // The data the running COPY needs goes on, ahead of what waits; its end with a Flush, so
-      // that the target reports how the COPY ended without the Sync that waits here.
-      if (type === FrontendCode.CopyData) return frame;
-      this.#copyIn = false;
-      return Buffer.concat([frame, FLUSH]);
+    if (!this.#holding && this.#copyIn) {
+      // Inside the running COPY (the client has not ended it): its data goes on ahead of what
+      // waits, a Flush too (the target ignores it while copying), a Sync is counted.
+      if (type === FrontendCode.CopyData || type === FrontendCode.Flush) return frame;
+      if (type === FrontendCode.Sync) {
+        this.#copySyncs++;
+        return EMPTY;
+      }
+      if (type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) {
+        this.#copyIn = false;
+        return Buffer.concat([frame, FLUSH]);
+      }
     }
+    // Behind a held Execute, or behind this COPY's end (even a later COPY's data): waits its turn.
     const copy = Buffer.from(frame); // a copy: a view would keep its whole chunk alive while it waits
     this.#queuedBytes += copy.length;
     if (this.#queuedBytes > MAX_HELD_BYTES) throw new ProtocolError('too much sent behind a COPY before the target answered it');
-    this.#queue.push({ type, frame: copy, inCopy: !this.#holding && this.#copyIn && type === FrontendCode.Sync });
+    this.#queue.push({ type, frame: copy });
     return EMPTY;
   }
 
-  /** Sends on what waits (see #waitOrTrack), in order, dropping Syncs from inside a COPY that succeeded. */
-  #replay(dropCopySyncs: boolean): void {
+  /** Sends on what waits (see #waitOrTrack), in order, after the Syncs of a COPY that failed. */
+  #replay(copyFailed: boolean): void {
+    for (; this.#copySyncs > 0; this.#copySyncs--) {
+      if (copyFailed) {
+        this.#push({ kind: Kind.Sync, start: 0 });
+        this.#released.push(SYNC);
+      }
+    }
     const queue = this.#queue;
     this.#queue = [];
     this.#queuedBytes = 0;
     for (const m of queue) {
-      if (m.inCopy && dropCopySyncs) continue;
       // As if it arrived now: it may have to wait again (behind another COPY), or go on.
       const out = this.fromClient(m.type, m.frame);
       if (out.length > 0) this.#released.push(out);
@@ -223,7 +245,7 @@ export class StatementTracker {
         // The name points at the new statement from here on (a Bind pipelined behind it uses it);
         // if the target refuses or skips the Parse, it points back at the one it had (#undo).
         const prev = this.#statements.get(name);
-        const stmt: Statement = { id: this.#nextId++, name, sql: clip(sql), ok: false, audited: false };
+        const stmt: Statement = { id: this.#nextId++, name, sql: clip(sql), ok: false, audited: false, copyIn: COPY_FROM_STDIN.test(sql) };
         this.#statements.set(name, stmt);
         this.#keepWithinBudget(stmt);
         this.#push({ kind: Kind.Parse, start: this.now(), sql: stmt.sql, name, stmt, prev, denied: d });
@@ -252,7 +274,7 @@ export class StatementTracker {
         // A COPY FROM STDIN: hold what follows (#waitOrTrack), and ask the target for its answer
         // now (it sends nothing before a Sync or a Flush). A statement whose text is unknown here
         // was prepared in SQL, and COPY cannot be.
-        if (portal?.stmt !== undefined && COPY_FROM_STDIN.test(portal.stmt.sql)) {
+        if (portal?.stmt?.copyIn === true) {
           this.#holding = execute;
           return Buffer.concat([frame, FLUSH]);
         }
@@ -396,10 +418,17 @@ export class StatementTracker {
       }
       this.#replay(false);
     } else if (this.#copyActive && (type === BackendCode.CommandComplete || type === BackendCode.ErrorResponse)) {
-      // The running COPY ended: its Syncs are dropped after success, sent on after a failure.
+      // The running COPY ended: its Syncs are forgotten after success, sent on after a failure.
       this.#copyActive = false;
       this.#copyIn = false;
-      this.#replay(type === BackendCode.CommandComplete);
+      if (type === BackendCode.CommandComplete) {
+        for (const sync of this.#copySentSyncs) {
+          const i = this.#pending.indexOf(sync, this.#head);
+          if (i >= 0) this.#pending.splice(i, 1);
+        }
+      }
+      this.#copySentSyncs = [];
+      this.#replay(type === BackendCode.ErrorResponse);
     }
     switch (type) {
       case BackendCode.CommandComplete:
@@ -424,9 +453,16 @@ export class StatementTracker {
       case BackendCode.CopyInResponse:
         if (head?.kind !== Kind.Execute && head?.kind !== Kind.Query) this.#unexpected(type, head);
         if (!this.#copyActive) {
-          // A simple Query's COPY (each of a multi-statement Query's starts its own).
+          // A simple Query's COPY (each of a multi-statement Query's starts its own), or an
+          // Execute nobody held: the Syncs already sent behind it are ignored if it succeeds.
           this.#copyActive = true;
           this.#copyIn = true;
+          if (head.kind === Kind.Execute) {
+            for (let i = this.#head + 1; i < this.#pending.length; i++) {
+              const p = this.#pending[i] as Pending;
+              if (p.kind === Kind.Sync) this.#copySentSyncs.push(p);
+            }
+          }
         }
         break;
       case BackendCode.BindComplete:
@@ -736,6 +772,7 @@ const TX_OPENS = /^(BEGIN|START TRANSACTION)$/;
 const TX_ENDS = /^(COMMIT|ROLLBACK|END|ABORT|PREPARE TRANSACTION|COMMIT PREPARED|ROLLBACK PREPARED)$/;
 const EMPTY = Buffer.alloc(0);
 const FLUSH = Buffer.from([0x48, 0, 0, 0, 4]); // 'H'
+const SYNC = Buffer.from([0x53, 0, 0, 0, 4]); // 'S'
 const NONE: Buffer[] = [];
 
 /** SQL that may create or drop prepared statements by name (over-approximated: any mention). */
