@@ -1,6 +1,9 @@
 import { sql, type Kysely } from 'kysely';
 import type { DB } from '../store/schema.js';
 import { GENESIS_HASH, chainHash } from './chain.js';
+import type { Checkpoint } from './checkpoint.js';
+
+export { parseCheckpoint, type Checkpoint } from './checkpoint.js';
 import type { AuditEventRow } from './types.js';
 
 export type ChainFault =
@@ -20,18 +23,6 @@ export type VerifyResult =
   | { ok: true; count: number; headSeq: number; headHash: string }
   | { ok: false; count: number; firstBad: { seq: number; reason: ChainFault }; message: string };
 
-/** A head recorded earlier and kept elsewhere: the log must still hold this event, with this hash. */
-export interface Checkpoint {
-  readonly seq: number;
-  readonly hash: string;
-}
-
-/** `SEQ:HASH` as `audit verify` prints a head; undefined when it is not one. */
-export function parseCheckpoint(text: string): Checkpoint | undefined {
-  const m = /^([1-9][0-9]{0,15}):([0-9a-f]{64})$/.exec(text);
-  const seq = m ? Number(m[1]) : NaN;
-  return m && Number.isSafeInteger(seq) ? { seq, hash: m[2] as string } : undefined;
-}
 
 export interface VerifyOptions {
   /** Rows read per query (default 5000). */

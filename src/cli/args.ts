@@ -1,4 +1,5 @@
 import { InvalidArgumentError } from 'commander';
+import { parseCheckpoint } from '../audit/checkpoint.js';
 import { parseDuration } from '../domain/duration.js';
 
 /** Option/argument parsers: bad input is a usage error (exit 2) before any call to the server. */
@@ -19,9 +20,7 @@ export const reviewIdArg = idArg('rev', 'review');
 
 /** An audit checkpoint as `audit verify` prints it: SEQ:HASH. */
 export function checkpointArg(text: string): string {
-  if (!/^[1-9][0-9]{0,15}:[0-9a-f]{64}$/.test(text) || !Number.isSafeInteger(Number(text.split(':')[0]))) {
-    throw new InvalidArgumentError('not a checkpoint (use SEQ:HASH as audit verify prints it)');
-  }
+  if (parseCheckpoint(text) === undefined) throw new InvalidArgumentError('not a checkpoint (use SEQ:HASH as audit verify prints it)');
   return text;
 }
 

@@ -209,12 +209,13 @@ export class StatementTracker {
 
   /** Sends on what waits (see #waitOrTrack), in order, after the Syncs of a COPY that failed. */
   #replay(copyFailed: boolean): void {
-    for (; this.#copySyncs > 0; this.#copySyncs--) {
-      if (copyFailed) {
+    if (copyFailed) {
+      for (let i = 0; i < this.#copySyncs; i++) {
         this.#push({ kind: Kind.Sync, start: 0 });
         this.#released.push(SYNC);
       }
     }
+    this.#copySyncs = 0;
     const queue = this.#queue;
     this.#queue = [];
     this.#queuedBytes = 0;
