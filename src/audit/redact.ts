@@ -1,4 +1,5 @@
 import { canonicalJSONReplacing, type Replacer } from './canonical.js';
+import { maskSqlPasswords } from './sql-secrets.js';
 
 /** The placeholder that replaces a secret-looking value in audit data. */
 export const REDACTED = '[redacted]';
@@ -16,8 +17,8 @@ export function isSecretKey(key: string): boolean {
 
 /**
  * Secrets inside any string, whatever its key, masked where they stand (not the whole string):
- * the password of a URL (`postgres://app:[redacted]@db/x`) and hallpass's own tokens (API,
- * refresh, web session and gateway tokens).
+ * the password of a URL (`postgres://app:[redacted]@db/x`), hallpass's own tokens (API,
+ * refresh, web session and gateway tokens), and passwords written into SQL (sql-secrets.ts).
  *
  * Only the secret itself is replaced, and only when it is made of characters that cannot carry
  * SQL structure (no whitespace, quotes, `$`, parentheses, `;`, `*` or `/`). Statement text is the
@@ -44,7 +45,7 @@ export function maskSecrets(v: string): string {
   let out = v;
   if (out.includes('://')) out = out.replace(URL_PASSWORD, `$1${REDACTED}`);
   if (out.includes('hp_') || out.includes('hpg')) out = out.replace(HALLPASS_TOKEN, REDACTED);
-  return out;
+  return maskSqlPasswords(out, REDACTED);
 }
 
 /** Audit data keys repeat endlessly (sessionId, sql, ...): remember the verdict for a bounded few. */

@@ -146,6 +146,25 @@ describe('gateway: per-resource storeParameters', () => {
     expect(events[0]!.data).not.toHaveProperty('params');
     expect(JSON.stringify(events)).not.toContain('plain value');
   });
+
+  it('keeps passwords written into SQL off the record, whether the statement runs, fails or is denied', async () => {
+    const { client, grantId } = await gatewaySession(t, 'plain-db');
+    await client.connect();
+    // Runs (a connection string in a literal), is denied by the read role's guardrails, fails upstream.
+    expect((await client.query("select 'host=db password=hunter4 user=app' as conninfo")).rows).toEqual([{ conninfo: 'host=db password=hunter4 user=app' }]);
+    await expect(client.query("ALTER ROLE CURRENT_USER PASSWORD 'hunter5'")).rejects.toThrow();
+    await expect(client.query({ text: "CREATE USER MAPPING FOR CURRENT_USER SERVER nosuch OPTIONS (password 'hunter6')" })).rejects.toThrow();
+    expect((await client.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    await client.end();
+    const db = t.h.deps.store.db;
+    expect(await eventually(async () => (await queryEvents(db, { type: 'gateway.session.end', grantId, limit: 5 })).length === 1)).toBe(true);
+    const events = await queryEvents(db, { grantId, limit: 100 });
+    const text = JSON.stringify(events);
+    for (const secret of ['hunter4', 'hunter5', 'hunter6']) expect(text).not.toContain(secret);
+    expect(text).toContain("select 'host=db password=[redacted] user=app' as conninfo");
+    expect(text).toContain("ALTER ROLE CURRENT_USER PASSWORD '[redacted]'");
+    expect(text).toContain("OPTIONS (password '[redacted]')");
+  });
 });
 
 describe('gateway: TLS to the target from the resource connection (sslmode, sslrootcert)', () => {
