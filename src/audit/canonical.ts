@@ -15,7 +15,8 @@ export function canonicalJSON(value: unknown): string {
 export interface Replacer {
   readonly replacement: string;
   hidesKey(key: string): boolean;
-  rewriteString(value: string): string;
+  /** `key` is the member name when the string is an object member's value (not inside an array). */
+  rewriteString(value: string, key: string | undefined): string;
 }
 
 /**
@@ -34,11 +35,11 @@ export function canonicalScalar(value: string | number | boolean | null): string
 }
 
 /** `stack` holds the objects being written (for cycle detection): a path, not every object seen. */
-function write(value: unknown, stack: object[], r: Replacer | undefined): string {
+function write(value: unknown, stack: object[], r: Replacer | undefined, key?: string): string {
   if (value === null) return 'null';
   switch (typeof value) {
     case 'string':
-      return JSON.stringify(r === undefined ? value : r.rewriteString(value));
+      return JSON.stringify(r === undefined ? value : r.rewriteString(value, key));
     case 'boolean':
       return value ? 'true' : 'false';
     case 'number':
@@ -73,7 +74,7 @@ function write(value: unknown, stack: object[], r: Replacer | undefined): string
       if (v === undefined) continue;
       const hidden = r !== undefined && v !== null && r.hidesKey(key);
       if (!hidden && typeof v === 'function') continue;
-      out += `${first ? '' : ','}${JSON.stringify(key)}:${hidden ? JSON.stringify(r.replacement) : write(v, stack, r)}`;
+      out += `${first ? '' : ','}${JSON.stringify(key)}:${hidden ? JSON.stringify(r.replacement) : write(v, stack, r, key)}`;
       first = false;
     }
     return `${out}}`;
