@@ -12,6 +12,7 @@
  *   sink (highVolumeSink), and with an audit sink that drops events.
  * Usage (as root, to install PgBouncer from Debian's packages):
  *   node --import tsx bench/gateway/run.ts   # BENCH_SECONDS=5 BENCH_SCALE=10 BENCH_ROUNDS=3
+ *                                            # BENCH_WARMUP_SECONDS=3 (per target and mode, at the most clients)
  *                                            # BENCH_MODES=simple,extended,extended -C
  *                                            # BENCH_CLIENTS=1,4,8 BENCH_TARGETS=direct,...
  *                                            # BENCH_AUDIT_DELAY_MS (the batcher's maxDelayMs, default 25)
@@ -41,6 +42,7 @@ import { freePort, startPgTarget, type PgTarget } from '../../test/support/pg-ta
 
 const run = promisify(execFile);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const WARMUP_SECONDS = Number(process.env.BENCH_WARMUP_SECONDS ?? 3);
 const SCALE = Number(process.env.BENCH_SCALE ?? 10);
 const CLIENTS = (process.env.BENCH_CLIENTS ?? '1,4,8').split(',').map(Number);
 const MODES = (process.env.BENCH_MODES ?? 'simple,extended,extended -C').split(',');
@@ -302,8 +304,12 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string, 
   const results: Result[] = [];
   let eventsStored = 0;
   try {
-    // Warm-up (JIT, connection caches) so the first measured row is not penalised.
-    if (!hold) for (const [, env] of targets) for (const m of ['simple', 'extended']) await pgbench(env(), m, 2, false, logDir, 1);
+    // Warm-up, so that no measured run pays for V8 compiling the hot paths on its worker threads or
+    // for the audit writer thread starting: in a fresh process the audited gateway's first 6 s at 8
+    // clients cost 2-3x the CPU per transaction of the next (its V8 threads ~50 µs/tx, then ~3).
+    // Backends are still fresh for every measured run (see emptyPool).
+    const warmClients = Math.max(...CLIENTS);
+    if (!hold) for (const [, env] of targets) for (const m of ['simple', 'extended']) await pgbench(env(), m, warmClients, false, logDir, WARMUP_SECONDS);
     for (const m of hold ? [] : MODES) {
       const [mode = 'simple', flag] = m.split(' ');
       const reconnect = flag === '-C';

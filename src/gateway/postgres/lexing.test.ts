@@ -62,6 +62,32 @@ describe('gateway: a session never reads SQL differently from the guardrails', (
     expect(free.stdout.trim()).toBe('SJIS');
   });
 
+  it('in a LATIN1 session, bytes that are not UTF-8 cannot make two dollar-quote tags look alike (second review, 2026-12-02)', async () => {
+    const s = await rawLogin(fx.port, fx.authority.token(fx.grant({ role: 'write', guardrails: ['ddl'] })));
+    let got = '';
+    s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    const ready = async (n: number): Promise<void> => {
+      for (let t = 0; got.split('Z\0\0\0\x05').length - 1 < n && t < 500; t++) await new Promise((r) => setTimeout(r, 10));
+    };
+    s.write(ser.query("set client_encoding = 'LATIN1'"));
+    await ready(1);
+    // Decoded as UTF-8, $é$ and $è$ both read $\uFFFD$: one SELECT of three strings. The target
+    // reads a SELECT, a CREATE TABLE and a SELECT.
+    const e = Buffer.from([0xe9]);
+    const g = Buffer.from([0xe8]);
+    const sql = Buffer.concat([
+      Buffer.from('SELECT $'), e, Buffer.from('$ $'), g, Buffer.from('$, $'), e,
+      Buffer.from('$; create table pwned_latin1(id int); SELECT $'), g, Buffer.from('$, $'), e, Buffer.from('$ $'), g, Buffer.from('$'),
+    ]);
+    const len = Buffer.alloc(4);
+    len.writeInt32BE(4 + sql.length + 1);
+    s.write(Buffer.concat([Buffer.from('Q'), len, sql, Buffer.from([0])]));
+    await ready(2);
+    expect(got).toContain('hallpass: statement denied');
+    s.end(ser.terminate());
+    expect(await tableExists('pwned_latin1')).toBe(false);
+  });
+
   it('refuses a session the target starts with standard_conforming_strings off (a role default)', async () => {
     const principal = fx.roles.rw.user;
     await admin.query(`alter role ${principal} set standard_conforming_strings = off`);

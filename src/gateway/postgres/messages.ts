@@ -4,6 +4,8 @@
  * as raw bytes. https://www.postgresql.org/docs/current/protocol-message-formats.html
  */
 
+import { isUtf8 } from 'node:buffer';
+
 /** Messages a client (frontend) sends after startup. */
 export const enum FrontendCode {
   Bind = 0x42, // 'B'
@@ -158,6 +160,24 @@ export function readStartupPacket(packet: Buffer): StartupPacket {
 /** Query ('Q'): the SQL text. */
 export function readQuery(frame: Buffer): string {
   return new Reader(frame, 5).cstring();
+}
+
+/**
+ * The SQL text of a Query or Parse frame (`sql`, as decoded) for deciding on its structure. Decoding
+ * invalid UTF-8 replaces each bad byte with U+FFFD, so dollar-quote tags that differ on the target
+ * (`$é$` and `$è$` in LATIN1) would look the same to the parser, and a statement the target runs
+ * could sit inside what the parser takes for a string (found in review, 2026-12-02). Such text is
+ * read byte for byte instead (latin1): every byte a character of its own, so tags stay distinct and
+ * bytes >= 0x80 stay identifier characters, as the target's lexer sees them in any client encoding
+ * whose characters are all made of such bytes (UTF8 itself refuses invalid bytes; the encodings
+ * whose characters can contain ASCII bytes, such as SJIS, are refused for guarded sessions).
+ */
+export function lexicalSql(frame: Buffer, sql: string): string {
+  if (!sql.includes('\uFFFD')) return sql;
+  const start = frame[0] === FrontendCode.Parse ? frame.indexOf(0, 5) + 1 : 5;
+  const end = frame.indexOf(0, start);
+  const bytes = frame.subarray(start, end < 0 ? frame.length : end);
+  return isUtf8(bytes) ? sql : bytes.toString('latin1');
 }
 
 /** ParameterStatus ('S'): a setting the target reports, and its value. */

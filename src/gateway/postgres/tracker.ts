@@ -9,6 +9,7 @@ import {
   readExecute,
   readFunctionCall,
   readParameterStatus,
+  lexicalSql,
   readParse,
   readQuery,
   rowsFromTag,
@@ -234,14 +235,14 @@ export class StatementTracker {
     switch (type) {
       case FrontendCode.Query: {
         const sql = readQuery(frame);
-        const d = this.#decide(sql);
+        const d = this.#decide(sql, frame);
         this.#namesMayChange(sql);
         this.#push({ kind: Kind.Query, start: this.now(), sql: clip(sql), tags: [], denied: d });
         return d ? ser.query(POISON) : frame;
       }
       case FrontendCode.Parse: {
         const { name, sql } = readParse(frame);
-        const d = this.#decide(sql);
+        const d = this.#decide(sql, frame);
         this.#namesMayChange(sql);
         // The name points at the new statement from here on (a Bind pipelined behind it uses it);
         // if the target refuses or skips the Parse, it points back at the one it had (#undo).
@@ -341,13 +342,13 @@ export class StatementTracker {
         return frame;
       case FrontendCode.Query: {
         const sql = readQuery(frame);
-        const d = this.#decide(sql);
+        const d = this.#decide(sql, frame);
         this.#emitQuery({ kind: Kind.Query, start, sql, tags: [], denied: d, error: 'skipped' });
         return d ? ser.query(POISON) : frame;
       }
       case FrontendCode.Parse: {
         const { name, sql } = readParse(frame);
-        const d = this.#decide(sql);
+        const d = this.#decide(sql, frame);
         this.#emitParse({ kind: Kind.Parse, start, sql, name, denied: d, error: 'skipped' });
         return d ? ser.parse(name, POISON) : frame;
       }
@@ -601,9 +602,9 @@ export class StatementTracker {
     });
   }
 
-  #decide(sql: string): Denial | undefined {
+  #decide(sql: string, frame: Buffer): Denial | undefined {
     const before = this.checker.parseMs;
-    const d = this.checker.check(sql, this.policy.guardrails, this.policy.readOnly);
+    const d = this.checker.check(lexicalSql(frame, sql), this.policy.guardrails, this.policy.readOnly);
     const spent = this.checker.parseMs - before;
     if (spent > 0) this.#spendParse(spent);
     return d.allowed ? undefined : d;
