@@ -15,7 +15,7 @@ export function canonicalJSON(value: unknown): string {
 export interface Replacer {
   readonly replacement: string;
   hidesKey(key: string): boolean;
-  /** `key` is the member name when the string is an object member's value (not inside an array). */
+  /** `key` names the object member whose value the string is, or whose array holds it. */
   rewriteString(value: string, key: string | undefined): string;
 }
 
@@ -61,7 +61,7 @@ function write(value: unknown, stack: object[], r: Replacer | undefined, key?: s
       for (let i = 0; i < obj.length; i++) {
         const v: unknown = obj[i];
         if (i > 0) out += ',';
-        out += v === undefined || typeof v === 'function' ? 'null' : write(v, stack, r);
+        out += v === undefined || typeof v === 'function' ? 'null' : write(v, stack, r, key);
       }
       return `${out}]`;
     }

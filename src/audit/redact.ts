@@ -1,6 +1,6 @@
 import { canonicalJSONReplacing, type Replacer } from './canonical.js';
 import { HALLPASS_TOKEN, URL_PASSWORD, mayHoldUrlOrToken } from './secret-patterns.js';
-import { maskSqlText } from './sql-secrets.js';
+import { maskSqlParameter, maskSqlText } from './sql-secrets.js';
 
 /** The placeholder that replaces a secret-looking value in audit data. */
 export const REDACTED = '[redacted]';
@@ -19,8 +19,9 @@ export function isSecretKey(key: string): boolean {
 /**
  * Secrets inside any string, whatever its key, masked where they stand (not the whole string):
  * the password of a URL (`postgres://app:[redacted]@db/x`) and hallpass's own tokens (API,
- * refresh, web session and gateway tokens), see secret-patterns.ts. SQL text is masked by
- * maskSqlText instead (redactedCanonicalJSON does so for every `sql` member).
+ * refresh, web session and gateway tokens), see secret-patterns.ts. SQL text and statement
+ * parameters are masked by sql-secrets.ts instead (redactedCanonicalJSON does so for every `sql`
+ * member and every string of a `params` member).
  *
  * Only the secret itself is replaced, and only when it is made of characters that cannot carry
  * SQL structure (no whitespace, quotes, `$`, parentheses, `;`, `*` or `/`): a string that is not
@@ -49,13 +50,13 @@ const auditReplacer: Replacer = {
     }
     return v;
   },
-  rewriteString: (v, key) => (key === 'sql' ? maskSqlText(v, REDACTED) : maskSecrets(v)),
+  rewriteString: (v, key) => (key === 'sql' ? maskSqlText(v, REDACTED) : key === 'params' ? maskSqlParameter(v, REDACTED) : maskSecrets(v)),
 };
 
 /**
  * The text the audit log stores for an event's data: its canonical JSON with every secret-looking
  * key's value (at any depth, in objects and arrays; null kept) replaced by "[redacted]" and the
- * secrets inside every string masked (maskSecrets; maskSqlText for an `sql` member). One pass, no copy of the data. Throws on cycles.
+ * secrets inside every string masked (maskSecrets; for `sql` and `params`, sql-secrets.ts). One pass, no copy of the data. Throws on cycles.
  */
 export function redactedCanonicalJSON(data: Record<string, unknown>): string {
   return canonicalJSONReplacing(data, auditReplacer);

@@ -1,6 +1,6 @@
 import { loadModule, scanSync } from 'libpg-query';
 import { describe, expect, it } from 'vitest';
-import { maskSqlText, sqlSecretSpans } from './sql-secrets.js';
+import { maskSqlParameter, maskSqlText, sqlSecretSpans } from './sql-secrets.js';
 
 const M = '[redacted]';
 const mask = (sql: string): string => maskSqlText(sql, M);
@@ -28,6 +28,9 @@ describe('maskSqlText', () => {
     expect(mask(`ALTER USER MAPPING FOR ann SERVER s OPTIONS (SET "password" 'pw2', ADD passfile '/x')`))
       .toBe(`ALTER USER MAPPING FOR ann SERVER s OPTIONS (SET "password" '${M}', ADD passfile '/x')`);
     expect(mask("ALTER SERVER s OPTIONS (ADD password 'pw3')")).toBe(`ALTER SERVER s OPTIONS (ADD password '${M}')`);
+    expect(mask("CREATE USER MAPPING FOR u SERVER s OPTIONS (user 'u', sslpassword 'k3y!')")).toBe(`CREATE USER MAPPING FOR u SERVER s OPTIONS (user 'u', sslpassword '${M}')`);
+    // A foreign-data wrapper's validator may run an option's value: one that could be code stays.
+    expect(mask("CREATE SERVER s2 FOREIGN DATA WRAPPER w OPTIONS (password 'DELETE FROM t')")).toBe("CREATE SERVER s2 FOREIGN DATA WRAPPER w OPTIONS (password 'DELETE FROM t')");
   });
 
   it('masks the password of a connection string where PostgreSQL reads one', () => {
@@ -37,15 +40,27 @@ describe('maskSqlText', () => {
     expect(mask("SELECT * FROM dblink('password=pw6 host=h', 'select 1') AS t(a int)")).toBe(`SELECT * FROM dblink('password=${M} host=h', 'select 1') AS t(a int)`);
     expect(mask("SELECT dblink_exec('postgresql://u@h/db?sslmode=require&password=pw7', 'select 1')"))
       .toBe(`SELECT dblink_exec('postgresql://u@h/db?sslmode=require&password=${M}', 'select 1')`);
-    expect(mask("CREATE SUBSCRIPTION s CONNECTION 'host=db password=pw8' PUBLICATION p")).toBe(`CREATE SUBSCRIPTION s CONNECTION 'host=db password=${M}' PUBLICATION p`);
+    expect(mask("CREATE SUBSCRIPTION s CONNECTION 'host=db password=pw8!' PUBLICATION p")).toBe(`CREATE SUBSCRIPTION s CONNECTION 'host=db password=${M}' PUBLICATION p`);
+    expect(mask("CREATE SUBSCRIPTION s CONNECTION 'postgresql://rep:p!ss@db/app' PUBLICATION p")).toBe(`CREATE SUBSCRIPTION s CONNECTION 'postgresql://rep:${M}@db/app' PUBLICATION p`);
+    // A function called dblink_exec in another schema may run its argument: only a plain word is masked there.
+    expect(mask("SELECT dblink_connect('c', 'host=h password=s3cr3t!')")).toBe("SELECT dblink_connect('c', 'host=h password=s3cr3t!')");
     expect(mask("ALTER SYSTEM SET primary_conninfo = 'host=db password=pw9'")).toBe(`ALTER SYSTEM SET primary_conninfo = 'host=db password=${M}'`);
     // Not a connection string argument: the one-argument dblink runs its argument as SQL.
     expect(mask("SELECT * FROM dblink('password=1') AS t(a int)")).toBe("SELECT * FROM dblink('password=1') AS t(a int)");
   });
 
-  it('masks URL passwords and tokens inside literals and comments only', () => {
+  it('masks URL passwords and tokens in comments, and in literals that hold nothing else', () => {
     expect(mask("SELECT 'postgres://app:pw@db/x' -- or x://a:b@h")).toBe(`SELECT 'postgres://app:${M}@db/x' -- or x://a:${M}@h`);
-    expect(mask(`SELECT 1 WHERE '${tok}' = ''; DROP TABLE t`)).toBe(`SELECT 1 WHERE '${M}' = ''; DROP TABLE t`);
+    expect(mask(`SELECT 1 WHERE '${tok}' = ''; DROP TABLE t /* ${tok} */`)).toBe(`SELECT 1 WHERE '${M}' = ''; DROP TABLE t /* ${M} */`);
+    expect(mask(`SELECT 'token ${tok}', 'see postgres://app:pw@db/x'`)).toBe(`SELECT 'token ${tok}', 'see postgres://app:pw@db/x'`);
+  });
+
+  it('masks a parameter only when it is wholly a URL or a token (a parameter may be SQL a function runs)', () => {
+    expect(maskSqlParameter('postgres://app:pw@db/x', M)).toBe(`postgres://app:${M}@db/x`);
+    expect(maskSqlParameter(tok, M)).toBe(M);
+    for (const p of ["UPDATE acct SET note='x://'||1::text,balance=balance+1000000--@\nWHERE id=1", `SELECT ${tok}`, 'x://a:b@h and more']) {
+      expect(maskSqlParameter(p, M)).toBe(p);
+    }
   });
 
   it('masks every statement of a multi-statement string, and only role statements by keyword', () => {
@@ -88,6 +103,17 @@ describe('maskSqlText', () => {
       // A backslash: under SJIS it may be half of a character, so where the literal ends is unknown.
       "SELECT E'password=ぁ\\';DELETE/**/FROM/**/t;SELECT/**/E'x'",
       "SELECT E'password=\uFFFD\\';DELETE/**/FROM/**/t;SELECT/**/E'x'",
+      // Second review (2026-12-02), each run on PostgreSQL 15. Non-ASCII text: in LATIN1 $é$ and $è$
+      // are two tags that both decode to $\uFFFD$; in SJIS a character may end in "@".
+      'ALTER ROLE CURRENT_USER PASSWORD $\uFFFD$x$\uFFFD$password $\uFFFD$; DELETE FROM t WHERE id=1; SELECT $\uFFFD$z$\uFFFD$',
+      "ALTER ROLE CURRENT_USER PASSWORD $\u0801@$password' $\u0801@$; DELETE FROM t WHERE id=3; SELECT 'x'",
+      // A function of a dblink name in another schema that runs its argument.
+      "SELECT evil.dblink_exec('password=password,balance=balance+1000000', '1')",
+      "SELECT evil.dblink_connect('password=password,balance=balance+1000')",
+      // Tokens and URLs inside code.
+      'DO $$DECLARE hp_ref_c numeric := 0; BEGIN UPDATE acct SET balance=balance+hp_ref_c-00000000000000000000000000000000001000000 WHERE id=1; END$$',
+      `DO $$DECLARE ${tok} text := 'SELECT 1'; BEGIN EXECUTE ${tok}; END$$`,
+      "DO $$BEGIN PERFORM 'x://'||array_to_string((array[1,2,3])[1:a.bump--@\n],'') FROM acct a; END$$",
     ]) expect(mask(sql), sql).toBe(sql);
   });
 

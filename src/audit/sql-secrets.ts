@@ -5,28 +5,48 @@ import { HALLPASS_TOKEN, URL_PASSWORD_IN_SQL, mayHoldUrlOrToken } from './secret
  * the gateway): passwords written into statements (`ALTER ROLE ann PASSWORD 'x'`, psql's
  * `\password`, `USER MAPPING … OPTIONS (password 'x')`), the password of a connection string
  * where PostgreSQL takes one (`dblink_connect('host=db password=x')`, a subscription's
- * `CONNECTION`, `primary_conninfo`), and URL passwords and hallpass tokens written in literals or
- * comments.
+ * `CONNECTION`, `primary_conninfo`), and URL passwords and hallpass tokens in comments and in
+ * literals that hold nothing else.
  *
- * Statement text is the point of the gateway's audit, so a mask must never hide SQL that runs.
- * The text is lexed as PostgreSQL lexes it (nested comments, quoted identifiers, dollar quotes,
- * string continuation across newlines), and only the inside of a string literal or comment is ever
- * replaced:
- * - the literal after the word `password` in a statement that starts `CREATE|ALTER
- *   ROLE|USER|GROUP|SERVER` (so also `USER MAPPING`): no literal there is run as code;
- * - the `password`/`sslpassword` value of a literal that is a whole connection string, where it is
- *   the whole argument PostgreSQL reads as one: nowhere else, because `key=value` is also valid
- *   shell (`COPY … TO PROGRAM`), Python, or a piece of SQL being concatenated for `query_to_xml`;
- * - a URL password or a token inside a literal or comment, of characters that cannot end an
- *   expression or start one (a literal may be code: a `DO` body, a function's source).
+ * Statement text is the point of the gateway's audit, so a mask must never hide SQL that runs (two
+ * reviews on 2026-12-02 made PostgreSQL run statements an earlier version hid). The text is lexed
+ * as PostgreSQL lexes it (nested comments, quoted identifiers, dollar quotes, string continuation
+ * across newlines), and only the inside of a comment or string literal is ever replaced; inside a
+ * literal, only what cannot be code where it stands:
+ * - the literal after `PASSWORD` in `CREATE|ALTER ROLE|USER|GROUP` (only C hooks see it);
+ * - after `password`/`sslpassword` in the `OPTIONS` of `CREATE|ALTER SERVER|USER MAPPING`, a value
+ *   without whitespace, quotes, `$`, parentheses, `;`, `*` or `/` (a foreign-data wrapper's
+ *   validator could run it);
+ * - a connection string's password: with those characters excluded as well in a subscription's
+ *   `CONNECTION` and `primary_conninfo`; of letters, digits and `_` only in the connection argument
+ *   of `dblink_connect`, `dblink` and `dblink_exec` (a function of that name in another schema may
+ *   run its argument: it then hides at most one identifier);
+ * - a URL password (unreserved characters and `%`) or a hallpass token anywhere in a comment, and in
+ *   a literal whose whole content is that URL or token (part of a longer literal may be code: a `DO`
+ *   body, a string `query_to_xml` runs).
  *
- * Where a backslash is present nothing is masked: whether it escapes depends on
- * `standard_conforming_strings`, and under client encodings such as SJIS a backslash byte may be the
- * second half of a character, so the gateway cannot know where a literal ends.
+ * The text must be ASCII without a backslash, or nothing is masked: the gateway decodes bytes as
+ * UTF-8 while the target reads them in the session's client encoding (in SJIS a character's second
+ * byte may be `@` or a backslash; in LATIN1 `$é$` and `$è$` are different tags that both decode to
+ * `$\uFFFD$`), and whether a backslash escapes depends on `standard_conforming_strings`. ASCII
+ * bytes mean the same in every client encoding PostgreSQL offers.
  */
 export function maskSqlText(sql: string, mask: string): string {
   if (!MAY_HOLD_PASSWORD.test(sql) && !mayHoldUrlOrToken(sql)) return sql;
-  const spans = sqlSecretSpans(sql);
+  return applySpans(sql, sqlSecretSpans(sql), mask);
+}
+
+/**
+ * A Bind parameter's value, masked for the audit log. A parameter may be SQL that a function runs
+ * (`dblink_exec(conn, $1)`), so only a value that is wholly a URL or a hallpass token is masked (the
+ * URL's password, of unreserved characters and `%`).
+ */
+export function maskSqlParameter(value: string, mask: string): string {
+  if (!mayHoldUrlOrToken(value)) return value;
+  return applySpans(value, wholeValueSpans(value, 0, value.length, undefined), mask);
+}
+
+function applySpans(sql: string, spans: readonly Span[], mask: string): string {
   if (spans.length === 0) return sql;
   let out = '';
   let at = 0;
@@ -53,24 +73,49 @@ interface Literal {
 interface Punct { kind: 'punct'; char: string }
 type Token = Word | Literal | Punct;
 
+/** ASCII without a backslash: lexed the same in every client encoding and either string setting. */
+const LEXABLE = /^[\0-\x5b\x5d-\x7f]*$/;
+
 /**
- * The [from, to) ranges (UTF-16 offsets, sorted, disjoint) of `sql` to mask; none when the text
- * holds a backslash (see maskSqlText).
+ * The [from, to) ranges (UTF-16 offsets, sorted, disjoint) of `sql` to mask; none unless the text
+ * is LEXABLE (see maskSqlText).
  */
 export function sqlSecretSpans(sql: string): Span[] {
-  if (sql.includes('\\')) return [];
-  const { tokens, inert } = lex(sql);
+  if (!LEXABLE.test(sql)) return [];
+  const { tokens, comments } = lex(sql);
   const spans: Span[] = [];
   if (mayHoldUrlOrToken(sql)) {
-    for (const [from, to] of inert) {
+    for (const [from, to] of comments) {
       const region = sql.slice(from, to);
       if (!mayHoldUrlOrToken(region)) continue;
       for (const m of region.matchAll(URL_PASSWORD_IN_SQL)) spans.push([from + m.index + m[1]!.length, from + m.index + m[0].length]);
       for (const m of region.matchAll(HALLPASS_TOKEN)) spans.push([from + m.index, from + m.index + m[0].length]);
     }
+    for (const t of tokens) if (t.kind === 'literal' && mayHoldUrlOrToken(t.content)) spans.push(...wholeValueSpans(t.content, 0, t.content.length, t));
   }
-  if (MAY_HOLD_PASSWORD.test(sql)) passwordSpans(tokens, spans);
+  if (MAY_HOLD_PASSWORD.test(sql) || sql.includes('://')) passwordSpans(tokens, spans);
   return merged(spans);
+}
+
+const WHOLE_URL = /^[a-z][a-z0-9+.-]*:\/\/\S*$/i;
+const WHOLE_TOKEN = new RegExp(`^(?:${HALLPASS_TOKEN.source})$`);
+
+/**
+ * When `s` (a literal's decoded content, or a parameter) is wholly a URL or a token: the span of
+ * its URL password or of the token, as raw offsets of `lit` (or of `s` itself).
+ */
+function wholeValueSpans(s: string, from: number, to: number, lit: Literal | undefined): Span[] {
+  const raw = (k: number): number => (lit === undefined ? k : rawOffset(lit, k));
+  if (WHOLE_TOKEN.test(s)) return [[raw(from), raw(to)]];
+  if (!WHOLE_URL.test(s)) return [];
+  const out: Span[] = [];
+  for (const m of s.matchAll(URL_PASSWORD_IN_SQL)) out.push([raw(m.index + m[1]!.length), raw(m.index + m[0].length)]);
+  return out;
+}
+
+/** The raw offset in the statement of the k-th character of a literal's decoded content (k may be its length). */
+function rawOffset(lit: Literal, k: number): number {
+  return k < lit.at.length ? lit.at[k]! : (lit.pieces[lit.pieces.length - 1] as Span)[1];
 }
 
 function merged(spans: Span[]): Span[] {
@@ -84,7 +129,6 @@ function merged(spans: Span[]): Span[] {
   return out;
 }
 
-const ROLE_OBJECTS = new Set(['role', 'user', 'group', 'server']);
 /** Functions whose argument is a connection string: which argument, given how many there are. */
 const CONNINFO_ARGUMENT: Record<string, (args: number) => number> = {
   dblink_connect: (n) => n - 1, // (conninfo) or (name, conninfo)
@@ -93,15 +137,18 @@ const CONNINFO_ARGUMENT: Record<string, (args: number) => number> = {
   dblink_exec: (n) => (n >= 2 ? 0 : -1),
 };
 
-/** Adds to `spans` the passwords of role statements and connection strings among `tokens`. */
+/** Values that cannot carry code: no whitespace, quotes, `$`, parentheses, `;`, `*`, `/` (nor `\`). */
+const SAFE_VALUE = /^[^\s'"$();*/\\]+$/;
+/** Values that are at most one identifier or number. */
+const WORD_VALUE = /^[A-Za-z0-9_]+$/;
+
+/** Adds to `spans` the passwords of role and option statements and of connection strings among `tokens`. */
 function passwordSpans(tokens: readonly Token[], spans: Span[]): void {
   let words: string[] = [];
   // Open parentheses: the function each one calls (if any) and the tokens of each argument so far.
   const calls: Array<{ fn: string | undefined; args: Token[][] }> = [];
-  const conninfo = (t: Literal): void => {
-    for (const [from, to] of conninfoPasswords(t.content)) {
-      spans.push([t.at[from]!, to < t.at.length ? t.at[to]! : (t.pieces[t.pieces.length - 1] as Span)[1]]);
-    }
+  const conninfo = (t: Literal, valueOk: RegExp): void => {
+    for (const [from, to] of conninfoPasswords(t.content, valueOk)) spans.push([rawOffset(t, from), rawOffset(t, to)]);
   };
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
@@ -115,7 +162,7 @@ function passwordSpans(tokens: readonly Token[], spans: Span[]): void {
       calls.pop();
       const which = call.fn === undefined ? undefined : CONNINFO_ARGUMENT[call.fn];
       const arg = which === undefined ? undefined : call.args[which(call.args.length)];
-      if (arg !== undefined && arg.length === 1 && arg[0]!.kind === 'literal') conninfo(arg[0]!);
+      if (arg !== undefined && arg.length === 1 && arg[0]!.kind === 'literal') conninfo(arg[0]!, WORD_VALUE);
       calls[calls.length - 1]?.args.at(-1)?.push(t);
       continue;
     }
@@ -129,20 +176,23 @@ function passwordSpans(tokens: readonly Token[], spans: Span[]): void {
       continue;
     }
     if (t.kind === 'word') {
-      if (words.length < 2) words.push(t.quoted ? `"${t.text}` : t.text);
+      if (words.length < 3) words.push(t.quoted ? `"${t.text}` : t.text);
       continue;
     }
     if (t.kind !== 'literal') continue;
-    const creating = words[0] === 'create' || words[0] === 'alter';
-    const after = (w: string): boolean => prev?.kind === 'word' && prev.text === w; // unquoted words are lowercased
-    if (creating && ROLE_OBJECTS.has(words[1] ?? '') && after('password')) {
+    const changing = words[0] === 'create' || words[0] === 'alter';
+    const after = (...w: string[]): boolean => prev?.kind === 'word' && w.includes(prev.text); // unquoted words are lowercased
+    const options = words[1] === 'server' || (words[1] === 'user' && words[2] === 'mapping');
+    if (changing && !options && (words[1] === 'role' || words[1] === 'user' || words[1] === 'group') && after('password')) {
       for (const p of t.pieces) spans.push([p[0], p[1]]);
-    } else if (creating && words[1] === 'subscription' && after('connection')) {
-      conninfo(t);
+    } else if (changing && options && after('password', 'sslpassword')) {
+      if (SAFE_VALUE.test(t.content)) for (const p of t.pieces) spans.push([p[0], p[1]]);
+    } else if (changing && words[1] === 'subscription' && after('connection')) {
+      conninfo(t, SAFE_VALUE);
     } else if (words[0] === 'alter' && words[1] === 'system') {
       const before = tokens[i - 2];
       const assigned = (prev?.kind === 'punct' && prev.char === '=') || after('to');
-      if (assigned && before?.kind === 'word' && before.text === 'primary_conninfo') conninfo(t);
+      if (assigned && before?.kind === 'word' && before.text === 'primary_conninfo') conninfo(t, SAFE_VALUE);
     }
   }
 }
@@ -153,12 +203,12 @@ const isIdentChar = (c: number): boolean => isIdentStart(c) || (c >= 48 && c <= 
 const QUOTE = 39;
 
 /**
- * PostgreSQL's lexing of a text without backslashes, reduced to what the masks need: words,
- * literals, single punctuation characters; and the inert regions (literal and comment contents).
+ * PostgreSQL's lexing of an ASCII text without backslashes, reduced to what the masks need: words,
+ * literals, single punctuation characters; and the comments' contents.
  */
-function lex(sql: string): { tokens: Token[]; inert: Span[] } {
+function lex(sql: string): { tokens: Token[]; comments: Span[] } {
   const tokens: Token[] = [];
-  const inert: Span[] = [];
+  const comments: Span[] = [];
   const n = sql.length;
   let i = 0;
   /** The end of the `--` comment at `j` (its newline, or the text's end). */
@@ -172,7 +222,7 @@ function lex(sql: string): { tokens: Token[]; inert: Span[] } {
     if (isSpace(c)) { i++; continue; }
     if (c === 45 /* - */ && next === 45) {
       const end = lineEnd(i + 2);
-      inert.push([i + 2, end]);
+      comments.push([i + 2, end]);
       i = end;
       continue;
     }
@@ -183,7 +233,7 @@ function lex(sql: string): { tokens: Token[]; inert: Span[] } {
         const d = sql.charCodeAt(j);
         if (d === 47 && sql.charCodeAt(j + 1) === 42) { nest++; j += 2; } else if (d === 42 && sql.charCodeAt(j + 1) === 47) { nest--; j += 2; } else j++;
       }
-      inert.push([i + 2, nest === 0 ? j - 2 : n]);
+      comments.push([i + 2, nest === 0 ? j - 2 : n]);
       i = j;
       continue;
     }
@@ -222,8 +272,6 @@ function lex(sql: string): { tokens: Token[]; inert: Span[] } {
         if (!newline || sql.charCodeAt(k) !== QUOTE) { j++; break; }
         j = k + 1;
       }
-      const first = lit.pieces[0]!;
-      inert.push([first[0], lit.pieces[lit.pieces.length - 1]![1]]);
       tokens.push(lit);
       i = j;
       continue;
@@ -260,7 +308,6 @@ function lex(sql: string): { tokens: Token[]; inert: Span[] } {
         const at: number[] = [];
         for (let k = start; k < stop; k++) at.push(k);
         tokens.push({ kind: 'literal', pieces: [[start, stop]], content: sql.slice(start, stop), at });
-        inert.push([start, stop]);
         i = end < 0 ? n : end + tag.length;
         continue;
       }
@@ -287,24 +334,23 @@ function lex(sql: string): { tokens: Token[]; inert: Span[] } {
     tokens.push({ kind: 'punct', char: sql[i]! });
     i++;
   }
-  return { tokens, inert };
+  return { tokens, comments };
 }
 
-/** Characters a masked connection-string value may hold: none that could carry code. */
-const SAFE_VALUE = /^[^\s'"$();*/\\]+$/;
-
 /**
- * In a literal that is a whole libpq connection string, the [from, to) of its `password` and
- * `sslpassword` values (key=value form, values bare or single-quoted), or of those URI parameters
- * (`postgresql://…?password=…`; the URI's own `user:password@` is a URL password).
+ * In a libpq connection string, the [from, to) of its `password` and `sslpassword` values that
+ * `valueOk` accepts: key=value form (values bare or single-quoted; the whole string must be such
+ * pairs), or a URI (`postgresql://user:password@…?sslpassword=…`).
  */
-function conninfoPasswords(s: string): Span[] {
+function conninfoPasswords(s: string, valueOk: RegExp): Span[] {
   const found: Span[] = [];
-  if (/^\s*postgres(?:ql)?:\/\//i.test(s)) {
-    for (const m of s.matchAll(/[?&](?:ssl)?password=([^&#]*)/gi)) {
-      const from = m.index + m[0].length - m[1]!.length;
-      if (SAFE_VALUE.test(m[1]!)) found.push([from, from + m[1]!.length]);
-    }
+  const take = (from: number, to: number): void => {
+    if (to > from && valueOk.test(s.slice(from, to))) found.push([from, to]);
+  };
+  const uri = /^\s*postgres(?:ql)?:\/\/(?:[^/?#@\s:]*:([^/?#@\s]*)@)?/i.exec(s);
+  if (uri) {
+    if (uri[1] !== undefined) take(uri[0].length - 1 - uri[1].length, uri[0].length - 1);
+    for (const m of s.matchAll(/[?&](?:ssl)?password=([^&#]*)/gi)) take(m.index + m[0].length - m[1]!.length, m.index + m[0].length);
     return found;
   }
   let i = 0;
@@ -334,7 +380,7 @@ function conninfoPasswords(s: string): Span[] {
       while (i < n && !isSpace(s.charCodeAt(i))) i++;
       to = i;
     }
-    if ((key === 'password' || key === 'sslpassword') && SAFE_VALUE.test(s.slice(from, to))) found.push([from, to]);
+    if (key === 'password' || key === 'sslpassword') take(from, to);
     skipSpace();
   }
   return found;
