@@ -147,6 +147,10 @@ export const AuditVerifyQuery = Type.Object({
   checkpoint: Type.Optional(Type.String({ pattern: '^[1-9][0-9]{0,15}:[0-9a-f]{64}$' })),
 }, { additionalProperties: false });
 
+/** `POST /audit/{seq}/reveal`: which event, and why its sealed SQL secrets must be opened (audited). */
+export const AuditRevealParams = Type.Object({ seq: Type.String({ pattern: '^[1-9][0-9]{0,15}$' }) }, { additionalProperties: false });
+export const AuditRevealBody = Type.Object({ reason: Text(MAX_REASON_LENGTH) }, { additionalProperties: false });
+
 export const AuditEventView = Type.Object({
   seq: Type.Integer(), at: Time, type: Type.String(), actor: Type.String(), requestId: Nullable(Type.String()),
   grantId: Nullable(Type.String()), data: Type.Record(Type.String(), Type.Unknown()), prevHash: Type.String(), hash: Type.String(),

@@ -1,5 +1,6 @@
 import { canonicalJSONReplacing, type Replacer } from './canonical.js';
 import { HALLPASS_TOKEN, URL_PASSWORD, mayHoldUrlOrToken } from './secret-patterns.js';
+import { sealer } from './seal.js';
 import { maskSqlParameter, maskSqlText } from './sql-secrets.js';
 
 /** The placeholder that replaces a secret-looking value in audit data. */
@@ -20,8 +21,8 @@ export function isSecretKey(key: string): boolean {
  * Secrets inside any string, whatever its key, masked where they stand (not the whole string):
  * the password of a URL (`postgres://app:[redacted]@db/x`) and hallpass's own tokens (API,
  * refresh, web session and gateway tokens), see secret-patterns.ts. SQL text and statement
- * parameters are masked by sql-secrets.ts instead (redactedCanonicalJSON does so for every `sql`
- * member and every string of a `params` member).
+ * parameters are sealed instead (sealSqlSecrets, for every `sql` member and every string of a
+ * `params` member).
  *
  * Only the secret itself is replaced, and only when it is made of characters that cannot carry
  * SQL structure (no whitespace, quotes, `$`, parentheses, `;`, `*` or `/`): a string that is not
@@ -34,6 +35,23 @@ export function maskSecrets(v: string): string {
   if (out.includes('://')) out = out.replace(URL_PASSWORD, `$1${REDACTED}`);
   if (out.includes('hp_') || out.includes('hpg')) out = out.replace(HALLPASS_TOKEN, REDACTED);
   return out;
+}
+
+/**
+ * SQL text (`sql`) and statement parameters (`params`) with the secrets sql-secrets.ts finds in
+ * them sealed (seal.ts), not blanked: SQL can read its own text back and run what a blank hid, so
+ * what was hidden must stay recoverable. Without a seal key (no master key in this process) they
+ * are stored as sent. Masking never throws here: a failure stores the text as sent, since an
+ * event without its statement would be worse than a secret on the record.
+ */
+function sealSqlSecrets(v: string, key: 'sql' | 'params'): string {
+  const seal = sealer();
+  if (seal === undefined) return v;
+  try {
+    return key === 'sql' ? maskSqlText(v, seal) : maskSqlParameter(v, seal);
+  } catch {
+    return v;
+  }
 }
 
 /** Audit data keys repeat endlessly (sessionId, sql, ...): remember the verdict for a bounded few. */
@@ -50,13 +68,13 @@ const auditReplacer: Replacer = {
     }
     return v;
   },
-  rewriteString: (v, key) => (key === 'sql' ? maskSqlText(v, REDACTED) : key === 'params' ? maskSqlParameter(v, REDACTED) : maskSecrets(v)),
+  rewriteString: (v, key) => (key === 'sql' || key === 'params' ? sealSqlSecrets(v, key) : maskSecrets(v)),
 };
 
 /**
  * The text the audit log stores for an event's data: its canonical JSON with every secret-looking
  * key's value (at any depth, in objects and arrays; null kept) replaced by "[redacted]" and the
- * secrets inside every string masked (maskSecrets; for `sql` and `params`, sql-secrets.ts). One pass, no copy of the data. Throws on cycles.
+ * secrets inside every string masked (maskSecrets; for `sql` and `params`, sealSqlSecrets). One pass, no copy of the data. Throws on cycles.
  */
 export function redactedCanonicalJSON(data: Record<string, unknown>): string {
   return canonicalJSONReplacing(data, auditReplacer);

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { maskSqlParameter, maskSqlText, sqlSecretSpans } from './sql-secrets.js';
 
 const M = '[redacted]';
-const mask = (sql: string): string => maskSqlText(sql, M);
+const mask = (sql: string): string => maskSqlText(sql, () => M);
 const tok = `hp_tok_${'A'.repeat(43)}`;
 
 describe('maskSqlText', () => {
@@ -56,10 +56,10 @@ describe('maskSqlText', () => {
   });
 
   it('masks a parameter only when it is wholly a URL or a token (a parameter may be SQL a function runs)', () => {
-    expect(maskSqlParameter('postgres://app:pw@db/x', M)).toBe(`postgres://app:${M}@db/x`);
-    expect(maskSqlParameter(tok, M)).toBe(M);
+    expect(maskSqlParameter('postgres://app:pw@db/x', () => M)).toBe(`postgres://app:${M}@db/x`);
+    expect(maskSqlParameter(tok, () => M)).toBe(M);
     for (const p of ["UPDATE acct SET note='x://'||1::text,balance=balance+1000000--@\nWHERE id=1", `SELECT ${tok}`, 'x://a:b@h and more']) {
-      expect(maskSqlParameter(p, M)).toBe(p);
+      expect(maskSqlParameter(p, () => M)).toBe(p);
     }
   });
 
@@ -128,8 +128,24 @@ describe('maskSqlText', () => {
     expect(mask("SELECT E'\\n', 'postgres://u:pw@h'")).toBe("SELECT E'\\n', 'postgres://u:pw@h'");
   });
 
-  it('masks to the end an unterminated password literal (a clipped statement)', () => {
+  it('masks to the end an unterminated password literal, and a statement the log clipped with "…"', () => {
     expect(mask("ALTER ROLE a PASSWORD 'abc")).toBe(`ALTER ROLE a PASSWORD '${M}`);
+    expect(mask("ALTER ROLE a PASSWORD 'abc…")).toBe(`ALTER ROLE a PASSWORD '${M}…`);
+  });
+
+  it('does not trip over words that name Object.prototype members (third review, 2026-12-02)', () => {
+    // `__proto__(` once found Object.prototype among the dblink functions and threw: the event was
+    // stored without its statement.
+    const sql = 'DELETE FROM t WHERE id=1; SELECT 1 FROM (VALUES (1)) AS __proto__(a) -- passw';
+    expect(mask(sql)).toBe(sql);
+    expect(mask("SELECT constructor('password=x'), toString('x://a:b@h')")).toBe(`SELECT constructor('password=x'), toString('x://a:${M}@h')`);
+  });
+
+  it('lexes as PostgreSQL does where a number meets a dollar sign, and before a continuation newline', () => {
+    // `1$$x$$` is a number and a dollar-quoted string to PostgreSQL (the number once took the `$`).
+    expect(mask('SELECT 1$$x://a:b@h$$')).toBe(`SELECT 1$$x://a:${M}@h$$`);
+    // A vertical tab before the newline: two literals to PostgreSQL 16 (a syntax error to 15), not one.
+    expect(mask("ALTER ROLE a PASSWORD 'x'\v\n'y'")).toBe(`ALTER ROLE a PASSWORD '${M}'\v\n'y'`);
   });
 
   it('leaves text without a secret alone, as the same string', () => {

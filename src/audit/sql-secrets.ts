@@ -31,27 +31,31 @@ import { HALLPASS_TOKEN, URL_PASSWORD_IN_SQL, mayHoldUrlOrToken } from './secret
  * `$\uFFFD$`), and whether a backslash escapes depends on `standard_conforming_strings`. ASCII
  * bytes mean the same in every client encoding PostgreSQL offers.
  */
-export function maskSqlText(sql: string, mask: string): string {
+export function maskSqlText(sql: string, mask: (secret: string) => string): string {
   if (!MAY_HOLD_PASSWORD.test(sql) && !mayHoldUrlOrToken(sql)) return sql;
-  return applySpans(sql, sqlSecretSpans(sql), mask);
+  // A statement clipped for the log ends in "…" (tracker.ts): what precedes it is what was sent.
+  const body = sql.endsWith(CLIPPED) ? sql.slice(0, -CLIPPED.length) : sql;
+  return applySpans(sql, sqlSecretSpans(body), mask);
 }
+
+const CLIPPED = '…';
 
 /**
  * A Bind parameter's value, masked for the audit log. A parameter may be SQL that a function runs
  * (`dblink_exec(conn, $1)`), so only a value that is wholly a URL or a hallpass token is masked (the
  * URL's password, of unreserved characters and `%`).
  */
-export function maskSqlParameter(value: string, mask: string): string {
+export function maskSqlParameter(value: string, mask: (secret: string) => string): string {
   if (!mayHoldUrlOrToken(value)) return value;
   return applySpans(value, wholeValueSpans(value, 0, value.length, undefined), mask);
 }
 
-function applySpans(sql: string, spans: readonly Span[], mask: string): string {
+function applySpans(sql: string, spans: readonly Span[], mask: (secret: string) => string): string {
   if (spans.length === 0) return sql;
   let out = '';
   let at = 0;
   for (const [from, to] of spans) {
-    out += sql.slice(at, from) + mask;
+    out += sql.slice(at, from) + mask(sql.slice(from, to));
     at = to;
   }
   return out + sql.slice(at);
@@ -130,12 +134,15 @@ function merged(spans: Span[]): Span[] {
 }
 
 /** Functions whose argument is a connection string: which argument, given how many there are. */
-const CONNINFO_ARGUMENT: Record<string, (args: number) => number> = {
-  dblink_connect: (n) => n - 1, // (conninfo) or (name, conninfo)
-  dblink_connect_u: (n) => n - 1,
-  dblink: (n) => (n >= 2 ? 0 : -1), // (conninfo or name, sql); alone, the argument is SQL
-  dblink_exec: (n) => (n >= 2 ? 0 : -1),
-};
+// A Map, not an object literal: a word such as `__proto__` or `constructor` before `(` must not find
+// Object.prototype (a statement with `AS __proto__(a)` once made masking throw, and its event was
+// stored without its text: third review, 2026-12-02).
+const CONNINFO_ARGUMENT = new Map<string, (args: number) => number>([
+  ['dblink_connect', (n) => n - 1], // (conninfo) or (name, conninfo)
+  ['dblink_connect_u', (n) => n - 1],
+  ['dblink', (n) => (n >= 2 ? 0 : -1)], // (conninfo or name, sql); alone, the argument is SQL
+  ['dblink_exec', (n) => (n >= 2 ? 0 : -1)],
+]);
 
 /** Values that cannot carry code: no whitespace, quotes, `$`, parentheses, `;`, `*`, `/` (nor `\`). */
 const SAFE_VALUE = /^[^\s'"$();*/\\]+$/;
@@ -145,8 +152,9 @@ const WORD_VALUE = /^[A-Za-z0-9_]+$/;
 /** Adds to `spans` the passwords of role and option statements and of connection strings among `tokens`. */
 function passwordSpans(tokens: readonly Token[], spans: Span[]): void {
   let words: string[] = [];
-  // Open parentheses: the function each one calls (if any) and the tokens of each argument so far.
-  const calls: Array<{ fn: string | undefined; args: Token[][] }> = [];
+  // Open parentheses: for a call of a CONNINFO_ARGUMENT function, which one and the tokens of each
+  // argument so far; null for any other (a deep nest of parentheses allocates nothing per level).
+  const calls: Array<{ which: (args: number) => number; args: Token[][] } | null> = [];
   const conninfo = (t: Literal, valueOk: RegExp): void => {
     for (const [from, to] of conninfoPasswords(t.content, valueOk)) spans.push([rawOffset(t, from), rawOffset(t, to)]);
   };
@@ -155,18 +163,18 @@ function passwordSpans(tokens: readonly Token[], spans: Span[]): void {
     const prev = tokens[i - 1];
     const call = calls[calls.length - 1];
     if (t.kind === 'punct' && t.char === '(') {
-      calls.push({ fn: prev?.kind === 'word' && !prev.quoted ? prev.text : undefined, args: [[]] });
+      call?.args.at(-1)!.push(t); // a nested parenthesis: that argument is not a lone literal
+      const which = prev?.kind === 'word' && !prev.quoted ? CONNINFO_ARGUMENT.get(prev.text) : undefined;
+      calls.push(which === undefined ? null : { which, args: [[]] });
       continue;
     }
-    if (t.kind === 'punct' && t.char === ')' && call !== undefined) {
+    if (t.kind === 'punct' && t.char === ')' && calls.length > 0) {
       calls.pop();
-      const which = call.fn === undefined ? undefined : CONNINFO_ARGUMENT[call.fn];
-      const arg = which === undefined ? undefined : call.args[which(call.args.length)];
+      const arg = call ? call.args[call.which(call.args.length)] : undefined;
       if (arg !== undefined && arg.length === 1 && arg[0]!.kind === 'literal') conninfo(arg[0]!, WORD_VALUE);
-      calls[calls.length - 1]?.args.at(-1)?.push(t);
       continue;
     }
-    if (t.kind === 'punct' && t.char === ',' && call !== undefined) {
+    if (t.kind === 'punct' && t.char === ',' && call) {
       call.args.push([]);
       continue;
     }
@@ -261,11 +269,13 @@ function lex(sql: string): { tokens: Token[]; comments: Span[] } {
         if (j >= n) break;
         // String continuation: another quote after whitespace that holds a newline (with `--`
         // comments allowed in it) continues the same literal.
+        // Before the newline only horizontal space (space, tab, form feed) or a `--` comment; after
+        // it any whitespace and `--` comments (scan.l's whitespace_with_newline).
         let k = j + 1;
         let newline = false;
         for (;;) {
           const d = sql.charCodeAt(k);
-          if (d === 10 || d === 13) { newline = true; k++; } else if (isSpace(d)) k++;
+          if (d === 10 || d === 13) { newline = true; k++; } else if (d === 32 || d === 9 || d === 12 || (newline && isSpace(d))) k++;
           else if (d === 45 && sql.charCodeAt(k + 1) === 45) k = lineEnd(k + 2);
           else break;
         }
@@ -324,9 +334,9 @@ function lex(sql: string): { tokens: Token[]; comments: Span[] } {
       continue;
     }
     if (c >= 48 && c <= 57) {
-      // A number (digits, a point, an exponent): its letters are not a word.
       let j = i + 1;
-      while (j < n && (isIdentChar(sql.charCodeAt(j)) || sql.charCodeAt(j) === 46)) j++;
+      // A number (digits, a point, an exponent, junk letters); a `$` after it starts a new token.
+      while (j < n && ((isIdentChar(sql.charCodeAt(j)) && sql.charCodeAt(j) !== 36) || sql.charCodeAt(j) === 46)) j++;
       tokens.push({ kind: 'punct', char: '0' });
       i = j;
       continue;

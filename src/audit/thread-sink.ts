@@ -1,15 +1,19 @@
 import { Worker } from 'node:worker_threads';
 import type { AuditSink } from './sink.js';
 import type { AuditEventInput } from './types.js';
-import type { WriterReply, WriterRequest } from './writer-thread.js';
+import { auditSealKeyInUse } from './seal.js';
+import type { WriterData, WriterReply, WriterRequest } from './writer-thread.js';
 
 /** The built thread module; from TypeScript sources (tests, benches) it is loaded through tsx. */
 function newWriterThread(file: string): Worker {
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./writer-thread.js', import.meta.url), { workerData: { file } });
+  // The thread seals SQL secrets with this process's key (seal.ts), given to it as it starts.
+  const k = auditSealKeyInUse();
+  const workerData: WriterData = { file, ...(k ? { seal: { id: k.id, key: k.key.toString('base64') } } : {}) };
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./writer-thread.js', import.meta.url), { workerData });
   const tsx = import.meta.resolve('tsx/esm/api');
   const entry = new URL('./writer-thread.ts', import.meta.url).href;
   const boot = `import(${JSON.stringify(tsx)}).then((t) => { t.register(); return import(${JSON.stringify(entry)}); })`;
-  return new Worker(boot, { eval: true, workerData: { file } });
+  return new Worker(boot, { eval: true, workerData });
 }
 
 export interface ThreadSink extends AuditSink {

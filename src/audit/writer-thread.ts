@@ -8,12 +8,18 @@ import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureSqlite } from '../store/db.js';
 import { prepareEdgeEvent } from './append.js';
+import { setAuditSealKey } from './seal.js';
 import { sqliteAppender } from './sqlite-append.js';
 import type { AuditEventInput } from './types.js';
 
 export interface WriterRequest {
   readonly id: number;
   readonly events: readonly AuditEventInput[];
+}
+export interface WriterData {
+  readonly file: string;
+  /** The seal key for SQL secrets (seal.ts), its bytes in base64. */
+  readonly seal?: { readonly id: string; readonly key: string };
 }
 export interface WriterReply {
   readonly id: number;
@@ -22,7 +28,9 @@ export interface WriterReply {
 
 const port = parentPort;
 if (port) {
-  const db = new Database((workerData as { file: string }).file, { fileMustExist: true });
+  const data = workerData as WriterData;
+  if (data.seal) setAuditSealKey({ id: data.seal.id, key: Buffer.from(data.seal.key, 'base64') });
+  const db = new Database(data.file, { fileMustExist: true });
   configureSqlite(db);
   const append = sqliteAppender(db);
   port.on('message', (req: WriterRequest) => {

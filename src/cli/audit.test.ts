@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyExport } from '../audit/index.js';
+import { appendEvents, verifyExport } from '../audit/index.js';
 import { startPgTarget, type PgTarget } from '../../test/support/pg-target.js';
 import { startTestHallpass, type TestHallpass } from '../../test/support/hallpass.js';
 import { memoryIo } from './io.js';
@@ -126,6 +126,24 @@ describe('hallpass audit, reviews', () => {
     for (const bad of ['12', '0:' + 'a'.repeat(64), `1:${'A'.repeat(64)}`, "1:x' or 1=1"]) {
       expect((await hp('admin', ['audit', 'verify', '--checkpoint', bad])).code, bad).toBe(2);
     }
+  });
+
+  it('audit reveal opens the secrets sealed in one event\'s SQL, with a reason on the record', async () => {
+    const { store } = t.h.deps;
+    const [row] = await store.db.transaction().execute((tx) =>
+      appendEvents(tx, store.dialect, [{ type: 'gateway.query', actor: 'alice', at: Date.now(), data: { sql: "ALTER ROLE app PASSWORD 'pw9'" } }]));
+    expect(row!.data).toMatch(/^\{"sql":"ALTER ROLE app PASSWORD '\[sealed:v1\.[^\]]+\]'"\}$/);
+    const r = await hp('admin', ['audit', 'reveal', String(row!.seq), '--reason', 'INC-7 review']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain('1 sealed span(s) opened');
+    expect(r.out).toContain("ALTER ROLE app PASSWORD 'pw9'");
+    const j = await hp('admin', ['audit', 'reveal', String(row!.seq), '--reason', 'again', '--json']);
+    expect(JSON.parse(j.out)).toMatchObject({ opened: 1, failed: 0, event: { seq: row!.seq } });
+    const log = await hp('admin', ['audit', '--type', 'audit.revealed', '--json']);
+    expect(JSON.parse(log.out).events.map((e: AuditEvent) => e.data.reason)).toEqual(['INC-7 review', 'again']);
+    expect((await hp('admin', ['audit', 'reveal', String(row!.seq)])).code).toBe(2); // --reason is required
+    expect((await hp('admin', ['audit', 'reveal', '0', '--reason', 'x'])).code).toBe(2);
+    expect((await hp('alice', ['audit', 'reveal', String(row!.seq), '--reason', 'x'])).code).toBe(1);
   });
 
   it('audit verify exits 1 naming the first bad seq once an event is altered', async () => {

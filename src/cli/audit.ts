@@ -3,7 +3,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeWebStream } from 'node:stream/web';
 import { Option, type Command } from 'commander';
-import { auditTypeArg, checkpointArg, grantIdArg, pastTimeArg, positiveIntArg, requestIdArg } from './args.js';
+import { auditTypeArg, checkpointArg, grantIdArg, pastTimeArg, positiveIntArg, requestIdArg, textArg } from './args.js';
 import { cell, json, relative, table } from './format.js';
 import { CliError } from './io.js';
 import { cliContext } from './program.js';
@@ -21,10 +21,10 @@ interface SubjectFilters {
   request?: string;
 }
 
-/** audit (query), audit verify, audit export. */
+/** audit (query), audit verify, audit export, audit reveal. */
 export function auditCommands(program: Command): void {
   const now = () => cliContext(program).now();
-  const audit = program.command('audit').description('the audit log (admins): query (default), verify, export');
+  const audit = program.command('audit').description('the audit log (admins): query (default), verify, export, reveal');
   // The query is a default subcommand, so `audit --type X` and `audit export --type X` each own their options.
   audit.command('list', { isDefault: true })
     .description('query the audit log (the default: `hallpass audit --since 1h`)')
@@ -62,6 +62,19 @@ export function auditCommands(program: Command): void {
         // The whole head, to keep somewhere the database's writers cannot reach (--checkpoint later).
         ctx.out(`checkpoint: ${r.headSeq}:${r.headHash}\n`);
       }
+    });
+
+  audit.command('reveal')
+    .description('open the secrets sealed in one event\'s SQL (passwords written into statements); the reveal is itself audited')
+    .argument('<seq>', 'the event (its seq)', positiveIntArg(Number.MAX_SAFE_INTEGER))
+    .requiredOption('--reason <text>', 'why (recorded in the audit log before anything is shown)', textArg)
+    .option('--json', 'print the API response as JSON')
+    .action(async (seq: number, o: { reason: string; json?: boolean }, cmd: Command) => {
+      const ctx = cliContext(cmd);
+      const r = await ctx.client().post<{ event: AuditEvent; opened: number; failed: number }>(`/api/v1/audit/${seq}/reveal`, { reason: o.reason });
+      if (o.json) return ctx.out(json(r));
+      ctx.out(`${r.event.seq} ${r.event.at} ${r.event.type} ${r.event.actor}: ${r.opened} sealed span(s) opened${r.failed ? `, ${r.failed} could not be (another master key, or not sealed by hallpass)` : ''}\n`);
+      ctx.out(`${json(r.event.data)}`);
     });
 
   audit.command('export')

@@ -26,3 +26,12 @@ export function envelopeKey(master: Buffer): SecretKey {
 export function secretBoxFor(master: Buffer, previous: readonly Buffer[] = []): SecretBox {
   return createSecretBox({ current: envelopeKey(master), previous: previous.map(envelopeKey) });
 }
+
+/**
+ * The key that seals secrets found in audited SQL text (src/audit/seal.ts), with the same kind of
+ * fingerprint id as envelopeKey: what a statement masked can be recovered by whoever holds the
+ * master key, through the audited reveal (`hallpass audit reveal`).
+ */
+export function auditSealKey(master: Buffer): SecretKey {
+  return { id: `m${deriveKey(master, 'key-id', 6).toString('hex')}`, key: deriveKey(master, 'audit-seal') };
+}

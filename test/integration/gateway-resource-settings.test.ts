@@ -131,7 +131,7 @@ describe('gateway: per-resource storeParameters', () => {
     await client.end();
     const events = await executeEvents(t, grantId);
     expect(events).toHaveLength(1);
-    expect(events[0]!.data).toMatchObject({ sql: statement.text, params: ['plain value', 'postgres://app:[redacted]@db.internal/app', '7'] });
+    expect(events[0]!.data).toMatchObject({ sql: statement.text, params: ['plain value', expect.stringMatching(/^postgres:\/\/app:\[sealed:v1\.[^\]]+\]@db\.internal\/app$/), '7'] });
     expect(JSON.stringify(events)).not.toContain('hunter2');
   });
 
@@ -166,10 +166,25 @@ describe('gateway: per-resource storeParameters', () => {
     const events = await queryEvents(db, { grantId, limit: 100 });
     const text = JSON.stringify(events);
     for (const secret of ['hunter3', 'hunter4', 'hunter5', 'hunter6']) expect(text).not.toContain(secret);
-    expect(text).toContain("select 'postgres://app:[redacted]@db/x' as url");
-    expect(text).toContain("SELECT dblink_connect('host=db password=[redacted] user=app')");
-    expect(text).toContain("ALTER ROLE CURRENT_USER PASSWORD '[redacted]'");
-    expect(text).toContain("OPTIONS (password '[redacted]')");
+    // Sealed, not blanked: SQL can read its own text back, so what a mask hides must stay recoverable.
+    const sealed = (before: string, after: string) => new RegExp(`${before.replace(/[()]/g, '\\$&')}\\[sealed:v1\\.[^\\]]+\\]${after.replace(/[()]/g, '\\$&')}`);
+    expect(text).toMatch(sealed("select 'postgres://app:", "@db/x' as url"));
+    expect(text).toMatch(sealed("SELECT dblink_connect('host=db password=", " user=app')"));
+    expect(text).toMatch(sealed("ALTER ROLE CURRENT_USER PASSWORD '", "'"));
+    expect(text).toMatch(sealed("OPTIONS (password '", "')"));
+
+    // An admin opens one event's sealed text, with a reason that is on the record first.
+    const alter = events.find((e) => String(e.data.sql).startsWith('ALTER ROLE'))!;
+    const path = `/api/v1/audit/${alter.seq}/reveal`;
+    expect((await t.api(await t.token('alice'), 'POST', path, { reason: 'incident 7' })).status).toBe(403);
+    expect((await t.api(t.adminToken, 'POST', path, {})).status).toBe(400);
+    const opened = await t.api(t.adminToken, 'POST', path, { reason: 'incident 7' });
+    expect(opened.status, JSON.stringify(opened.body)).toBe(200);
+    expect(opened.body).toMatchObject({ opened: 1, failed: 0, event: { seq: alter.seq, data: { sql: "ALTER ROLE CURRENT_USER PASSWORD 'hunter5'" } } });
+    const revealed = await queryEvents(db, { type: 'audit.revealed', limit: 10 });
+    expect(revealed.at(-1)).toMatchObject({ actor: 'admin', data: { seq: alter.seq, reason: 'incident 7', opened: 1, failed: 0 } });
+    expect(JSON.stringify(revealed)).not.toContain('hunter5');
+    expect((await t.api(t.adminToken, 'POST', '/api/v1/audit/999999/reveal', { reason: 'x' })).status).toBe(404);
   });
 });
 

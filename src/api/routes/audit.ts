@@ -1,11 +1,12 @@
 import type { Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { PassThrough } from 'node:stream';
-import { exportEvents, parseCheckpoint, queryEvents, verifyChain } from '../../audit/index.js';
-import { badRequest } from '../../domain/errors.js';
+import { inTx } from '../../access/context.js';
+import { auditSealKeyInUse, exportEvents, parseCheckpoint, queryEvents, revealSealed, verifyChain } from '../../audit/index.js';
+import { AppError, badRequest } from '../../domain/errors.js';
 import { requireAdmin } from '../auth.js';
 import type { ApiContext } from '../context.js';
-import { AuditExportQuery, AuditQueryString, AuditVerifyQuery } from '../schemas.js';
+import { AuditExportQuery, AuditQueryString, AuditRevealBody, AuditRevealParams, AuditVerifyQuery } from '../schemas.js';
 
 const ms = (t: string | undefined) => (t === undefined ? undefined : new Date(t).getTime());
 
@@ -31,6 +32,23 @@ export function auditRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const cp = parseCheckpoint(checkpoint);
     if (!cp) throw badRequest('checkpoint must be SEQ:HASH (a positive seq, the 64 hex digits of its hash)');
     return verifyChain(db, { checkpoint: cp });
+  });
+
+  // Secrets found in audited SQL are sealed, not blanked (src/audit/seal.ts): opening them is an
+  // admin's act with a stated reason, and on the record before anything is shown.
+  app.post('/api/v1/audit/:seq/reveal', { schema: { tags: ['audit'], params: AuditRevealParams, body: AuditRevealBody } }, async (req) => {
+    const p = requireAdmin(req);
+    const seq = Number((req.params as Static<typeof AuditRevealParams>).seq);
+    const { reason } = req.body as Static<typeof AuditRevealBody>;
+    const key = auditSealKeyInUse();
+    if (!key) throw new AppError('bad_request', 'this server has no audit seal key');
+    const [event] = await queryEvents(db, { afterSeq: seq - 1, limit: 1 });
+    if (event === undefined || event.seq !== seq) throw new AppError('not_found', `no audit event ${seq}`);
+    const r = revealSealed(event.data, key);
+    await inTx(ctx.deps, async (_tx, audit) => {
+      audit({ type: 'audit.revealed', actor: p.name, at: ctx.deps.clock.now(), data: { seq, reason, opened: r.opened, failed: r.failed, clientAddress: req.ip } });
+    });
+    return { event: { ...event, at: new Date(event.at).toISOString(), data: r.value }, opened: r.opened, failed: r.failed };
   });
 
   app.get('/api/v1/audit/export', { schema: { tags: ['audit'], querystring: AuditExportQuery } }, async (req, reply) => {
