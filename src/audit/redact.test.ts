@@ -68,6 +68,10 @@ describe('redact', () => {
       // The master key's holder gets every byte back; another key opens nothing.
       expect(revealSealed(stored, key)).toEqual({ value: { sql, params, note: stored.note }, opened: 3, failed: 0 });
       expect(revealSealed(stored, auditSealKey(randomBytes(32))).failed).toBe(3);
+      // A marker copied from the log into a statement is sealed with it: a reveal shows what was sent.
+      const copied = `SELECT 1 /* ${stored.sql.slice(stored.sql.indexOf('[sealed:'), stored.sql.indexOf(']') + 1)} */`;
+      const again = redact({ sql: copied, name: copied }) as { sql: string; name: string };
+      expect(revealSealed(again, key)).toEqual({ value: { sql: copied, name: again.name }, opened: 1, failed: 0 });
       // A statement is never lost to masking: text that cannot be lexed safely is stored as sent.
       for (const odd of ["SELECT 1 FROM (VALUES (1)) AS __proto__(a) -- passw", "ALTER ROLE a PASSWORD 'x\\y'", "ALTER ROLE ann PASSWORD 'pw' -- é"]) {
         expect((redact({ sql: odd }) as { sql: string }).sql).toBe(odd);

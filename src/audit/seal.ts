@@ -33,11 +33,12 @@ export function sealer(): ((secret: string) => string) | undefined {
 }
 
 /**
- * `value` (event data) with every sealed span in its strings opened with `key`; counts what was
- * opened and what could not be (a forged marker, another master key).
+ * Event data with the sealed spans of its `sql` and `params` members (where the sealer writes them)
+ * opened with `key` or one of `previous` (master keys before a rotation); counts what was opened and
+ * what could not be (another master key, an altered marker, or one the client typed itself).
  */
-export function revealSealed(value: unknown, key: SecretKey): { value: unknown; opened: number; failed: number } {
-  const box = createSecretBox({ current: key });
+export function revealSealed(value: unknown, key: SecretKey, previous: readonly SecretKey[] = []): { value: unknown; opened: number; failed: number } {
+  const box = createSecretBox({ current: key, previous });
   let opened = 0;
   let failed = 0;
   const walk = (v: unknown): unknown => {
@@ -55,8 +56,9 @@ export function revealSealed(value: unknown, key: SecretKey): { value: unknown; 
       });
     }
     if (Array.isArray(v)) return v.map(walk);
-    if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x)]));
     return v;
   };
-  return { value: walk(value), opened, failed };
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return { value, opened, failed };
+  const out = Object.fromEntries(Object.entries(value).map(([k, x]) => [k, k === 'sql' || k === 'params' ? walk(x) : x]));
+  return { value: out, opened, failed };
 }

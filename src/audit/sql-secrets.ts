@@ -32,10 +32,24 @@ import { HALLPASS_TOKEN, URL_PASSWORD_IN_SQL, mayHoldUrlOrToken } from './secret
  * bytes mean the same in every client encoding PostgreSQL offers.
  */
 export function maskSqlText(sql: string, mask: (secret: string) => string): string {
-  if (!MAY_HOLD_PASSWORD.test(sql) && !mayHoldUrlOrToken(sql)) return sql;
+  if (!MAY_HOLD_PASSWORD.test(sql) && !mayHoldUrlOrToken(sql) && !sql.includes(MARKER_START)) return sql;
   // A statement clipped for the log ends in "…" (tracker.ts): what precedes it is what was sent.
   const body = sql.endsWith(CLIPPED) ? sql.slice(0, -CLIPPED.length) : sql;
-  return applySpans(sql, sqlSecretSpans(body), mask);
+  return applySpans(sql, withTypedMarkers(sql, sqlSecretSpans(body)), mask);
+}
+
+/**
+ * The start of a sealed span's marker (seal.ts). A client that types one (or pastes one copied from
+ * the log) has it sealed too, so that a reveal, which opens one level, shows what the client sent
+ * and never another event's secret in its place (fourth review, 2026-12-02).
+ */
+const MARKER_START = '[sealed:';
+
+function withTypedMarkers(text: string, spans: Span[]): Span[] {
+  if (!text.includes(MARKER_START)) return spans;
+  const all = [...spans];
+  for (let i = text.indexOf(MARKER_START); i >= 0; i = text.indexOf(MARKER_START, i + 1)) all.push([i, i + MARKER_START.length]);
+  return merged(all);
 }
 
 const CLIPPED = '…';
@@ -46,8 +60,8 @@ const CLIPPED = '…';
  * URL's password, of unreserved characters and `%`).
  */
 export function maskSqlParameter(value: string, mask: (secret: string) => string): string {
-  if (!mayHoldUrlOrToken(value)) return value;
-  return applySpans(value, wholeValueSpans(value, 0, value.length, undefined), mask);
+  if (!mayHoldUrlOrToken(value) && !value.includes(MARKER_START)) return value;
+  return applySpans(value, withTypedMarkers(value, mayHoldUrlOrToken(value) ? wholeValueSpans(value, 0, value.length, undefined) : []), mask);
 }
 
 function applySpans(sql: string, spans: readonly Span[], mask: (secret: string) => string): string {

@@ -196,6 +196,29 @@ describe.each(['sqlite', 'postgres'] as const)('TOTP MFA: policy requires a fres
     expect((await t.call('POST', '/api/v1/requests', { token: await t.token('dave'), body: { ...body, role: 'write' } })).status).toBe(201);
   });
 
+  it('an admin enrolled in MFA reveals sealed audit text only with a fresh code; the reveal is audited', async () => {
+    step();
+    const admin = t.adminToken;
+    const secret = (await t.call('POST', '/api/v1/auth/mfa/enroll', { token: admin })).body.secret as string;
+    const confirmed = await t.call('POST', '/api/v1/auth/mfa/confirm', { token: admin, body: { code: await totpAt(secret, clock.now().getTime()) } });
+    expect(confirmed.status, JSON.stringify(confirmed.body)).toBe(200);
+    step();
+    const first = await t.h.deps.store.db.selectFrom('audit_events').select('seq').where('type', '=', 'mfa.enrolled').orderBy('seq').executeTakeFirstOrThrow();
+    const path = `/api/v1/audit/${first.seq}/reveal`;
+    const bare = await t.call('POST', path, { token: admin, body: { reason: 'INC-9' } });
+    expect(bare.status, JSON.stringify(bare.body)).toBe(401);
+    expect(bare.body.error).toMatchObject({ code: 'mfa_required', details: { freshnessSeconds: 300 } });
+    for (const reason of ['   ', 'ok\u202egnp.exe']) {
+      step(); // a code passes once
+      expect((await t.call('POST', path, { token: admin, body: { reason }, headers: { 'x-hallpass-mfa': await totpAt(secret, clock.now().getTime()) } })).status).toBe(400);
+    }
+    step();
+    const ok = await t.call('POST', path, { token: admin, body: { reason: 'INC-9' }, headers: { 'x-hallpass-mfa': await totpAt(secret, clock.now().getTime()) } });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    expect((await t.audit('audit.revealed')).at(-1)).toMatchObject({ data: { seq: Number(first.seq), reason: 'INC-9', mfa: true } });
+    expect((await t.call('POST', '/api/v1/audit/99999999999999999/reveal', { token: admin, body: { reason: 'x' } })).status).toBe(400);
+  });
+
   it('recovery-code regeneration needs a fresh step-up; the old codes stop working, each new one works once', async () => {
     // bob was reset by the admin above: enrol again, keeping the recovery codes confirm hands out.
     step();

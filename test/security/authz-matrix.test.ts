@@ -83,6 +83,7 @@ const MATRIX: Record<string, Entry> = {
   'GET /api/v1/audit': { expect: adminOnly() },
   'GET /api/v1/audit/verify': { expect: adminOnly() },
   'GET /api/v1/audit/export': { query: 'format=jsonl', expect: adminOnly() },
+  'POST /api/v1/audit/{seq}/reveal': { path: async () => '/api/v1/audit/1/reveal', body: { reason: 'matrix' }, expect: adminOnly() },
   'GET /api/v1/auth/mfa': { expect: peopleOnly('ok') },
   'POST /api/v1/auth/mfa/enroll': { expect: peopleOnly('ok') },
   'POST /api/v1/auth/mfa/confirm': { body: { code: '000000' }, expect: peopleOnly('missing') }, // no enrolment started
