@@ -22,7 +22,7 @@ export function isSecretKey(key: string): boolean {
  * the password of a URL (`postgres://app:[redacted]@db/x`) and hallpass's own tokens (API,
  * refresh, web session and gateway tokens), see secret-patterns.ts. SQL text and statement
  * parameters are sealed instead (sealSqlSecrets, for every `sql` member and every string of a
- * `params` member).
+ * `params` or `settings` member: values a session can read back and run).
  *
  * Only the secret itself is replaced, and only when it is made of characters that cannot carry
  * SQL structure (no whitespace, quotes, `$`, parentheses, `;`, `*` or `/`): a string that is not
@@ -68,7 +68,7 @@ const auditReplacer: Replacer = {
     }
     return v;
   },
-  rewriteString: (v, key) => (key === 'sql' || key === 'params' ? sealSqlSecrets(v, key) : maskSecrets(v)),
+  rewriteString: (v, key) => (key === 'sql' ? sealSqlSecrets(v, 'sql') : key === 'params' || key === 'settings' ? sealSqlSecrets(v, 'params') : maskSecrets(v)),
 };
 
 /**

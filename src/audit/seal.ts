@@ -33,7 +33,7 @@ export function sealer(): ((secret: string) => string) | undefined {
 }
 
 /**
- * Event data with the sealed spans of its `sql` and `params` members (where the sealer writes them)
+ * Event data with the sealed spans of its `sql`, `params` and `settings` members (where the sealer writes them)
  * opened with `key` or one of `previous` (master keys before a rotation); counts what was opened and
  * what could not be (another master key, an altered marker, or one the client typed itself).
  */
@@ -59,6 +59,6 @@ export function revealSealed(value: unknown, key: SecretKey, previous: readonly 
     return v;
   };
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return { value, opened, failed };
-  const out = Object.fromEntries(Object.entries(value).map(([k, x]) => [k, k === 'sql' || k === 'params' ? walk(x) : x]));
+  const out = Object.fromEntries(Object.entries(value).map(([k, x]) => [k, k === 'sql' || k === 'params' || k === 'settings' ? walk(x) : x]));
   return { value: out, opened, failed };
 }

@@ -1,4 +1,6 @@
+import { execFile } from 'node:child_process';
 import type { TLSSocket } from 'node:tls';
+import { promisify } from 'node:util';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixtureWithAdmin, type GatewayFixture } from '../../../test/support/gateway-harness.js';
@@ -82,6 +84,17 @@ async function statements(sessionId: string): Promise<Array<Record<string, unkno
 const rowExists = async (id: number): Promise<boolean> => (await admin.query('select 1 from items where id = $1', [id])).rowCount === 1;
 
 describe('gateway audit: every statement the target may run is on the record', () => {
+  it('settings the target is asked to make at login are on the record (a session can read one back and run it)', async () => {
+    const before = fx.sink.ofType('gateway.session.start').length;
+    const env = { ...fx.env(fx.grant({ role: 'write' })), PGOPTIONS: '-c search_path=public,pg_temp -c work_mem=8MB -c role=postgres', PGAPPNAME: 'audit-test' };
+    const r = await promisify(execFile)('psql', ['-X', '-At', '-c', "select current_setting('search_path')"], { env });
+    expect(r.stdout.trim()).toBe('public,pg_temp');
+    for (let t = 0; fx.sink.ofType('gateway.session.start').length === before && t < 200; t++) await new Promise((res) => setTimeout(res, 10));
+    const start = fx.sink.ofType('gateway.session.start').slice(before).at(-1);
+    // `role` is not forwarded (a client cannot pick its role at login), so it is not on the list.
+    expect(start?.data).toMatchObject({ applicationName: 'audit-test', settings: ['search_path=public,pg_temp', 'work_mem=8MB', 'application_name=audit-test'] });
+  });
+
   it('a statement sent together with Terminate is audited (its outcome unknown)', async () => {
     const { s, sessionId } = await session();
     s.write(Buffer.concat([ser.query("insert into items values (5001, 'sent with X')"), ser.terminate()]));

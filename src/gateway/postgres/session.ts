@@ -186,7 +186,10 @@ export class ClientSession {
       role: auth.role,
       clientAddress: this.clientAddress,
       tls: this.#tls,
-      applicationName: r.startup.get('application_name') ?? null,
+      applicationName: params.get('application_name') ?? null,
+      // What the target was asked to set at login: a setting can be read back and run
+      // (`EXECUTE current_setting('search_path')`), so it is on the record as sent.
+      settings: [...params].map(([k, v]) => `${k}=${v}`),
       principal: auth.upstream.user,
       readOnly: auth.readOnly,
       guardrails: auth.guardrails,
