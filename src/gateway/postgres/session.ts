@@ -133,6 +133,7 @@ export class ClientSession {
     ctx.attach(this);
     this.#armTimer();
     const params = forwardedSettings(r.startup);
+    const requested = [...params].map(([k, v]) => `${k}=${v}`);
     if (auth.readOnly) params.set('default_transaction_read_only', 'on');
     try {
       this.#upstream = await connectUpstream(auth.upstream, params, ctx.upstreamConnectTimeoutMs);
@@ -187,9 +188,9 @@ export class ClientSession {
       clientAddress: this.clientAddress,
       tls: this.#tls,
       applicationName: params.get('application_name') ?? null,
-      // What the target was asked to set at login: a setting can be read back and run
+      // What the client had the target set at login: a setting can be read back and run
       // (`EXECUTE current_setting('search_path')`), so it is on the record as sent.
-      settings: [...params].map(([k, v]) => `${k}=${v}`),
+      settings: requested,
       principal: auth.upstream.user,
       readOnly: auth.readOnly,
       guardrails: auth.guardrails,
