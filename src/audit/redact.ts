@@ -38,8 +38,8 @@ export function maskSecrets(v: string): string {
 }
 
 /**
- * SQL text (`sql`) and statement parameters (`params`) with the secrets sql-secrets.ts finds in
- * them sealed (seal.ts), not blanked: SQL can read its own text back and run what a blank hid, so
+ * SQL text (`sql`), statement parameters (`params`) and login settings (`settings`) with the
+ * secrets sql-secrets.ts finds in them sealed (seal.ts), not blanked: SQL can read its own text back and run what a blank hid, so
  * what was hidden must stay recoverable. Without a seal key (no master key in this process) they
  * are stored as sent. Masking never throws here: a failure stores the text as sent, since an
  * event without its statement would be worse than a secret on the record.
@@ -74,7 +74,8 @@ const auditReplacer: Replacer = {
 /**
  * The text the audit log stores for an event's data: its canonical JSON with every secret-looking
  * key's value (at any depth, in objects and arrays; null kept) replaced by "[redacted]" and the
- * secrets inside every string masked (maskSecrets; for `sql` and `params`, sealSqlSecrets). One pass, no copy of the data. Throws on cycles.
+ * secrets inside every string masked (maskSecrets; sealSqlSecrets for `sql`, `params` and
+ * `settings`). One pass, no copy of the data. Throws on cycles.
  */
 export function redactedCanonicalJSON(data: Record<string, unknown>): string {
   return canonicalJSONReplacing(data, auditReplacer);

@@ -1,8 +1,9 @@
 import { HALLPASS_TOKEN, URL_PASSWORD_IN_SQL, mayHoldUrlOrToken } from './secret-patterns.js';
 
 /**
- * Secrets in SQL text, masked for the audit log (the `sql` of every statement a client runs through
- * the gateway): passwords written into statements (`ALTER ROLE ann PASSWORD 'x'`, psql's
+ * Secrets in SQL text, found for the audit log (the `sql` of every statement a client runs through
+ * the gateway) and replaced by what `mask` makes of them (redact.ts seals them, seal.ts: SQL can
+ * read its own text back, so a blank would hide what it then runs): passwords written into statements (`ALTER ROLE ann PASSWORD 'x'`, psql's
  * `\password`, `USER MAPPING … OPTIONS (password 'x')`), the password of a connection string
  * where PostgreSQL takes one (`dblink_connect('host=db password=x')`, a subscription's
  * `CONNECTION`, `primary_conninfo`), and URL passwords and hallpass tokens in comments and in
@@ -13,7 +14,7 @@ import { HALLPASS_TOKEN, URL_PASSWORD_IN_SQL, mayHoldUrlOrToken } from './secret
  * as PostgreSQL lexes it (nested comments, quoted identifiers, dollar quotes, string continuation
  * across newlines), and only the inside of a comment or string literal is ever replaced; inside a
  * literal, only what cannot be code where it stands:
- * - the literal after `PASSWORD` in `CREATE|ALTER ROLE|USER|GROUP` (only C hooks see it);
+ * - the literal after `PASSWORD` in `CREATE|ALTER ROLE|USER|GROUP` (nothing runs it where it stands);
  * - after `password`/`sslpassword` in the `OPTIONS` of `CREATE|ALTER SERVER|USER MAPPING`, a value
  *   without whitespace, quotes, `$`, parentheses, `;`, `*` or `/` (a foreign-data wrapper's
  *   validator could run it);
