@@ -220,6 +220,14 @@ function passwordSpans(tokens: readonly Token[], spans: Span[]): void {
   }
 }
 
+/** Punctuation tokens are never changed: one object per character (the text is ASCII). */
+const PUNCTS = new Map<string, Punct>();
+function punct(char: string): Punct {
+  let t = PUNCTS.get(char);
+  if (t === undefined) PUNCTS.set(char, (t = { kind: 'punct', char }));
+  return t;
+}
+
 const isSpace = (c: number): boolean => c === 32 || (c >= 9 && c <= 13);
 const isIdentStart = (c: number): boolean => (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c >= 0x80;
 const isIdentChar = (c: number): boolean => isIdentStart(c) || (c >= 48 && c <= 57) || c === 36;
@@ -338,7 +346,7 @@ function lex(sql: string): { tokens: Token[]; comments: Span[] } {
       }
       i++;
       while (i < n && sql.charCodeAt(i) >= 48 && sql.charCodeAt(i) <= 57) i++;
-      tokens.push({ kind: 'punct', char: '$' });
+      tokens.push(punct('$'));
       continue;
     }
     if (isIdentStart(c)) {
@@ -352,11 +360,11 @@ function lex(sql: string): { tokens: Token[]; comments: Span[] } {
       let j = i + 1;
       // A number (digits, a point, an exponent, junk letters); a `$` after it starts a new token.
       while (j < n && ((isIdentChar(sql.charCodeAt(j)) && sql.charCodeAt(j) !== 36) || sql.charCodeAt(j) === 46)) j++;
-      tokens.push({ kind: 'punct', char: '0' });
+      tokens.push(punct('0'));
       i = j;
       continue;
     }
-    tokens.push({ kind: 'punct', char: sql[i]! });
+    tokens.push(punct(sql[i]!));
     i++;
   }
   return { tokens, comments };
