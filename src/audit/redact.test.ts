@@ -58,6 +58,7 @@ describe('redact', () => {
     const params = ['postgres://app:pw@db/x', 'plain'];
     expect(redact({ sql, params })).toEqual({ sql, params }); // no seal key in this process
     const key = auditSealKey(randomBytes(32));
+    const tok43 = `hp_tok_${'b'.repeat(43)}`;
     setAuditSealKey(key);
     try {
       const stored = redact({ sql, params, note: 'x://a:b@h' }) as { sql: string; params: string[]; note: string };
@@ -71,7 +72,11 @@ describe('redact', () => {
       // A marker copied from the log into a statement is sealed with it: a reveal shows what was sent.
       const copied = `SELECT 1 /* ${stored.sql.slice(stored.sql.indexOf('[sealed:'), stored.sql.indexOf(']') + 1)} */`;
       const again = redact({ sql: copied, name: copied }) as { sql: string; name: string };
-      expect(revealSealed(again, key)).toEqual({ value: { sql: copied, name: again.name }, opened: 1, failed: 0 });
+      expect(revealSealed(again, key)).toEqual({ value: { sql: copied, name: copied }, opened: 2, failed: 0 });
+      // Values a session can read back (login settings, statement and portal names): sealed, not blanked.
+      const readable = redact({ settings: ['application_name=postgres://app:s3cret@db/x', 'search_path=public'], name: 'x://u:DELETE%20FROM%20t@h', portal: tok43 }) as Record<string, unknown>;
+      expect(JSON.stringify(readable)).not.toMatch(/s3cret|DELETE|\[redacted\]/);
+      expect(revealSealed(readable, key)).toMatchObject({ value: { settings: ['application_name=postgres://app:s3cret@db/x', 'search_path=public'], name: 'x://u:DELETE%20FROM%20t@h', portal: tok43 }, opened: 3 });
       // A statement is never lost to masking: text that cannot be lexed safely is stored as sent.
       for (const odd of ["SELECT 1 FROM (VALUES (1)) AS __proto__(a) -- passw", "ALTER ROLE a PASSWORD 'x\\y'", "ALTER ROLE ann PASSWORD 'pw' -- é"]) {
         expect((redact({ sql: odd }) as { sql: string }).sql).toBe(odd);

@@ -38,8 +38,8 @@ export function maskSecrets(v: string): string {
 }
 
 /**
- * SQL text (`sql`), statement parameters (`params`) and login settings (`settings`) with the
- * secrets sql-secrets.ts finds in them sealed (seal.ts), not blanked: SQL can read its own text back and run what a blank hid, so
+ * SQL text (`sql`), and values a session can read back (SEALED_VALUES, and the value of each
+ * login setting in `settings`), with the secrets sql-secrets.ts finds in them sealed (seal.ts), not blanked: SQL can read its own text back and run what a blank hid, so
  * what was hidden must stay recoverable. Without a seal key (no master key in this process) they
  * are stored as sent. Masking never throws here: a failure stores the text as sent, since an
  * event without its statement would be worse than a secret on the record.
@@ -53,6 +53,13 @@ function sealSqlSecrets(v: string, key: 'sql' | 'params'): string {
     return v;
   }
 }
+
+/**
+ * Members whose values a session can read back from the target and run (statement parameters, and
+ * the names of prepared statements and portals, which `pg_prepared_statements` and `pg_cursors`
+ * show): a URL password or token that is the whole value is sealed, not blanked (fourth review).
+ */
+const SEALED_VALUES = new Set(['params', 'name', 'statement', 'portal']);
 
 /** Audit data keys repeat endlessly (sessionId, sql, ...): remember the verdict for a bounded few. */
 const keyVerdicts = new Map<string, boolean>();
@@ -68,13 +75,22 @@ const auditReplacer: Replacer = {
     }
     return v;
   },
-  rewriteString: (v, key) => (key === 'sql' ? sealSqlSecrets(v, 'sql') : key === 'params' || key === 'settings' ? sealSqlSecrets(v, 'params') : maskSecrets(v)),
+  rewriteString: (v, key) => {
+    if (key === 'sql') return sealSqlSecrets(v, 'sql');
+    if (key !== undefined && SEALED_VALUES.has(key)) return sealSqlSecrets(v, 'params');
+    if (key === 'settings') {
+      // `name=value`: the value is what a session can read back.
+      const eq = v.indexOf('=');
+      return eq < 0 ? sealSqlSecrets(v, 'params') : v.slice(0, eq + 1) + sealSqlSecrets(v.slice(eq + 1), 'params');
+    }
+    return maskSecrets(v);
+  },
 };
 
 /**
  * The text the audit log stores for an event's data: its canonical JSON with every secret-looking
  * key's value (at any depth, in objects and arrays; null kept) replaced by "[redacted]" and the
- * secrets inside every string masked (maskSecrets; sealSqlSecrets for `sql`, `params` and
+ * secrets inside every string masked (maskSecrets; sealSqlSecrets for `sql`, SEALED_VALUES and
  * `settings`). One pass, no copy of the data. Throws on cycles.
  */
 export function redactedCanonicalJSON(data: Record<string, unknown>): string {

@@ -15,6 +15,9 @@ import { createSecretBox, SecretBoxError, type SecretBox, type SecretKey } from 
 const AAD = 'audit-sql';
 const MARKER = /\[sealed:(v1\.[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*)\]/g;
 
+/** The data members redact.ts seals secrets in. */
+const SEALED_MEMBERS = new Set(['sql', 'params', 'settings', 'name', 'statement', 'portal']);
+
 let current: { key: SecretKey; box: SecretBox } | undefined;
 
 export function setAuditSealKey(key: SecretKey | undefined): void {
@@ -33,7 +36,7 @@ export function sealer(): ((secret: string) => string) | undefined {
 }
 
 /**
- * Event data with the sealed spans of its `sql`, `params` and `settings` members (where the sealer writes them)
+ * Event data with the sealed spans of its SEALED_MEMBERS (where the sealer writes them)
  * opened with `key` or one of `previous` (master keys before a rotation); counts what was opened and
  * what could not be (another master key, an altered marker, or one the client typed itself).
  */
@@ -59,6 +62,6 @@ export function revealSealed(value: unknown, key: SecretKey, previous: readonly 
     return v;
   };
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return { value, opened, failed };
-  const out = Object.fromEntries(Object.entries(value).map(([k, x]) => [k, k === 'sql' || k === 'params' || k === 'settings' ? walk(x) : x]));
+  const out = Object.fromEntries(Object.entries(value).map(([k, x]) => [k, SEALED_MEMBERS.has(k) ? walk(x) : x]));
   return { value: out, opened, failed };
 }
