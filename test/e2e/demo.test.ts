@@ -91,7 +91,7 @@ describe('hallpass demo, tried as a new user would', () => {
     const verify = await sh(tourLine('audit verify'));
     expect(verify.code, verify.err).toBe(0);
     expect(verify.out).toMatch(/audit chain ok/);
-  });
+  }, 180_000); // a dozen CLI processes, each starting Node: a hang guard, not a timing check (once over 60 s on a loaded host)
 
   it('cuts an open psql session when the grant is revoked; its credential stops working and its role is gone from pg_roles', async () => {
     const dsn = (await sh('cat /tmp/hallpass-demo-dsn')).out.trim();
