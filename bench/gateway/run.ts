@@ -30,7 +30,10 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
+import { setAuditSealKey } from '../../src/audit/seal.js';
 import { highVolumeSink } from '../../src/audit/store-sink.js';
+import { auditSealKey } from '../../src/secrets/derive.js';
 import { AuditBatcher } from '../../src/audit/batcher.js';
 import type { GatewayAuditEvent, GatewayAuditSink } from '../../src/gateway/authority.js';
 import { openStore } from '../../src/store/db.js';
@@ -218,7 +221,8 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string, 
   const store = await openStore({ url: join(storeDir, 'state.sqlite') });
   // Full auditing exactly as the server does it (gatewayAuditSink): the gateway's AuditBatcher
   // into highVolumeSink, a writer thread appending one transaction per batch to the hash chain in
-  // the SQLite state store.
+  // the SQLite state store, sealing secrets in SQL with a key of a master key (as app.ts sets it).
+  setAuditSealKey(auditSealKey(randomBytes(32)));
   const audited = highVolumeSink(store);
   const gwOn = new PostgresGateway({ authority, audit: audited, ...(process.env.BENCH_AUDIT_DELAY_MS ? { auditBatch: { maxDelayMs: Number(process.env.BENCH_AUDIT_DELAY_MS) } } : {}), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const gwOff = new PostgresGateway({ authority, audit: new DropSink(), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
