@@ -30,6 +30,15 @@ const bind = (portal: string, statement: string) => typed('B', Buffer.concat([cs
 const execute = (portal: string) => typed('E', Buffer.concat([cstr(portal), Buffer.alloc(4)]));
 const closeStatement = (name: string) => typed('C', Buffer.concat([Buffer.from('S'), cstr(name)]));
 const sync = () => typed('S', Buffer.alloc(0));
+/** CopyData, CopyDone, CopyFail. */
+const copyData = (text: string) => typed('d', Buffer.from(text));
+const copyDone = () => typed('c', Buffer.alloc(0));
+const copyFail = (why: string) => typed('f', cstr(why));
+/** The table the COPY cases copy into, writable by the session's role. */
+const copiedTable = async (): Promise<void> => {
+  await admin.query('create table if not exists copied (a int)');
+  await admin.query(`grant all on copied to ${fx.roles.rw.user}`);
+};
 const flush = () => typed('H', Buffer.alloc(0));
 
 /** Bytes received, and a wait for the n-th ReadyForQuery (or the first ErrorResponse). */
@@ -155,12 +164,8 @@ describe('gateway audit: every statement the target may run is on the record', (
   });
 
   it('COPY FROM STDIN through the extended protocol (as libpq runs it): the Syncs the target ignores while copying do not desynchronise anything', async () => {
-    await admin.query('create table if not exists copied (a int)');
-    await admin.query(`grant all on copied to ${fx.roles.rw.user}`);
+    await copiedTable();
     const { s, sessionId, c } = await session();
-    const copyData = (text: string) => typed('d', Buffer.from(text));
-    const copyDone = () => typed('c', Buffer.alloc(0));
-    const copyFail = (why: string) => typed('f', cstr(why));
     // Execute and Sync together; the data, CopyDone and another Sync once CopyInResponse came.
     for (const end of [copyDone(), copyFail('client gave up')]) {
       s.write(Buffer.concat([ser.parse('', 'copy copied from stdin'), bind('', ''), execute(''), sync()]));
@@ -213,7 +218,7 @@ describe('gateway audit: every statement the target may run is on the record', (
     const { s, sessionId, c } = await session();
     s.write(Buffer.concat([ser.parse('', 'copy copied_view from stdin'), bind('', ''), execute(''), sync()]));
     await c.until(0x45, 1);
-    s.write(Buffer.concat([typed('d', Buffer.from('1\n')), typed('c', Buffer.alloc(0)), sync()]));
+    s.write(Buffer.concat([copyData('1\n'), copyDone(), sync()]));
     s.write(ser.query('select 6 * 7 as n'));
     // (Two or three ReadyForQuery came, depending on when the target read the first Sync.)
     expect(await c.until(0x43, 1)).toContain('42');
@@ -232,14 +237,14 @@ describe('gateway audit: every statement the target may run is on the record', (
     await c.until(0x5a, 1);
     s.write(ser.query("insert into items values (7001, 'after a failed copy')"));
     expect(await c.ready()).toContain('INSERT 0 1');
-    s.write(Buffer.concat([ser.parse('', 'copy copied_view from stdin'), bind('', ''), execute(''), sync(), typed('d', Buffer.from('1\n')), typed('c', Buffer.alloc(0)), ser.query("insert into items values (7002, 'behind it')")]));
+    s.write(Buffer.concat([ser.parse('', 'copy copied_view from stdin'), bind('', ''), execute(''), sync(), copyData('1\n'), copyDone(), ser.query("insert into items values (7002, 'behind it')")]));
     expect(await c.until(0x43, 1)).toContain('INSERT 0 1');
     // Two COPYs in one Query, a Sync inside the second (the target ignores it).
     s.write(ser.query('copy copied from stdin; copy copied from stdin'));
     await c.until(0x47, 1);
-    s.write(Buffer.concat([typed('d', Buffer.from('3\n')), typed('c', Buffer.alloc(0))]));
+    s.write(Buffer.concat([copyData('3\n'), copyDone()]));
     await c.until(0x47, 1);
-    s.write(Buffer.concat([typed('d', Buffer.from('4\n')), sync(), typed('c', Buffer.alloc(0))]));
+    s.write(Buffer.concat([copyData('4\n'), sync(), copyDone()]));
     await c.ready();
     s.write(ser.query("insert into items values (7010, 'after two copies')"));
     expect(await c.ready()).toContain('INSERT 0 1');
@@ -255,16 +260,13 @@ describe('gateway audit: every statement the target may run is on the record', (
   });
 
   it('pipelined data for a later COPY waits its turn, a COPY whose text was let go still works, Syncs inside a COPY cost nothing (fifth review)', async () => {
-    await admin.query('create table if not exists copied (a int)');
-    await admin.query(`grant all on copied to ${fx.roles.rw.user}`);
+    await copiedTable();
     const { s, sessionId, c } = await session();
-    const d = (text: string) => typed('d', Buffer.from(text));
-    const done = () => typed('c', Buffer.alloc(0));
     const copyExec = () => [ser.parse('', 'copy copied from stdin'), bind('', ''), execute('')];
     s.write(Buffer.concat([...copyExec(), sync()]));
     await c.until(0x47, 1);
     // This COPY's end, then a whole second COPY with its data, then a query: all in one write.
-    s.write(Buffer.concat([d('1\n'), done(), sync(), ...copyExec(), sync(), d('2\n'), done(), sync(), ser.query('select 40 + 2 as n')]));
+    s.write(Buffer.concat([copyData('1\n'), copyDone(), sync(), ...copyExec(), sync(), copyData('2\n'), copyDone(), sync(), ser.query('select 40 + 2 as n')]));
     expect(await c.until(0x43, 3)).toContain('42');
     // A COPY statement whose name is let go (a later statement mentions "prepare"), run by name.
     s.write(Buffer.concat([ser.parse('c1', 'copy copied from stdin'), sync()]));
@@ -275,8 +277,8 @@ describe('gateway audit: every statement the target may run is on the record', (
     await c.until(0x47, 1);
     // A Sync after every row: counted, not queued.
     const rows: Buffer[] = [];
-    for (let i = 0; i < 2000; i++) rows.push(d(`${i}\n`), sync());
-    s.write(Buffer.concat([...rows, done(), sync()]));
+    for (let i = 0; i < 2000; i++) rows.push(copyData(`${i}\n`), sync());
+    s.write(Buffer.concat([...rows, copyDone(), sync()]));
     await c.ready();
     s.write(ser.query('select 6 * 7 as n'));
     expect(await c.ready()).toContain('42');
