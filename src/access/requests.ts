@@ -5,8 +5,9 @@ import { requestTransition, type RequestEvent } from '../domain/request.js';
 import { canApprove } from '../policy/approve.js';
 import { evaluate } from '../policy/evaluator.js';
 import type { Decision, MfaRequirement } from '../policy/types.js';
-import type { Tx } from '../store/db.js';
+import type { Executor, Tx } from '../store/db.js';
 import { getGrant, insertGrant, listGrants, type GrantRow } from '../store/grants.js';
+import { getUserById } from '../store/users.js';
 import {
   getRequest, insertRequest, listApprovals, listRequests, recordApprovalOnce, transitionRequest, type RequestRow,
 } from '../store/requests.js';
@@ -225,12 +226,44 @@ async function approveInto(
     .where('id', '=', request.id).returningAll().executeTakeFirstOrThrow());
 }
 
-async function loadPending(tx: Tx, id: string, event: RequestEvent): Promise<RequestRow> {
-  const request = await getRequest(tx, id);
+/**
+ * The request, locked for this transaction (PostgreSQL `FOR UPDATE`; a SQLite transaction holds
+ * the write lock already), if `event` may happen to it now. Two approvers voting at once on
+ * PostgreSQL each saw only their own vote and left a 2-of-2 request pending for good; now the
+ * second waits for the first. A pending request whose approval window has passed is not
+ * approved or denied, even if the scheduler has not yet marked it expired.
+ */
+async function loadPending(deps: AccessDeps, tx: Tx, id: string, event: RequestEvent): Promise<RequestRow> {
+  let q = tx.selectFrom('requests').selectAll().where('id', '=', id);
+  if (deps.store.dialect === 'postgres') q = q.forUpdate();
+  const request = await q.executeTakeFirst();
   if (!request) throw notFound(`no request ${id}`);
-  const t = requestTransition(request.status, event);
-  if (!t.ok) throw conflict(`request ${id} is ${request.status}: ${t.message}`, { status: request.status });
+  checkPendingEvent(request, event, deps.clock.now().getTime());
   return request;
+}
+
+function checkPendingEvent(request: RequestRow, event: RequestEvent, nowMs: number): void {
+  const t = requestTransition(request.status, event);
+  if (!t.ok) throw conflict(`request ${request.id} is ${request.status}: ${t.message}`, { status: request.status });
+  if ((event === 'approve' || event === 'deny') && request.pending_expires_at !== null && request.pending_expires_at <= nowMs) {
+    throw conflict(`request ${request.id} lapsed at ${new Date(request.pending_expires_at).toISOString()}: it can no longer be decided`, { status: 'expired' });
+  }
+}
+
+/**
+ * Who a principal is as a person: one person may hold two accounts (a local user, and an SSO
+ * account named by the same email), so self-approval and "N distinct approvers" compare emails
+ * (case-insensitively) as well as ids.
+ */
+function personKey(u: { readonly id: string; readonly email?: string | null | undefined }): string {
+  const email = u.email?.trim().toLowerCase();
+  return email ? `email:${email}` : `id:${u.id}`;
+}
+
+async function samePerson(ex: Executor, userId: string, actor: Principal): Promise<boolean> {
+  if (userId === actor.id) return true;
+  const other = await getUserById(ex, userId);
+  return other !== undefined && personKey({ id: other.id, email: other.email }) === personKey(actor);
 }
 
 /**
@@ -252,7 +285,12 @@ export async function approveRequest(
     throw badRequest(`an approver may shorten the duration, not extend it (requested ${request.duration_s}s)`);
   }
   const result = await inTx(deps, async (tx, audit) => {
-    await loadPending(tx, id, 'approve');
+    await loadPending(deps, tx, id, 'approve');
+    for (const v of await listApprovals(tx, id)) {
+      if (v.approver_id !== approver.id && await samePerson(tx, v.approver_id, approver)) {
+        throw conflict(`you have already approved request ${id} under another account`);
+      }
+    }
     const recorded = await recordApprovalOnce(tx, {
       request_id: id, approver_id: approver.id, duration_s: opts.durationSeconds ?? null, comment: opts.comment ?? null, at: nowMs,
     });
@@ -282,10 +320,9 @@ export async function approveRequest(
 async function checkDecider(deps: AccessDeps, actor: Principal, id: string, action: 'approve' | 'deny'): Promise<RequestRow> {
   const request = await getRequest(deps.store.db, id);
   if (!request) throw notFound(`no request ${id}`);
-  const t = requestTransition(request.status, action);
-  if (!t.ok) throw conflict(`request ${id} is ${request.status}: ${t.message}`, { status: request.status });
+  checkPendingEvent(request, action, deps.clock.now().getTime());
   let refusal: AppError | undefined;
-  if (request.requester_id === actor.id) {
+  if (await samePerson(deps.store.db, request.requester_id, actor)) {
     refusal = action === 'approve'
       ? new AppError('self_approval', 'you cannot approve your own request')
       : new AppError('forbidden', 'you cannot deny your own request: cancel it instead');
@@ -310,7 +347,7 @@ export async function denyRequest(deps: AccessDeps, actor: Principal, id: string
   const nowMs = deps.clock.now().getTime();
   await checkDecider(deps, actor, id, 'deny');
   return inTx(deps, async (tx, audit) => {
-    await loadPending(tx, id, 'deny');
+    await loadPending(deps, tx, id, 'deny');
     const row = await transitionRequest(tx, id, 'pending', 'denied', { decided_at: nowMs, decided_by: actor.id, decision_note: reason, updated_at: nowMs });
     if (!row) throw conflict(`request ${id} changed while denying`);
     audit({ type: 'request.denied', actor: actor.name, requestId: id, at: nowMs, data: { by: actor.name, reason } });
@@ -322,7 +359,7 @@ export async function denyRequest(deps: AccessDeps, actor: Principal, id: string
 export async function cancelRequest(deps: AccessDeps, actor: Principal, id: string): Promise<RequestRow> {
   const nowMs = deps.clock.now().getTime();
   return inTx(deps, async (tx, audit) => {
-    const request = await loadPending(tx, id, 'cancel');
+    const request = await loadPending(deps, tx, id, 'cancel');
     if (request.requester_id !== actor.id && !actor.isAdmin) throw new AppError('forbidden', 'only the requester or an admin can cancel a request');
     const row = await transitionRequest(tx, id, 'pending', 'cancelled', { decided_at: nowMs, decided_by: actor.id, updated_at: nowMs });
     if (!row) throw conflict(`request ${id} changed while cancelling`);

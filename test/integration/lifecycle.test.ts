@@ -97,6 +97,44 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     expect(after.body.approvals).toHaveLength(1);
   });
 
+  it('treats two accounts with one email as one person: no self-approval, no second vote', async () => {
+    // alice-sso and bob-sso stand for SSO accounts named by the emails of local users alice and bob
+    await start(testPolicy(target).replace('users:\n', `users:
+  - { name: alice-sso, email: ALICE@example.com, groups: [sre] }
+  - { name: bob-sso, email: bob@example.com, groups: [sre] }
+`).replace('{ name: alice, groups: [engineers] }', '{ name: alice, email: alice@example.com, groups: [engineers] }')
+      .replace('{ name: bob, groups: [sre] }', '{ name: bob, email: bob@example.com, groups: [sre] }'));
+    const r = await request('alice', { role: 'owner', duration: '30m', ticket: 'OPS-44' });
+    const id = r.body.request.id;
+    const self = await t.api(await t.token('alice-sso'), 'POST', `/api/v1/requests/${id}/approve`, {});
+    expect(self.status).toBe(403);
+    expect(self.body.error.code).toBe('self_approval');
+    expect((await t.api(await t.token('bob'), 'POST', `/api/v1/requests/${id}/approve`, {})).status).toBe(200);
+    const twice = await t.api(await t.token('bob-sso'), 'POST', `/api/v1/requests/${id}/approve`, {});
+    expect(twice.status).toBe(409);
+    expect(twice.body.error.message).toMatch(/already approved .* under another account/);
+    const after = await t.api(await t.token('alice'), 'GET', `/api/v1/requests/${id}`);
+    expect(after.body.status).toBe('pending');
+    expect(after.body.approvals).toHaveLength(1);
+    // a different person still completes it
+    expect((await t.api(await t.token('carol'), 'POST', `/api/v1/requests/${id}/approve`, {})).body.request.status).toBe('approved');
+  });
+
+  it('does not approve a request whose approval window has passed, even before the scheduler marks it expired', async () => {
+    await start();
+    const r = await request('alice', { role: 'write', duration: '30m' });
+    const id = r.body.request.id;
+    clock.advance(10 * 60_000 + 1000); // past the 10m pendingTtl; no scheduler tick
+    const late = await t.api(await t.token('bob'), 'POST', `/api/v1/requests/${id}/approve`, {});
+    expect(late.status).toBe(409);
+    expect(late.body.error.message).toMatch(/lapsed at/);
+    const deny = await t.api(await t.token('bob'), 'POST', `/api/v1/requests/${id}/deny`, { reason: 'too late' });
+    expect(deny.status).toBe(409);
+    expect((await t.api(await t.token('alice'), 'GET', `/api/v1/requests/${id}`)).body.status).toBe('pending');
+    expect((await events({ requestId: id })).map((e) => e.type)).toEqual(['request.created', 'request.pending']);
+    expect((await t.h.scheduler.tick()).pendingExpired).toBe(1);
+  });
+
   it('lets an approver shorten the duration but not lengthen it', async () => {
     await start();
     const r = await request('alice', { role: 'write', duration: '30m' });

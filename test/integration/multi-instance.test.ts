@@ -61,6 +61,26 @@ describe('two instances on one PostgreSQL store', () => {
     expect((await verifyChain(db)).ok).toBe(true);
   });
 
+  it('approves a two-approver request when both approvers vote at once on different instances', async () => {
+    // Each vote's transaction once counted only its own uncommitted vote: both saw 1 of 2, and the
+    // request stayed pending with two votes until it lapsed.
+    for (let i = 0; i < 6; i++) {
+      const r = await a.api(await a.token('alice'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'owner', duration: '30m', reason: `race ${i}`, ticket: `OPS-${i}` });
+      expect(r.body.request.status, JSON.stringify(r.body)).toBe('pending');
+      const id = r.body.request.id;
+      const votes = await Promise.all([
+        a.api(await a.token('bob'), 'POST', `/api/v1/requests/${id}/approve`, {}),
+        b.api(await b.token('carol'), 'POST', `/api/v1/requests/${id}/approve`, {}),
+      ]);
+      expect(votes.map((v) => v.status), JSON.stringify(votes.map((v) => v.body))).toEqual([200, 200]);
+      const after = await a.api(await a.token('alice'), 'GET', `/api/v1/requests/${id}`);
+      expect(after.body.status).toBe('approved');
+      expect(after.body.approvals).toHaveLength(2);
+    }
+    const last = await a.h.deps.store.db.selectFrom('grants').select('id').where('role', '=', 'owner').executeTakeFirstOrThrow();
+    await a.api(await a.token('alice'), 'POST', `/api/v1/grants/${last.id}/revoke`, {});
+  });
+
   it('claims due work exclusively under contention (FOR UPDATE SKIP LOCKED)', async () => {
     const { claimDueGrants } = await import('../../src/store/grants.js');
     const db = a.h.deps.store.db;
