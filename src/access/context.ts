@@ -35,6 +35,8 @@ export type GrantEvent =
 export interface GrantEventBus {
   publish(ev: GrantEvent): Promise<void>;
   subscribe(fn: (ev: GrantEvent) => void): () => void;
+  /** `fn` runs after the bus was cut off and is back: events sent meanwhile may have been missed. */
+  onReconnect(fn: () => void): () => void;
 }
 
 export interface AccessMetrics {

@@ -5,6 +5,7 @@ import type { GatewayAccess } from '../api/context.js';
 import { PostgresGateway } from '../gateway/postgres/server.js';
 import { mintGatewayToken } from '../gateway/tokens.js';
 import { deriveKey } from '../secrets/index.js';
+import type { AccessDeps } from '../access/context.js';
 import type { HallpassExtension } from './app.js';
 import type { GatewayListenConfig } from './config.js';
 import { gatewayAuditSink, gatewayAuthority, pruneNonces } from './gateway-authority.js';
@@ -42,6 +43,13 @@ export function gatewayExtension(cfg: GatewayListenConfig, opts: { insecureAllow
         if (ev.type === 'ended') void gateway.endGrant(ev.grantId, ev.reason).catch(() => undefined);
         else gateway.updateGrantExpiry(ev.grantId, new Date(ev.expiresAt));
       });
+      // Grant events can be missed (another instance's NOTIFY while this one's LISTEN was down, a
+      // publish that failed): the store is the truth, re-read for every grant with a session here
+      // after the bus reconnects and every RESYNC_MS anyway.
+      const resync = () => void resyncGateway(deps, gateway).catch((e: unknown) => h.log(`gateway resync: ${String(e)}`));
+      const stopResyncOnReconnect = deps.events.onReconnect(resync);
+      const resyncTimer = setInterval(resync, RESYNC_MS);
+      resyncTimer.unref();
       const prune = setInterval(() => void pruneNonces(deps).catch(() => undefined), 60_000);
       prune.unref();
       // Clients verify the gateway (verify-full): the host they are told to use is one the
@@ -70,6 +78,8 @@ export function gatewayExtension(cfg: GatewayListenConfig, opts: { insecureAllow
         gateway,
         async close() {
           clearInterval(prune);
+          clearInterval(resyncTimer);
+          stopResyncOnReconnect();
           unsubscribe();
           await gateway.close(); // drains its audit batcher into the sink
           await audit.close();
@@ -77,4 +87,30 @@ export function gatewayExtension(cfg: GatewayListenConfig, opts: { insecureAllow
       };
     },
   };
+}
+
+/** How often the gateway re-reads its sessions' grants from the store, in case an event was missed. */
+const RESYNC_MS = 5000;
+
+/**
+ * Brings the gateway in line with the store: sessions of a grant that is no longer active are cut
+ * (as expired or revoked, by its end reason), and sessions of an active grant whose end moved get
+ * the new end. Returns how many grants were cut.
+ */
+export async function resyncGateway(deps: AccessDeps, gateway: Pick<PostgresGateway, 'liveGrantIds' | 'endGrant' | 'updateGrantExpiry'>): Promise<number> {
+  const ids = gateway.liveGrantIds();
+  if (ids.length === 0) return 0;
+  const rows = await deps.store.db.selectFrom('grants').select(['id', 'status', 'expires_at', 'end_reason']).where('id', 'in', ids).execute();
+  const found = new Map(rows.map((r) => [r.id, r]));
+  let cut = 0;
+  for (const id of ids) {
+    const g = found.get(id);
+    if (g?.status === 'active' && g.expires_at !== null) {
+      gateway.updateGrantExpiry(id, new Date(g.expires_at));
+      continue;
+    }
+    cut++;
+    void gateway.endGrant(id, g?.end_reason === 'expired' ? 'expired' : 'revoked').catch(() => undefined);
+  }
+  return cut;
 }

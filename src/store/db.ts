@@ -59,6 +59,10 @@ export async function openStore(opts: OpenStoreOptions): Promise<StoreConnection
     pool.on('error', () => {
       /* idle client errors surface on the next query */
     });
+    // pg-pool listens for errors only on idle clients: a connection that drops while a query is
+    // checked out would emit an unhandled 'error' and kill the process (review). The query itself
+    // still fails with the error.
+    pool.on('connect', (client) => client.on('error', () => {}));
     db = new Kysely<DB>({ dialect: new PostgresDialect({ pool }) });
     description = redactUrl(opts.url);
   } else {

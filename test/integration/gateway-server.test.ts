@@ -140,6 +140,21 @@ ${targetConnectionYaml(target)}    roles:
     expect(err?.message).toMatch(/hallpass: access to app-db revoked/);
   });
 
+  it('cuts a session whose grant ended in the store without an event reaching its instance (resync)', async () => {
+    const r = await a.api(await a.token('dave'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '10m', reason: 'missed event' });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const { client } = await gatewayClient(b, b, 'dave', r.body.grant.id);
+    await client.connect();
+    const running = client.query('select pg_sleep(600)').then(() => undefined, (e: Error) => e);
+    await new Promise((res) => setTimeout(res, 300));
+    // As if the NOTIFY was lost (b's LISTEN down, or the publish failed): the store alone says
+    // the grant is being revoked. The revocation on the target is not due yet, so only the
+    // gateway's own re-read of the store can end this session.
+    await a.h.deps.store.db.updateTable('grants').set({ status: 'revoking', end_reason: 'revoked' }).where('id', '=', r.body.grant.id).execute();
+    const err = await running;
+    expect(err?.message).toMatch(/hallpass: access to app-db revoked/);
+  });
+
   describe('refusals through the real server: the client is told why, and gateway.refused is stored with the code and client address', () => {
     let caDir: string;
     let caFile: string;

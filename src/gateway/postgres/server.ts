@@ -129,6 +129,11 @@ export class PostgresGateway {
     );
   }
 
+  /** Grants with a session open here (or logging in): what a resync after missed grant events re-reads. */
+  liveGrantIds(): string[] {
+    return [...this.#byGrant.keys()];
+  }
+
   /** Cuts every session of the grant now (FATAL "access to R expired|revoked"). Resolves when all are closed. */
   async endGrant(grantId: string, reason: 'expired' | 'revoked'): Promise<number> {
     this.#ended.set(grantId, reason);

@@ -230,6 +230,7 @@ export class ClientSession {
 
   /** The grant was extended (or shortened): re-arm this session's own timer. */
   updateExpiry(expiresAt: Date): void {
+    if (expiresAt.getTime() === this.#expiresMs) return; // a resync re-reads unchanged ends
     this.#expiresMs = expiresAt.getTime();
     // While logging in upstream too: a grant shortened meanwhile must not be cut at its old end.
     if (this.auth && !this.#ending) this.#armTimer();
