@@ -150,6 +150,28 @@ describe('guardrails in a session', () => {
     }
   });
 
+  it('denies a temporary function or procedure whose body breaks a guardrail, and SELECT INTO inside a UNION (review)', async () => {
+    const c = fx.client(fx.grant({ guardrails: ['write_without_where', 'truncate', 'set_role'] }));
+    await c.connect();
+    try {
+      await expect(c.query('create procedure pg_temp.p() language sql as $$ delete from items $$')).rejects.toThrow(/\(write_without_where\): DELETE without a WHERE clause/);
+      await expect(c.query('call pg_temp.p()')).rejects.toThrow(/does not exist/);
+      await expect(c.query("create function pg_temp.f() returns text language plpgsql as $$ begin perform set_config('role', 'postgres', false); return 'x'; end $$"))
+        .rejects.toThrow(/\(set_role\)/);
+      expect((await c.query('select count(*)::int as n from items where id <= 100')).rows).toEqual([{ n: 100 }]);
+    } finally {
+      await c.end();
+    }
+    const d = fx.client(fx.grant({ guardrails: ['ddl'] }));
+    await d.connect();
+    try {
+      await expect(d.query('select 1 as a into temp made_by_union union select 2')).rejects.toThrow(/\(ddl\): SELECT INTO creates a table/);
+      await expect(d.query('select * from made_by_union')).rejects.toThrow(/does not exist/);
+    } finally {
+      await d.end();
+    }
+  });
+
   it('keeps responses in order when a denied statement is pipelined between allowed ones', async () => {
     const s = await rawLogin(fx.port, fx.authority.token(fx.grant({ guardrails: ['ddl'] })));
     const typed = (type: string, body: Buffer) => {

@@ -57,6 +57,46 @@ describe('guardrails', () => {
     expect(denied('prepare p as delete from t')).toBe('write_without_where');
   });
 
+  it('checks the bodies of functions and procedures where they are created (review: pg_temp bodies ran past every guardrail but ddl)', () => {
+    const NO_DDL = ['truncate', 'write_without_where', 'set_role', 'escape', 'do_block', 'copy_program'];
+    const cases: Array<[string, string | null]> = [
+      ["create procedure pg_temp.p() language sql as $$ update t set v = 'clobbered'; $$", 'write_without_where'],
+      ['create procedure pg_temp.q() language sql as $$ truncate t $$', 'truncate'],
+      ["create function pg_temp.f() returns text language plpgsql as $$ begin perform set_config('role','rg_priv',false); return current_user; end $$", 'set_role'],
+      // a PL/pgSQL body is a DO block under another name; its parameters are known to the parser
+      ['create function pg_temp.g(a int) returns int language plpgsql as $$ declare x int; begin x := a; return x; end $$', 'do_block'],
+      ["create function pg_temp.h() returns void language plpgsql as $$ begin execute 'trunc' || 'ate t'; end $$", 'truncate'],
+      ["create function pg_temp.i() returns int language plperl as $$ return 1 $$", 'truncate'],
+      ["create function pg_temp.j(int) returns int language sql as 'select $1 + 1'", null],
+      ['create function pg_temp.k(int) returns int language sql return $1 + 1', null],
+      ['create function pg_temp.l() returns void language sql begin atomic; delete from t; end', 'write_without_where'],
+      // nested: a SQL function whose body creates a PL/pgSQL one
+      ["create function pg_temp.m() returns void language sql as $b$ create function pg_temp.n() returns void language plpgsql as $$ begin truncate t; end $$ $b$", 'truncate'],
+    ];
+    for (const [sql, want] of cases) expect(denied(sql, NO_DDL), sql).toBe(want);
+    // with do_block allowed, a PL/pgSQL function that only reads is fine
+    expect(denied('create function pg_temp.g(a int) returns int language plpgsql as $$ begin return a; end $$', ['truncate', 'set_role'])).toBeNull();
+    expect(denied('create function pg_temp.g(a int) returns int language plpgsql as $$ begin update t set v = 1; return a; end $$', ['write_without_where'])).toBe('write_without_where');
+    // an undeclared variable cannot be compiled: not checkable, so denied
+    expect(denied('create function pg_temp.o() returns int language plpgsql as $$ begin y := 1; return 1; end $$', ['truncate'])).toBe('unparsable');
+  });
+
+  it('sees nodes libpg-query writes without their type name (review: SELECT INTO in a UNION, ALTER ROLE|DATABASE SET role)', () => {
+    expect(denied('select 1 as a into new_tbl union select 2', ['ddl'])).toBe('ddl');
+    expect(denied('select * into temp tmp_copy from t union all select * from t where false', ['write'])).toBe('write');
+    expect(denied('explain analyze select 1 as x into new_tbl2 union select 2', ['ddl'])).toBe('ddl');
+    expect(denied('select 1 union (select 2 into t2 union select 3)', ['ddl'])).toBe('ddl');
+    expect(denied("alter role current_user set role = 'rg_priv'", ['set_role'])).toBe('set_role');
+    expect(denied("alter database app set role = 'rg_priv'", ['set_role'])).toBe('set_role');
+    expect(denied("alter database app set role = 'rg_priv'", ['escape'])).toBe('escape');
+    expect(denied("alter system set session_authorization = 'x'", ['set_role'])).toBe('set_role');
+    expect(denied('alter database app set default_transaction_read_only = off', [], true)).toBe('read_only');
+    expect(denied("call dblink_exec('x', 'y')", ['escape'])).toBe('escape');
+    expect(denied('create table c as select 1', ['write'])).toBe('write');
+    // a JoinExpr's larg/rarg are ordinary wrapped nodes
+    expect(denied('select * from t join u on true', ALL)).toBeNull();
+  });
+
   it('looks inside DO blocks and refuses dynamic SQL it cannot check', () => {
     expect(denied('do $$ begin delete from t; end $$')).toBe('write_without_where');
     expect(denied('do $$ begin perform 1; end $$')).toBeNull();

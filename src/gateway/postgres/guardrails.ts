@@ -23,6 +23,8 @@ interface Findings {
   unparsable?: string;
   /** The statement changes how the target reads SQL text (denied whenever anything is checked). */
   lexing?: string;
+  /** While walking: the text being analysed creates a PL/pgSQL function, whose body is checked after. */
+  plpgsqlFunction?: boolean;
 }
 
 const DDL = /^(Create|Alter|Drop|Rename|Comment|Grant|Index|View|Define|Rule|CompositeType|Reindex|SecLabel|ImportForeignSchema|RefreshMatView|Cluster|ReassignOwned)\w*Stmt$/;
@@ -169,7 +171,19 @@ export function checkFunctionCall(denied: readonly string[], readOnly: boolean):
 
 function analyse(sql: string, f: Findings, depth: number): void {
   if (depth > 8) throw new Error('DO blocks nested too deeply');
+  const outer = f.plpgsqlFunction;
+  f.plpgsqlFunction = false;
   walk(parseSync(sql), f, depth);
+  // A PL/pgSQL function's body is checked as a DO block's is. It is compiled from this very text,
+  // so its parameters and declarations are known to the PL/pgSQL parser.
+  if (f.plpgsqlFunction) plpgsql(parsePlPgSQLSync(sql), f, depth, (why) => uncheckable(f, why));
+  f.plpgsqlFunction = outer;
+}
+
+/** Something that may run any SQL: it hits every guardrail and read-only. */
+function uncheckable(f: Findings, why: string): void {
+  for (const g of Object.keys(GUARDRAILS) as Guardrail[]) hit(f, g, why);
+  hit(f, 'read_only', why);
 }
 
 const hit = (f: Findings, g: Guardrail | 'read_only', reason: string) => {
@@ -178,6 +192,15 @@ const hit = (f: Findings, g: Guardrail | 'read_only', reason: string) => {
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
+/**
+ * Fields libpg-query writes without their node's type name, because their C type is that one node
+ * type: `SELECT … INTO t UNION …` keeps its INTO in a bare `larg`, and `ALTER ROLE|DATABASE … SET
+ * role` its SET in a bare `setstmt` (a review ran both past every guardrail). A field of the same
+ * name holding a wrapped node (JoinExpr's larg) is walked as usual.
+ */
+const BARE_NODES = new Map([['larg', 'SelectStmt'], ['rarg', 'SelectStmt'], ['setstmt', 'VariableSetStmt'], ['funccall', 'FuncCall']]);
+const isWrapped = (o: object): boolean => Object.keys(o).some((k) => /^[A-Z]/.test(k));
+
 function walk(value: unknown, f: Findings, depth: number): void {
   if (Array.isArray(value)) {
     for (const v of value) walk(v, f, depth);
@@ -185,8 +208,12 @@ function walk(value: unknown, f: Findings, depth: number): void {
   }
   if (value === null || typeof value !== 'object') return;
   for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
-    if (v !== null && typeof v === 'object' && !Array.isArray(v) && /^[A-Z]/.test(key)) {
-      inspect(key, v as Record<string, Json>, f, depth);
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      if (/^[A-Z]/.test(key)) inspect(key, v as Record<string, Json>, f, depth);
+      else {
+        const bare = BARE_NODES.get(key);
+        if (bare !== undefined && !isWrapped(v)) inspect(bare, v as Record<string, Json>, f, depth);
+      }
     }
     walk(v, f, depth);
   }
@@ -221,6 +248,12 @@ function inspect(type: string, n: Record<string, Json>, f: Findings, depth: numb
         hit(f, 'write', 'SELECT INTO creates a table');
         hit(f, 'ddl', 'SELECT INTO creates a table');
       }
+      break;
+    case 'CreateTableAsStmt':
+      hit(f, 'write', 'CREATE TABLE AS writes');
+      break;
+    case 'CreateFunctionStmt':
+      createFunction(n, f, depth);
       break;
     case 'CopyStmt':
       if (n.is_from === true) hit(f, 'write', 'COPY FROM writes');
@@ -324,6 +357,38 @@ function constantText(args: Json | undefined): string | undefined {
   return undefined;
 }
 
+/**
+ * A function or procedure runs its body whenever it is called, and a call is an ordinary SELECT
+ * or CALL: so the body is checked where it is created (a review wrote UPDATE, TRUNCATE and
+ * set_config('role') into pg_temp functions and ran them past every guardrail but ddl). SQL
+ * bodies are analysed as statements, PL/pgSQL ones like a DO block (and count as one for
+ * do_block); a body in any other language cannot be checked. BEGIN ATOMIC bodies are part of the
+ * parse tree and walked anyway.
+ */
+function createFunction(n: Record<string, Json>, f: Findings, depth: number): void {
+  let language: string | undefined;
+  let bodies: string[] = [];
+  for (const o of Array.isArray(n.options) ? n.options : []) {
+    const d = field(o, 'DefElem');
+    if (d?.defname === 'language') language = String(field(d.arg ?? null, 'String')?.sval ?? '').toLowerCase();
+    if (d?.defname === 'as') {
+      const items = field(d.arg ?? null, 'List')?.items;
+      bodies = (Array.isArray(items) ? items : []).map((i) => String(field(i, 'String')?.sval ?? ''));
+    }
+  }
+  if (n.sql_body !== undefined && bodies.length === 0) return;
+  const what = n.is_procedure === true ? 'a procedure' : 'a function';
+  language ??= 'sql';
+  if (language === 'sql') {
+    for (const body of bodies) analyse(body, f, depth + 1);
+  } else if (language === 'plpgsql') {
+    hit(f, 'do_block', `${what} in PL/pgSQL runs like a DO block`);
+    f.plpgsqlFunction = true;
+  } else {
+    uncheckable(f, `${what} in ${language} cannot be checked`);
+  }
+}
+
 /** Checks every SQL statement and expression inside a PL/pgSQL DO block; dynamic SQL cannot be checked. */
 function doBlock(n: Record<string, Json>, f: Findings, depth: number): void {
   let body: string | undefined;
@@ -334,10 +399,7 @@ function doBlock(n: Record<string, Json>, f: Findings, depth: number): void {
     if (d?.defname === 'as' && typeof s === 'string') body = s;
     if (d?.defname === 'language' && typeof s === 'string') language = s.toLowerCase();
   }
-  const unchecked = (why: string) => {
-    for (const g of Object.keys(GUARDRAILS) as Guardrail[]) hit(f, g, why);
-    hit(f, 'read_only', why);
-  };
+  const unchecked = (why: string) => uncheckable(f, why);
   if (body === undefined || language !== 'plpgsql') return unchecked(`a DO block in ${language} cannot be checked`);
   const fn = `CREATE FUNCTION hallpass_do() RETURNS void LANGUAGE plpgsql AS $hallpass_do$${body}$hallpass_do$`;
   if (body.includes('$hallpass_do$')) return unchecked('a DO block that cannot be checked');
@@ -354,7 +416,7 @@ function plpgsql(value: unknown, f: Findings, depth: number, unchecked: (why: st
   for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
     if (key === 'PLpgSQL_stmt_dynexecute' || key === 'PLpgSQL_stmt_dynfors' || key === 'PLpgSQL_stmt_open') {
       const o = v as Record<string, unknown>;
-      if (key !== 'PLpgSQL_stmt_open' || o.dynquery !== undefined) unchecked('dynamic SQL (EXECUTE) in a DO block cannot be checked');
+      if (key !== 'PLpgSQL_stmt_open' || o.dynquery !== undefined) unchecked('dynamic SQL (EXECUTE) in PL/pgSQL cannot be checked');
     }
     if (key === 'PLpgSQL_expr' && v !== null && typeof v === 'object') {
       const e = v as { query?: unknown; parseMode?: unknown };
