@@ -115,6 +115,31 @@ describe('cut-off', () => {
     await c.end().catch(() => {});
   });
 
+  it('ends even a statement that catches the cancel, once its session is cut (review)', async () => {
+    const g = fx.grant();
+    const c = fx.client(g);
+    await c.connect();
+    c.on('error', () => {});
+    expect((await c.query('show client_connection_check_interval')).rows).toEqual([{ client_connection_check_interval: '1s' }]);
+    const loop = "do $$ begin loop begin perform pg_sleep(600); exception when query_canceled then raise notice 'caught'; end; end loop; end $$";
+    const running = c.query(loop).then(() => undefined, (e: Error) => e);
+    const looping = async () => {
+      const admin = await fx.target.admin();
+      try {
+        const r = await admin.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where query like 'do $$ begin loop%' and state = 'active'");
+        return r.rows[0]?.n ?? 0;
+      } finally {
+        await admin.end();
+      }
+    };
+    await waitFor(async () => (await looping()) === 1);
+    expect(await fx.gateway.endGrant(g, 'revoked')).toBe(1);
+    expect((await running)?.message).toMatch(/hallpass: access to app revoked/);
+    // The cancel is caught and the loop goes on, until the target's connection check sees the
+    // gateway gone (every second): without it the backend ran on for minutes.
+    await waitFor(async () => (await looping()) === 0, 100);
+  });
+
   it('keeps a session open past the old end after an extension', async () => {
     const g = fx.grant({ expiresAt: new Date(Date.now() + 1500) });
     const c = fx.client(g);

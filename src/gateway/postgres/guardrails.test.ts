@@ -93,6 +93,10 @@ describe('guardrails', () => {
     expect(denied('alter database app set default_transaction_read_only = off', [], true)).toBe('read_only');
     expect(denied("call dblink_exec('x', 'y')", ['escape'])).toBe('escape');
     expect(denied('create table c as select 1', ['write'])).toBe('write');
+    // the gateway's own connection check, which ends a statement that ignores the cut-off's cancel
+    expect(denied('set client_connection_check_interval = 0', ['escape'])).toBe('escape');
+    expect(denied("select set_config('client_connection_check_interval', '0', false)", ['escape'])).toBe('escape');
+    expect(denied('reset client_connection_check_interval', ['escape'])).toBeNull();
     // a JoinExpr's larg/rarg are ordinary wrapped nodes
     expect(denied('select * from t join u on true', ALL)).toBeNull();
   });

@@ -81,6 +81,8 @@ const NOT_PLAIN = new RegExp(
 const isPlainSelect = (sql: string): boolean => PLAIN_SELECT.test(sql) && !NOT_PLAIN.test(sql.replace(/;\s*$/, ''));
 const ROLE_SETTINGS = new Set(['role', 'session_authorization']);
 const READ_ONLY_SETTINGS = new Set(['default_transaction_read_only', 'transaction_read_only']);
+/** The gateway sets it at login so a cut ends even a statement that ignores the cancel (session.ts). */
+const CUT_OFF_SETTINGS = new Set(['client_connection_check_interval']);
 
 const NOTHING: Findings = { hits: new Map() };
 
@@ -294,6 +296,7 @@ function variableSet(n: Record<string, Json>, f: Findings): void {
     hit(f, 'escape', `SET ${name.toUpperCase()} could escape the granted role`);
   }
   if (READ_ONLY_SETTINGS.has(name) && !resetting) hit(f, 'read_only', `changing ${name} is not allowed for a read-only role`);
+  if (CUT_OFF_SETTINGS.has(name) && !resetting) hit(f, 'escape', `changing ${name} could keep a statement running after the session is cut`);
   if ((name === 'transaction' || name === 'session characteristics') && readWriteOption(n.args)) {
     hit(f, 'read_only', 'READ WRITE is not allowed for a read-only role');
   }
@@ -335,6 +338,7 @@ function funcCall(n: Record<string, Json>, f: Findings): void {
     hit(f, 'escape', 'set_config() could escape the granted role');
   }
   if (setting === '' || READ_ONLY_SETTINGS.has(setting)) hit(f, 'read_only', 'set_config() of read-only settings is not allowed');
+  if (CUT_OFF_SETTINGS.has(setting)) hit(f, 'escape', `set_config() of ${setting} could keep a statement running after the session is cut`);
   if (setting === '' || LEXING_SETTINGS.has(setting)) {
     const value = constantText(Array.isArray(n.args) && n.args[1] !== undefined ? [n.args[1]] : undefined);
     if (setting === '' || value === undefined || lexingHazard(setting, value) !== undefined) f.lexing ??= `set_config() of ${setting || 'a computed setting'} could change how the target reads SQL`;

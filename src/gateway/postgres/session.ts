@@ -136,7 +136,7 @@ export class ClientSession {
     const requested = [...params].map(([k, v]) => `${k}=${v}`);
     if (auth.readOnly) params.set('default_transaction_read_only', 'on');
     try {
-      this.#upstream = await connectUpstream(auth.upstream, params, ctx.upstreamConnectTimeoutMs);
+      this.#upstream = await connectWithConnectionCheck(auth.upstream, params, ctx.upstreamConnectTimeoutMs);
     } catch (e) {
       const sqlstate = e instanceof UpstreamError && e.sqlstate ? e.sqlstate : '08006';
       this.#audit('gateway.refused', { code: 'upstream_failed', sqlstate, resource: auth.resource, clientAddress: this.clientAddress, tls: this.#tls });
@@ -344,3 +344,32 @@ function clientMessage(reason: EndReason, resource: string, detail: string | und
 }
 
 const noop = (): void => {};
+
+/**
+ * How often (ms) the target checks, while running a statement, that the gateway is still
+ * connected. A cut cancels the running statement and closes the connection; a statement that
+ * catches the cancel (`EXCEPTION WHEN query_canceled` in a loop) would otherwise run on after the
+ * grant's end until the target next writes to the socket (a review kept one running for minutes).
+ * With this setting the backend notices the closed connection and ends within a second or so,
+ * even if hallpass cannot reach the target to terminate it.
+ */
+const CONNECTION_CHECK_INTERVAL_MS = '1000';
+const CONNECTION_CHECK = 'client_connection_check_interval';
+/** Targets (host:port) that refused the setting (PostgreSQL before 14): connected to without it. */
+const withoutConnectionCheck = new Set<string>();
+
+async function connectWithConnectionCheck(
+  target: Parameters<typeof connectUpstream>[0],
+  params: Map<string, string>,
+  timeoutMs: number,
+): Promise<UpstreamConnection> {
+  const key = `${target.host}:${target.port}`;
+  if (withoutConnectionCheck.has(key)) return connectUpstream(target, params, timeoutMs);
+  try {
+    return await connectUpstream(target, new Map([...params, [CONNECTION_CHECK, CONNECTION_CHECK_INTERVAL_MS]]), timeoutMs);
+  } catch (e) {
+    if (!(e instanceof UpstreamError && e.sqlstate === '42704' && e.message.includes(CONNECTION_CHECK))) throw e;
+    if (withoutConnectionCheck.size < 10_000) withoutConnectionCheck.add(key);
+    return connectUpstream(target, params, timeoutMs);
+  }
+}
