@@ -12,7 +12,7 @@ import { ProtocolError, readParameterStatus } from './messages.js';
 import * as ser from './serializer.js';
 import { forwardedSettings } from './settings.js';
 import { StatementTracker } from './tracker.js';
-import { cancelUpstream, connectUpstream, UpstreamError, type UpstreamConnection } from './upstream.js';
+import { cancelUpstream, connectWithConnectionCheck, UpstreamError, type UpstreamConnection } from './upstream.js';
 
 export interface SessionContext extends LoginOptions {
   readonly audit: AuditBatcher<GatewayAuditEvent>;
@@ -344,32 +344,3 @@ function clientMessage(reason: EndReason, resource: string, detail: string | und
 }
 
 const noop = (): void => {};
-
-/**
- * How often (ms) the target checks, while running a statement, that the gateway is still
- * connected. A cut cancels the running statement and closes the connection; a statement that
- * catches the cancel (`EXCEPTION WHEN query_canceled` in a loop) would otherwise run on after the
- * grant's end until the target next writes to the socket (a review kept one running for minutes).
- * With this setting the backend notices the closed connection and ends within a second or so,
- * even if hallpass cannot reach the target to terminate it.
- */
-const CONNECTION_CHECK_INTERVAL_MS = '1000';
-const CONNECTION_CHECK = 'client_connection_check_interval';
-/** Targets (host:port) that refused the setting (PostgreSQL before 14): connected to without it. */
-const withoutConnectionCheck = new Set<string>();
-
-async function connectWithConnectionCheck(
-  target: Parameters<typeof connectUpstream>[0],
-  params: Map<string, string>,
-  timeoutMs: number,
-): Promise<UpstreamConnection> {
-  const key = `${target.host}:${target.port}`;
-  if (withoutConnectionCheck.has(key)) return connectUpstream(target, params, timeoutMs);
-  try {
-    return await connectUpstream(target, new Map([...params, [CONNECTION_CHECK, CONNECTION_CHECK_INTERVAL_MS]]), timeoutMs);
-  } catch (e) {
-    if (!(e instanceof UpstreamError && e.sqlstate === '42704' && e.message.includes(CONNECTION_CHECK))) throw e;
-    if (withoutConnectionCheck.size < 10_000) withoutConnectionCheck.add(key);
-    return connectUpstream(target, params, timeoutMs);
-  }
-}

@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { connectUpstream } from './upstream.js';
+import { connectUpstream, connectWithConnectionCheck } from './upstream.js';
 import * as ser from './serializer.js';
 
 /** An authentication request ('R') with its code and body. */
@@ -42,5 +42,45 @@ describe('upstream login', () => {
     const port = await skippingTarget(Buffer.concat([auth(0), ser.readyForQuery('I')]));
     const target = { host: '127.0.0.1', port, database: 'app', user: 'hp_x', password: 'pw', ssl: false } as Parameters<typeof connectUpstream>[0];
     await expect(connectUpstream(target, new Map(), 5000)).rejects.toThrow(/without proving it knows the password/);
+  });
+});
+
+/** A target (trust) that refuses startup settings it does not know, as PostgreSQL 13 refuses client_connection_check_interval. */
+async function oldTarget(unknown: string): Promise<{ port: number; startups: Map<string, string>[] }> {
+  const startups: Map<string, string>[] = [];
+  server = createServer((s) => {
+    s.on('error', () => {});
+    s.once('data', (d: Buffer) => {
+      const words = d.toString('utf8', 8).split('\0');
+      const params = new Map<string, string>();
+      for (let i = 0; i + 1 < words.length && words[i] !== ''; i += 2) params.set(words[i]!, words[i + 1]!);
+      startups.push(params);
+      if (params.has(unknown)) s.end(ser.errorResponse({ severity: 'FATAL', code: '42704', message: `unrecognized configuration parameter "${unknown}"` }));
+      else s.write(Buffer.concat([auth(0), ser.backendKeyData(7, 8), ser.readyForQuery('I')]));
+    });
+  });
+  await new Promise<void>((r) => server?.listen(0, '127.0.0.1', r));
+  const a = server.address();
+  if (a === null || typeof a === 'string') throw new Error('no address');
+  return { port: a.port, startups };
+}
+
+describe('the connection check on the upstream login', () => {
+  it('asks for client_connection_check_interval, and logs in without it (once asked) where the target does not know it', async () => {
+    const t = await oldTarget('client_connection_check_interval');
+    const target = { host: '127.0.0.1', port: t.port, database: 'app', user: 'hp_x', password: 'pw', ssl: false } as Parameters<typeof connectUpstream>[0];
+    const first = await connectWithConnectionCheck(target, new Map([['application_name', 'psql']]), 5000);
+    expect(first.pid).toBe(7);
+    first.socket.destroy();
+    expect(t.startups.map((p) => p.get('client_connection_check_interval') ?? null)).toEqual(['1000', null]);
+    expect(t.startups[1]?.get('application_name')).toBe('psql');
+    const second = await connectWithConnectionCheck(target, new Map(), 5000);
+    second.socket.destroy();
+    expect(t.startups).toHaveLength(3); // remembered: no second refused attempt
+    await new Promise<void>((r) => server?.close(() => r()));
+    // any other refusal is the caller's to report, not retried
+    const other = await oldTarget('application_name');
+    await expect(connectWithConnectionCheck({ ...target, port: other.port }, new Map([['application_name', 'x']]), 5000)).rejects.toThrow(/unrecognized configuration parameter "application_name"/);
+    expect(other.startups).toHaveLength(1);
   });
 });

@@ -45,6 +45,36 @@ export async function connectUpstream(
 }
 
 /**
+ * How often (ms) the target checks, while running a statement, that the gateway is still
+ * connected. A cut cancels the running statement and closes the connection; a statement that
+ * catches the cancel (`EXCEPTION WHEN query_canceled` in a loop) would otherwise run on after the
+ * grant's end until the target next writes to the socket (a review kept one running for minutes).
+ * With this setting the backend notices the closed connection and ends within a second or so,
+ * even if hallpass cannot reach the target to terminate it.
+ */
+const CONNECTION_CHECK_INTERVAL_MS = '1000';
+const CONNECTION_CHECK = 'client_connection_check_interval';
+/** Targets (host:port) that refused the setting (PostgreSQL before 14): connected to without it. */
+const withoutConnectionCheck = new Set<string>();
+
+/** connectUpstream with `client_connection_check_interval` set, or without it on a target that does not know it. */
+export async function connectWithConnectionCheck(
+  target: AuthorizedSession['upstream'],
+  params: Map<string, string>,
+  timeoutMs: number,
+): Promise<UpstreamConnection> {
+  const key = `${target.host}:${target.port}`;
+  if (withoutConnectionCheck.has(key)) return connectUpstream(target, params, timeoutMs);
+  try {
+    return await connectUpstream(target, new Map([...params, [CONNECTION_CHECK, CONNECTION_CHECK_INTERVAL_MS]]), timeoutMs);
+  } catch (e) {
+    if (!(e instanceof UpstreamError && e.sqlstate === '42704' && e.message.includes(CONNECTION_CHECK))) throw e;
+    if (withoutConnectionCheck.size < 10_000) withoutConnectionCheck.add(key);
+    return connectUpstream(target, params, timeoutMs);
+  }
+}
+
+/**
  * Connects to the target (TCP, then TLS when the resource asks for it: SSLRequest, the handshake,
  * the certificate checked as configured) and runs `use` on the connection, all within `timeoutMs`.
  * The socket is destroyed if anything fails; on success it is the caller's.
