@@ -163,6 +163,41 @@ describe('gateway audit: every statement the target may run is on the record', (
     expect(events).toContainEqual(expect.objectContaining({ type: 'gateway.query', sql: 'deallocate s2; prepare s2 as delete from items where id = 20' }));
   });
 
+  it('a name redefined where no text shows it (dynamic SQL in a DO block or a function) is not credited to the old text (review)', async () => {
+    const { s, sessionId, c } = await session();
+    // In a DO block: its EXECUTE is enough to stop trusting names.
+    s.write(Buffer.concat([ser.parse('s3', 'select 3'), sync()]));
+    await c.ready();
+    s.write(ser.query("do $$ begin execute 'deall' || 'ocate s3'; execute 'prep' || 'are s3 as delete from items where id = 21'; end $$"));
+    await c.ready();
+    s.write(Buffer.concat([bind('', 's3'), execute(''), sync()]));
+    expect(await c.ready()).toContain('DELETE 1');
+    // In a function created earlier: its call shows nothing, the answer gives it away.
+    s.write(ser.query("create function pg_temp.redefine() returns void language plpgsql as $$ begin execute 'deall' || 'ocate s4'; execute 'prep' || 'are s4 as delete from items where id = 22'; end $$"));
+    await c.ready();
+    s.write(Buffer.concat([ser.parse('s4', 'select 4'), bind('', 's4'), execute(''), sync()]));
+    expect(await c.ready()).toContain('SELECT 1');
+    s.write(ser.query('select pg_temp.redefine()'));
+    await c.ready();
+    s.write(Buffer.concat([bind('', 's4'), execute(''), sync()]));
+    expect(await c.ready()).toContain('DELETE 1');
+    s.write(Buffer.concat([bind('', 's4'), execute(''), sync()]));
+    expect(await c.ready()).toContain('DELETE 0');
+    s.end(ser.terminate());
+    expect(await rowExists(21)).toBe(false);
+    expect(await rowExists(22)).toBe(false);
+    const events = await statements(sessionId);
+    expect(events.find((e) => e.tag === 'DELETE 1' && e.statement === 's3')).toEqual({ type: 'gateway.execute', statementId: null, statement: 's3', tag: 'DELETE 1', rows: 1 });
+    expect(events).toContainEqual({ type: 'gateway.statement', statementId: 1, name: 's3', sql: 'select 3', reason: 'names_uncertain' });
+    const s4 = events.filter((e) => e.type === 'gateway.execute' && (e.statementId === 2 || e.statement === 's4'));
+    expect(s4).toEqual([
+      { type: 'gateway.execute', statementId: 2, sql: 'select 4', tag: 'SELECT 1', rows: 1 },
+      { type: 'gateway.execute', statementId: 2, tag: 'DELETE 1', rows: 1, mismatch: 'the target answered DELETE to a SELECT statement: it was redefined on the target, so its text here is not what ran' },
+      // after that no name is trusted
+      { type: 'gateway.execute', statementId: null, statement: 's4', tag: 'DELETE 0', rows: 0 },
+    ]);
+  });
+
   it('COPY FROM STDIN through the extended protocol (as libpq runs it): the Syncs the target ignores while copying do not desynchronise anything', async () => {
     await copiedTable();
     const { s, sessionId, c } = await session();

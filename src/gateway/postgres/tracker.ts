@@ -56,6 +56,8 @@ interface Statement {
   orphaned?: boolean;
   /** It looks like COPY … FROM STDIN (decided on the whole text, before clipping). */
   copyIn?: boolean;
+  /** The command its text begins with, as a CommandComplete tag names it (null: not certain); set at its first answer. */
+  command?: string | null;
 }
 
 /** A request forwarded upstream and not yet answered. Answers come back in order. */
@@ -390,7 +392,10 @@ export class StatementTracker {
    * audited now, so their text is on the record whatever runs under their names later.
    */
   #namesMayChange(sql: string): void {
-    if (!NAME_CHANGING_SQL.test(sql)) return;
+    if (NAME_CHANGING_SQL.test(sql)) this.#forgetNames();
+  }
+
+  #forgetNames(): void {
     for (const st of this.#statements.values()) {
       if (st.ok) this.#retire(st, 'names_uncertain');
       else st.orphaned = true; // audited when its Parse completes
@@ -753,6 +758,17 @@ export class StatementTracker {
     if (suspended) data.suspended = true;
     if (p.error !== undefined) data.error = p.error;
     if (p.params) data.params = p.params;
+    let replaced = false;
+    if (st !== undefined && tag !== null) {
+      // SQL-level PREPARE run where no text shows it (dynamic SQL in a DO block or a function)
+      // can redefine a name this tracker follows: an answer for another command says so.
+      st.command ??= leadingCommand(st.sql);
+      const answered = tag.split(' ', 1)[0] ?? '';
+      if (st.command !== null && answered !== st.command) {
+        data.mismatch = `the target answered ${answered} to a ${st.command} statement: it was redefined on the target, so its text here is not what ran`;
+        replaced = true;
+      }
+    }
     if (outcomeUnknown) data.outcome = 'unknown';
     else if (p.error === undefined) {
       if (tag !== null && TX_OPENS.test(tag)) this.#explicit = true;
@@ -763,7 +779,18 @@ export class StatementTracker {
       } else if (this.#batch.length < 1000) this.#batch.push(st?.id ?? p.name ?? '');
     }
     this.emit('gateway.execute', data);
+    if (replaced) this.#forgetNames();
   }
+}
+
+/** Comments, whitespace and opening parentheses before a statement's first word. */
+const LEADING_WORD = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[^*]*\*+(?:[^/*][^*]*\*+)*\/|\()*([A-Za-z]+)/;
+const TAG_OF_WORD = new Map([['select', 'SELECT'], ['values', 'SELECT'], ['table', 'SELECT'], ['insert', 'INSERT'], ['update', 'UPDATE'], ['delete', 'DELETE'], ['merge', 'MERGE']]);
+
+/** The command tag a statement's text must be answered with, when its first word settles it (not WITH, EXPLAIN, …). */
+function leadingCommand(sql: string): string | null {
+  const word = LEADING_WORD.exec(sql)?.[1];
+  return word === undefined ? null : TAG_OF_WORD.get(word.toLowerCase()) ?? null;
 }
 
 /** A statement that may be COPY … FROM STDIN (over-approximated: any mention of both words). */
@@ -777,8 +804,13 @@ const FLUSH = Buffer.from([0x48, 0, 0, 0, 4]); // 'H'
 const SYNC = Buffer.from([0x53, 0, 0, 0, 4]); // 'S'
 const NONE: Buffer[] = [];
 
-/** SQL that may create or drop prepared statements by name (over-approximated: any mention). */
-const NAME_CHANGING_SQL = /prepare|deallocate|discard/i;
+/**
+ * SQL that may create or drop prepared statements by name (over-approximated: any mention;
+ * `execute` for dynamic SQL in a DO block, which can PREPARE a computed text). A function called
+ * later can do it with no such word in sight: an answer for another command gives that away
+ * (#emitExecute's `mismatch`).
+ */
+const NAME_CHANGING_SQL = /prepare|deallocate|discard|execute/i;
 
 const KIND_NAMES: Record<Kind, string> = {
   [Kind.Query]: 'a Query',
