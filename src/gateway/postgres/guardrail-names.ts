@@ -3,7 +3,7 @@
 export const GUARDRAILS = {
   ddl: 'DDL (CREATE, ALTER, DROP, GRANT, REVOKE, COMMENT, ...)',
   truncate: 'TRUNCATE',
-  write: 'writes (INSERT, UPDATE, DELETE, MERGE, COPY FROM, SELECT INTO)',
+  write: 'writes (INSERT, UPDATE, DELETE, MERGE, COPY FROM, SELECT INTO, CREATE TABLE AS, nextval/setval, large objects, NOTIFY)',
   write_without_where: 'UPDATE or DELETE without a WHERE clause',
   copy_program: 'COPY to or from a program or a server-side file',
   set_role: 'SET ROLE / SET SESSION AUTHORIZATION',

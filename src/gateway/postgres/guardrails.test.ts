@@ -97,6 +97,18 @@ describe('guardrails', () => {
     expect(denied('set client_connection_check_interval = 0', ['escape'])).toBe('escape');
     expect(denied("select set_config('client_connection_check_interval', '0', false)", ['escape'])).toBe('escape');
     expect(denied('reset client_connection_check_interval', ['escape'])).toBeNull();
+    // functions that write or signal, called from a SELECT (review)
+    expect(denied("select nextval('s')", ['write'])).toBe('write');
+    expect(denied("select setval('s', 1)", ['write'])).toBe('write');
+    expect(denied('select lo_unlink(16384)', ['write'])).toBe('write');
+    expect(denied("select pg_notify('jobs', 'run')", [], true)).toBe('read_only');
+    expect(denied("notify jobs, 'run'", [], true)).toBe('read_only');
+    expect(denied("notify jobs, 'run'", ['write'])).toBe('write');
+    expect(denied('listen jobs', [], true)).toBeNull();
+    expect(denied('select pg_cancel_backend(123)', ['escape'])).toBe('escape');
+    expect(denied("select * from pg_logical_slot_get_changes('s', null, null)", ['escape'])).toBe('escape');
+    expect(denied('select * from pg_ls_logdir()', ['escape'])).toBe('escape');
+    expect(denied("select nextval('s')", ['ddl', 'truncate'])).toBeNull();
     // a JoinExpr's larg/rarg are ordinary wrapped nodes
     expect(denied('select * from t join u on true', ALL)).toBeNull();
   });

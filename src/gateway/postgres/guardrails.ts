@@ -29,7 +29,19 @@ interface Findings {
 
 const DDL = /^(Create|Alter|Drop|Rename|Comment|Grant|Index|View|Define|Rule|CompositeType|Reindex|SecLabel|ImportForeignSchema|RefreshMatView|Cluster|ReassignOwned)\w*Stmt$/;
 const ROLE_ESCAPE = new Set(['CreateRoleStmt', 'AlterRoleStmt', 'AlterRoleSetStmt', 'DropRoleStmt', 'GrantRoleStmt', 'AlterSystemStmt', 'LoadStmt', 'AlterDefaultPrivilegesStmt', 'ReassignOwnedStmt', 'CreateExtensionStmt', 'AlterExtensionStmt']);
-const ESCAPE_FUNCTIONS = new Set(['dblink', 'dblink_exec', 'dblink_connect', 'dblink_connect_u', 'dblink_send_query', 'pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file', 'lo_import', 'lo_export', 'pg_file_write', 'pg_reload_conf', 'pg_terminate_backend', 'pg_signal_backend']);
+const ESCAPE_FUNCTIONS = new Set([
+  'dblink', 'dblink_exec', 'dblink_connect', 'dblink_connect_u', 'dblink_send_query', 'pg_read_file', 'pg_read_binary_file', 'pg_ls_dir', 'pg_stat_file',
+  'lo_import', 'lo_export', 'pg_file_write', 'pg_reload_conf', 'pg_terminate_backend', 'pg_signal_backend', 'pg_cancel_backend',
+  'pg_ls_logdir', 'pg_ls_waldir', 'pg_ls_tmpdir', 'pg_ls_archive_statusdir', 'pg_ls_logicalsnapdir', 'pg_ls_logicalmapdir', 'pg_ls_replslotdir',
+  'pg_rotate_logfile', 'pg_promote', 'pg_switch_wal', 'pg_create_restore_point', 'pg_backup_start', 'pg_backup_stop',
+  'pg_logical_slot_get_changes', 'pg_logical_slot_get_binary_changes', 'pg_logical_slot_peek_changes', 'pg_logical_slot_peek_binary_changes',
+  'pg_create_logical_replication_slot', 'pg_create_physical_replication_slot', 'pg_drop_replication_slot', 'pg_replication_slot_advance',
+]);
+/**
+ * Functions that change data or signal other sessions, though called from a SELECT: sequences,
+ * large objects, NOTIFY. (In a read-only transaction PostgreSQL itself refuses the first two.)
+ */
+const WRITE_FUNCTIONS = new Set(['nextval', 'setval', 'lo_create', 'lo_creat', 'lo_unlink', 'lo_put', 'lo_from_bytea', 'lo_truncate', 'lo_truncate64', 'lowrite', 'pg_notify']);
 /**
  * Functions that run SQL given to them as text, which no parse of the calling statement sees:
  * like dynamic SQL in a DO block, they hit every guardrail (core: ts_stat, ts_rewrite, the
@@ -75,7 +87,7 @@ export function lexingHazard(name: string, value: string): string | undefined {
  */
 const PLAIN_SELECT = /^\s*select\s/i;
 const NOT_PLAIN = new RegExp(
-  `["\\\\;]|u&|\\$[^0-9]|\\binto\\b|set_config|pg_settings|${[...ESCAPE_FUNCTIONS, ...SQL_TEXT_FUNCTIONS, ...CRON_FUNCTIONS].join('|')}`,
+  `["\\\\;]|u&|\\$[^0-9]|\\binto\\b|set_config|pg_settings|${[...ESCAPE_FUNCTIONS, ...WRITE_FUNCTIONS, ...SQL_TEXT_FUNCTIONS, ...CRON_FUNCTIONS].join('|')}`,
   'i',
 );
 const isPlainSelect = (sql: string): boolean => PLAIN_SELECT.test(sql) && !NOT_PLAIN.test(sql.replace(/;\s*$/, ''));
@@ -268,6 +280,10 @@ function inspect(type: string, n: Record<string, Json>, f: Findings, depth: numb
     case 'VariableSetStmt':
       variableSet(n, f);
       break;
+    case 'NotifyStmt':
+      hit(f, 'write', 'NOTIFY signals other sessions');
+      hit(f, 'read_only', 'NOTIFY signals other sessions, which a read-only role may not');
+      break;
     case 'TransactionStmt':
       if (readWriteOption(n.options)) hit(f, 'read_only', 'a READ WRITE transaction is not allowed for a read-only role');
       break;
@@ -322,6 +338,10 @@ function funcCall(n: Record<string, Json>, f: Findings): void {
   const fname = String(field(last ?? null, 'String')?.sval ?? '').toLowerCase();
   const schema = names.length > 1 ? String(field(names[names.length - 2] ?? null, 'String')?.sval ?? '').toLowerCase() : undefined;
   if (ESCAPE_FUNCTIONS.has(fname)) hit(f, 'escape', `${fname}() could escape the granted role`);
+  if (WRITE_FUNCTIONS.has(fname)) {
+    hit(f, 'write', `${fname}() writes`);
+    if (fname === 'pg_notify') hit(f, 'read_only', 'pg_notify() signals other sessions, which a read-only role may not');
+  }
   // pg_cron's names are common words: only cron's own (or unqualified, which may resolve to it).
   const cron = CRON_FUNCTIONS.has(fname) && (schema === undefined || schema === 'cron');
   if (SQL_TEXT_FUNCTIONS.has(fname) || cron) {
