@@ -23,9 +23,14 @@ export function relative(iso: string | null | undefined, now: number): string {
 
 /** Text safe for one terminal line: control characters removed, long text cut with an ellipsis. */
 export function cell(text: string | null | undefined, max = 40): string {
-  // eslint-disable-next-line no-control-regex
-  const clean = (text ?? '-').replace(/[\u0000-\u001f\u007f-\u009f]/g, ' ');
+  const clean = printable(text ?? '-');
   return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean;
+}
+
+/** Text from the server as a terminal should show it: control characters and bidi overrides become spaces. */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, ' ');
 }
 
 /** Left-aligned columns under upper-case headers; "(none)" for an empty list. */

@@ -1,4 +1,4 @@
-import { cell, humanSeconds, relative, table } from './format.js';
+import { cell, humanSeconds, printable, relative, table } from './format.js';
 import type { Grant, Request, RequestOutcome } from './views.js';
 
 /** One-paragraph, human summaries of requests and grants. */
@@ -21,8 +21,8 @@ export function requestLine(r: Request, now: number): string {
 
 /** Why a request did not become access, in the server's words. */
 export function whyEnded(r: Request): string {
-  if (r.denialReasons.length) return r.denialReasons.join('; ');
-  if (r.decisionNote) return r.decisionNote;
+  if (r.denialReasons.length) return printable(r.denialReasons.join('; '));
+  if (r.decisionNote) return printable(r.decisionNote);
   if (r.status === 'expired') return 'nobody decided it before it lapsed';
   return '';
 }
