@@ -1,5 +1,5 @@
 import { AppError, conflict, notFound } from '../domain/errors.js';
-import type { Principal } from '../domain/principal.js';
+import { isHolder, type Principal } from '../domain/principal.js';
 import { ProviderError } from '../providers/provider.js';
 import { getGrant, tryLeaseGrant, type GrantRow } from '../store/grants.js';
 import type { RequestRow } from '../store/requests.js';
@@ -8,9 +8,15 @@ import { beginEnd, revokeLeased } from './grant-lifecycle.js';
 
 async function ownGrant(deps: AccessDeps, actor: Principal, id: string): Promise<GrantRow> {
   const grant = await getGrant(deps.store.db, id);
-  // Someone else's grant is "not found" to a non-admin: ids are not an oracle.
-  if (!grant || (grant.user_id !== actor.id && !actor.isAdmin)) throw notFound(`no grant ${id}`);
+  // Someone else's grant is "not found" to a non-admin: ids are not an oracle. A workload's grant
+  // is its job's alone: another job mapping to the same workload name is someone else.
+  if (!grant || (!holdsGrant(actor, grant) && !actor.isAdmin)) throw notFound(`no grant ${id}`);
   return grant;
+}
+
+/** Whether `p` holds `grant` (same user and, for a workload, the same job). */
+export function holdsGrant(p: Principal, grant: GrantRow): boolean {
+  return isHolder(p, { userId: grant.user_id, binding: grant.holder_binding });
 }
 
 export async function readGrant(deps: AccessDeps, actor: Principal, id: string): Promise<GrantRow> {
@@ -48,6 +54,9 @@ export async function applyExtension(deps: AccessDeps, request: RequestRow): Pro
   const grant = await getGrant(deps.store.db, request.extends_grant_id ?? '');
   if (!grant || grant.status !== 'active' || grant.expires_at === null) {
     throw conflict(`the grant this request extends is ${grant?.status ?? 'gone'}; request a new grant instead`);
+  }
+  if (grant.user_id !== request.requester_id || grant.holder_binding !== request.holder_binding) {
+    throw conflict(`grant ${grant.id} is not held by the requester of ${request.id}`);
   }
   const newExpires = grant.expires_at + request.duration_s * 1000;
   const provider = deps.providers.get(grant.resource);

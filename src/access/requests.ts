@@ -1,6 +1,6 @@
 import { AppError, badRequest, conflict, notFound } from '../domain/errors.js';
 import { newGrantId, newPrincipalName, newRequestId, newReviewId, newSecret } from '../domain/ids.js';
-import type { Principal } from '../domain/principal.js';
+import { isHolder, workloadJob, type Principal } from '../domain/principal.js';
 import { requestTransition, type RequestEvent } from '../domain/request.js';
 import { canApprove } from '../policy/approve.js';
 import { evaluate } from '../policy/evaluator.js';
@@ -61,19 +61,16 @@ export async function createRequest(deps: AccessDeps, principal: Principal, inpu
     if (at < nowMs - 60_000) throw badRequest('start time is in the past');
     if (at > nowMs + MAX_SCHEDULE_AHEAD_MS) throw badRequest('start time is more than 30 days ahead');
   }
-  const decision = evaluate(policy, {
-    principal, resource: input.resource, role: input.role, durationSeconds: input.durationSeconds,
-    reason: input.reason, ticket: input.ticket, breakGlass: input.breakGlass, now,
-  });
-  if (decision.kind === 'auto_approved' || decision.kind === 'needs_approval') {
-    requireFreshMfa(principal, decision.mfa, 'request', nowMs);
-  }
-
   const outcome = await inTx(deps, async (tx, audit) => {
+    const me = await getUserById(tx, principal.id);
+    if (!me || me.disabled !== 0) throw new AppError('forbidden', `${principal.name} is disabled: it cannot request access`);
+    // A workload's grants and requests are its job's (holderBinding): another job of the same
+    // workload name neither extends nor collides with them.
+    const binding = principal.holderBinding ?? null;
     const held = await listGrants(tx, {
-      userId: principal.id, resource: input.resource, role: input.role, statuses: ['scheduled', 'activating', 'active'], limit: 1,
+      userId: principal.id, holderBinding: binding, resource: input.resource, role: input.role, statuses: ['scheduled', 'activating', 'active'], limit: 1,
     });
-    const pendingSame = (await listRequests(tx, { requesterId: principal.id, status: 'pending', limit: 200 }))
+    const pendingSame = (await listRequests(tx, { requesterId: principal.id, holderBinding: binding, status: 'pending', limit: 200 }))
       .find((r) => r.resource === input.resource && r.role === input.role);
     if (pendingSame) throw conflict(`you already have a pending request ${pendingSame.id} for ${input.role} on ${input.resource}`, { requestId: pendingSame.id });
     const live = held[0];
@@ -84,6 +81,16 @@ export async function createRequest(deps: AccessDeps, principal: Principal, inpu
     }
     const extending = live;
     if (extending && input.startAt) throw badRequest('an extension of a grant you hold cannot have a start time');
+
+    // An extension is judged on the grant's whole window after it, not on the added time alone.
+    const decision = evaluate(policy, {
+      principal, resource: input.resource, role: input.role, durationSeconds: input.durationSeconds,
+      reason: input.reason, ticket: input.ticket, breakGlass: input.breakGlass, now,
+      extending: extending ? { windowSeconds: windowSeconds(extending) } : undefined,
+    });
+    if (decision.kind === 'auto_approved' || decision.kind === 'needs_approval') {
+      requireFreshMfa(principal, decision.mfa, 'request', nowMs);
+    }
 
     const durationSeconds = decision.kind === 'denied' ? input.durationSeconds ?? 0 : decision.durationSeconds;
     const status = decision.kind === 'denied' ? 'denied' : decision.kind === 'needs_approval' ? 'pending' : 'approved';
@@ -111,13 +118,14 @@ export async function createRequest(deps: AccessDeps, principal: Principal, inpu
       grant_id: null,
       created_at: nowMs,
       updated_at: nowMs,
+      holder_binding: binding,
     };
     await insertRequest(tx, request);
     const base = { actor: principal.name, requestId: request.id, at: nowMs };
     audit({ ...base, type: 'request.created', data: {
       requester: principal.name, requesterKind: principal.kind, resource: request.resource, role: request.role,
       durationSeconds, reason: request.reason, ticket: request.ticket, startAt: request.start_at, kind: request.kind,
-      extendsGrant: request.extends_grant_id, policyVersion: policy.version, decision: decision.kind,
+      extendsGrant: request.extends_grant_id, policyVersion: policy.version, decision: decision.kind, ...workloadJob(principal),
     } });
     switch (decision.kind) {
       case 'denied':
@@ -146,6 +154,11 @@ export async function createRequest(deps: AccessDeps, principal: Principal, inpu
     return { request };
   });
   return finishApproved(deps, outcome.request);
+}
+
+/** A live grant's current window (start to end), in whole seconds. */
+function windowSeconds(grant: GrantRow): number {
+  return grant.starts_at === null || grant.expires_at === null ? grant.duration_s : Math.round((grant.expires_at - grant.starts_at) / 1000);
 }
 
 /** After an approved request is committed: provision a new grant inline, or apply an extension. */
@@ -210,6 +223,7 @@ async function approveInto(
     lease_until: scheduled ? null : nowMs + deps.leaseMs,
     created_at: nowMs,
     updated_at: nowMs,
+    holder_binding: request.holder_binding,
   };
   await insertGrant(tx, grant);
   await tx.updateTable('reviews').set({ grant_id: grantId }).where('request_id', '=', request.id).execute();
@@ -285,7 +299,9 @@ export async function approveRequest(
     throw badRequest(`an approver may shorten the duration, not extend it (requested ${request.duration_s}s)`);
   }
   const result = await inTx(deps, async (tx, audit) => {
-    await loadPending(deps, tx, id, 'approve');
+    const locked = await loadPending(deps, tx, id, 'approve');
+    // Checked again under the lock: the requester may have been disabled since checkDecider.
+    if (await requesterDisabled(tx, locked)) throw conflict(`the requester of ${id} is disabled: the request cannot be approved`);
     for (const v of await listApprovals(tx, id)) {
       if (v.approver_id !== approver.id && await samePerson(tx, v.approver_id, approver)) {
         throw conflict(`you have already approved request ${id} under another account`);
@@ -313,6 +329,11 @@ export async function approveRequest(
   return finishApproved(deps, result);
 }
 
+async function requesterDisabled(ex: Executor, request: RequestRow): Promise<boolean> {
+  const requester = await getUserById(ex, request.requester_id);
+  return !requester || requester.disabled !== 0;
+}
+
 /**
  * Who may decide on a pending request: never its requester; otherwise a member of the approver
  * groups recorded on it (admins may also deny). A refusal is audited, then thrown.
@@ -322,7 +343,9 @@ async function checkDecider(deps: AccessDeps, actor: Principal, id: string, acti
   if (!request) throw notFound(`no request ${id}`);
   checkPendingEvent(request, action, deps.clock.now().getTime());
   let refusal: AppError | undefined;
-  if (await samePerson(deps.store.db, request.requester_id, actor)) {
+  if (action === 'approve' && await requesterDisabled(deps.store.db, request)) {
+    refusal = conflict(`the requester of ${id} is disabled: the request cannot be approved`);
+  } else if (await samePerson(deps.store.db, request.requester_id, actor)) {
     refusal = action === 'approve'
       ? new AppError('self_approval', 'you cannot approve your own request')
       : new AppError('forbidden', 'you cannot deny your own request: cancel it instead');
@@ -360,7 +383,9 @@ export async function cancelRequest(deps: AccessDeps, actor: Principal, id: stri
   const nowMs = deps.clock.now().getTime();
   return inTx(deps, async (tx, audit) => {
     const request = await loadPending(deps, tx, id, 'cancel');
-    if (request.requester_id !== actor.id && !actor.isAdmin) throw new AppError('forbidden', 'only the requester or an admin can cancel a request');
+    if (!isHolder(actor, { userId: request.requester_id, binding: request.holder_binding }) && !actor.isAdmin) {
+      throw new AppError('forbidden', 'only the requester or an admin can cancel a request');
+    }
     const row = await transitionRequest(tx, id, 'pending', 'cancelled', { decided_at: nowMs, decided_by: actor.id, updated_at: nowMs });
     if (!row) throw conflict(`request ${id} changed while cancelling`);
     audit({ type: 'request.cancelled', actor: actor.name, requestId: id, at: nowMs, data: {} });

@@ -121,8 +121,9 @@ export class Identity {
       }
       return r;
     });
-    // Attributes come from this token, not the stored row: concurrent jobs of one workload never see each other's claims.
-    return { ...toPrincipal(row), attributes: v.attributes };
+    // Attributes come from this token, not the stored row: concurrent jobs of one workload never see each other's claims,
+    // and the binding ties the requests and grants this job makes to this job alone.
+    return { ...toPrincipal(row), attributes: v.attributes, holderBinding: v.binding };
   }
 
   /**

@@ -100,10 +100,15 @@ export class OidcLogin {
       throw new SsoRefused(`the sign-in response was refused: ${describe(e)}`);
     }
     const id = identityFromClaims(this.config, claims);
+    if (typeof claims.iss !== 'string' || typeof claims.sub !== 'string') throw new SsoRefused('the ID token has no issuer or subject');
+    const subject = { issuer: claims.iss, subject: claims.sub };
     const user = await inTx(this.deps, async (tx, audit) => {
       const existing = await getUserByName(tx, id.name);
       if (existing && existing.source !== 'oidc') throw new SsoRefused(`user ${id.name} is a local ${existing.kind}, not an SSO user`);
       if (existing && existing.disabled !== 0) throw new SsoRefused(`user ${id.name} is disabled`);
+      if (existing && !sameSubject(existing, subject)) {
+        throw new SsoRefused(`user ${id.name} belongs to another account at the identity provider (a different subject with the same ${this.config.usernameClaim ?? 'email'}): ask an admin`);
+      }
       const before = existing ? (JSON.parse(existing.groups) as string[]) : [];
       const r = await upsertUser(tx, {
         name: id.name, kind: 'user', email: id.email, groups: id.groups, attributes: id.attributes, isAdmin: id.isAdmin, source: 'oidc',
@@ -115,8 +120,13 @@ export class OidcLogin {
           groupsRemoved: before.filter((g) => !id.groups.includes(g)), admin: id.isAdmin,
         } });
       }
+      // First SSO login (or the first since this was recorded): bind the account to this subject.
+      const row = r.row.sso_subject === null
+        ? await tx.updateTable('users').set({ sso_issuer: subject.issuer, sso_subject: subject.subject })
+          .where('id', '=', r.row.id).returningAll().executeTakeFirstOrThrow()
+        : r.row;
       audit({ type: 'auth.login', actor: id.name, at: now, data: { method: 'oidc', mode: login.mode, clientAddress } });
-      return r.row;
+      return row;
     });
     return { user, mode: login.mode, cliRedirect: login.cli_redirect, cliChallenge: login.cli_challenge };
   }
@@ -140,6 +150,17 @@ export class OidcLogin {
       this.config.allowInsecureHttp ? { execute: [client.allowInsecureRequests] } : undefined);
     return c.serverMetadata();
   }
+}
+
+/**
+ * Whether an SSO account is this provider identity. Accounts from before the binding was stored
+ * are checked against the iss/sub their last login recorded in their attributes.
+ */
+function sameSubject(row: UserRow, id: { issuer: string; subject: string }): boolean {
+  if (row.sso_subject !== null) return row.sso_issuer === id.issuer && row.sso_subject === id.subject;
+  // identityFromClaims keeps the first 256 characters of each.
+  const attrs = JSON.parse(row.attributes) as Record<string, string | undefined>;
+  return (attrs.iss === undefined || attrs.iss === id.issuer.slice(0, 256)) && (attrs.sub === undefined || attrs.sub === id.subject.slice(0, 256));
 }
 
 /** openid-client wraps the precise reason (e.g. 'unexpected JWT "nonce" claim value') in `cause`. */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { claimAttributes, globMatch, matchWorkload } from './workload-match.js';
+import { claimAttributes, globMatch, matchWorkload, workloadBinding } from './workload-match.js';
 
 describe('workload claim conditions', () => {
   const workloads = [
@@ -26,5 +26,22 @@ describe('workload claim conditions', () => {
   it('exposes short string claims as attributes, nothing nested', () => {
     expect(claimAttributes({ ref: 'refs/heads/main', exp: 5, nested: { a: 1 }, 'bad key': 'x', long: 'x'.repeat(600) }))
       .toEqual({ ref: 'refs/heads/main', exp: '5' });
+  });
+});
+
+describe('workload binding (which job a token speaks for)', () => {
+  const claims = { sub: 'repo:acme/orders:ref:refs/heads/main', repository: 'acme/orders', ref: 'refs/heads/main', run_id: '7' };
+  it('is the same for two tokens of one job, whatever their per-token claims and claim order', () => {
+    const a = workloadBinding('https://ci', claims.sub, { ...claims, iat: '1', exp: '2', jti: 'a' });
+    const b = workloadBinding('https://ci', claims.sub, { jti: 'b', nbf: '3', iat: '9', exp: '99', run_id: '7', ref: 'refs/heads/main', repository: 'acme/orders', sub: claims.sub });
+    expect(a).toMatch(/^[0-9a-f]{64}$/);
+    expect(b).toBe(a);
+  });
+  it('differs for another branch, run, subject or issuer', () => {
+    const base = workloadBinding('https://ci', claims.sub, claims);
+    expect(workloadBinding('https://ci', claims.sub, { ...claims, ref: 'refs/heads/release/9' })).not.toBe(base);
+    expect(workloadBinding('https://ci', claims.sub, { ...claims, run_id: '8' })).not.toBe(base);
+    expect(workloadBinding('https://ci', 'repo:acme/orders:ref:refs/heads/x', claims)).not.toBe(base);
+    expect(workloadBinding('https://other', claims.sub, claims)).not.toBe(base);
   });
 });

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import { canonicalJSON } from '../audit/canonical.js';
 import type { WorkloadConfig } from './config.js';
 
 /** `*` matches any run of characters (including `/`); everything else is literal. */
@@ -27,4 +29,17 @@ export function claimAttributes(claims: Readonly<Record<string, unknown>>): Reco
     else if (typeof v === 'number' && Number.isFinite(v) && /^[A-Za-z_][A-Za-z0-9_]{0,63}$/.test(k)) out[k] = String(v);
   }
   return out;
+}
+
+/** Claims that differ between two tokens of one job (a job may fetch a fresh token at any time). */
+const PER_TOKEN_CLAIMS = new Set(['iat', 'exp', 'nbf', 'jti']);
+
+/**
+ * Which job a verified workload token speaks for: hex sha256 of the canonical JSON of its issuer,
+ * subject and claim attributes, less the per-token claims. Two jobs that map to one workload name
+ * (main and a release branch, two runs) get different bindings; two tokens of one job, the same.
+ */
+export function workloadBinding(issuer: string, subject: string | undefined, attributes: Readonly<Record<string, string>>): string {
+  const identity = Object.fromEntries(Object.entries(attributes).filter(([k]) => !PER_TOKEN_CLAIMS.has(k)));
+  return createHash('sha256').update(canonicalJSON({ issuer, subject: subject ?? null, attributes: identity })).digest('hex');
 }

@@ -3,7 +3,7 @@ import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, errors as joseErr
 import { ConfigError } from '../domain/errors.js';
 import type { Clock } from '../domain/clock.js';
 import { DEFAULT_ALGORITHMS, type WorkloadConfig, type WorkloadIssuerConfig } from './config.js';
-import { claimAttributes, matchWorkload } from './workload-match.js';
+import { claimAttributes, matchWorkload, workloadBinding } from './workload-match.js';
 
 /** Why a workload token was refused (safe to show and to audit). */
 export class WorkloadAuthError extends Error {
@@ -19,6 +19,8 @@ export interface VerifiedWorkload {
   readonly subject: string | undefined;
   readonly attributes: Record<string, string>;
   readonly expiresAt: number;
+  /** The job this token speaks for (workloadBinding): its requests and grants are bound to it. */
+  readonly binding: string;
   /** sha256 of the token, to audit its first use once. */
   readonly tokenHash: string;
 }
@@ -93,8 +95,10 @@ export class WorkloadVerifier {
     if (payload.exp! - payload.iat! > MAX_LIFETIME_S) throw new WorkloadAuthError('token lifetime is longer than 24h', iss);
     const match = matchWorkload(this.workloads, iss, payload);
     if (!match) throw new WorkloadAuthError('token claims match no configured workload', iss);
+    const attributes = claimAttributes(payload);
     return {
-      workload: match.name, issuer: iss, subject: payload.sub, attributes: claimAttributes(payload), expiresAt: payload.exp! * 1000,
+      workload: match.name, issuer: iss, subject: payload.sub, attributes, expiresAt: payload.exp! * 1000,
+      binding: workloadBinding(iss, payload.sub, attributes),
       tokenHash: createHash('sha256').update(token).digest('hex'),
     };
   }

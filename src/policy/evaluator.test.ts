@@ -66,6 +66,25 @@ describe('evaluate', () => {
     });
   });
 
+  it('judges an extension on the grant\'s whole window after it, against the rule max (regression: extensions past the max)', () => {
+    expect(evaluate(policy, ask(alice, 'orders-db', 'read', { durationSeconds: 1800, extending: { windowSeconds: 1800 } })))
+      .toMatchObject({ kind: 'auto_approved', durationSeconds: 1800 });
+    expect(evaluate(policy, ask(alice, 'orders-db', 'read', { durationSeconds: 1800, extending: { windowSeconds: 3600 } }))).toEqual({
+      kind: 'denied',
+      reasons: ['extending a 1h grant by 30m would make it 1h30m long, more than the 1h max of rule engineers-read'],
+    });
+    // The rule default counts too.
+    expect(evaluate(policy, ask(alice, 'orders-db', 'read', { extending: { windowSeconds: 3000 } }))).toMatchObject({ kind: 'denied' });
+  });
+
+  it('break-glass extensions are capped so the whole window stays within maxDuration', () => {
+    const bg = (windowSeconds: number, durationSeconds?: number) =>
+      evaluate(policy, ask(bob, 'orders-db', 'write', { breakGlass: true, durationSeconds, extending: { windowSeconds } }));
+    expect(bg(2400, 3600)).toEqual({ kind: 'break_glass', durationSeconds: 1200 });
+    expect(bg(2400)).toEqual({ kind: 'break_glass', durationSeconds: 1200 });
+    expect(bg(3600, 60)).toEqual({ kind: 'denied', reasons: ['the grant is already as long as the 1h break-glass max: request new access when it ends'] });
+  });
+
   it('needs approval with the rule threshold, approver groups, pending TTL and MFA', () => {
     expect(evaluate(policy, ask(alice, 'orders-db', 'write', { ticket: 'OPS-42' }))).toEqual({
       kind: 'needs_approval',

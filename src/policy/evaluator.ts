@@ -19,7 +19,8 @@ const MAX_GROUPS_SHOWN = 10;
  * `denied` value with reasons a person can act on, never an exception.
  *
  * A rule applies when the principal is among its users/groups/workloads, it selects the resource
- * and the role, the requested duration is within its max, its reason/ticket requirements are met
+ * and the role, the requested duration is within its max (for an extension, the grant's whole
+ * window after it is), its reason/ticket requirements are met
  * and its `when` condition is true. Among applicable rules the best is taken: auto first, then
  * fewest approvals, then the earliest in the file.
  */
@@ -43,6 +44,8 @@ export function evaluate(policy: Policy, input: DecisionInput): Decision {
     let problem: string | undefined;
     if (duration > def.maxDurationSeconds) {
       problem = `${formatDuration(duration)} is longer than the ${formatDuration(def.maxDurationSeconds)} max of rule ${def.name}`;
+    } else if (input.extending && input.extending.windowSeconds + duration > def.maxDurationSeconds) {
+      problem = extensionTooLong(input.extending.windowSeconds, duration, def.maxDurationSeconds, def.name);
     } else if (def.reasonRequired && (input.reason === undefined || input.reason.trim() === '')) {
       problem = `reason is required by rule ${def.name}`;
     } else if (rule.ticket && input.ticket === undefined) {
@@ -92,8 +95,16 @@ function breakGlass(policy: Policy, input: DecisionInput): Decision {
     return deny(`break-glass is only for members of ${bg.groups.join(', ')}; ${describe(p)} is not one`);
   }
   if (input.reason === undefined || input.reason.trim() === '') return deny('reason is required for break-glass');
-  const asked = input.durationSeconds ?? bg.maxDurationSeconds;
-  return { kind: 'break_glass', durationSeconds: Math.min(asked, bg.maxDurationSeconds) };
+  // Capped at the max; an extension, so that the grant's whole window stays within it.
+  const cap = bg.maxDurationSeconds - (input.extending?.windowSeconds ?? 0);
+  if (cap <= 0) return deny(`the grant is already as long as the ${formatDuration(bg.maxDurationSeconds)} break-glass max: request new access when it ends`);
+  const asked = input.durationSeconds ?? cap;
+  return { kind: 'break_glass', durationSeconds: Math.min(asked, cap) };
+}
+
+function extensionTooLong(windowSeconds: number, bySeconds: number, maxSeconds: number, rule: string): string {
+  return `extending a ${formatDuration(windowSeconds)} grant by ${formatDuration(bySeconds)} would make it ${formatDuration(windowSeconds + bySeconds)} long, ` +
+    `more than the ${formatDuration(maxSeconds)} max of rule ${rule}`;
 }
 
 function whoMatches(rule: CompiledRule, p: Principal): boolean {

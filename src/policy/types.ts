@@ -107,6 +107,11 @@ export interface DecisionInput {
   readonly ticket?: string | undefined;
   readonly breakGlass?: boolean | undefined;
   readonly now: Date;
+  /**
+   * Set when the request extends a grant the requester holds: its current window (start to
+   * end, in seconds). The window after the extension (this plus the duration) must fit the max.
+   */
+  readonly extending?: { readonly windowSeconds: number } | undefined;
 }
 
 /** The evaluator's answer: a value, never an exception for a "no". */

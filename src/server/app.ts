@@ -16,6 +16,7 @@ import { defaultInstanceId, storeUrl, type HallpassConfig } from './config.js';
 import { LocalGrantEvents, PgGrantEvents } from './events.js';
 import { Metrics } from './metrics.js';
 import { PolicyHolder } from './policy-holder.js';
+import { endAccessOfDisabledUsers } from '../access/offboard.js';
 import { ProviderPool, secretResolver } from './provider-pool.js';
 
 /** A running hallpass: API, scheduler, reconciler (and, when wired, the gateway). */
@@ -95,6 +96,12 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
     };
     const scheduler = new Scheduler(deps, { pollMs: config.schedulerPollMs ?? 1000, onError: (e) => log(`scheduler: ${String(e)}`) });
     wake.to = (at) => scheduler.wake(at);
+    // Users removed from the policy lose their grants and pending requests: on each reload, and
+    // at start for any the last run disabled without finishing (or while the server was down).
+    policy.onUsersDisabled(async () => {
+      await endAccessOfDisabledUsers(deps, { inline: true });
+    });
+    await endAccessOfDisabledUsers(deps, { inline: false });
     const { generatedToken } = await bootstrapAdmin(deps, config.env.HALLPASS_ADMIN_TOKEN);
     if (config.watchPolicy !== false) policy.watch(base, 1000, (e) => log(`policy reload: ${String(e)}`));
 

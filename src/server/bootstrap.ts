@@ -18,7 +18,7 @@ export async function bootstrapAdmin(deps: AccessDeps, envToken: string | undefi
     if (!admin) {
       admin = {
         id: newUserId(), name: ADMIN_USER, kind: 'user', email: null, password_hash: null, groups: '[]', attributes: '{}',
-        is_admin: 1, source: 'bootstrap', disabled: 0, created_at: now, updated_at: now,
+        is_admin: 1, source: 'bootstrap', disabled: 0, created_at: now, updated_at: now, sso_issuer: null, sso_subject: null,
       };
       await tx.insertInto('users').values(admin).execute();
       audit({ type: 'user.created', actor: 'system', at: now, data: { user: ADMIN_USER, admin: true, source: 'bootstrap' } });

@@ -17,6 +17,7 @@ export class PolicyHolder {
   readonly #path: string;
   readonly #kinds: KindSchemas;
   readonly #listeners = new Set<(p: Policy) => void>();
+  readonly #onDisabled = new Set<(users: readonly string[]) => Promise<void>>();
   #watching = false;
   #reloading: Promise<void> = Promise.resolve();
 
@@ -46,6 +47,15 @@ export class PolicyHolder {
     return () => this.#listeners.delete(fn);
   }
 
+  /**
+   * Called (and awaited) after a reload disabled users, e.g. to end their access. Also runs
+   * when the reload was triggered by the file watcher.
+   */
+  onUsersDisabled(fn: (users: readonly string[]) => Promise<void>): () => void {
+    this.#onDisabled.add(fn);
+    return () => this.#onDisabled.delete(fn);
+  }
+
   /** Re-reads the file now. Returns the errors if it is invalid (the old policy stays). */
   async reload(deps: Deps): Promise<{ changed: boolean; errors?: string[] }> {
     const r = await loadPolicyFile(this.#path, this.#kinds);
@@ -59,9 +69,10 @@ export class PolicyHolder {
     }
     if (r.policy.version === this.#policy.version) return { changed: false };
     const previous = this.#policy;
-    await this.#record(deps, previous, r.policy);
+    const disabled = await this.#record(deps, previous, r.policy);
     this.#policy = r.policy;
     for (const fn of this.#listeners) fn(r.policy);
+    if (disabled.length > 0) for (const fn of this.#onDisabled) await fn(disabled);
     return { changed: true };
   }
 
@@ -80,9 +91,10 @@ export class PolicyHolder {
     await this.#reloading;
   }
 
-  /** Stores the version, syncs policy users, and audits it, in one transaction. */
-  async #record(deps: Deps, previous: Policy | undefined, next: Policy): Promise<void> {
+  /** Stores the version, syncs policy users, and audits it, in one transaction. Returns the users it disabled. */
+  async #record(deps: Deps, previous: Policy | undefined, next: Policy): Promise<string[]> {
     const at = deps.clock.now().getTime();
+    const disabled: string[] = [];
     await inTx(deps as AccessDeps, async (tx, audit) => {
       const seen = await tx.selectFrom('policy_versions').select('version').where('version', '=', next.version).executeTakeFirst();
       if (!seen) await tx.insertInto('policy_versions').values({ version: next.version, source: next.source, loaded_at: at }).execute();
@@ -97,6 +109,7 @@ export class PolicyHolder {
       }
       for (const name of await disableMissingUsers(tx, 'policy', new Set(next.users.keys()), at)) {
         userChanges.push({ user: name, change: 'disabled (removed from policy)' });
+        disabled.push(name);
       }
       if (!previous) {
         const last = await tx.selectFrom('meta').select('value').where('key', '=', 'policy_version').executeTakeFirst();
@@ -114,5 +127,6 @@ export class PolicyHolder {
       await tx.deleteFrom('meta').where('key', '=', 'policy_version').execute();
       await tx.insertInto('meta').values({ key: 'policy_version', value: next.version }).execute();
     });
+    return disabled;
   }
 }

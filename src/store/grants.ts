@@ -82,6 +82,8 @@ export async function nextGrantDue(ex: Executor): Promise<number | undefined> {
 
 export interface GrantFilter {
   userId?: string | undefined;
+  /** With userId: only grants of this workload job (null: only unbound grants, a person's). Undefined: any. */
+  holderBinding?: string | null | undefined;
   statuses?: readonly GrantStatusCol[] | undefined;
   resource?: string | undefined;
   role?: string | undefined;
@@ -91,6 +93,7 @@ export interface GrantFilter {
 export async function listGrants(ex: Executor, f: GrantFilter): Promise<GrantRow[]> {
   let q = ex.selectFrom('grants').selectAll();
   if (f.userId) q = q.where('user_id', '=', f.userId);
+  if (f.holderBinding !== undefined) q = f.holderBinding === null ? q.where('holder_binding', 'is', null) : q.where('holder_binding', '=', f.holderBinding);
   if (f.statuses && f.statuses.length > 0) q = q.where('status', 'in', [...f.statuses]);
   if (f.resource) q = q.where('resource', '=', f.resource);
   if (f.role) q = q.where('role', '=', f.role);

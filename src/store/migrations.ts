@@ -280,6 +280,22 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
           ) as parts group by grant_id, part`.execute(db);
       },
     },
+    '0004_holder_binding': {
+      async up(db: Kysely<unknown>) {
+        // Which job of a workload made a request / holds a grant (null for people): many jobs share
+        // one workload user row, and a grant is theirs only when the binding matches too.
+        await db.schema.alterTable('requests').addColumn('holder_binding', 'text').execute();
+        await db.schema.alterTable('grants').addColumn('holder_binding', 'text').execute();
+      },
+    },
+    '0005_sso_subject': {
+      async up(db: Kysely<unknown>) {
+        // The provider identity (iss, sub) an SSO user first signed in as: a later login under the
+        // same name (email) but another subject is refused, not merged into this account.
+        await db.schema.alterTable('users').addColumn('sso_issuer', 'text').execute();
+        await db.schema.alterTable('users').addColumn('sso_subject', 'text').execute();
+      },
+    },
   };
   return { getMigrations: async () => all };
 }

@@ -34,6 +34,8 @@ export async function transitionRequest(
 
 export interface RequestFilter {
   requesterId?: string | undefined;
+  /** With requesterId: only requests of this workload job (null: only unbound ones, a person's). Undefined: any. */
+  holderBinding?: string | null | undefined;
   status?: RequestStatusCol | undefined;
   limit: number;
 }
@@ -41,6 +43,7 @@ export interface RequestFilter {
 export async function listRequests(ex: Executor, f: RequestFilter): Promise<RequestRow[]> {
   let q = ex.selectFrom('requests').selectAll();
   if (f.requesterId) q = q.where('requester_id', '=', f.requesterId);
+  if (f.holderBinding !== undefined) q = f.holderBinding === null ? q.where('holder_binding', 'is', null) : q.where('holder_binding', '=', f.holderBinding);
   if (f.status) q = q.where('status', '=', f.status);
   return q.orderBy('created_at', 'desc').orderBy('id').limit(f.limit).execute();
 }

@@ -41,6 +41,9 @@ export interface UsersTable {
   disabled: number; // 0/1
   created_at: number;
   updated_at: number;
+  /** 0005: SSO users: the provider identity (iss, sub) the account belongs to; null for others. */
+  sso_issuer: string | null;
+  sso_subject: string | null;
 }
 
 export interface ApiTokensTable {
@@ -82,6 +85,8 @@ export interface RequestsTable {
   grant_id: string | null;
   created_at: number;
   updated_at: number;
+  /** 0004: a workload request's job (Principal.holderBinding); null for people. */
+  holder_binding: string | null;
 }
 
 export interface ApprovalsTable {
@@ -127,6 +132,8 @@ export interface GrantsTable {
   lease_until: number | null;
   created_at: number;
   updated_at: number;
+  /** 0004: the job of a workload holding it, copied from its request; null for people. */
+  holder_binding: string | null;
 }
 
 export interface ReviewsTable {

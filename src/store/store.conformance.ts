@@ -30,12 +30,12 @@ export function storeConformance(name: string, makeUrl: () => Promise<{ url: str
       id, requester_id: userId, resource: 'db', role: 'read', duration_s: 60, reason: 'r', ticket: null, start_at: null,
       status: 'pending', kind: 'new', extends_grant_id: null, decision: '{}', rule: 'x', policy_version: 'v', approvals_required: 2,
       approver_groups: '[]', pending_expires_at: now + 1000, decided_at: null, decided_by: null, decision_note: null, grant_id: null,
-      created_at: now, updated_at: now,
+      created_at: now, updated_at: now, holder_binding: null,
     });
     const grant = (id: string, requestId: string, patch: Partial<GrantRow> = {}): GrantRow => ({
       id, request_id: requestId, user_id: userId, resource: 'db', role: 'read', status: 'active', principal: `hp_${id}`, secret_enc: 'e',
       duration_s: 60, starts_at: now, expires_at: now + 60_000, end_reason: null, ended_at: null, revoke_attempts: 0, last_error: null,
-      due_at: now + 60_000, lease_owner: null, lease_until: null, created_at: now, updated_at: now, ...patch,
+      due_at: now + 60_000, lease_owner: null, lease_until: null, created_at: now, updated_at: now, holder_binding: null, ...patch,
     });
 
     it('upserts users and reports what changed', async () => {

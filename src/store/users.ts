@@ -45,7 +45,7 @@ export async function upsertUser(
     source: spec.source,
   };
   if (!existing) {
-    const row: UserRow = { id: newUserId(), name: spec.name, disabled: 0, created_at: now, updated_at: now, ...values };
+    const row: UserRow = { id: newUserId(), name: spec.name, disabled: 0, created_at: now, updated_at: now, sso_issuer: null, sso_subject: null, ...values };
     await ex.insertInto('users').values(row).execute();
     return { row, created: true, changes: [] };
   }

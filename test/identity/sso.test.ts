@@ -96,6 +96,22 @@ describe.each(['sqlite', 'postgres'] as const)('OIDC single sign-on against a re
     expect((await t.audit('user.updated')).at(-1)).toMatchObject({ data: { user: 'erin@example.com', groupsAdded: ['sre'], groupsRemoved: ['engineers'] } });
   });
 
+  it('regression: another provider subject with the same email does not take over the account', async () => {
+    // erin (subject "erin") signed in above; a different subject now carries her email.
+    idp.accounts.set('erin-2', { email: 'ERIN@example.com', groups: ['SRE'] });
+    const before = await t.h.deps.store.db.selectFrom('users').selectAll().where('name', '=', 'erin@example.com').executeTakeFirstOrThrow();
+    const r = await callback(await signInAtProvider((await startWeb()).href, 'erin-2'));
+    expect(r.status).toBe(401);
+    expect(cookieOf(r)).toBeUndefined();
+    expect(r.body.error.message).toMatch(/erin@example.com belongs to another account at the identity provider/);
+    expect((await failures()).at(-1)).toMatch(/belongs to another account/);
+    const after = await t.h.deps.store.db.selectFrom('users').selectAll().where('name', '=', 'erin@example.com').executeTakeFirstOrThrow();
+    expect(after).toEqual(before); // groups untouched too
+    expect(after).toMatchObject({ sso_issuer: idp.issuer, sso_subject: 'erin' });
+    // The right subject still signs in.
+    expect((await callback(await signInAtProvider((await startWeb()).href, 'erin'))).status).toBe(302);
+  });
+
   it('refuses a wrong state', async () => {
     const back = await signInAtProvider((await startWeb()).href, 'erin');
     back.searchParams.set('state', randomBytes(32).toString('base64url'));

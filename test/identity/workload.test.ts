@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../src/domain/clock.js';
 import { WorkloadVerifier } from '../../src/auth/workload.js';
+import { queryEvents } from '../../src/audit/index.js';
 import { testPolicy } from '../support/hallpass.js';
 import { startLocalIssuer, unsignedJwt, type LocalIssuer } from '../support/oidc-issuer.js';
 import { startIdentityHallpass, type IdentityHallpass } from '../support/oidc-hallpass.js';
@@ -85,6 +86,42 @@ describe.each(['sqlite', 'postgres'] as const)('workload identity: CI pipelines 
     expect(r.status).toBe(201);
     expect(r.body.request.status).toBe('pending');
     expect(r.body.request.rule).toBe('deploy-from-release');
+  });
+
+  it('regression: a grant is its job\'s alone; another job of the same workload cannot list, read, use, revoke, extend or "extend into" it', async () => {
+    const mainJob = { ...good, run_id: 'run-501' };
+    const releaseJob = { ...good, run_id: 'run-502', sub: 'repo:acme/orders:ref:refs/heads/release/9', ref: 'refs/heads/release/9' };
+    const m = await ask(await ci.sign(mainJob));
+    expect(m.body.request).toMatchObject({ status: 'approved', rule: 'deploy-from-main' });
+    const gid = m.body.grant.id as string;
+
+    const rel = await ci.sign(releaseJob);
+    expect((await call(rel, 'GET', '/api/v1/grants?active=true')).body.grants.map((g: { id: string }) => g.id)).not.toContain(gid);
+    expect((await call(rel, 'GET', `/api/v1/grants/${gid}`)).status).toBe(404);
+    expect((await call(rel, 'GET', `/api/v1/grants/${gid}/credentials`)).status).toBe(404);
+    expect((await call(rel, 'POST', `/api/v1/grants/${gid}/extend`, { by: '5m', reason: 'more' })).status).toBe(404);
+    expect((await call(rel, 'POST', `/api/v1/grants/${gid}/revoke`, {})).status).toBe(404);
+    expect((await call(rel, 'GET', `/api/v1/requests/${m.body.request.id}`)).status).toBe(404);
+    // Its own request is a new one, decided under its own rule: not an extension of main's grant.
+    const r = await ask(rel);
+    expect(r.status).toBe(201);
+    expect(r.body.request).toMatchObject({ status: 'pending', rule: 'deploy-from-release', kind: 'new', extendsGrantId: null });
+    // ...which the main job can neither see nor cancel, nor is it blocked by it.
+    const again = await ci.sign({ ...mainJob, jti: 'main-second-token' });
+    expect((await call(again, 'GET', `/api/v1/requests/${r.body.request.id}`)).status).toBe(404);
+    expect((await call(again, 'POST', `/api/v1/requests/${r.body.request.id}/cancel`)).status).toBe(403);
+    expect((await call(again, 'GET', '/api/v1/requests')).body.requests.map((x: { id: string }) => x.id)).not.toContain(r.body.request.id);
+
+    // A fresh token of the main job (new iat/jti) still holds its grant.
+    expect((await call(again, 'GET', '/api/v1/grants?active=true')).body.grants.map((g: { id: string }) => g.id)).toContain(gid);
+    const creds = await call(again, 'GET', `/api/v1/grants/${gid}/credentials`);
+    expect(creds.status).toBe(200);
+    expect((await t.h.deps.store.db.selectFrom('grants').select('status').where('id', '=', gid).executeTakeFirst())?.status).toBe('active');
+    const issued = await queryEvents(t.h.deps.store.db, { type: 'grant.credentials_issued', grantId: gid, limit: 10 });
+    expect(issued).toHaveLength(1);
+    expect(issued[0]!.data).toMatchObject({ workloadSubject: mainJob.sub, workloadRef: 'refs/heads/main' });
+    expect((await call(again, 'POST', `/api/v1/grants/${gid}/revoke`, {})).status).toBe(200);
+    expect((await call(rel, 'POST', `/api/v1/requests/${r.body.request.id}/cancel`)).status).toBe(200);
   });
 
   it('refuses a wrong branch, a wrong audience, an expired token, alg none, a wrong signature and an untrusted issuer', async () => {

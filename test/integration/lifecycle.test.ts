@@ -1,4 +1,8 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createRequest } from '../../src/access/requests.js';
 import { ManualClock } from '../../src/domain/clock.js';
 import { getGrant } from '../../src/store/grants.js';
 import { queryEvents, verifyChain } from '../../src/audit/index.js';
@@ -221,6 +225,33 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     expect((await t.api(await t.token('alice'), 'GET', `/api/v1/grants/${g.id}`)).body.status).toBe('expired');
   });
 
+  it('regression: extensions cannot keep a grant past the rule max; the grant\'s whole window is judged', async () => {
+    await start();
+    const alice = await t.token('alice');
+    // engineers-read: auto, max 1h
+    const first = await request('alice', { role: 'read', duration: '30m' });
+    const gid = first.body.grant.id as string;
+    const ok = await t.api(alice, 'POST', `/api/v1/grants/${gid}/extend`, { by: '20m', reason: 'more' });
+    expect(ok.status).toBe(201);
+    expect(ok.body.request.status).toBe('approved');
+    const end = ok.body.grant.expiresAt as string;
+    clock.advance(10 * 60_000);
+    const over = await t.api(alice, 'POST', `/api/v1/grants/${gid}/extend`, { by: '20m', reason: 'more again' });
+    expect(over.status).toBe(403);
+    expect(over.body.error.code).toBe('policy_denied');
+    expect(over.body.error.message).toMatch(/extending a 50m grant by 20m would make it 1h10m long, more than the 1h max of rule engineers-read/);
+    // The same through POST /requests (a request for a held role is an extension).
+    const viaRequest = await request('alice', { role: 'read', duration: '1h' });
+    expect(viaRequest.status).toBe(403);
+    expect(viaRequest.body.error.message).toMatch(/would make it 1h50m long/);
+    const g = await t.api(alice, 'GET', `/api/v1/grants/${gid}`);
+    expect(g.body.expiresAt).toBe(end);
+    expect(Date.parse(g.body.expiresAt) - Date.parse(g.body.startsAt)).toBe(50 * 60_000);
+    const exact = await t.api(alice, 'POST', `/api/v1/grants/${gid}/extend`, { by: '10m', reason: 'up to the max' });
+    expect(exact.status).toBe(201);
+    expect(Date.parse(exact.body.grant.expiresAt) - Date.parse(exact.body.grant.startsAt)).toBe(3600_000);
+  });
+
   // Regression: a request for a role whose grant was still scheduled became an approved
   // "extension" that could never be applied.
   it('refuses to extend a grant that has not started yet (409) and records nothing', async () => {
@@ -439,6 +470,79 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     }
     // the only new roles are the four grants' principals
     expect((await managedRoles(target)).sort()).toEqual([...before, ...provisioned].sort());
+  });
+
+  const withoutDave = (policy: string) => {
+    const out = policy.replace('  - { name: dave, groups: [engineers] }\n', '');
+    expect(out).not.toBe(policy);
+    return out;
+  };
+
+  it('regression: a user removed from the policy loses live grants (role dropped, session cut) and pending requests at reload', async () => {
+    await start();
+    const dave = await t.token('dave');
+    const g = await request('dave', { role: 'read', duration: '1h' });
+    expect(g.body.grant.status).toBe('active');
+    const creds = await t.api(dave, 'GET', `/api/v1/grants/${g.body.grant.id}/credentials`);
+    const conn = await tryConnect(creds.body.dsn);
+    if (!('client' in conn)) throw conn.error;
+    const pending = await request('dave', { role: 'write', duration: '30m' });
+    expect(pending.body.request.status).toBe('pending');
+    const alicePending = await request('alice', { role: 'write', duration: '30m' });
+
+    writeFileSync(t.policyPath, withoutDave(readFileSync(t.policyPath, 'utf8')));
+    expect(await t.h.policy.reload(t.h.deps)).toEqual({ changed: true });
+
+    expect((await t.api(dave, 'GET', '/api/v1/me')).status).toBe(401);
+    const grant = await getGrant(t.h.deps.store.db, g.body.grant.id);
+    expect(grant).toMatchObject({ status: 'revoked', end_reason: 'revoked' });
+    expect(await roleExists(target, g.body.grant.principal)).toBe(false);
+    await expect(conn.client.query('select 1')).rejects.toThrow();
+    const bob = await t.token('bob');
+    expect((await t.api(bob, 'GET', `/api/v1/requests/${pending.body.request.id}`)).body.status).toBe('cancelled');
+    const approve = await t.api(bob, 'POST', `/api/v1/requests/${pending.body.request.id}/approve`, {});
+    expect(approve.status).toBe(409);
+    // Others are untouched.
+    expect((await t.api(bob, 'GET', `/api/v1/requests/${alicePending.body.request.id}`)).body.status).toBe('pending');
+    const revoking = await events({ type: 'grant.revoking', grantId: g.body.grant.id });
+    expect(revoking.map((e) => [e.actor, e.data.cause])).toEqual([['system', 'user_disabled']]);
+    expect((await events({ type: 'request.cancelled', requestId: pending.body.request.id })).map((e) => [e.actor, e.data.reason]))
+      .toEqual([['system', 'requester disabled']]);
+    expect((await verifyChain(t.h.deps.store.db)).ok).toBe(true);
+  });
+
+  it('regression: a disabled requester\'s pending request cannot be approved, and a disabled principal cannot request', async () => {
+    await start();
+    const pending = await request('dave', { role: 'write', duration: '30m' });
+    const principal = await t.principal('dave');
+    // Disabled without the sweep having run (e.g. a reload that crashed halfway): the approval is still refused.
+    await t.h.deps.store.db.updateTable('users').set({ disabled: 1 }).where('name', '=', 'dave').execute();
+    const approve = await t.api(await t.token('bob'), 'POST', `/api/v1/requests/${pending.body.request.id}/approve`, {});
+    expect(approve.status).toBe(409);
+    expect(approve.body.error.message).toMatch(/disabled/);
+    expect((await t.api(await t.token('bob'), 'GET', `/api/v1/requests/${pending.body.request.id}`)).body).toMatchObject({ status: 'pending', grantId: null });
+    await expect(createRequest(t.h.deps, principal, { resource: 'app-db', role: 'read', reason: 'after offboarding' })).rejects.toThrow(/disabled/);
+  });
+
+  it('regression: a user removed from the policy while the server was down loses their grants when it starts', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'hp-offboard-'));
+    try {
+      clock = new ManualClock(Date.now());
+      t = await startTestHallpass({ target, clock, schedulerTimers: false, dataDir });
+      const g = await request('dave', { role: 'read', duration: '1h' });
+      expect(g.body.grant.status).toBe('active');
+      const pending = await request('dave', { role: 'write', duration: '30m' });
+      const policy = withoutDave(readFileSync(t.policyPath, 'utf8'));
+      await t.close();
+      t = await startTestHallpass({ target, clock, schedulerTimers: false, dataDir, policy });
+      await t.h.scheduler.tick();
+      expect(await getGrant(t.h.deps.store.db, g.body.grant.id)).toMatchObject({ status: 'revoked' });
+      expect(await roleExists(target, g.body.grant.principal)).toBe(false);
+      expect((await t.h.deps.store.db.selectFrom('requests').select('status').where('id', '=', pending.body.request.id).executeTakeFirst())?.status).toBe('cancelled');
+    } finally {
+      await t.close();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 
   it('denies by policy with reasons (403) and records the denial', async () => {

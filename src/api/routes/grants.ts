@@ -3,9 +3,10 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { inTx } from '../../access/context.js';
 import { requireConnectMfa } from '../../auth/connect-mfa.js';
-import { readGrant, revokeGrant } from '../../access/grants.js';
+import { holdsGrant, readGrant, revokeGrant } from '../../access/grants.js';
 import { createRequest } from '../../access/requests.js';
 import { AppError, conflict } from '../../domain/errors.js';
+import { workloadJob } from '../../domain/principal.js';
 import type { ConnectionInfo } from '../../providers/provider.js';
 import { listGrants } from '../../store/grants.js';
 import { principalOf } from '../auth.js';
@@ -26,6 +27,7 @@ export function grantRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (q.scope === 'all' && !p.isAdmin) throw new AppError('forbidden', 'scope=all is for admins');
     const rows = await listGrants(db, {
       userId: q.scope === 'all' ? undefined : p.id,
+      holderBinding: q.scope === 'all' ? undefined : p.holderBinding ?? null,
       statuses: q.active ? ['scheduled', 'activating', 'active', 'revoking', 'revoke_failed'] : undefined,
       limit: q.limit ?? 100,
     });
@@ -53,7 +55,7 @@ export function grantRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const body = req.body as Static<typeof ExtendBody>;
     const p = principalOf(req);
     const grant = await readGrant(deps, p, id);
-    if (grant.user_id !== p.id) throw new AppError('forbidden', 'only the holder of a grant can ask to extend it');
+    if (!holdsGrant(p, grant)) throw new AppError('forbidden', 'only the holder of a grant can ask to extend it');
     if (grant.status !== 'active') throw conflict(`grant ${id} is ${grant.status}: only an active grant can be extended`);
     const o = await createRequest(deps, p, {
       resource: grant.resource, role: grant.role, durationSeconds: durationOrThrow(body.by, 'by'), reason: body.reason, ticket: body.ticket,
@@ -73,7 +75,7 @@ export function grantRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const { via, reusable } = req.query as Static<typeof CredentialsQuery>;
     const p = principalOf(req);
     const grant = await readGrant(deps, p, id);
-    if (grant.user_id !== p.id) throw new AppError('forbidden', 'credentials are shown only to the grant holder');
+    if (!holdsGrant(p, grant)) throw new AppError('forbidden', 'credentials are shown only to the grant holder');
     if (grant.status !== 'active' || grant.expires_at === null) throw conflict(`grant ${id} is ${grant.status}: no credentials`);
     await requireConnectMfa(deps, p, grant.request_id);
     const viaGateway = via === 'gateway';
@@ -88,7 +90,7 @@ export function grantRoutes(app: FastifyInstance, ctx: ApiContext): void {
     }
     await inTx(deps, async (_tx, audit) => {
       audit({ type: 'grant.credentials_issued', actor: p.name, grantId: grant.id, requestId: grant.request_id, at: deps.clock.now(),
-        data: { resource: grant.resource, viaGateway, reusable: reusable === true, clientAddress: req.ip } });
+        data: { resource: grant.resource, viaGateway, reusable: reusable === true, clientAddress: req.ip, ...workloadJob(p) } });
     });
     return {
       grantId: grant.id, kind: info.kind, host: info.host, port: info.port, ...(info.database ? { database: info.database } : {}),

@@ -3,6 +3,7 @@ import type { FastifyInstance } from 'fastify';
 import { approveRequest, cancelRequest, createRequest, denyRequest } from '../../access/requests.js';
 import { AppError, badRequest, notFound } from '../../domain/errors.js';
 import { parseDuration } from '../../domain/duration.js';
+import { isHolder } from '../../domain/principal.js';
 import { getRequest, listRequests, type RequestRow } from '../../store/requests.js';
 import type { RequestStatusCol } from '../../store/schema.js';
 import { principalOf } from '../auth.js';
@@ -58,7 +59,7 @@ export function requestRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (q.scope === 'all') {
       rows = await listRequests(db, { status, limit });
     } else {
-      const mine = await listRequests(db, { requesterId: p.id, status, limit });
+      const mine = await listRequests(db, { requesterId: p.id, holderBinding: p.holderBinding ?? null, status, limit });
       const toDecide = q.scope === 'mine' || (q.status && q.status !== 'pending') ? [] :
         (await listRequests(db, { status: 'pending', limit: 1000 })).filter((r) =>
           r.requester_id !== p.id && (JSON.parse(r.approver_groups) as string[]).some((g) => p.groups.includes(g)));
@@ -71,7 +72,7 @@ export function requestRoutes(app: FastifyInstance, ctx: ApiContext): void {
     const { id } = req.params as { id: string };
     const p = principalOf(req);
     const row = await getRequest(db, id);
-    const visible = row && (p.isAdmin || row.requester_id === p.id ||
+    const visible = row && (p.isAdmin || isHolder(p, { userId: row.requester_id, binding: row.holder_binding }) ||
       (JSON.parse(row.approver_groups) as string[]).some((g) => p.groups.includes(g)));
     if (!row || !visible) throw notFound(`no request ${id}`);
     return requestView(db, row);
