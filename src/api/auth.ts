@@ -12,14 +12,22 @@ const one = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
 const isPublic = (path: string) => !path.startsWith('/api/v1/') || PUBLIC.has(path);
 
 /**
+ * The path a request is for, as routed: the matched route's pattern, or (no route matched) the
+ * request target's path. Not the raw target alone: an absolute-form target
+ * (`GET http://host/api/v1/audit`) reaches the /api/v1 routes without starting with /api/v1/, and
+ * once passed the authentication hook as if it were public (review; every route still refused it
+ * for want of a principal).
+ */
+const routedPath = (req: FastifyRequest): string => req.routeOptions.url ?? req.url.split('?')[0] ?? '';
+
+/**
  * Authentication for everything under /api/v1 (but the public sign-in routes), in onRequest; an
  * `X-Hallpass-MFA` code in preHandler, after the body, query and params are validated, so a call
  * with bad input (400) or to no route (404) does not spend the code.
  */
 export function installAuth(app: FastifyInstance, ctx: ApiContext): void {
   app.addHook('onRequest', async (req) => {
-    const path = req.url.split('?')[0] ?? '';
-    if (isPublic(path)) return;
+    if (isPublic(routedPath(req))) return;
     if (ctx.identity) {
       // Tokens, workload JWTs, session cookies (+CSRF).
       const r = await ctx.identity.authenticate({

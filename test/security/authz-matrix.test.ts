@@ -168,6 +168,25 @@ describe('authorization matrix: every API route x anonymous / requester / approv
     expect(Object.keys(MATRIX).filter((r) => !routes.includes(r)), 'matrix entries for routes that do not exist').toEqual([]);
   });
 
+  it('authenticates a request whatever the form of its target (absolute-form reached the routes as if public)', async () => {
+    const { request } = await import('node:http');
+    const base = new URL(t.h.url);
+    const raw = (path: string) => new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request({ host: base.hostname, port: base.port, method: 'GET', path }, (res) => {
+        let body = '';
+        res.on('data', (d: Buffer) => (body += d.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    for (const path of [`http://${base.host}/api/v1/audit`, `http://${base.host}/api/v1/grants`, '/api/v1/audit']) {
+      const r = await raw(path);
+      expect(r.status, path).toBe(401);
+      expect(r.body, path).toMatch(/missing bearer token/);
+    }
+  });
+
   it('every route answers each caller as the matrix says', async () => {
     const admin = () => t.token('admin');
     const f: Fixtures = {
