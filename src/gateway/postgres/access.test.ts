@@ -123,15 +123,7 @@ describe('cut-off', () => {
     expect((await c.query('show client_connection_check_interval')).rows).toEqual([{ client_connection_check_interval: '1s' }]);
     const loop = "do $$ begin loop begin perform pg_sleep(600); exception when query_canceled then raise notice 'caught'; end; end loop; end $$";
     const running = c.query(loop).then(() => undefined, (e: Error) => e);
-    const looping = async () => {
-      const admin = await fx.target.admin();
-      try {
-        const r = await admin.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where query like 'do $$ begin loop%' and state = 'active'");
-        return r.rows[0]?.n ?? 0;
-      } finally {
-        await admin.end();
-      }
-    };
+    const looping = () => sleeps('do $$ begin loop%');
     await waitFor(async () => (await looping()) === 1);
     expect(await fx.gateway.endGrant(g, 'revoked')).toBe(1);
     expect((await running)?.message).toMatch(/hallpass: access to app revoked/);
@@ -316,10 +308,11 @@ describe('audit', () => {
   });
 });
 
-async function sleeps(): Promise<number> {
+/** How many statements like `like` are running on the target. */
+async function sleeps(like = 'select pg_sleep%'): Promise<number> {
   const admin = await fx.target.admin();
   try {
-    const r = await admin.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where query like 'select pg_sleep%' and state = 'active'");
+    const r = await admin.query<{ n: number }>("select count(*)::int as n from pg_stat_activity where query like $1 and state = 'active'", [like]);
     return r.rows[0]?.n ?? 0;
   } finally {
     await admin.end();
