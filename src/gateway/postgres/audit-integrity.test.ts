@@ -191,10 +191,28 @@ describe('gateway audit: every statement the target may run is on the record', (
     expect(events).toContainEqual({ type: 'gateway.statement', statementId: 1, name: 's3', sql: 'select 3', reason: 'names_uncertain' });
     const s4 = events.filter((e) => e.type === 'gateway.execute' && (e.statementId === 2 || e.statement === 's4'));
     expect(s4).toEqual([
-      { type: 'gateway.execute', statementId: 2, sql: 'select 4', tag: 'SELECT 1', rows: 1 },
+      { type: 'gateway.execute', statementId: 2, sql: 'select 4', name: 's4', tag: 'SELECT 1', rows: 1 },
       { type: 'gateway.execute', statementId: 2, tag: 'DELETE 1', rows: 1, mismatch: 'the target answered DELETE to a SELECT statement: it was redefined on the target, so its text here is not what ran' },
       // after that no name is trusted
       { type: 'gateway.execute', statementId: null, statement: 's4', tag: 'DELETE 0', rows: 0 },
+    ]);
+  });
+
+  it('ordinary traffic keeps its names: no false mismatch after a nested comment, no name loss for an executed_at column (second review)', async () => {
+    const { s, sessionId, c } = await session();
+    s.write(Buffer.concat([
+      ser.parse('s6', '/* a /* nested */ select */ delete from items where id = -5'), bind('', 's6'), execute(''),
+      ser.parse('s7', "select name as executed_at from items where id = 1"), bind('', 's7'), execute(''), sync(),
+    ]));
+    await c.ready();
+    s.write(Buffer.concat([bind('', 's6'), execute(''), sync()]));
+    expect(await c.ready()).toContain('DELETE 0');
+    s.end(ser.terminate());
+    const events = (await statements(sessionId)).filter((e) => e.type === 'gateway.execute');
+    expect(events).toEqual([
+      { type: 'gateway.execute', statementId: 1, sql: '/* a /* nested */ select */ delete from items where id = -5', name: 's6', tag: 'DELETE 0', rows: 0 },
+      { type: 'gateway.execute', statementId: 2, sql: 'select name as executed_at from items where id = 1', name: 's7', tag: 'SELECT 1', rows: 1 },
+      { type: 'gateway.execute', statementId: 1, tag: 'DELETE 0', rows: 0 },
     ]);
   });
 

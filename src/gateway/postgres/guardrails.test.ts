@@ -67,6 +67,9 @@ describe('guardrails', () => {
       ['create function pg_temp.g(a int) returns int language plpgsql as $$ declare x int; begin x := a; return x; end $$', 'do_block'],
       ["create function pg_temp.h() returns void language plpgsql as $$ begin execute 'trunc' || 'ate t'; end $$", 'truncate'],
       ["create function pg_temp.i() returns int language plperl as $$ return 1 $$", 'truncate'],
+      // second review: RETURN QUERY EXECUTE and OPEN … FOR EXECUTE are dynamic SQL too
+      ['create function pg_temp.dyn(q text) returns setof text language plpgsql as $$ begin return query execute q; end $$', 'truncate'],
+      ['create function pg_temp.cur(q text) returns void language plpgsql as $$ declare c refcursor; begin open c for execute q; end $$', 'truncate'],
       ["create function pg_temp.j(int) returns int language sql as 'select $1 + 1'", null],
       ['create function pg_temp.k(int) returns int language sql return $1 + 1', null],
       ['create function pg_temp.l() returns void language sql begin atomic; delete from t; end', 'write_without_where'],
@@ -109,6 +112,15 @@ describe('guardrails', () => {
     expect(denied("select * from pg_logical_slot_get_changes('s', null, null)", ['escape'])).toBe('escape');
     expect(denied('select * from pg_ls_logdir()', ['escape'])).toBe('escape');
     expect(denied("select nextval('s')", ['ddl', 'truncate'])).toBeNull();
+    // second review: functions made callable without a call in sight
+    const NO_DDL = ['write', 'truncate', 'write_without_where', 'copy_program', 'set_role', 'escape'];
+    expect(denied('create operator pg_temp.### (leftarg=text, rightarg=text, function=pg_notify)', NO_DDL)).toBe('write');
+    expect(denied('create operator pg_temp.%%% (leftarg=regclass, rightarg=bigint, function=setval)', NO_DDL)).toBe('write');
+    expect(denied('create operator pg_temp.@@@ (rightarg=integer, function=pg_cancel_backend)', NO_DDL)).toBe('escape');
+    expect(denied('create aggregate pg_temp.a(text) (sfunc = textcat, stype = text, finalfunc = pg_catalog.pg_notify)', NO_DDL)).toBe('write');
+    expect(denied('create cast (int as text) with function pg_terminate_backend(int)', NO_DDL)).toBe('escape');
+    expect(denied("create operator pg_temp.=== (leftarg=text, rightarg=text, function=set_config)", NO_DDL)).toBe('write');
+    expect(denied('create operator pg_temp.<~> (leftarg=int, rightarg=int, function=int4pl)', NO_DDL)).toBeNull();
     // a JoinExpr's larg/rarg are ordinary wrapped nodes
     expect(denied('select * from t join u on true', ALL)).toBeNull();
   });

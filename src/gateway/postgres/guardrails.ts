@@ -235,6 +235,7 @@ function walk(value: unknown, f: Findings, depth: number): void {
 
 function inspect(type: string, n: Record<string, Json>, f: Findings, depth: number): void {
   if (DDL.test(type)) hit(f, 'ddl', `${stmtName(type)} is DDL`);
+  if (FUNCTION_REFERENCING.has(type)) referencedFunctions(n, f);
   if (ROLE_ESCAPE.has(type)) hit(f, 'escape', `${stmtName(type)} could escape the granted role`);
   switch (type) {
     case 'TruncateStmt':
@@ -332,11 +333,8 @@ function readWriteOption(options: Json | undefined): boolean {
   return false;
 }
 
-function funcCall(n: Record<string, Json>, f: Findings): void {
-  const names = Array.isArray(n.funcname) ? n.funcname : [];
-  const last = names[names.length - 1];
-  const fname = String(field(last ?? null, 'String')?.sval ?? '').toLowerCase();
-  const schema = names.length > 1 ? String(field(names[names.length - 2] ?? null, 'String')?.sval ?? '').toLowerCase() : undefined;
+/** What calling the function `fname` (in `schema`, if qualified) can do, as far as the lists above know. */
+function functionNamed(fname: string, schema: string | undefined, f: Findings): void {
   if (ESCAPE_FUNCTIONS.has(fname)) hit(f, 'escape', `${fname}() could escape the granted role`);
   if (WRITE_FUNCTIONS.has(fname)) {
     hit(f, 'write', `${fname}() writes`);
@@ -344,11 +342,46 @@ function funcCall(n: Record<string, Json>, f: Findings): void {
   }
   // pg_cron's names are common words: only cron's own (or unqualified, which may resolve to it).
   const cron = CRON_FUNCTIONS.has(fname) && (schema === undefined || schema === 'cron');
-  if (SQL_TEXT_FUNCTIONS.has(fname) || cron) {
-    const why = `${fname}() runs SQL given as text, which cannot be checked`;
-    for (const g of Object.keys(GUARDRAILS) as Guardrail[]) hit(f, g, why);
-    hit(f, 'read_only', why);
+  if (SQL_TEXT_FUNCTIONS.has(fname) || cron) uncheckable(f, `${fname}() runs SQL given as text, which cannot be checked`);
+}
+
+/**
+ * Statements that make a function callable without a call in sight: an operator, aggregate,
+ * cast, trigger, event trigger, transform, conversion, operator class or family, language,
+ * access method, range type or FDW names it, and an expression using it later shows no FuncCall
+ * (a review ran pg_notify, setval and pg_cancel_backend as operators). Every name in them is
+ * looked up as a function name; set_config so reached could set anything.
+ */
+const FUNCTION_REFERENCING = new Set([
+  'DefineStmt', 'CreateCastStmt', 'CreateTrigStmt', 'CreateEventTrigStmt', 'CreateTransformStmt', 'CreateConversionStmt',
+  'CreateOpClassStmt', 'AlterOpFamilyStmt', 'AlterOperatorStmt', 'AlterTypeStmt', 'CreatePLangStmt', 'CreateAmStmt',
+  'CreateRangeStmt', 'CreateFdwStmt', 'AlterFdwStmt',
+]);
+
+function referencedFunctions(n: Json, f: Findings): void {
+  if (Array.isArray(n)) {
+    for (const v of n) referencedFunctions(v, f);
+    return;
   }
+  if (n === null || typeof n !== 'object') return;
+  for (const [k, v] of Object.entries(n)) {
+    if (k === 'sval' && typeof v === 'string') {
+      const name = v.toLowerCase();
+      functionNamed(name, undefined, f);
+      if (name === 'set_config') {
+        uncheckable(f, 'set_config() named in a definition could set any setting');
+        f.lexing ??= 'set_config() named in a definition could change how the target reads SQL';
+      }
+    } else referencedFunctions(v, f);
+  }
+}
+
+function funcCall(n: Record<string, Json>, f: Findings): void {
+  const names = Array.isArray(n.funcname) ? n.funcname : [];
+  const last = names[names.length - 1];
+  const fname = String(field(last ?? null, 'String')?.sval ?? '').toLowerCase();
+  const schema = names.length > 1 ? String(field(names[names.length - 2] ?? null, 'String')?.sval ?? '').toLowerCase() : undefined;
+  functionNamed(fname, schema, f);
   if (fname !== 'set_config') return;
   const first = Array.isArray(n.args) ? n.args[0] : undefined;
   const sval = field(first ?? null, 'A_Const')?.sval;
@@ -438,9 +471,10 @@ function plpgsql(value: unknown, f: Findings, depth: number, unchecked: (why: st
   }
   if (value === null || typeof value !== 'object') return;
   for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
-    if (key === 'PLpgSQL_stmt_dynexecute' || key === 'PLpgSQL_stmt_dynfors' || key === 'PLpgSQL_stmt_open') {
-      const o = v as Record<string, unknown>;
-      if (key !== 'PLpgSQL_stmt_open' || o.dynquery !== undefined) unchecked('dynamic SQL (EXECUTE) in PL/pgSQL cannot be checked');
+    // EXECUTE, FOR … IN EXECUTE, and any statement with a dynamic query (OPEN … FOR EXECUTE,
+    // RETURN QUERY EXECUTE, which a review ran past every guardrail in a SETOF function).
+    if (key === 'PLpgSQL_stmt_dynexecute' || key === 'PLpgSQL_stmt_dynfors' || (key === 'dynquery' && v !== null && v !== undefined)) {
+      unchecked('dynamic SQL (EXECUTE) in PL/pgSQL cannot be checked');
     }
     if (key === 'PLpgSQL_expr' && v !== null && typeof v === 'object') {
       const e = v as { query?: unknown; parseMode?: unknown };

@@ -296,7 +296,7 @@ describe('the relay with a session cut at every byte offset', () => {
     expect(types(reference.bytes)).toBe('TDCTDCZ' + '12TDDDCZ' + 'CZ' + 'GCZ' + 'TDDDCCZ');
     expect(reference.audit).toEqual([
       { type: 'gateway.query', sql: "select 1 as one; select 'two' as two, 2.5::numeric as n", tags: ['SELECT 1', 'SELECT 1'], rows: 1 },
-      { type: 'gateway.execute', statementId: 1, sql: 'select id, name from items where id between $1 and $2 order by id', tag: 'SELECT 3', rows: 3 },
+      { type: 'gateway.execute', statementId: 1, sql: 'select id, name from items where id between $1 and $2 order by id', name: 's1', tag: 'SELECT 3', rows: 3 },
       { type: 'gateway.query', sql: 'begin', tags: ['BEGIN'], rows: null },
       { type: 'gateway.query', sql: `copy ${TABLE} (a, b) from stdin`, tags: ['COPY 3'], rows: 3 },
       { type: 'gateway.query', sql: `select a, b from ${TABLE} order by a; rollback`, tags: ['SELECT 3', 'ROLLBACK'], rows: null },

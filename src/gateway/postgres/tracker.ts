@@ -748,7 +748,11 @@ export class StatementTracker {
     if (st) st.audited = true;
     const data: Record<string, unknown> = { sessionId: this.sessionId, statementId: st?.id ?? null };
     // The statement's text, once per Parse: with its first execution.
-    if (first) data.sql = clip(st.sql);
+    if (first) {
+      data.sql = clip(st.sql);
+      // Named: so a later execution audited by name only (names_uncertain) still leads to this text.
+      if (st.name !== '') data.name = st.name;
+    }
     if (st === undefined) data.statement = p.name;
     // A named portal (a SQL cursor DECLAREd earlier, or a partial fetch) is named.
     if (p.portal) data.portal = p.portal;
@@ -783,13 +787,40 @@ export class StatementTracker {
   }
 }
 
-/** Comments, whitespace and opening parentheses before a statement's first word. */
-const LEADING_WORD = /^(?:\s+|--[^\n]*(?:\n|$)|\/\*[^*]*\*+(?:[^/*][^*]*\*+)*\/|\()*([A-Za-z]+)/;
 const TAG_OF_WORD = new Map([['select', 'SELECT'], ['values', 'SELECT'], ['table', 'SELECT'], ['insert', 'INSERT'], ['update', 'UPDATE'], ['delete', 'DELETE'], ['merge', 'MERGE']]);
 
-/** The command tag a statement's text must be answered with, when its first word settles it (not WITH, EXPLAIN, …). */
+/**
+ * The command tag a statement's text must be answered with, when its first word settles it (not
+ * WITH, EXPLAIN, …). Whitespace, `--` comments, nested `/* … *\/` comments (as PostgreSQL nests
+ * them: a review made a regular expression read the word inside one) and opening parentheses
+ * before the word are skipped; anything unexpected gives null (no check).
+ */
 function leadingCommand(sql: string): string | null {
-  const word = LEADING_WORD.exec(sql)?.[1];
+  let i = 0;
+  const n = sql.length;
+  for (;;) {
+    const c = sql[i];
+    if (c === undefined) return null;
+    if (c === '(' || c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v') i++;
+    else if (c === '-' && sql[i + 1] === '-') {
+      const end = sql.indexOf('\n', i);
+      if (end < 0) return null;
+      i = end + 1;
+    } else if (c === '/' && sql[i + 1] === '*') {
+      let depth = 0;
+      do {
+        if (sql[i] === '/' && sql[i + 1] === '*') {
+          depth++;
+          i += 2;
+        } else if (sql[i] === '*' && sql[i + 1] === '/') {
+          depth--;
+          i += 2;
+        } else i++;
+      } while (depth > 0 && i < n);
+      if (depth > 0) return null;
+    } else break;
+  }
+  const word = /^[A-Za-z]+/.exec(sql.slice(i, i + 8))?.[0];
   return word === undefined ? null : TAG_OF_WORD.get(word.toLowerCase()) ?? null;
 }
 
@@ -810,7 +841,7 @@ const NONE: Buffer[] = [];
  * later can do it with no such word in sight: an answer for another command gives that away
  * (#emitExecute's `mismatch`).
  */
-const NAME_CHANGING_SQL = /prepare|deallocate|discard|execute/i;
+const NAME_CHANGING_SQL = /prepare|deallocate|discard|\bexecute\b/i;
 
 const KIND_NAMES: Record<Kind, string> = {
   [Kind.Query]: 'a Query',

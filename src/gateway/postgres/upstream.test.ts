@@ -46,7 +46,7 @@ describe('upstream login', () => {
 });
 
 /** A target (trust) that refuses startup settings it does not know, as PostgreSQL 13 refuses client_connection_check_interval. */
-async function oldTarget(unknown: string): Promise<{ port: number; startups: Map<string, string>[] }> {
+async function oldTarget(unknown: string, code = '42704', message = `unrecognized configuration parameter "${unknown}"`): Promise<{ port: number; startups: Map<string, string>[] }> {
   const startups: Map<string, string>[] = [];
   server = createServer((s) => {
     s.on('error', () => {});
@@ -55,7 +55,7 @@ async function oldTarget(unknown: string): Promise<{ port: number; startups: Map
       const params = new Map<string, string>();
       for (let i = 0; i + 1 < words.length && words[i] !== ''; i += 2) params.set(words[i]!, words[i + 1]!);
       startups.push(params);
-      if (params.has(unknown)) s.end(ser.errorResponse({ severity: 'FATAL', code: '42704', message: `unrecognized configuration parameter "${unknown}"` }));
+      if (params.has(unknown)) s.end(ser.errorResponse({ severity: 'FATAL', code, message }));
       else s.write(Buffer.concat([auth(0), ser.backendKeyData(7, 8), ser.readyForQuery('I')]));
     });
   });
@@ -82,5 +82,11 @@ describe('the connection check on the upstream login', () => {
     const other = await oldTarget('application_name');
     await expect(connectWithConnectionCheck({ ...target, port: other.port }, new Map([['application_name', 'x']]), 5000)).rejects.toThrow(/unrecognized configuration parameter "application_name"/);
     expect(other.startups).toHaveLength(1);
+    await new Promise<void>((r) => server?.close(() => r()));
+    // PgBouncer refuses it its own way (review: every session behind PgBouncer failed)
+    const bouncer = await oldTarget('client_connection_check_interval', '08P01', 'unsupported startup parameter: client_connection_check_interval');
+    const viaBouncer = await connectWithConnectionCheck({ ...target, port: bouncer.port }, new Map(), 5000);
+    viaBouncer.socket.destroy();
+    expect(bouncer.startups.map((p) => p.has('client_connection_check_interval'))).toEqual([true, false]);
   });
 });

@@ -54,7 +54,7 @@ export async function connectUpstream(
  */
 const CONNECTION_CHECK_INTERVAL_MS = '1000';
 const CONNECTION_CHECK = 'client_connection_check_interval';
-/** Targets (host:port) that refused the setting (PostgreSQL before 14): connected to without it. */
+/** Targets (host:port) that refused the setting (PostgreSQL before 14, PgBouncer): connected to without it. */
 const withoutConnectionCheck = new Set<string>();
 
 /** connectUpstream with `client_connection_check_interval` set, or without it on a target that does not know it. */
@@ -68,7 +68,9 @@ export async function connectWithConnectionCheck(
   try {
     return await connectUpstream(target, new Map([...params, [CONNECTION_CHECK, CONNECTION_CHECK_INTERVAL_MS]]), timeoutMs);
   } catch (e) {
-    if (!(e instanceof UpstreamError && e.sqlstate === '42704' && e.message.includes(CONNECTION_CHECK))) throw e;
+    // PostgreSQL before 14 answers 42704 (unrecognized configuration parameter); PgBouncer and
+    // other poolers 08P01 (unsupported startup parameter). Either names the setting.
+    if (!(e instanceof UpstreamError && e.sqlstate !== undefined && e.message.includes(CONNECTION_CHECK))) throw e;
     if (withoutConnectionCheck.size < 10_000) withoutConnectionCheck.add(key);
     return connectUpstream(target, params, timeoutMs);
   }
