@@ -46,7 +46,12 @@ export function gatewayExtension(cfg: GatewayListenConfig, opts: { insecureAllow
       // Grant events can be missed (another instance's NOTIFY while this one's LISTEN was down, a
       // publish that failed): the store is the truth, re-read for every grant with a session here
       // after the bus reconnects and every RESYNC_MS anyway.
-      const resync = () => void resyncGateway(deps, gateway).catch((e: unknown) => h.log(`gateway resync: ${String(e)}`));
+      let resyncing = false;
+      const resync = () => {
+        if (resyncing) return; // a slow store: one read at a time
+        resyncing = true;
+        void resyncGateway(deps, gateway).catch((e: unknown) => h.log(`gateway resync: ${String(e)}`)).finally(() => (resyncing = false));
+      };
       const stopResyncOnReconnect = deps.events.onReconnect(resync);
       const resyncTimer = setInterval(resync, RESYNC_MS);
       resyncTimer.unref();
@@ -94,10 +99,10 @@ const RESYNC_MS = 5000;
 
 /**
  * Brings the gateway in line with the store: sessions of a grant that is no longer active are cut
- * (as expired or revoked, by its end reason), and sessions of an active grant whose end moved get
- * the new end. Returns how many grants were cut.
+ * (as expired or revoked, by its end reason), and sessions of an active grant whose end moved later
+ * get the new end (never an earlier one: the read may predate an extension). Returns how many grants were cut.
  */
-export async function resyncGateway(deps: AccessDeps, gateway: Pick<PostgresGateway, 'liveGrantIds' | 'endGrant' | 'updateGrantExpiry'>): Promise<number> {
+export async function resyncGateway(deps: AccessDeps, gateway: Pick<PostgresGateway, 'liveGrantIds' | 'endGrant' | 'lengthenGrant'>): Promise<number> {
   const ids = gateway.liveGrantIds();
   if (ids.length === 0) return 0;
   const rows = await deps.store.db.selectFrom('grants').select(['id', 'status', 'expires_at', 'end_reason']).where('id', 'in', ids).execute();
@@ -106,7 +111,7 @@ export async function resyncGateway(deps: AccessDeps, gateway: Pick<PostgresGate
   for (const id of ids) {
     const g = found.get(id);
     if (g?.status === 'active' && g.expires_at !== null) {
-      gateway.updateGrantExpiry(id, new Date(g.expires_at));
+      gateway.lengthenGrant(id, new Date(g.expires_at));
       continue;
     }
     cut++;

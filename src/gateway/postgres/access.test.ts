@@ -132,6 +132,20 @@ describe('cut-off', () => {
     await waitFor(async () => (await looping()) === 0, 100);
   });
 
+  it('a resync never moves a session\'s end earlier (its read may predate an extension: second review)', async () => {
+    const g = fx.grant({ expiresAt: new Date(Date.now() + 1500) });
+    const c = fx.client(g);
+    await c.connect();
+    try {
+      fx.gateway.updateGrantExpiry(g, new Date(Date.now() + 3_600_000)); // the extension's event
+      fx.gateway.lengthenGrant(g, new Date(Date.now() + 1500)); // a resync that read the store before it
+      await new Promise((r) => setTimeout(r, 2000));
+      expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+    } finally {
+      await c.end();
+    }
+  });
+
   it('keeps a session open past the old end after an extension', async () => {
     const g = fx.grant({ expiresAt: new Date(Date.now() + 1500) });
     const c = fx.client(g);

@@ -129,6 +129,15 @@ export class PostgresGateway {
     );
   }
 
+  /**
+   * Moves the end of the grant's sessions later, never earlier: for a resync from the store, whose
+   * read may have started before a newer extension arrived (a review had it undo the extension
+   * and cut the session at the old end). Grants are never shortened; ending them is endGrant's.
+   */
+  lengthenGrant(grantId: string, expiresAt: Date): void {
+    for (const s of this.#byGrant.get(grantId) ?? []) if (expiresAt.getTime() > s.expiresMs) s.updateExpiry(expiresAt);
+  }
+
   /** Grants with a session open here (or logging in): what a resync after missed grant events re-reads. */
   liveGrantIds(): string[] {
     return [...this.#byGrant.keys()];

@@ -228,6 +228,11 @@ export class ClientSession {
     return this.#done;
   }
 
+  /** When this session's grant ends, as this session knows it (epoch ms). */
+  get expiresMs(): number {
+    return this.#expiresMs;
+  }
+
   /** The grant was extended (or shortened): re-arm this session's own timer. */
   updateExpiry(expiresAt: Date): void {
     if (expiresAt.getTime() === this.#expiresMs) return; // a resync re-reads unchanged ends
