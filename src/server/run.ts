@@ -28,7 +28,12 @@ const FATAL_SHUTDOWN_MS = 35_000; // past the audit drain's own 30 s of retries
  * recorded as `server.crashed`, everything is closed (for at most 35 s), and the process exits
  * with code 70. Only a crash that runs no JavaScript (SIGKILL, out of memory) still loses them.
  */
-export async function untilSignal(h: Pick<Hallpass, 'close'> & Partial<Pick<Hallpass, 'deps'>>, onClose?: () => Promise<void>): Promise<void> {
+export async function untilSignal(
+  h: Pick<Hallpass, 'close'> & Partial<Pick<Hallpass, 'deps'>>,
+  onClose?: () => Promise<void>,
+  opts: { readonly fatalShutdownMs?: number } = {},
+): Promise<void> {
+  const fatalShutdownMs = opts.fatalShutdownMs ?? FATAL_SHUTDOWN_MS;
   await new Promise<void>((resolve) => {
     let closing = false;
     const shutdown = async (): Promise<void> => {
@@ -39,25 +44,29 @@ export async function untilSignal(h: Pick<Hallpass, 'close'> & Partial<Pick<Hall
       if (closing) return;
       closing = true;
       process.stderr.write('hallpass: shutting down\n');
-      void shutdown().finally(resolve);
+      void shutdown().finally(() => {
+        if (giveUp) process.exit(FATAL_EXIT_CODE); // a fatal error came during it
+        resolve();
+      });
     };
+    let giveUp: NodeJS.Timeout | undefined;
     const fatal = (err: unknown) => {
       process.stderr.write(`hallpass: fatal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
       process.exitCode = FATAL_EXIT_CODE;
-      if (closing) return; // a shutdown is under way: let it finish
+      // Whatever is under way (this shutdown, or one a signal started, which the error may have
+      // broken: a review had that hang for good) gets fatalShutdownMs, then the process exits.
+      giveUp ??= setTimeout(() => {
+        process.stderr.write(`hallpass: shutdown did not finish in ${fatalShutdownMs / 1000} s; exiting\n`);
+        process.exit(FATAL_EXIT_CODE);
+      }, fatalShutdownMs);
+      if (closing) return;
       closing = true;
       process.stderr.write('hallpass: shutting down after a fatal error (storing queued audit events)\n');
-      const giveUp = setTimeout(() => {
-        process.stderr.write(`hallpass: shutdown did not finish in ${FATAL_SHUTDOWN_MS / 1000} s; exiting\n`);
-        process.exit(FATAL_EXIT_CODE);
-      }, FATAL_SHUTDOWN_MS);
-      void recordCrash(h.deps, err)
+      // A store that hangs must not hold the cut of every session: the crash record gets 2 s.
+      void Promise.race([recordCrash(h.deps, err), new Promise<void>((r) => setTimeout(r, 2000).unref())])
         .then(shutdown)
         .catch((e: unknown) => process.stderr.write(`hallpass: shutdown after a fatal error failed: ${String(e)}\n`))
-        .finally(() => {
-          clearTimeout(giveUp);
-          process.exit(FATAL_EXIT_CODE);
-        });
+        .finally(() => process.exit(FATAL_EXIT_CODE));
     };
     process.once('SIGINT', stop);
     process.once('SIGTERM', stop);

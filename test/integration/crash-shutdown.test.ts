@@ -53,4 +53,16 @@ describe('a fatal error in the server', () => {
       await store.close();
     }
   });
+
+  it('exits (code 70) when an error breaks a shutdown a signal began, instead of hanging (second review)', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(import.meta.dirname, '../support/crash-child-hang.ts')]);
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    await new Promise<void>((r) => child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && r()));
+    child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => child.on('close', r));
+    expect(stderr).toContain('boom inside close');
+    expect(stderr).toContain('shutdown did not finish in 1 s');
+    expect(code).toBe(FATAL_EXIT_CODE);
+  });
 });
