@@ -44,4 +44,11 @@ describe('workload binding (which job a token speaks for)', () => {
     expect(workloadBinding('https://ci', 'repo:acme/orders:ref:refs/heads/x', claims)).not.toBe(base);
     expect(workloadBinding('https://other', claims.sub, claims)).not.toBe(base);
   });
+  it('covers namespaced, nested and array claims (CircleCI keeps its branch in oidc.circleci.com/vcs-ref)', () => {
+    const circle = { sub: 'org/o/project/p/user/u', aud: ['o'], 'oidc.circleci.com/vcs-ref': 'refs/heads/main', 'oidc.circleci.com/context-ids': ['c1'] };
+    const base = workloadBinding('https://oidc.circleci.com/org/o', circle.sub, circle);
+    expect(workloadBinding('https://oidc.circleci.com/org/o', circle.sub, { ...circle, 'oidc.circleci.com/vcs-ref': 'refs/heads/feature' })).not.toBe(base);
+    expect(workloadBinding('https://oidc.circleci.com/org/o', circle.sub, { ...circle, 'oidc.circleci.com/context-ids': ['c2'] })).not.toBe(base);
+    expect(workloadBinding('https://oidc.circleci.com/org/o', circle.sub, { ...circle, iat: 5, exp: 6 })).toBe(base);
+  });
 });

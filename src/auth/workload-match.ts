@@ -36,10 +36,13 @@ const PER_TOKEN_CLAIMS = new Set(['iat', 'exp', 'nbf', 'jti']);
 
 /**
  * Which job a verified workload token speaks for: hex sha256 of the canonical JSON of its issuer,
- * subject and claim attributes, less the per-token claims. Two jobs that map to one workload name
- * (main and a release branch, two runs) get different bindings; two tokens of one job, the same.
+ * subject and every claim of the verified payload (nested, namespaced, arrays and all), less the
+ * per-token claims. Two jobs that map to one workload name (main and a release branch, two runs)
+ * get different bindings; two tokens of one job, the same. (It once hashed only the flat claims
+ * conditions can see, and CircleCI's `oidc.circleci.com/vcs-ref` was not among them: a second
+ * review had a feature-branch job read the main job's credentials.)
  */
-export function workloadBinding(issuer: string, subject: string | undefined, attributes: Readonly<Record<string, string>>): string {
-  const identity = Object.fromEntries(Object.entries(attributes).filter(([k]) => !PER_TOKEN_CLAIMS.has(k)));
+export function workloadBinding(issuer: string, subject: string | undefined, claims: Readonly<Record<string, unknown>>): string {
+  const identity = Object.fromEntries(Object.entries(claims).filter(([k]) => !PER_TOKEN_CLAIMS.has(k)));
   return createHash('sha256').update(canonicalJSON({ issuer, subject: subject ?? null, attributes: identity })).digest('hex');
 }

@@ -98,7 +98,7 @@ export class WorkloadVerifier {
     const attributes = claimAttributes(payload);
     return {
       workload: match.name, issuer: iss, subject: payload.sub, attributes, expiresAt: payload.exp! * 1000,
-      binding: workloadBinding(iss, payload.sub, attributes),
+      binding: workloadBinding(iss, payload.sub, payload),
       tokenHash: createHash('sha256').update(token).digest('hex'),
     };
   }
