@@ -48,40 +48,78 @@ export async function revokeGrant(deps: AccessDeps, actor: Principal, id: string
 /**
  * Applies an approved extension request to the grant it extends: the target first (so the
  * store never promises more than the target allows), then the store, then the gateway.
- * The new end is the old end plus the approved duration.
+ * The new end is the grant's end as it is now plus the approved duration, and the grant's whole
+ * window after it must still fit the max of the rule the request was decided under (checked when
+ * the request was made, and again here: extensions approved side by side each fit on their own).
+ * The store is moved only from the end this call read (compare-and-set), so two extensions
+ * applied at once both count, one after the other, instead of the later write undoing the earlier
+ * (a second review pushed a 1 h max grant to 115 min, and saw one move its end back).
  */
 export async function applyExtension(deps: AccessDeps, request: RequestRow): Promise<GrantRow> {
-  const grant = await getGrant(deps.store.db, request.extends_grant_id ?? '');
-  if (!grant || grant.status !== 'active' || grant.expires_at === null) {
-    throw conflict(`the grant this request extends is ${grant?.status ?? 'gone'}; request a new grant instead`);
+  const provider = () => {
+    const p = deps.providers.get(request.resource);
+    if (!p) throw new AppError('target_unavailable', `resource ${request.resource} is not in the policy`);
+    return p;
+  };
+  const onTarget = async (principal: string, at: number) => {
+    try {
+      await provider().extend(principal, new Date(at));
+    } catch (err) {
+      throw new AppError('target_unavailable', `could not extend on ${request.resource}: ${err instanceof ProviderError ? err.message : 'target error'}`);
+    }
+  };
+  for (let attempt = 0; ; attempt++) {
+    const grant = await getGrant(deps.store.db, request.extends_grant_id ?? '');
+    if (!grant || grant.status !== 'active' || grant.expires_at === null || grant.starts_at === null) {
+      throw conflict(`the grant this request extends is ${grant?.status ?? 'gone'}; request a new grant instead`);
+    }
+    if (grant.user_id !== request.requester_id || grant.holder_binding !== request.holder_binding) {
+      throw conflict(`grant ${grant.id} is not held by the requester of ${request.id}`);
+    }
+    const oldExpires = grant.expires_at;
+    const newExpires = oldExpires + request.duration_s * 1000;
+    const max = maxWindowSeconds(deps, request);
+    if ((newExpires - grant.starts_at) / 1000 > max) {
+      throw conflict(`extending grant ${grant.id} by ${request.duration_s}s would make it longer than the ${max}s its rule allows (another extension was applied first)`);
+    }
+    await onTarget(grant.principal, newExpires);
+    const nowMs = deps.clock.now().getTime();
+    const row = await inTx(deps, async (tx, audit) => {
+      const updated = await tx.updateTable('grants')
+        .set({ expires_at: newExpires, due_at: newExpires, duration_s: grant.duration_s + request.duration_s, updated_at: nowMs })
+        .where('id', '=', grant.id).where('status', '=', 'active').where('expires_at', '=', oldExpires).where('expires_at', '>', nowMs)
+        .returningAll().executeTakeFirst();
+      if (!updated) return undefined;
+      audit({ type: 'grant.extended', actor: 'system', grantId: grant.id, requestId: request.id, at: nowMs, data: {
+        resource: grant.resource, role: grant.role, previousExpiresAt: oldExpires, expiresAt: newExpires, bySeconds: request.duration_s,
+      } });
+      return updated;
+    });
+    if (row) {
+      await deps.events.publish({ type: 'extended', grantId: row.id, resource: row.resource, expiresAt: newExpires });
+      deps.wake(newExpires);
+      return row;
+    }
+    // The end moved (another extension) or the grant ended meanwhile: put the target back to what
+    // the store says, then start over from there.
+    const now = await getGrant(deps.store.db, grant.id);
+    if (now?.status === 'active' && now.expires_at !== null) await onTarget(grant.principal, now.expires_at).catch(() => undefined);
+    if (attempt >= 5 || now?.status !== 'active') throw conflict(`grant ${grant.id} ended or changed before the extension could be applied`);
   }
-  if (grant.user_id !== request.requester_id || grant.holder_binding !== request.holder_binding) {
-    throw conflict(`grant ${grant.id} is not held by the requester of ${request.id}`);
+}
+
+/** The longest window (seconds) the rule a request was decided under allows a grant, as the policy says now. */
+function maxWindowSeconds(deps: AccessDeps, request: RequestRow): number {
+  const policy = deps.policy();
+  if (request.rule === null) {
+    // Break-glass: its own max.
+    const bg = policy.breakGlass;
+    if (!bg) throw conflict('break-glass is no longer in the policy');
+    return bg.maxDurationSeconds;
   }
-  const newExpires = grant.expires_at + request.duration_s * 1000;
-  const provider = deps.providers.get(grant.resource);
-  if (!provider) throw new AppError('target_unavailable', `resource ${grant.resource} is not in the policy`);
-  try {
-    await provider.extend(grant.principal, new Date(newExpires));
-  } catch (err) {
-    throw new AppError('target_unavailable', `could not extend on ${grant.resource}: ${err instanceof ProviderError ? err.message : 'target error'}`);
-  }
-  const nowMs = deps.clock.now().getTime();
-  const row = await inTx(deps, async (tx, audit) => {
-    const updated = await tx.updateTable('grants')
-      .set({ expires_at: newExpires, due_at: newExpires, duration_s: grant.duration_s + request.duration_s, updated_at: nowMs })
-      .where('id', '=', grant.id).where('status', '=', 'active').where('expires_at', '>', nowMs)
-      .returningAll().executeTakeFirst();
-    if (!updated) return undefined;
-    audit({ type: 'grant.extended', actor: 'system', grantId: grant.id, requestId: request.id, at: nowMs, data: {
-      resource: grant.resource, role: grant.role, previousExpiresAt: grant.expires_at, expiresAt: newExpires, bySeconds: request.duration_s,
-    } });
-    return updated;
-  });
-  if (!row) throw conflict(`grant ${grant.id} ended before the extension could be applied`);
-  await deps.events.publish({ type: 'extended', grantId: row.id, resource: row.resource, expiresAt: newExpires });
-  deps.wake(newExpires);
-  return row;
+  const rule = policy.rules.find((r) => r.name === request.rule);
+  if (!rule) throw conflict(`rule ${String(request.rule)} is no longer in the policy`);
+  return rule.maxDurationSeconds;
 }
 
 /** Admin closes a break-glass review item. */

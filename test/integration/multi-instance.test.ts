@@ -82,6 +82,30 @@ describe('two instances on one PostgreSQL store', () => {
     }
   });
 
+  it('applies concurrent extensions one after the other, never past the rule max, with the target and the store agreeing (second review)', async () => {
+    const r = await a.api(await a.token('dave'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '5m', reason: 'base' });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const id = r.body.grant.id;
+    // engineers-read: max 1h. Ten extensions of 55m at once, through both instances: one fits.
+    const tries = await Promise.all(Array.from({ length: 10 }, async (_, i) => {
+      const t = i % 2 === 0 ? a : b;
+      return t.api(await t.token('dave'), 'POST', `/api/v1/grants/${id}/extend`, { by: '55m', reason: `race ${i}` });
+    }));
+    expect(tries.every((x) => x.status < 500), JSON.stringify(tries.map((x) => x.body))).toBe(true);
+    const db = a.h.deps.store.db;
+    const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    expect((Number(g.expires_at) - Number(g.starts_at)) / 60_000).toBe(60);
+    expect(await queryEvents(db, { type: 'grant.extended', grantId: id, limit: 20 })).toHaveLength(1);
+    const admin = await target.admin();
+    try {
+      const role = await admin.query<{ v: Date }>('select rolvaliduntil as v from pg_roles where rolname = $1', [g.principal]);
+      expect(Math.abs(role.rows[0]!.v.getTime() - Number(g.expires_at))).toBeLessThan(1000);
+    } finally {
+      await admin.end();
+    }
+    await a.api(await a.token('dave'), 'POST', `/api/v1/grants/${id}/revoke`, {});
+  });
+
   it('claims due work exclusively under contention (FOR UPDATE SKIP LOCKED)', async () => {
     const { claimDueGrants } = await import('../../src/store/grants.js');
     const db = a.h.deps.store.db;
