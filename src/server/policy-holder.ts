@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { existsSync, watchFile, unwatchFile } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { inTx, type AccessDeps } from '../access/context.js';
 import { formatPolicyError, loadPolicyFile, type KindSchemas } from '../policy/index.js';
 import type { Policy } from '../policy/types.js';
@@ -76,13 +78,28 @@ export class PolicyHolder {
     return { changed: true };
   }
 
-  /** Polls the file (works on every filesystem, survives editors that replace the file). */
+  /**
+   * Polls the file (works on every filesystem, survives editors that replace the file). A change
+   * is applied once the file has read the same twice, two polls apart: a file caught in the
+   * middle of a non-atomic write can be a valid policy with fewer users (cut before `users:`),
+   * and applying it would revoke the access of everyone it leaves out (second review).
+   */
   watch(deps: Deps, intervalMs = 1000, onError: (e: unknown) => void = () => {}): void {
     if (this.#watching) return;
     this.#watching = true;
     watchFile(this.#path, { interval: intervalMs, persistent: false }, () => {
-      this.#reloading = this.#reloading.then(() => this.reload(deps).then(() => undefined, onError));
+      this.#reloading = this.#reloading.then(async () => {
+        if (await this.#settled(2 * intervalMs)) await this.reload(deps).then(() => undefined, onError);
+      });
     });
+  }
+
+  /** Whether the file reads the same twice, `ms` apart (false: it is still changing; its next change event tries again). */
+  async #settled(ms: number): Promise<boolean> {
+    const read = () => readFile(this.#path).then((b) => createHash('sha256').update(b).digest('hex'), () => 'missing');
+    const first = await read();
+    await new Promise((r) => setTimeout(r, ms));
+    return this.#watching && (await read()) === first;
   }
 
   async close(): Promise<void> {

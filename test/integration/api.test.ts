@@ -147,6 +147,32 @@ describe('HTTP API edges, policy reload and audit verification', () => {
     expect(req.body.request.policyVersion).toBe(v2);
   });
 
+  it('applies a watched policy file only once it reads the same twice: a file caught mid-write revokes nobody (second review)', async () => {
+    const u = await startTestHallpass({ target });
+    try {
+      const full = readFileSync(u.policyPath, 'utf8');
+      // What a non-atomic write can leave for a moment: a valid policy without the users section.
+      const partial = full.replace(/\nusers:\n(?: {2}- .*\n)+/, '\n');
+      expect(partial).not.toContain('name: alice');
+      const g = await u.api(await u.token('alice'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '10m', reason: 'watch' });
+      expect(g.status).toBe(201);
+      u.h.policy.watch(u.h.deps, 300);
+      await new Promise((r) => setTimeout(r, 400));
+      writeFileSync(u.policyPath, partial);
+      await new Promise((r) => setTimeout(r, 350)); // longer than a poll: the watcher sees it
+      writeFileSync(u.policyPath, `${full}\n# edited\n`);
+      await new Promise((r) => setTimeout(r, 2000));
+      const grant = await u.api(u.adminToken, 'GET', `/api/v1/grants/${g.body.grant.id}`);
+      expect(grant.body.status).toBe('active');
+      expect((await queryEvents(u.h.deps.store.db, { type: 'grant.revoking', limit: 10 }))).toHaveLength(0);
+      // A change that stays is applied: alice removed for good loses the grant.
+      writeFileSync(u.policyPath, partial);
+      expect(await eventually(async () => (await u.api(u.adminToken, 'GET', `/api/v1/grants/${g.body.grant.id}`)).body.status !== 'active', 15_000)).toBe(true);
+    } finally {
+      await u.close();
+    }
+  });
+
   it('refuses to start with an invalid policy, naming file and line', async () => {
     await expect(startTestHallpass({ target, policy: 'resources:\n  - name: BAD NAME\n    kind: postgres\n' }))
       .rejects.toThrow(/policy\.yaml:2/);
