@@ -62,7 +62,7 @@ export async function createRequest(deps: AccessDeps, principal: Principal, inpu
     if (at > nowMs + MAX_SCHEDULE_AHEAD_MS) throw badRequest('start time is more than 30 days ahead');
   }
   const outcome = await inTx(deps, async (tx, audit) => {
-    const me = await getUserById(tx, principal.id);
+    const me = await lockedUser(deps, tx, principal.id);
     if (!me || me.disabled !== 0) throw new AppError('forbidden', `${principal.name} is disabled: it cannot request access`);
     // A workload's grants and requests are its job's (holderBinding): another job of the same
     // workload name neither extends nor collides with them.
@@ -301,7 +301,8 @@ export async function approveRequest(
   const result = await inTx(deps, async (tx, audit) => {
     const locked = await loadPending(deps, tx, id, 'approve');
     // Checked again under the lock: the requester may have been disabled since checkDecider.
-    if (await requesterDisabled(tx, locked)) throw conflict(`the requester of ${id} is disabled: the request cannot be approved`);
+    const requester = await lockedUser(deps, tx, locked.requester_id);
+    if (!requester || requester.disabled !== 0) throw conflict(`the requester of ${id} is disabled: the request cannot be approved`);
     for (const v of await listApprovals(tx, id)) {
       if (v.approver_id !== approver.id && await samePerson(tx, v.approver_id, approver)) {
         throw conflict(`you have already approved request ${id} under another account`);
@@ -327,6 +328,19 @@ export async function approveRequest(
     return approveInto(deps, tx, approved, duration, audit);
   });
   return finishApproved(deps, result);
+}
+
+/**
+ * A user row, read so that disabling the user waits for this transaction (PostgreSQL `FOR SHARE`;
+ * a SQLite transaction holds the write lock already): an approval or auto-approved request that
+ * raced the user's removal from the policy either sees them disabled, or commits its grant before
+ * the removal does, so the offboarding sweep that follows it finds the grant (second review: 8 of
+ * 40 such races left an active grant of a disabled user).
+ */
+async function lockedUser(deps: AccessDeps, tx: Tx, id: string) {
+  let q = tx.selectFrom('users').selectAll().where('id', '=', id);
+  if (deps.store.dialect === 'postgres') q = q.forShare();
+  return q.executeTakeFirst();
 }
 
 async function requesterDisabled(ex: Executor, request: RequestRow): Promise<boolean> {

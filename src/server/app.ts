@@ -125,6 +125,13 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
         for (const r of results) if (!r.ok) log(`reconciler: ${r.resource}: ${r.error}`);
       });
       cleanups.push(stopReconciler);
+      // And with it, the offboarding sweep again: a sweep that failed (the store was down) or a
+      // grant that slipped past one is caught within the reconcile interval, not at the next removal.
+      const offboard = setInterval(() => {
+        endAccessOfDisabledUsers(deps, { inline: false }).catch((e: unknown) => log(`offboarding: ${String(e)}`));
+      }, config.reconcileIntervalMs ?? 60_000);
+      offboard.unref();
+      cleanups.push(async () => clearInterval(offboard));
     }
 
     let url = config.publicUrl ?? '';

@@ -5,6 +5,7 @@ import { startTestHallpass, type TestHallpass } from '../support/hallpass.js';
 import { createTestDatabase } from '../support/services.js';
 import { eventually, managedRoles } from '../support/target-checks.js';
 import { randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 /**
  * Two hallpass instances share one PostgreSQL state store (HALLPASS_DATABASE_URL) and both run
@@ -131,5 +132,32 @@ describe('two instances on one PostgreSQL store', () => {
     expect(new Set(all).size).toBe(all.length);
     expect(all.length).toBe(200);
     await db.deleteFrom('grants').where('resource', '=', 'nowhere').execute();
+  });
+  it('a vote racing the requester\'s removal from the policy never leaves that user a live grant (second review)', async () => {
+    const withAlice = readFileSync(a.policyPath, 'utf8');
+    const without = withAlice.replace('  - { name: alice, groups: [engineers] }\n', '');
+    expect(without).not.toBe(withAlice);
+    const bob = await a.token('bob');
+    const db = a.h.deps.store.db;
+    try {
+      for (let i = 0; i < 20; i++) {
+        writeFileSync(a.policyPath, `${withAlice}\n# ${i}a\n`);
+        await a.h.policy.reload(a.h.deps);
+        const r = await a.api(await a.token('alice'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'write', duration: '30m', reason: `race ${i}` });
+        expect(r.status, JSON.stringify(r.body)).toBe(201);
+        writeFileSync(a.policyPath, `${without}\n# ${i}b\n`);
+        await Promise.all([
+          a.api(bob, 'POST', `/api/v1/requests/${r.body.request.id}/approve`, {}),
+          new Promise((res) => setTimeout(res, i % 10)).then(() => a.h.policy.reload(a.h.deps)),
+        ]);
+        // The sweep that follows the removal (inline, awaited by reload) has run by now.
+        const live = await db.selectFrom('grants').innerJoin('users', 'users.id', 'grants.user_id').select(['grants.id', 'grants.status'])
+          .where('users.name', '=', 'alice').where('grants.status', 'in', ['scheduled', 'activating', 'active']).execute();
+        expect(live, `round ${i}`).toEqual([]);
+      }
+    } finally {
+      writeFileSync(a.policyPath, withAlice);
+      await a.h.policy.reload(a.h.deps);
+    }
   });
 });
