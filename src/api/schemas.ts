@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { MAX_REASON_LENGTH, MAX_TICKET_LENGTH } from '../policy/names.js';
+import { MAX_REASON_LENGTH, MAX_TICKET_LENGTH, UNSAFE_TEXT_CLASS } from '../policy/names.js';
 
 /**
  * The HTTP contract. These schemas validate every request at the edge AND produce
@@ -8,10 +8,10 @@ import { MAX_REASON_LENGTH, MAX_TICKET_LENGTH } from '../policy/names.js';
 const Name = Type.String({ pattern: '^[a-z][a-z0-9_-]{0,62}$', description: 'resource / role name' });
 const Id = (prefix: string) => Type.String({ pattern: `^${prefix}_[0-9a-z]{16}$` });
 const Duration = Type.String({ pattern: '^(?:\\d+d)?(?:\\d+h)?(?:\\d+m)?(?:\\d+s)?$', minLength: 2, maxLength: 32, description: 'e.g. 30m, 1h, 1h30m, 2d' });
-// Free text: no C0 or C1 control characters (tabs and newlines included) and no bidirectional
-// overrides, which could make a reason or comment read differently in a terminal or a review
-// (as checkReason in src/policy/names.ts). Not blank.
-const Text = (max: number) => Type.String({ minLength: 1, maxLength: max, pattern: '^(?=[\\s\\S]*\\S)[^\\u0000-\\u001f\\u007f-\\u009f\\u202a-\\u202e\\u2066-\\u2069]*$' });
+// Free text: nothing UNSAFE_TEXT_CLASS names (controls, tabs and newlines included, bidi marks,
+// invisible characters), which could make a reason or comment read differently in a terminal or a
+// review (as checkReason in src/policy/names.ts); and something visible in it.
+const Text = (max: number) => Type.String({ minLength: 1, maxLength: max, pattern: `^(?=[\\s\\S]*[\\p{L}\\p{N}\\p{P}\\p{S}])[^${UNSAFE_TEXT_CLASS}]*$` });
 const Time = Type.String({ format: 'date-time' });
 // Tickets are ids (OPS-123): printable ASCII, no spaces (as src/policy/names.ts checkTicket).
 const Ticket = Type.String({ minLength: 1, maxLength: MAX_TICKET_LENGTH, pattern: '^[!-~]+$' });

@@ -38,7 +38,7 @@ export function grantLine(g: Grant, now: number): string {
     case 'revoked':
       return `grant ${g.id} ${g.status} ${relative(g.endedAt, now)}${g.endReason ? ` (${g.endReason})` : ''}`;
     default:
-      return `grant ${g.id} ${g.status}: ${what}${g.lastError ? ` (last error: ${g.lastError})` : ''}`;
+      return `grant ${g.id} ${g.status}: ${what}${g.lastError ? ` (last error: ${printable(g.lastError)})` : ''}`;
   }
 }
 

@@ -15,9 +15,17 @@ export const MAX_REASON_LENGTH = 1000;
 export const MAX_TICKET_LENGTH = 100;
 export const MAX_ATTRIBUTE_VALUE_LENGTH = 256;
 
-// C0/C1 controls, DEL, and the bidi overrides/isolates that make logs lie about what they show.
-// eslint-disable-next-line no-control-regex
-const UNSAFE_TEXT = /[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/;
+/**
+ * What free text may not hold: C0/C1 controls and DEL, lone surrogates, line and paragraph
+ * separators, every bidirectional mark, override and isolate (they make a log or a terminal show
+ * something else than what is stored), invisible characters (zero-width space, word joiner,
+ * invisible operators, BOM) and tag characters. Zero-width (non-)joiners stay: emoji and several
+ * scripts need them. The same class is the API's free-text pattern (src/api/schemas.ts).
+ */
+export const UNSAFE_TEXT_CLASS = '\\p{Cc}\\p{Cs}\\u2028\\u2029\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069\\u200b\\u2060-\\u2064\\ufeff\\u{e0000}-\\u{e007f}';
+const UNSAFE_TEXT = new RegExp(`[${UNSAFE_TEXT_CLASS}]`, 'u');
+/** Free text must show something: a letter, digit, punctuation mark or symbol. */
+const VISIBLE = /[\p{L}\p{N}\p{P}\p{S}]/u;
 // Tickets: printable ASCII without spaces (OPS-123, JIRA#42, https://tracker/x/1).
 const TICKET_PATTERN = /^[\x21-\x7e]+$/;
 
@@ -46,7 +54,7 @@ export function checkLabelValue(value: string): string | undefined {
 
 /** A request's reason: free text, 1..1000 characters, no control characters. */
 export function checkReason(value: string): string | undefined {
-  if (value.trim() === '') return 'reason is empty';
+  if (value.trim() === '' || !VISIBLE.test(value)) return 'reason is empty';
   if (value.length > MAX_REASON_LENGTH) return `reason is longer than ${MAX_REASON_LENGTH} characters`;
   if (UNSAFE_TEXT.test(value)) return 'reason contains control characters';
   return undefined;
