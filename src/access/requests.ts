@@ -270,7 +270,7 @@ function checkPendingEvent(request: RequestRow, event: RequestEvent, nowMs: numb
  * (case-insensitively) as well as ids.
  */
 function personKey(u: { readonly id: string; readonly email?: string | null | undefined }): string {
-  const email = u.email?.trim().toLowerCase();
+  const email = u.email?.normalize('NFKC').trim().toLowerCase();
   return email ? `email:${email}` : `id:${u.id}`;
 }
 
