@@ -1,5 +1,5 @@
 import { Type, type Static } from '@sinclair/typebox';
-import { MAX_REASON_LENGTH, MAX_TICKET_LENGTH, UNSAFE_TEXT_CLASS } from '../policy/names.js';
+import { MAX_REASON_LENGTH, MAX_TICKET_LENGTH, UNSAFE_TEXT_CHAR, VISIBLE_CHAR } from '../policy/names.js';
 
 /**
  * The HTTP contract. These schemas validate every request at the edge AND produce
@@ -8,10 +8,10 @@ import { MAX_REASON_LENGTH, MAX_TICKET_LENGTH, UNSAFE_TEXT_CLASS } from '../poli
 const Name = Type.String({ pattern: '^[a-z][a-z0-9_-]{0,62}$', description: 'resource / role name' });
 const Id = (prefix: string) => Type.String({ pattern: `^${prefix}_[0-9a-z]{16}$` });
 const Duration = Type.String({ pattern: '^(?:\\d+d)?(?:\\d+h)?(?:\\d+m)?(?:\\d+s)?$', minLength: 2, maxLength: 32, description: 'e.g. 30m, 1h, 1h30m, 2d' });
-// Free text: nothing UNSAFE_TEXT_CLASS names (controls, tabs and newlines included, bidi marks,
+// Free text: no UNSAFE_TEXT_CHAR (controls, tabs and newlines included, bidi marks,
 // invisible characters), which could make a reason or comment read differently in a terminal or a
 // review (as checkReason in src/policy/names.ts); and something visible in it.
-const Text = (max: number) => Type.String({ minLength: 1, maxLength: max, pattern: `^(?=[\\s\\S]*[\\p{L}\\p{N}\\p{P}\\p{S}])[^${UNSAFE_TEXT_CLASS}]*$` });
+const Text = (max: number) => Type.String({ minLength: 1, maxLength: max, pattern: `^(?=[\\s\\S]*${VISIBLE_CHAR})(?:(?!${UNSAFE_TEXT_CHAR})[\\s\\S])*$` });
 const Time = Type.String({ format: 'date-time' });
 // Tickets are ids (OPS-123): printable ASCII, no spaces (as src/policy/names.ts checkTicket).
 const Ticket = Type.String({ minLength: 1, maxLength: MAX_TICKET_LENGTH, pattern: '^[!-~]+$' });

@@ -17,15 +17,16 @@ export const MAX_ATTRIBUTE_VALUE_LENGTH = 256;
 
 /**
  * What free text may not hold: C0/C1 controls and DEL, lone surrogates, line and paragraph
- * separators, every bidirectional mark, override and isolate (they make a log or a terminal show
- * something else than what is stored), invisible characters (zero-width space, word joiner,
- * invisible operators, BOM) and tag characters. Zero-width (non-)joiners stay: emoji and several
- * scripts need them. The same class is the API's free-text pattern (src/api/schemas.ts).
+ * separators, and every format character (bidi marks, overrides and isolates, zero-width and
+ * invisible characters, soft hyphens, interlinear annotations, tags): they make a log or a
+ * terminal show something else than what is stored. Zero-width (non-)joiners stay: emoji and
+ * several scripts need them. The API's free-text pattern is built from the same parts.
  */
-export const UNSAFE_TEXT_CLASS = '\\p{Cc}\\p{Cs}\\u2028\\u2029\\u061c\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069\\u200b\\u2060-\\u2064\\ufeff\\u{e0000}-\\u{e007f}';
-const UNSAFE_TEXT = new RegExp(`[${UNSAFE_TEXT_CLASS}]`, 'u');
-/** Free text must show something: a letter, digit, punctuation mark or symbol. */
-const VISIBLE = /[\p{L}\p{N}\p{P}\p{S}]/u;
+export const UNSAFE_TEXT_CHAR = '(?![\\u200c\\u200d])[\\p{Cc}\\p{Cs}\\p{Zl}\\p{Zp}\\p{Cf}]';
+/** A character that shows: a letter, digit, punctuation mark or symbol, but not the blank-looking fillers. */
+export const VISIBLE_CHAR = '(?![\\u115f\\u1160\\u3164\\uffa0\\u2800])[\\p{L}\\p{N}\\p{P}\\p{S}]';
+const UNSAFE_TEXT = new RegExp(UNSAFE_TEXT_CHAR, 'u');
+const VISIBLE = new RegExp(VISIBLE_CHAR, 'u');
 // Tickets: printable ASCII without spaces (OPS-123, JIRA#42, https://tracker/x/1).
 const TICKET_PATTERN = /^[\x21-\x7e]+$/;
 

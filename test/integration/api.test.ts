@@ -184,7 +184,7 @@ describe('HTTP API edges, policy reload and audit verification', () => {
     const r = await t.api(await t.token('alice'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'write', duration: '30m', reason: 'free text' });
     const id = r.body.request.id;
     const bob = await t.token('bob');
-    for (const bad of ['ok\u202edeyorppa\u202c', 'red \u009b31m', 'tab\there', '   ', 'a\u2066b', 'rtl\u200fmark', 'line\u2028sep', '\u200b', '\u0301', 'tag\u{e0041}', 'lone\ud800']) {
+    for (const bad of ['ok\u202edeyorppa\u202c', 'red \u009b31m', 'tab\there', '   ', 'a\u2066b', 'rtl\u200fmark', 'line\u2028sep', '\u200b', '\u0301', 'tag\u{e0041}', 'lone\ud800', 'soft\u00adhyphen', 'ann\ufff9otation', '\u3164\u3164', '\u2800']) {
       const deny = await t.api(bob, 'POST', `/api/v1/requests/${id}/deny`, { reason: bad });
       expect(deny.status, JSON.stringify(bad)).toBe(400);
       const approve = await t.api(bob, 'POST', `/api/v1/requests/${id}/approve`, { comment: bad });
@@ -194,9 +194,11 @@ describe('HTTP API edges, policy reload and audit verification', () => {
     expect(after.body.status).toBe('pending');
     expect(after.body.approvals).toEqual([]);
     // ordinary text in any script is fine
-    const ok = await t.api(bob, 'POST', `/api/v1/requests/${id}/deny`, { reason: 'naïve — 日本語 ok' });
-    expect(ok.status).toBe(200);
-    expect(ok.body.decisionNote ?? ok.body.request?.decisionNote).toBe('naïve — 日本語 ok');
+    // ordinary text in any script is fine: Persian with ZWNJ, Hindi and emoji with ZWJ, CJK, Arabic
+    const fine = 'naïve — 日本語 می\u200cخواهم क्\u200dष 👩\u200d💻 مرحبا ok {Cc} p';
+    const ok = await t.api(bob, 'POST', `/api/v1/requests/${id}/deny`, { reason: fine });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    expect(ok.body.decisionNote ?? ok.body.request?.decisionNote).toBe(fine);
 
     // carol holds no grant from the tests before (a held one would make this an extension)
     const carol = await t.token('carol');

@@ -107,6 +107,17 @@ describe('two instances on one PostgreSQL store', () => {
     await a.api(await a.token('dave'), 'POST', `/api/v1/grants/${id}/revoke`, {});
   });
 
+  it('applies every one of twelve concurrent extensions that fit (third review: lost races refused some)', async () => {
+    const r = await a.api(await a.token('carol'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '30m', reason: 'base' });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const id = r.body.grant.id;
+    const tries = await Promise.all(Array.from({ length: 12 }, async (_, i) => a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/extend`, { by: '1m', reason: `more ${i}` })));
+    expect(tries.map((x) => x.status), JSON.stringify(tries.map((x) => x.body.error))).toEqual(Array(12).fill(201));
+    const g = await a.h.deps.store.db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    expect((Number(g.expires_at) - Number(g.starts_at)) / 60_000).toBe(42);
+    await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
+  });
+
   it('claims due work exclusively under contention (FOR UPDATE SKIP LOCKED)', async () => {
     const { claimDueGrants } = await import('../../src/store/grants.js');
     const db = a.h.deps.store.db;

@@ -240,3 +240,40 @@ describe('guardrails: statements that would make the target read SQL differently
     expect(lexingHazard('application_name', 'SJIS')).toBeUndefined();
   });
 });
+
+describe('guardrails: PL/pgSQL assignment targets (third review)', () => {
+  it('checks what an assignment target evaluates, not only its value', () => {
+    const doBlock = (target: string) => `do $$ declare a int[]; begin ${target} := 1; end $$`;
+    expect(denied(doBlock("a[(select 1 from pg_notify('chan', 'x'))]"), [], true)).toBe('read_only');
+    expect(denied(doBlock("a[length(set_config('default_transaction_read_only', 'off', false))]"), [], true)).toBe('read_only');
+    expect(denied(doBlock("a[setval('s1', 4242)]"), ['write'])).toBe('write');
+    expect(denied(doBlock('a[cast(pg_cancel_backend(pg_backend_pid() + 100000) as int)]'), ['escape'])).toBe('escape');
+    // a split the '=' inside the subscript cuts short cannot be parsed: denied, never passed
+    expect(denied(doBlock("a[(select 1 where 1 = 1 and pg_notify('c', 'x') is null)]"), [], true)).toBe('unparsable');
+    // ordinary assignments stay allowed
+    expect(denied(doBlock('a[2]'), ['write', 'escape'], true)).toBeNull();
+    expect(denied('do $$ declare x int; begin x := 1; end $$', ['write', 'escape'], true)).toBeNull();
+    expect(denied("create function pg_temp.f() returns int language plpgsql as $$ declare a int[]; begin a[setval('s1', 1)] := 1; return 1; end $$", ['write'])).toBe('write');
+  });
+});
+
+describe('guardrails: definitions that name functions (third review)', () => {
+  const NO_DDL = ['write', 'truncate', 'write_without_where', 'copy_program', 'set_role', 'escape'];
+  it('looks only at function positions, so ordinary DDL with columns or types named like functions is not denied', () => {
+    for (const sql of [
+      'create trigger trg after update of schedule on jobs for each row when (old.schedule is distinct from new.schedule) execute function notify_change()',
+      'create type schedule as range (subtype = timestamptz)',
+      'create aggregate crosstab(int) (sfunc = int4pl, stype = int)',
+      "create trigger t before insert on x for each row execute function f('nextval')",
+      'create operator pg_temp.<~> (leftarg = int, rightarg = int, function = int4pl)',
+    ]) expect(denied(sql, NO_DDL), sql).toBeNull();
+  });
+  it('still finds the functions those positions name', () => {
+    expect(denied('create operator pg_temp.### (leftarg=text, rightarg=text, function=pg_notify)', NO_DDL)).toBe('write');
+    expect(denied("create operator pg_temp.### (leftarg=text, rightarg=text, function='pg_notify')", NO_DDL)).toBe('write');
+    expect(denied('create aggregate pg_temp.a(text) (sfunc = textcat, stype = text, finalfunc = pg_catalog.pg_notify)', NO_DDL)).toBe('write');
+    expect(denied('create cast (int as text) with function pg_terminate_backend(int)', NO_DDL)).toBe('escape');
+    expect(denied('create trigger t after insert on x for each row execute function cron.schedule()', NO_DDL)).toBe('write');
+    expect(denied('create operator class c for type int using btree as function 1 pg_catalog.setval(regclass, bigint)', NO_DDL)).toBe('write');
+  });
+});

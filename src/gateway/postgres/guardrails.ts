@@ -349,14 +349,46 @@ function functionNamed(fname: string, schema: string | undefined, f: Findings): 
  * Statements that make a function callable without a call in sight: an operator, aggregate,
  * cast, trigger, event trigger, transform, conversion, operator class or family, language,
  * access method, range type or FDW names it, and an expression using it later shows no FuncCall
- * (a review ran pg_notify, setval and pg_cancel_backend as operators). Every name in them is
- * looked up as a function name; set_config so reached could set anything.
+ * (a review ran pg_notify, setval and pg_cancel_backend as operators). The function positions of
+ * these statements (FUNCTION_FIELDS, FUNCTION_OPTIONS) are looked up like a call; set_config so
+ * reached could set anything. Column, type and argument names are not functions (a third review
+ * saw a trigger on a column named `schedule` denied as pg_cron).
  */
 const FUNCTION_REFERENCING = new Set([
   'DefineStmt', 'CreateCastStmt', 'CreateTrigStmt', 'CreateEventTrigStmt', 'CreateTransformStmt', 'CreateConversionStmt',
   'CreateOpClassStmt', 'AlterOpFamilyStmt', 'AlterOperatorStmt', 'AlterTypeStmt', 'CreatePLangStmt', 'CreateAmStmt',
   'CreateRangeStmt', 'CreateFdwStmt', 'AlterFdwStmt',
 ]);
+/** Fields holding a function's name (a String list, or an ObjectWithArgs with one in `objname`). */
+const FUNCTION_FIELDS = new Set(['funcname', 'func', 'fromsql', 'tosql', 'func_name', 'plhandler', 'plinline', 'plvalidator', 'handler_name']);
+/** Definition options whose value is a function. */
+const FUNCTION_OPTIONS = new Set([
+  'function', 'procedure', 'sfunc', 'finalfunc', 'combinefunc', 'serialfunc', 'deserialfunc', 'msfunc', 'minvfunc', 'mfinalfunc',
+  'restrict', 'join', 'input', 'output', 'receive', 'send', 'typmod_in', 'typmod_out', 'analyze', 'subscript', 'canonical',
+  'subtype_diff', 'handler', 'validator', 'inline',
+]);
+
+/** The String values in `v` (a name list, a TypeName's names, an ObjectWithArgs' objname, or a string constant). */
+function nameParts(v: Json | undefined): string[] {
+  if (v === null || v === undefined || typeof v !== 'object') return [];
+  if (Array.isArray(v)) return v.flatMap((x) => (field(x, 'String')?.sval !== undefined ? [String(field(x, 'String')?.sval)] : nameParts(x)));
+  const str = field(v, 'String')?.sval;
+  if (typeof str === 'string') return [str];
+  for (const k of ['objname', 'names', 'items', 'TypeName', 'List', 'ObjectWithArgs'] as const) if (v[k] !== undefined) return nameParts(v[k]);
+  return [];
+}
+
+function referencedFunction(parts: readonly string[], f: Findings): void {
+  const fname = (parts[parts.length - 1] ?? '').toLowerCase();
+  if (fname === '') return;
+  const schema = parts.length > 1 ? (parts[parts.length - 2] ?? '').toLowerCase() : undefined;
+  // pg_cron's names are common words: here only when named in schema cron.
+  functionNamed(fname, schema ?? '', f);
+  if (fname === 'set_config') {
+    uncheckable(f, 'set_config() named in a definition could set any setting');
+    f.lexing ??= 'set_config() named in a definition could change how the target reads SQL';
+  }
+}
 
 function referencedFunctions(n: Json, f: Findings): void {
   if (Array.isArray(n)) {
@@ -365,13 +397,11 @@ function referencedFunctions(n: Json, f: Findings): void {
   }
   if (n === null || typeof n !== 'object') return;
   for (const [k, v] of Object.entries(n)) {
-    if (k === 'sval' && typeof v === 'string') {
-      const name = v.toLowerCase();
-      functionNamed(name, undefined, f);
-      if (name === 'set_config') {
-        uncheckable(f, 'set_config() named in a definition could set any setting');
-        f.lexing ??= 'set_config() named in a definition could change how the target reads SQL';
-      }
+    if (FUNCTION_FIELDS.has(k)) referencedFunction(nameParts(v), f);
+    else if (k === 'DefElem' && v !== null && typeof v === 'object' && !Array.isArray(v) && FUNCTION_OPTIONS.has(String(v.defname))) {
+      referencedFunction(nameParts(v.arg), f);
+    } else if (k === 'CreateOpClassItem' && v !== null && typeof v === 'object' && !Array.isArray(v) && v.itemtype === 2) {
+      referencedFunction(nameParts(v.name), f); // OPCLASS_ITEM_FUNCTION
     } else referencedFunctions(v, f);
   }
 }
@@ -483,7 +513,14 @@ function plpgsql(value: unknown, f: Findings, depth: number, unchecked: (why: st
         if (e.parseMode === undefined || e.parseMode === 0) analyse(q, f, depth + 1);
         else {
           const assign = /^[^:=]*:?=/.exec(q);
-          analyse(`SELECT ${assign && (e.parseMode as number) >= 3 ? q.slice(assign[0].length) : q}`, f, depth + 1);
+          if (assign && (e.parseMode as number) >= 3) {
+            analyse(`SELECT ${q.slice(assign[0].length)}`, f, depth + 1);
+            // The target is evaluated too: `a[(SELECT … FROM pg_notify(…))] := 1` ran a call a
+            // third review hid there. Anything but a plain (dotted, quoted) name is checked as an
+            // expression; a target the split cut short fails to parse and is denied.
+            const target = assign[0].replace(/:?=$/, '');
+            if (!/^[\s\w."$]*$/.test(target)) analyse(`SELECT ${target}`, f, depth + 1);
+          } else analyse(`SELECT ${q}`, f, depth + 1);
         }
       }
     }

@@ -78,7 +78,12 @@ describe('the connection check on the upstream login', () => {
     second.socket.destroy();
     expect(t.startups).toHaveLength(3); // remembered: no second refused attempt
     await new Promise<void>((r) => server?.close(() => r()));
-    // any other refusal is the caller's to report, not retried
+    // any other refusal is the caller's to report, not retried, even one naming the setting
+    // (a client can put the name in an invalid value of a setting it may forward)
+    const named = await oldTarget('TimeZone', '22023', 'invalid value for parameter "TimeZone": "client_connection_check_interval"');
+    await expect(connectWithConnectionCheck({ ...target, port: named.port }, new Map([['TimeZone', 'client_connection_check_interval']]), 5000)).rejects.toThrow(/invalid value/);
+    expect(named.startups).toHaveLength(1);
+    await new Promise<void>((r) => server?.close(() => r()));
     const other = await oldTarget('application_name');
     await expect(connectWithConnectionCheck({ ...target, port: other.port }, new Map([['application_name', 'x']]), 5000)).rejects.toThrow(/unrecognized configuration parameter "application_name"/);
     expect(other.startups).toHaveLength(1);

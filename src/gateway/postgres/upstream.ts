@@ -54,7 +54,12 @@ export async function connectUpstream(
  */
 const CONNECTION_CHECK_INTERVAL_MS = '1000';
 const CONNECTION_CHECK = 'client_connection_check_interval';
-/** Targets (host:port) that refused the setting (PostgreSQL before 14, PgBouncer): connected to without it. */
+/** How PostgreSQL before 14 and PgBouncer refuse the setting at login: SQLSTATE and message. */
+const REFUSALS = new Set([
+  `42704 unrecognized configuration parameter "${CONNECTION_CHECK}"`,
+  `08P01 unsupported startup parameter: ${CONNECTION_CHECK}`,
+]);
+/** Targets (host:port) that refused the setting and then let us in without it. */
 const withoutConnectionCheck = new Set<string>();
 
 /** connectUpstream with `client_connection_check_interval` set, or without it on a target that does not know it. */
@@ -68,11 +73,14 @@ export async function connectWithConnectionCheck(
   try {
     return await connectUpstream(target, new Map([...params, [CONNECTION_CHECK, CONNECTION_CHECK_INTERVAL_MS]]), timeoutMs);
   } catch (e) {
-    // PostgreSQL before 14 answers 42704 (unrecognized configuration parameter); PgBouncer and
-    // other poolers 08P01 (unsupported startup parameter). Either names the setting.
-    if (!(e instanceof UpstreamError && e.sqlstate !== undefined && e.message.includes(CONNECTION_CHECK))) throw e;
+    // PostgreSQL before 14 answers 42704 (unrecognized configuration parameter), PgBouncer 08P01
+    // (unsupported startup parameter), each in its exact words: a client must not be able to make
+    // some other refusal that merely names the setting (TimeZone=client_connection_check_interval,
+    // third review) turn the check off for everyone's sessions to this target.
+    if (!(e instanceof UpstreamError && REFUSALS.has(`${e.sqlstate ?? ''} ${e.message}`))) throw e;
+    const conn = await connectUpstream(target, params, timeoutMs);
     if (withoutConnectionCheck.size < 10_000) withoutConnectionCheck.add(key);
-    return connectUpstream(target, params, timeoutMs);
+    return conn;
   }
 }
 
