@@ -84,32 +84,46 @@ async function applyExtensionNow(deps: AccessDeps, request: RequestRow): Promise
       throw new AppError('target_unavailable', `could not extend on ${request.resource}: ${err instanceof ProviderError ? err.message : 'target error'}`);
     }
   };
-  // Giving up after the target was moved: put it back to the store's end (best effort; the
-  // scheduler revokes at the store's end whatever the target says).
   let moved: string | undefined;
-  const giveUp = async (err: AppError): Promise<never> => {
+  try {
+    return await attemptExtension(deps, request, onTarget, (principal) => (moved = principal));
+  } catch (e) {
+    // Giving up after the target was moved (a conflict, a failed target call, the store): put the
+    // target back to the store's end, best effort. The target must allow neither less than the
+    // store promises (a fourth review left one 19 minutes short after a retry's target call
+    // failed) nor more (the scheduler revokes at the store's end anyway).
     if (moved !== undefined) {
-      const now = await getGrant(deps.store.db, request.extends_grant_id ?? '');
-      if (now?.status === 'active' && now.expires_at !== null) await onTarget(moved, now.expires_at).catch(() => undefined);
+      const principal = moved;
+      await getGrant(deps.store.db, request.extends_grant_id ?? '')
+        .then((now) => (now?.status === 'active' && now.expires_at !== null ? onTarget(principal, now.expires_at) : undefined))
+        .catch(() => undefined);
     }
-    throw err;
-  };
+    throw e;
+  }
+}
+
+async function attemptExtension(
+  deps: AccessDeps,
+  request: RequestRow,
+  onTarget: (principal: string, at: number) => Promise<void>,
+  movedTarget: (principal: string) => void,
+): Promise<GrantRow> {
   for (let attempt = 0; ; attempt++) {
     const grant = await getGrant(deps.store.db, request.extends_grant_id ?? '');
     if (!grant || grant.status !== 'active' || grant.expires_at === null || grant.starts_at === null) {
-      return giveUp(conflict(`the grant this request extends is ${grant?.status ?? 'gone'}; request a new grant instead`));
+      throw conflict(`the grant this request extends is ${grant?.status ?? 'gone'}; request a new grant instead`);
     }
     if (grant.user_id !== request.requester_id || grant.holder_binding !== request.holder_binding) {
-      return giveUp(conflict(`grant ${grant.id} is not held by the requester of ${request.id}`));
+      throw conflict(`grant ${grant.id} is not held by the requester of ${request.id}`);
     }
     const oldExpires = grant.expires_at;
     const newExpires = oldExpires + request.duration_s * 1000;
     const max = maxWindowSeconds(deps, request);
     if ((newExpires - grant.starts_at) / 1000 > max) {
-      return giveUp(conflict(`extending grant ${grant.id} by ${request.duration_s}s would make it longer than the ${max}s its rule allows (another extension was applied first)`));
+      throw conflict(`extending grant ${grant.id} by ${request.duration_s}s would make it longer than the ${max}s its rule allows (another extension was applied first)`);
     }
+    movedTarget(grant.principal);
     await onTarget(grant.principal, newExpires);
-    moved = grant.principal;
     const nowMs = deps.clock.now().getTime();
     const row = await inTx(deps, async (tx, audit) => {
       const updated = await tx.updateTable('grants')
@@ -129,7 +143,7 @@ async function applyExtensionNow(deps: AccessDeps, request: RequestRow): Promise
     }
     // The end moved (another instance's extension) or the grant ended meanwhile: start over from
     // the store's end (the next target call sets it from there).
-    if (attempt >= MAX_EXTENSION_ATTEMPTS) return giveUp(conflict(`grant ${grant.id} changed too often to apply the extension`));
+    if (attempt >= MAX_EXTENSION_ATTEMPTS) throw conflict(`grant ${grant.id} changed too often to apply the extension`);
     // Extensions racing each other each make a target call between read and write: a random
     // pause lets one of them through at a time (with five straight attempts, a third review saw
     // 3 to 5 of 12 fitting extensions refused).

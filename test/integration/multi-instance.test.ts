@@ -118,6 +118,43 @@ describe('two instances on one PostgreSQL store', () => {
     await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
   });
 
+  it('puts the target back to the store\'s end when a retried extension fails on the target (fourth review)', async () => {
+    const r = await a.api(await a.token('carol'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '10m', reason: 'base' });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const id = r.body.grant.id;
+    const db = a.h.deps.store.db;
+    const provider = a.h.deps.providers.get('app-db')!;
+    const real = provider.extend.bind(provider);
+    let calls = 0;
+    // First target call: done, then another instance's 20m extension commits (the compare-and-set
+    // loses); second call (the retry): the target is unreachable; then it is back.
+    provider.extend = async (principal: string, until: Date) => {
+      calls++;
+      if (calls === 2) throw new Error('target briefly unreachable');
+      await real(principal, until);
+      if (calls === 1) {
+        const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+        await db.updateTable('grants').set({ expires_at: Number(g.expires_at) + 20 * 60_000, due_at: Number(g.expires_at) + 20 * 60_000 }).where('id', '=', id).execute();
+      }
+    };
+    try {
+      const e = await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/extend`, { by: '1m', reason: 'more' });
+      expect(e.status).toBe(502);
+      expect(calls).toBe(3);
+      const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+      const admin = await target.admin();
+      try {
+        const role = await admin.query<{ v: Date }>('select rolvaliduntil as v from pg_roles where rolname = $1', [g.principal]);
+        expect(Math.abs(role.rows[0]!.v.getTime() - Number(g.expires_at))).toBeLessThan(1000);
+      } finally {
+        await admin.end();
+      }
+    } finally {
+      provider.extend = real;
+      await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
+    }
+  });
+
   it('claims due work exclusively under contention (FOR UPDATE SKIP LOCKED)', async () => {
     const { claimDueGrants } = await import('../../src/store/grants.js');
     const db = a.h.deps.store.db;

@@ -248,8 +248,14 @@ describe('guardrails: PL/pgSQL assignment targets (third review)', () => {
     expect(denied(doBlock("a[length(set_config('default_transaction_read_only', 'off', false))]"), [], true)).toBe('read_only');
     expect(denied(doBlock("a[setval('s1', 4242)]"), ['write'])).toBe('write');
     expect(denied(doBlock('a[cast(pg_cancel_backend(pg_backend_pid() + 100000) as int)]'), ['escape'])).toBe('escape');
-    // a split the '=' inside the subscript cuts short cannot be parsed: denied, never passed
-    expect(denied(doBlock("a[(select 1 where 1 = 1 and pg_notify('c', 'x') is null)]"), [], true)).toBe('unparsable');
+    // fourth review: an `=` in a comment no longer moves the split
+    expect(denied("do $$ declare a int[]; begin a -- = 1 /*\n[setval('s1', 4242)] := 1 -- */\n+ 0; end $$", ['write'])).toBe('write');
+    expect(denied("do $$ declare a int[]; begin a -- = 1 /*\n[(select 1 from pg_notify('chan', 'x'))] := 1 -- */\n+ 0; end $$", [], true)).toBe('read_only');
+    expect(denied("do $$ declare x int; begin x -- = 1 /*\n := length(set_config('role', 'postgres', false)) -- */\n + 0; end $$", ['set_role'])).toBe('set_role');
+    expect(denied("create function pg_temp.f() returns int language plpgsql as $$ declare x int; begin x -- = 1 /*\n := length(set_config('role', 'postgres', false)) -- */\n + 0; return x; end $$", ['set_role'])).toBe('set_role');
+    // a cast in a subscript is split right now
+    expect(denied('do $$ declare a int[]; i text := 1; begin a[i::int] := 2; end $$', ['write'])).toBeNull();
+    expect(denied("do $$ declare a int[]; begin a[(select 1 where 1 = 1 and pg_notify('c', 'x') is null)] := 1; end $$", [], true)).toBe('read_only');
     // ordinary assignments stay allowed
     expect(denied(doBlock('a[2]'), ['write', 'escape'], true)).toBeNull();
     expect(denied('do $$ declare x int; begin x := 1; end $$', ['write', 'escape'], true)).toBeNull();

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { loadModule, parsePlPgSQLSync, parseSync } from 'libpg-query';
+import { loadModule, parsePlPgSQLSync, parseSync, scanSync } from 'libpg-query';
 
 /**
  * Statement guardrails decided with PostgreSQL's own parser (libpg-query, WASM). Every node of
@@ -512,13 +512,12 @@ function plpgsql(value: unknown, f: Findings, depth: number, unchecked: (why: st
         const q = e.query;
         if (e.parseMode === undefined || e.parseMode === 0) analyse(q, f, depth + 1);
         else {
-          const assign = /^[^:=]*:?=/.exec(q);
-          if (assign && (e.parseMode as number) >= 3) {
-            analyse(`SELECT ${q.slice(assign[0].length)}`, f, depth + 1);
-            // The target is evaluated too: `a[(SELECT … FROM pg_notify(…))] := 1` ran a call a
-            // third review hid there. Anything but a plain (dotted, quoted) name is checked as an
-            // expression; a target the split cut short fails to parse and is denied.
-            const target = assign[0].replace(/:?=$/, '');
+          if ((e.parseMode as number) >= 3) {
+            // An assignment: its value, and its target too (`a[(SELECT … FROM pg_notify(…))] := 1`
+            // evaluates the subscript: a third review hid a call there), split where the
+            // scanner finds the operator (a fourth review hid both sides behind an `=` in a comment).
+            const { target, value } = splitAssignment(q);
+            analyse(`SELECT ${value}`, f, depth + 1);
             if (!/^[\s\w."$]*$/.test(target)) analyse(`SELECT ${target}`, f, depth + 1);
           } else analyse(`SELECT ${q}`, f, depth + 1);
         }
@@ -526,6 +525,24 @@ function plpgsql(value: unknown, f: Findings, depth: number, unchecked: (why: st
     }
     plpgsql(v, f, depth, unchecked);
   }
+}
+
+/**
+ * A PL/pgSQL assignment (`target := value` or `target = value`) split at its operator, the first
+ * `:=` or `=` token outside brackets and parentheses as PostgreSQL's scanner reads the text (so
+ * never inside a comment or a string). Throws (unparsable, so denied) when there is none.
+ */
+function splitAssignment(q: string): { target: string; value: string } {
+  const bytes = Buffer.from(q, 'utf8');
+  let depth = 0;
+  for (const t of scanSync(q).tokens) {
+    if (t.text === '(' || t.text === '[') depth++;
+    else if (t.text === ')' || t.text === ']') depth--;
+    else if (depth === 0 && (t.text === ':=' || t.text === '=')) {
+      return { target: bytes.subarray(0, t.start).toString('utf8'), value: bytes.subarray(t.end).toString('utf8') };
+    }
+  }
+  throw new Error('an assignment without an operator');
 }
 
 function relationName(rel: Json | undefined): string {
