@@ -93,10 +93,17 @@ async function applyExtensionNow(deps: AccessDeps, request: RequestRow): Promise
     // store promises (a fourth review left one 19 minutes short after a retry's target call
     // failed) nor more (the scheduler revokes at the store's end anyway).
     if (moved !== undefined) {
-      const principal = moved;
-      await getGrant(deps.store.db, request.extends_grant_id ?? '')
-        .then((now) => (now?.status === 'active' && now.expires_at !== null ? onTarget(principal, now.expires_at) : undefined))
-        .catch(() => undefined);
+      // Until the store's end reads the same before and after (another instance may move it meanwhile).
+      const end = async () => {
+        const g = await getGrant(deps.store.db, request.extends_grant_id ?? '').catch(() => undefined);
+        return g?.status === 'active' ? g.expires_at : undefined;
+      };
+      for (let i = 0, at = await end(); i < 3 && at !== undefined && at !== null; i++) {
+        await onTarget(moved, at).catch(() => undefined);
+        const again = await end();
+        if (again === at) break;
+        at = again;
+      }
     }
     throw e;
   }

@@ -283,3 +283,23 @@ describe('guardrails: definitions that name functions (third review)', () => {
     expect(denied('create operator class c for type int using btree as function 1 pg_catalog.setval(regclass, bigint)', NO_DDL)).toBe('write');
   });
 });
+
+describe('guardrails: PL/pgSQL declarations libpg-query does not dump (fifth review)', () => {
+  const RAILS = ['write', 'escape', 'set_role', 'truncate', 'write_without_where', 'copy_program'];
+  it('refuses a default of a record or an unknown-type variable, which no walk can see', () => {
+    for (const sql of [
+      "do $$ declare r record := row(setval('s1', 4242), pg_notify('c', 'x')); begin end $$",
+      "do $$ declare x mytype := setval('s1', 1); begin end $$",
+      "do $$ declare x public.t default setval('s1', 1); begin end $$",
+      "do $$ declare x citext = setval('s1', 1); begin end $$",
+      "do $$ begin declare r record := row(pg_notify('c', 'x')); begin null; end; end $$",
+      "create function pg_temp.f5() returns int language plpgsql as $$ declare r record := row(setval('s1', 777)); begin return 1; end $$",
+    ]) expect(denied(sql, RAILS), sql).toBe('write');
+    expect(denied("do $$ declare r record := row(set_config('default_transaction_read_only', 'off', false)); begin end $$", [], true)).toBe('read_only');
+  });
+  it('still allows records without a default, and checks assignments to them in the body', () => {
+    expect(denied('do $$ declare r record; begin select 1 as a into r; end $$', RAILS)).toBeNull();
+    expect(denied("do $$ declare r record; begin r := row(setval('s1', 1)); end $$", RAILS)).toBe('write');
+    expect(denied('do $$ declare x int := 1; r record; begin null; end $$', RAILS)).toBeNull();
+  });
+});
