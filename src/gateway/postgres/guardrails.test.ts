@@ -297,6 +297,27 @@ describe('guardrails: PL/pgSQL declarations libpg-query does not dump (fifth rev
     ]) expect(denied(sql, RAILS), sql).toBe('write');
     expect(denied("do $$ declare r record := row(set_config('default_transaction_read_only', 'off', false)); begin end $$", [], true)).toBe('read_only');
   });
+  it('reads declarations as PL/pgSQL does (sixth review)', () => {
+    const long = 'r'.repeat(70);
+    for (const sql of [
+      "do $$ declare x int := (select 1 as begin); r record := row(setval('s', 5)); begin end $$",
+      "do $$ declare x int := (select begin from (select 1) as t(begin)); r record := row(setval('s', 7)); begin end $$",
+      "do $$ declare c cursor for select 1 as begin; r record := row(setval('s', 15)); begin end $$",
+      "do $$ declare x pg_temp.begin; r record := row(setval('s', 9)); begin end $$",
+      `do $$ declare "a""b" record := row(setval('s', 13)); begin end $$`,
+      `do $$ declare ${long} record := row(setval('s', 11)); begin end $$`,
+      "do $$ declare r pg_temp.declare := setval('s', 19); begin end $$",
+      // the same name with a default in two blocks: the dump shows one of them
+      "do $$ declare x int := 1; begin declare x record := row(setval('s', 1)); begin null; end; end $$",
+    ]) expect(denied(sql, RAILS), sql).toBe('write');
+    // no false denials: defaults the dump shows, cursors, aliases, labels, quoted names
+    for (const sql of [
+      'do $$ declare n int := 0; "Total" numeric default 0; r record; c cursor for select 1 where 1 = 1; begin null; end $$',
+      'create function pg_temp.g(a int) returns int language plpgsql as $$ declare b alias for $1; r record; begin return b; end $$',
+      'do $$ <<outer>> declare x int := 1; begin declare y int := x; begin null; end; end $$',
+    ]) expect(denied(sql, RAILS), sql).toBeNull();
+  });
+
   it('still allows records without a default, and checks assignments to them in the body', () => {
     expect(denied('do $$ declare r record; begin select 1 as a into r; end $$', RAILS)).toBeNull();
     expect(denied("do $$ declare r record; begin r := row(setval('s1', 1)); end $$", RAILS)).toBe('write');

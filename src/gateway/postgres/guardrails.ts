@@ -206,36 +206,66 @@ function checkPlpgsql(tree: unknown, bodies: readonly string[], f: Findings, dep
  * libpg-query's dump of compiled PL/pgSQL leaves out the default of a `record` variable, and of a
  * variable of any type its stub resolver does not know (a user type, a domain, an extension's):
  * `DECLARE r record := row(setval(…))` ran past every guardrail, read-only included, because no
- * walk saw the expression (fifth review). Such a declaration with a default is not checkable.
+ * walk saw the expression (fifth review). So every declaration in the source that has a default
+ * must be one the dump shows with its default (a variable's `default_val`, a cursor's query, which
+ * the walk checks): any other is not checkable. Declarations are read as PL/pgSQL reads them: a
+ * section ends at a BEGIN where a declaration would start, a declaration at the next `;` outside
+ * parentheses, and names are compared as PostgreSQL folds them (a sixth review slipped past a
+ * first version with a `begin` inside a default, a `""` in a quoted name and a 70-byte name).
  */
 function recordDefaults(tree: unknown, bodies: readonly string[], unchecked: (why: string) => void): void {
-  const names = new Set<string>();
+  const shown = new Map<string, number>(); // declarations the dump shows with their default, by name
   const collect = (v: unknown): void => {
     if (Array.isArray(v)) return v.forEach(collect);
     if (v === null || typeof v !== 'object') return;
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-      const rec = x as { refname?: unknown; lineno?: unknown } | null;
-      if (k === 'PLpgSQL_rec' && rec && typeof rec.refname === 'string' && rec.lineno !== undefined) names.add(rec.refname.toLowerCase());
+      const d = x as { refname?: unknown; lineno?: unknown; default_val?: unknown; cursor_explicit_expr?: unknown } | null;
+      if (k === 'PLpgSQL_var' && d && typeof d.refname === 'string' && d.lineno !== undefined && (d.default_val !== undefined || d.cursor_explicit_expr !== undefined)) {
+        shown.set(d.refname, (shown.get(d.refname) ?? 0) + 1);
+      }
       collect(x);
     }
   };
   collect(tree);
-  if (names.size === 0) return;
   for (const body of bodies) {
     let declaring = false;
-    let current: string | undefined; // the variable whose declaration the tokens are in
+    let atStart = false;
+    let depth = 0;
+    let name: string | undefined;
+    let hasDefault = false;
     for (const t of scanSync(body).tokens) {
       const word = t.text.toLowerCase();
-      if (word === 'declare') declaring = true;
-      else if (word === 'begin') declaring = false;
-      if (!declaring) continue;
-      if (word === ';' || word === 'declare') current = undefined;
-      else if (current === undefined && names.has(word.replace(/^"|"$/g, ''))) current = word;
-      else if (current !== undefined && (word === ':=' || word === '=' || word === 'default')) {
-        return unchecked(`the default of PL/pgSQL variable ${current} (a record, or of a type the gateway does not know) cannot be checked`);
+      if (!declaring) {
+        if (word === 'declare') [declaring, atStart] = [true, true];
+        continue;
       }
+      if (atStart) {
+        if (word === 'begin') declaring = false;
+        else if (word !== 'declare') [name, atStart, hasDefault, depth] = [plpgsqlIdentifier(t.text), false, false, 0];
+        continue;
+      }
+      if (t.text === '(' || t.text === '[') depth++;
+      else if (t.text === ')' || t.text === ']') depth--;
+      else if (depth === 0 && t.text === ';') {
+        if (hasDefault) {
+          const left = (shown.get(name ?? '') ?? 0) - 1;
+          if (left < 0) return unchecked(`the default of PL/pgSQL variable ${name ?? '?'} (a record, or of a type the gateway does not know) cannot be checked`);
+          shown.set(name ?? '', left);
+        }
+        atStart = true;
+      } else if (depth === 0 && (t.text === ':=' || t.text === '=' || word === 'default')) hasDefault = true;
     }
   }
+}
+
+/** An identifier token as PostgreSQL names it: quoted kept as written (`""` is `"`), else ASCII-lowercased; at most 63 bytes. */
+function plpgsqlIdentifier(text: string): string {
+  const name = text.startsWith('"') && text.endsWith('"') && text.length >= 2 ? text.slice(1, -1).replace(/""/g, '"') : text.replace(/[A-Z]/g, (c) => c.toLowerCase());
+  const bytes = Buffer.from(name, 'utf8');
+  if (bytes.length <= 63) return name;
+  let end = 63;
+  while (end > 0 && ((bytes[end] ?? 0) & 0xc0) === 0x80) end--; // not inside a character
+  return bytes.subarray(0, end).toString('utf8');
 }
 
 /** Something that may run any SQL: it hits every guardrail and read-only. */
