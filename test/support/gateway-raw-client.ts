@@ -7,6 +7,15 @@ import * as ser from '../../src/gateway/postgres/serializer.js';
  * for the password (AuthenticationCleartextPassword), with nothing more sent.
  */
 export async function rawStartup(port: number, opts: { user?: string; database?: string } = {}): Promise<TLSSocket> {
+  const s = await rawTls(port);
+  const askedPassword = new Promise((r) => s.once('data', r));
+  s.write(ser.startupMessage(new Map([['user', opts.user ?? 'alice'], ['database', opts.database ?? 'app']])));
+  await askedPassword;
+  return s;
+}
+
+/** A TLS connection to the gateway (SSLRequest answered, handshake done), nothing else sent. */
+export async function rawTls(port: number): Promise<TLSSocket> {
   const raw: Socket = netConnect({ port, host: '127.0.0.1' });
   raw.on('error', () => {});
   await new Promise((r) => raw.once('connect', r));
@@ -15,10 +24,25 @@ export async function rawStartup(port: number, opts: { user?: string; database?:
   const s = tlsConnect({ socket: raw, rejectUnauthorized: false });
   s.on('error', () => {});
   await new Promise((r) => s.once('secureConnect', r));
-  const askedPassword = new Promise((r) => s.once('data', r));
-  s.write(ser.startupMessage(new Map([['user', opts.user ?? 'alice'], ['database', opts.database ?? 'app']])));
-  await askedPassword;
   return s;
+}
+
+/** Everything `s` receives until `done(bytes so far)` or the connection closes. */
+export function receiveUntil(s: Socket, done: (got: Buffer) => boolean): Promise<Buffer> {
+  return new Promise((resolve) => {
+    let got = Buffer.alloc(0);
+    const finish = () => {
+      s.off('data', onData);
+      s.off('close', finish);
+      resolve(got);
+    };
+    const onData = (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      if (done(got)) finish();
+    };
+    s.on('data', onData);
+    s.once('close', finish);
+  });
 }
 
 /**

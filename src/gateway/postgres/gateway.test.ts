@@ -2,7 +2,7 @@ import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { allowMd5, startGatewayFixture, type GatewayFixture } from '../../../test/support/gateway-harness.js';
-import { rawLogin } from '../../../test/support/gateway-raw-client.js';
+import { rawLogin, rawQuery, rawTls, receiveUntil } from '../../../test/support/gateway-raw-client.js';
 import * as ser from './serializer.js';
 
 const run = promisify(execFile);
@@ -19,6 +19,98 @@ async function psql(grantId: string, sql: string, extra: string[] = []): Promise
   const { stdout } = await run('psql', ['-X', '-At', '-v', 'ON_ERROR_STOP=1', '-c', sql, ...extra], { env: fx.env(grantId) });
   return stdout.trim();
 }
+
+/** The messages of `b` as [type letter, body], for the startup replies. */
+function messages(b: Buffer): Array<[string, Buffer]> {
+  const out: Array<[string, Buffer]> = [];
+  for (let i = 0; i + 5 <= b.length; ) {
+    const len = b.readInt32BE(i + 1);
+    out.push([String.fromCharCode(b[i] as number), b.subarray(i + 5, i + 1 + len)]);
+    i += 1 + len;
+  }
+  return out;
+}
+const askedPassword = (got: Buffer) => messages(got).some(([t, body]) => t === 'R' && body.readInt32BE(0) === 3);
+
+describe('protocol version negotiation', () => {
+  const PROTOCOL_3_2 = (3 << 16) | 2;
+
+  it('answers a 3.2 client (PostgreSQL 18 libpq asking for the latest) with NegotiateProtocolVersion 3.0, declines _pq_ options, and the session works in 3.0', async () => {
+    const s = await rawTls(fx.port);
+    try {
+      const reply = receiveUntil(s, askedPassword);
+      s.write(ser.startupMessage(new Map([['user', 'alice'], ['database', 'app'], ['_pq_.test_option', 'on']]), PROTOCOL_3_2));
+      const got = messages(await reply);
+      expect(got.map(([t]) => t)).toEqual(['v', 'R']);
+      const v = (got[0] as [string, Buffer])[1];
+      expect(v.readInt32BE(0)).toBe(3 << 16); // 3.0, sent whole as PostgreSQL sends it
+      expect(v.readInt32BE(4)).toBe(1);
+      expect(v.subarray(8).toString('utf8')).toBe('_pq_.test_option\0');
+      const ready = receiveUntil(s, (b) => messages(b).some(([t]) => t === 'Z'));
+      s.write(ser.passwordMessage(fx.authority.token(fx.grant())));
+      const login = messages(await ready).map(([t]) => t);
+      expect(login).toContain('K');
+      expect(login).not.toContain('E');
+      expect(await rawQuery(s, 'select 40 + 2 as answer')).toContain('42');
+    } finally {
+      s.destroy();
+    }
+  });
+
+  it('declines _pq_ options from a 3.0 client the same way, and says nothing to a plain 3.0 client', async () => {
+    for (const [params, expected] of [
+      [new Map([['user', 'alice'], ['database', 'app'], ['_pq_.a', '1'], ['_pq_.b', '2']]), ['v', 'R']],
+      [new Map([['user', 'alice'], ['database', 'app']]), ['R']],
+    ] as const) {
+      const s = await rawTls(fx.port);
+      try {
+        const reply = receiveUntil(s, askedPassword);
+        s.write(ser.startupMessage(params));
+        const got = messages(await reply);
+        expect(got.map(([t]) => t)).toEqual(expected);
+        if (expected[0] === 'v') expect((got[0] as [string, Buffer])[1].subarray(8).toString('utf8')).toBe('_pq_.a\0_pq_.b\0');
+      } finally {
+        s.destroy();
+      }
+    }
+  });
+
+  it('answers a protocol error during a TLS login inside TLS (it was written in clear on the raw socket, so the client saw only a broken TLS record)', async () => {
+    const s = await rawTls(fx.port);
+    try {
+      const asked = receiveUntil(s, askedPassword);
+      s.write(ser.startupMessage(new Map([['user', 'alice'], ['database', 'app']])));
+      await asked;
+      const got = receiveUntil(s, () => false);
+      s.write(ser.query('select 1'));
+      const m = messages(await got);
+      expect(m.map(([t]) => t)).toEqual(['E']);
+      expect((m[0] as [string, Buffer])[1].toString('utf8')).toContain('expected a password message');
+      await new Promise((r) => setTimeout(r, 30));
+      expect(fx.sink.ofType('gateway.refused').at(-1)?.data).toMatchObject({ code: 'protocol_error', message: 'expected a password message', tls: true });
+    } finally {
+      s.destroy();
+    }
+  });
+
+  it('refuses protocol 2.0 and 4.0 with a FATAL and an audit event', async () => {
+    for (const major of [2, 4]) {
+      const before = fx.sink.ofType('gateway.refused').length;
+      const s = await rawTls(fx.port);
+      const got = receiveUntil(s, () => false);
+      s.write(ser.startupMessage(new Map([['user', 'alice'], ['database', 'app']]), major << 16));
+      const m = messages(await got);
+      expect(m.map(([t]) => t)).toEqual(['E']);
+      const text = (m[0] as [string, Buffer])[1].toString('utf8');
+      expect(text).toContain('FATAL');
+      expect(text).toContain(`unsupported frontend protocol ${major}.0: the gateway supports 3.0`);
+      await new Promise((r) => setTimeout(r, 30));
+      expect(fx.sink.ofType('gateway.refused').slice(before).map((e) => [e.data.code, e.data.message])).toEqual([
+        ['protocol_error', `unsupported frontend protocol ${major}.0: the gateway supports 3.0`],
+      ]);
+    }
+  });
+});
 
 describe('PostgreSQL gateway relay', () => {
   it('runs psql -c over TLS verify-full with the grant credential, never the target password', async () => {

@@ -48,7 +48,7 @@ export type LoginResult =
  * authentication with a gateway token as the password (cleartext, only inside TLS unless
  * explicitly allowed). Refusals are answered here with a FATAL ErrorResponse; the caller audits.
  */
-export async function acceptClient(raw: Socket, clientAddress: string, opts: LoginOptions): Promise<LoginResult> {
+export async function acceptClient(raw: Socket, clientAddress: string, opts: LoginOptions, onSecure?: (secure: Socket) => void): Promise<LoginResult> {
   let socket: Socket = raw;
   let tls = false;
   let queue = new FrameQueue(socket, new Framer(MAX_STARTUP_PACKET, true));
@@ -75,6 +75,8 @@ export async function acceptClient(raw: Socket, clientAddress: string, opts: Log
       });
       socket = secure;
       tls = true;
+      // From here a refusal or protocol error must be answered inside TLS.
+      onSecure?.(secure);
       queue = new FrameQueue(socket, new Framer(MAX_STARTUP_PACKET, true));
     } else {
       socket.write(ser.sslRefused());
@@ -86,6 +88,10 @@ export async function acceptClient(raw: Socket, clientAddress: string, opts: Log
     return packet;
   }
   const startup = packet.params;
+  // A newer 3.x client (PostgreSQL 18's libpq with max_protocol_version=3.2 or latest) or one
+  // asking for protocol options is told what the gateway speaks, before anything else, as
+  // PostgreSQL does; the client then carries on in 3.0 (or gives up if that is below its minimum).
+  if (packet.minor > 0 || packet.protocolOptions.length > 0) socket.write(ser.negotiateProtocolVersion(packet.protocolOptions));
   const user = startup.get('user') ?? '';
   const resource = startup.get('database') ?? user;
   const refuse = (code: Extract<LoginResult, { kind: 'refused' }>['code'], sqlstate: string, message: string, grantId?: string): LoginResult => {

@@ -50,6 +50,7 @@ export const enum BackendCode {
   NoData = 0x6e, // 'n'
   PortalSuspended = 0x73, // 's'
   ParameterDescription = 0x74, // 't'
+  NegotiateProtocolVersion = 0x76, // 'v'
 }
 
 /** Authentication request sub-codes (int32 after 'R'). */
@@ -124,6 +125,10 @@ export class Reader {
 export interface StartupMessage {
   readonly kind: 'startup';
   readonly params: ReadonlyMap<string, string>;
+  /** The minor protocol version the client asked for (3.x); the gateway speaks 3.0. */
+  readonly minor: number;
+  /** `_pq_.*` protocol options the client asked for: none is known here, so all are declined. */
+  readonly protocolOptions: readonly string[];
 }
 export type StartupPacket =
   | StartupMessage
@@ -142,18 +147,24 @@ export function readStartupPacket(packet: Buffer): StartupPacket {
       return { kind: 'gssenc' };
     case StartupCode.CancelRequest:
       return { kind: 'cancel', pid: r.int32(), secret: r.int32() };
-    case StartupCode.Protocol3: {
+    default: {
+      // Any 3.x: a minor version above 3.0 (3.2 since PostgreSQL 18) and `_pq_.` options are
+      // declined with NegotiateProtocolVersion (login.ts), as PostgreSQL declines what it lacks.
+      if (code >>> 16 !== 3) {
+        throw new ProtocolError(`unsupported frontend protocol ${code >>> 16}.${code & 0xffff}: the gateway supports 3.0`);
+      }
       const params = new Map<string, string>();
+      const protocolOptions: string[] = [];
       for (;;) {
         const key = r.cstring();
         if (key === '') break;
-        if (params.size >= 64) throw new ProtocolError('too many startup parameters');
-        params.set(key, r.cstring());
+        if (params.size + protocolOptions.length >= 64) throw new ProtocolError('too many startup parameters');
+        const value = r.cstring();
+        if (key.startsWith('_pq_.')) protocolOptions.push(key);
+        else params.set(key, value);
       }
-      return { kind: 'startup', params };
+      return { kind: 'startup', params, minor: code & 0xffff, protocolOptions };
     }
-    default:
-      throw new ProtocolError(`unsupported protocol version ${code >>> 16}.${code & 0xffff}`);
   }
 }
 

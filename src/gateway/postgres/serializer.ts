@@ -33,6 +33,14 @@ export function parameterStatus(name: string, value: string): Buffer {
   return typed(BackendCode.ParameterStatus, Buffer.concat([cstr(name), cstr(value)]));
 }
 
+/**
+ * NegotiateProtocolVersion: the newest protocol version the gateway speaks (3.0, sent whole as
+ * PostgreSQL sends it) and the `_pq_.` options it does not recognise.
+ */
+export function negotiateProtocolVersion(options: readonly string[]): Buffer {
+  return typed(BackendCode.NegotiateProtocolVersion, Buffer.concat([int32(StartupCode.Protocol3), int32(options.length), ...options.map(cstr)]));
+}
+
 export function readyForQuery(status: 'I' | 'T' | 'E'): Buffer {
   return typed(BackendCode.ReadyForQuery, Buffer.from(status, 'latin1'));
 }
@@ -69,8 +77,8 @@ export const sslRefused = (): Buffer => Buffer.from('N');
 
 // ---- frontend messages (gateway -> upstream) ----
 
-export function startupMessage(params: ReadonlyMap<string, string>): Buffer {
-  const parts: Buffer[] = [int32(0), int32(StartupCode.Protocol3)];
+export function startupMessage(params: ReadonlyMap<string, string>, version: number = StartupCode.Protocol3): Buffer {
+  const parts: Buffer[] = [int32(0), int32(version)];
   for (const [k, v] of params) parts.push(cstr(k), cstr(v));
   parts.push(Buffer.from([0]));
   const out = Buffer.concat(parts);

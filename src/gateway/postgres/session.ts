@@ -100,7 +100,10 @@ export class ClientSession {
 
   async #login(): Promise<void> {
     const ctx = this.ctx;
-    const r = await acceptClient(this.socket, this.clientAddress, ctx);
+    const r = await acceptClient(this.socket, this.clientAddress, ctx, (secure) => {
+      this.#client = secure;
+      this.#tls = true;
+    });
     if (r.kind === 'cancel') {
       this.socket.destroy();
       const target = ctx.cancelKeys.lookup(r.pid, r.secret);
