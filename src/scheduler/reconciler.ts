@@ -23,6 +23,7 @@ export async function reconcile(deps: AccessDeps): Promise<ReconcileResult[]> {
     const provider = deps.providers.get(resource.name);
     if (!provider) continue;
     try {
+      await rescheduleStranded(deps, resource.name);
       const listedAt = deps.clock.now().getTime();
       const onTarget = await provider.listManagedPrincipals();
       if (onTarget.length === 0) {
@@ -59,6 +60,31 @@ export async function reconcile(deps: AccessDeps): Promise<ReconcileResult[]> {
     }
   }
   return results;
+}
+
+/**
+ * A grant still on its way in or out must have due work, or no scheduler ever touches it again
+ * (a lost due time once left a revoked grant `revoking` for good, its role able to log in). Any
+ * such grant without due work and without a live lease is made due now, with an alert.
+ */
+async function rescheduleStranded(deps: AccessDeps, resource: string): Promise<void> {
+  const now = deps.clock.now().getTime();
+  const stranded = await deps.store.db.updateTable('grants').set({ due_at: now })
+    .where('resource', '=', resource)
+    .where('status', 'in', ['scheduled', 'activating', 'revoking', 'revoke_failed'])
+    .where('due_at', 'is', null)
+    .where((eb) => eb.or([eb('lease_until', 'is', null), eb('lease_until', '<', now)]))
+    .returning(['id', 'request_id', 'status', 'principal'])
+    .execute();
+  if (stranded.length === 0) return;
+  await inTx(deps, async (_tx, audit) => {
+    for (const g of stranded) {
+      audit({ type: 'alert.grant_stranded', actor: 'system', grantId: g.id, requestId: g.request_id, at: now, data: {
+        resource, principal: g.principal, status: g.status, message: `grant ${g.id} was ${g.status} with no work scheduled; it is due again now`,
+      } });
+    }
+  });
+  deps.wake(now);
 }
 
 /** Runs reconcile() every `intervalMs` (and once at start). */

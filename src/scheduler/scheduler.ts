@@ -149,10 +149,21 @@ export class Scheduler {
     return { activated: toActivate.length, ended: ending.length, retried: toRetry.length, pendingExpired };
   }
 
+  /**
+   * Gives back a claimed grant this round did nothing with. Its due work is what its status is
+   * now, not what it was when claimed: an active grant is due at its end, a final one never, and
+   * any other keeps its due time (a revocation that landed during this round moved it to revoking,
+   * due now; clearing that left it revoking for good, its role able to log in: review 2026-12-02).
+   */
   async #release(g: GrantRow): Promise<void> {
+    const now = this.#deps.clock.now().getTime();
     await this.#deps.store.db.updateTable('grants')
-      .set({ lease_owner: null, lease_until: null, due_at: sql<number | null>`case when status = 'active' then expires_at else null end` })
+      .set({
+        lease_owner: null, lease_until: null,
+        due_at: sql<number | null>`case when status = 'active' then expires_at when status in ('expired', 'revoked') then null else coalesce(due_at, ${now}) end`,
+      })
       .where('id', '=', g.id).where('lease_owner', '=', this.#deps.instanceId).execute();
+    this.wake(now);
   }
 }
 

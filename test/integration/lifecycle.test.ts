@@ -348,6 +348,24 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     expect(alerts.map((e) => e.data.principal)).toContain(orphan);
   });
 
+  it('reschedules a grant left revoking with no due work, and its role goes (reconciler safety net, review 2026-12-02)', async () => {
+    await start();
+    const r = await request('alice', { role: 'read', duration: '30m' });
+    const gid = r.body.grant.id;
+    // The state a lost due time left behind: revoking, no due_at, no lease; no round would take it.
+    await t.h.deps.store.db.updateTable('grants').set({ status: 'revoking', end_reason: 'revoked', due_at: null, lease_owner: null, lease_until: null })
+      .where('id', '=', gid).execute();
+    await t.h.scheduler.tick();
+    expect((await getGrant(t.h.deps.store.db, gid))?.status).toBe('revoking');
+    expect(await roleExists(target, r.body.grant.principal)).toBe(true);
+    await t.h.reconcileNow();
+    await t.h.scheduler.tick();
+    expect((await getGrant(t.h.deps.store.db, gid))?.status).toBe('revoked');
+    expect(await roleExists(target, r.body.grant.principal)).toBe(false);
+    const alerts = await events({ type: 'alert.grant_stranded' });
+    expect(alerts.map((e) => e.grantId)).toContain(gid);
+  });
+
   it('finishes an activation interrupted after the intent was recorded (crash mid-activation)', async () => {
     await start();
     const r = await request('alice', { role: 'read', duration: '30m' });
