@@ -102,8 +102,36 @@ export async function activateGrant(deps: AccessDeps, grantId: string): Promise<
     deps.wake(active.expires_at!);
     return active;
   }
+  // The grant moved on while we provisioned. If it is ending or ended, what we just made may have
+  // landed after its revocation (this instance paused past its lease, another one activated and
+  // revoked it meanwhile: review 2026-12-02 logged in with a revoked grant's credential): take it
+  // away now, whoever holds the lease. Removal is idempotent; a revocation still to run repeats it.
+  const now2 = await getGrant(deps.store.db, grantId);
+  if (now2 && ['revoking', 'revoke_failed', 'expired', 'revoked'].includes(now2.status)) {
+    await undoLateProvision(deps, now2, provider!);
+  }
   deps.wake(done);
   return getGrant(deps.store.db, grantId);
+}
+
+async function undoLateProvision(deps: AccessDeps, g: GrantRow, provider: NonNullable<ReturnType<AccessDeps['providers']['get']>>): Promise<void> {
+  let error: string | undefined;
+  try {
+    await provider.revoke([g.principal]);
+  } catch (err) {
+    error = errorText(err);
+  }
+  const at = deps.clock.now().getTime();
+  await inTx(deps, async (_tx, audit) => {
+    audit({ type: 'grant.late_provision_undone', actor: 'system', grantId: g.id, requestId: g.request_id, at,
+      data: { resource: g.resource, principal: g.principal, status: g.status, ...(error === undefined ? {} : { error }) } });
+    // Not removed: the grant's revocation runs again (the reconciler would also find the role).
+    if (error !== undefined && (g.status === 'expired' || g.status === 'revoked')) {
+      audit({ type: 'alert.orphan_principal', actor: 'system', grantId: g.id, at, data: {
+        resource: g.resource, principal: g.principal, message: `principal ${g.principal} on ${g.resource} was provisioned after its grant ended and could not be removed: ${error}`,
+      } });
+    }
+  });
 }
 
 async function releaseLease(tx: Tx, grantId: string, owner: string, now: number): Promise<void> {

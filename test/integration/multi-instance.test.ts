@@ -278,3 +278,77 @@ describe('a revocation racing an expiry round', () => {
     expect(outcomes).toHaveLength(12);
   }, 120_000);
 });
+
+/**
+ * An instance that pauses inside provisioning past its lease (a GC pause, a frozen VM) while
+ * another instance activates the grant and its holder revokes it: the paused provision then
+ * lands after the revocation (review 2026-12-02: the revoked grant's credential logged in again,
+ * until the next reconcile). The late provision is undone as soon as it returns.
+ */
+describe('a provision that lands after its grant was revoked', () => {
+  const LEASE = 3000;
+  let target: PgTarget;
+  let store: { url: string; drop: () => Promise<void> };
+  let a: TestHallpass;
+  let b: TestHallpass;
+  beforeAll(async () => {
+    target = await startPgTarget();
+    store = await createTestDatabase('hp_fence');
+    const masterKey = randomBytes(32).toString('base64');
+    a = await startTestHallpass({ target, databaseUrl: store.url, instanceId: 'fence-a', masterKey, leaseMs: LEASE, schedulerPollMs: 100 });
+    b = await startTestHallpass({ target, databaseUrl: store.url, instanceId: 'fence-b', masterKey, leaseMs: LEASE, schedulerPollMs: 100 });
+  });
+  afterAll(async () => {
+    await a?.close();
+    await b?.close();
+    await store?.drop();
+    await target?.stop();
+  });
+
+  it('is undone at once: the revoked grant\'s credential cannot log in', async () => {
+    // Instance A's provision waits two leases before it reaches the target (the pause).
+    const providers = a.h.deps.providers as { get: (name: string) => unknown };
+    const realGet = providers.get.bind(providers);
+    providers.get = (name: string) => {
+      const p = realGet(name) as Record<string, unknown> | undefined;
+      if (!p) return p;
+      return new Proxy(p, {
+        get(o, k) {
+          const v = o[k as string];
+          if (k === 'provision') {
+            return async (...args: unknown[]) => {
+              await new Promise((r) => setTimeout(r, 2 * LEASE + 500));
+              return (v as (...x: unknown[]) => Promise<void>).apply(o, args);
+            };
+          }
+          return typeof v === 'function' ? (v as (...x: unknown[]) => unknown).bind(o) : v;
+        },
+      });
+    };
+    try {
+      const tok = await a.token('alice');
+      const pending = a.api(tok, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '30m', reason: 'fencing' });
+      let grantId = '';
+      expect(await eventually(async () => {
+        const rows = await b.h.deps.store.db.selectFrom('grants').select(['id', 'status']).where('status', '=', 'active').execute();
+        grantId = rows[0]?.id ?? '';
+        return grantId !== '';
+      }, 15_000, 100)).toBe(true);
+      const creds = await b.api(tok, 'GET', `/api/v1/grants/${grantId}/credentials`);
+      expect(creds.status).toBe(200);
+      const rv = await b.api(tok, 'POST', `/api/v1/grants/${grantId}/revoke`, { reason: 'done' });
+      expect(rv.body.status).toBe('revoked');
+      await pending; // A resumes: its provision reaches the target after the revocation
+      const g = await a.h.deps.store.db.selectFrom('grants').selectAll().where('id', '=', grantId).executeTakeFirstOrThrow();
+      expect(g.status).toBe('revoked');
+      expect(await roleExists(target, g.principal)).toBe(false);
+      const login = await tryConnect(creds.body.dsn);
+      if ('client' in login) await login.client.end();
+      expect('error' in login).toBe(true);
+      const undone = await queryEvents(a.h.deps.store.db, { grantId, type: 'grant.late_provision_undone', limit: 10 });
+      expect(undone.map((e) => e.data.status)).toEqual(['revoked']);
+    } finally {
+      providers.get = realGet;
+    }
+  }, 60_000);
+});
