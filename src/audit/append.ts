@@ -144,7 +144,8 @@ export function prepareEdgeEvent(e: AuditEventInput): PreparedEvent {
   const actorOk = typeof e.actor === 'string' && e.actor.length > 0 && e.actor.length <= MAX_TEXT;
   const fitted: AuditEventInput = actorOk ? e : {
     ...e,
-    actor: typeof e.actor === 'string' && e.actor.length > 0 ? `${e.actor.slice(0, MAX_TEXT - 1)}…` : '(none)',
+    // Masked before it is cut: a token crossing the cut would no longer look like one (review).
+    actor: typeof e.actor === 'string' && e.actor.length > 0 ? `${maskSecrets(e.actor).slice(0, MAX_TEXT - 1)}…` : '(none)',
     data: { ...(e.data ?? {}), claimedActor: typeof e.actor === 'string' ? e.actor.slice(0, 4096) : String(e.actor) },
   };
   try {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import { auditSealKey } from '../secrets/derive.js';
+import { prepareEdgeEvent } from './append.js';
 import { REDACTED, isSecretKey, redactedCanonicalJSON } from './redact.js';
 import { revealSealed, setAuditSealKey } from './seal.js';
 
@@ -22,6 +23,14 @@ describe('redact', () => {
       list: [{ apiKey: REDACTED }, { credentials: REDACTED }, 'plain'],
       PRIVATE_KEY: REDACTED,
     });
+  });
+
+  it('masks a token in an over-long claimed user name before cutting it (a cut token no longer looks like one: review 2026-12-02)', () => {
+    const token = `hp_tok_${'A1b2C3d4E5'.repeat(4)}xyz`; // an API token's shape: 43 characters
+    const actor = `${'x'.repeat(180)} ${token}`;
+    const p = prepareEdgeEvent({ type: 'gateway.refused', actor, at: 1, data: {} });
+    expect(p.actor).not.toContain('A1b2C3d4E5');
+    expect(p.data).not.toContain('A1b2C3d4E5');
   });
 
   it('does not change the caller object', () => {

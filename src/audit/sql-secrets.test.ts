@@ -38,6 +38,13 @@ describe('maskSqlText', () => {
     expect(mask("SELECT public.dblink_connect('c1', 'host=db sslpassword=k password = ''pw5''')"))
       .toBe(`SELECT public.dblink_connect('c1', 'host=db sslpassword=${M} password = ''${M}''')`);
     expect(mask("SELECT * FROM dblink('password=pw6 host=h', 'select 1') AS t(a int)")).toBe(`SELECT * FROM dblink('password=${M} host=h', 'select 1') AS t(a int)`);
+    // A quoted name that is exactly the lowercase name is the same function (review 2026-12-02);
+    // a quoted name in another case is another function, whose argument is not a connection string.
+    expect(mask(`SELECT "dblink_connect"('dbname=postgres password=hunter2')`)).toBe(`SELECT "dblink_connect"('dbname=postgres password=${M}')`);
+    expect(mask(`SELECT public."dblink_connect"('c1', 'password=hunter2')`)).toBe(`SELECT public."dblink_connect"('c1', 'password=${M}')`);
+    expect(mask(`SELECT * FROM "dblink"('password=hunter2', 'select 1') AS t(a int)`)).toBe(`SELECT * FROM "dblink"('password=${M}', 'select 1') AS t(a int)`);
+    expect(mask(`SELECT "dblink_exec"('password=hunter2', 'select 1')`)).toBe(`SELECT "dblink_exec"('password=${M}', 'select 1')`);
+    expect(mask(`SELECT "DBLINK_CONNECT"('password=hunter2')`)).toBe(`SELECT "DBLINK_CONNECT"('password=hunter2')`);
     expect(mask("SELECT dblink_exec('postgresql://u@h/db?sslmode=require&password=pw7', 'select 1')"))
       .toBe(`SELECT dblink_exec('postgresql://u@h/db?sslmode=require&password=${M}', 'select 1')`);
     expect(mask("CREATE SUBSCRIPTION s CONNECTION 'host=db password=pw8!' PUBLICATION p")).toBe(`CREATE SUBSCRIPTION s CONNECTION 'host=db password=${M}' PUBLICATION p`);

@@ -179,7 +179,9 @@ function passwordSpans(tokens: readonly Token[], spans: Span[]): void {
     const call = calls[calls.length - 1];
     if (t.kind === 'punct' && t.char === '(') {
       call?.args.at(-1)!.push(t); // a nested parenthesis: that argument is not a lone literal
-      const which = prev?.kind === 'word' && !prev.quoted ? CONNINFO_ARGUMENT.get(prev.text) : undefined;
+      // A quoted name is the same function when its text is exactly the lowercase name
+      // ("dblink_connect"(…) runs dblink_connect: review 2026-12-02 found its password kept).
+      const which = prev?.kind === 'word' ? CONNINFO_ARGUMENT.get(prev.text) : undefined;
       calls.push(which === undefined ? null : { which, args: [[]] });
       continue;
     }

@@ -45,6 +45,15 @@ describe('verifyExport (offline JSONL check)', () => {
     expect(verifyExport([l[0] ?? '', '{"seq":2}'])).toMatchObject({ ok: false, firstBad: { seq: 2, reason: 'malformed' } });
   });
 
+  it('refuses a line with a field the hash does not cover, even in canonical order (review 2026-12-02)', () => {
+    const events = chain(3);
+    const forged = lines(events);
+    // "approvedBy" sorts before "at": the line stays canonical JSON, and the chain is untouched.
+    forged[1] = forged[1]?.replace('{"actor":"ann",', '{"actor":"ann","approvedBy":"bob",') ?? '';
+    expect(forged[1]).toContain('"approvedBy":"bob"');
+    expect(verifyExport(forged, { expectedHead: { seq: 3, hash: events[2]?.hash ?? '' } })).toMatchObject({ ok: false, firstBad: { seq: 2, reason: 'malformed' } });
+  });
+
   it('catches a cut tail only against a head recorded elsewhere', () => {
     const events = chain(5);
     const head = { seq: 5, hash: events[4]?.hash ?? '' };
@@ -90,5 +99,6 @@ describe('the documented Python verifier', () => {
     expect(ok.stdout).toMatch(/^ok: 3 events, head [0-9a-f]{64}\n$/);
     expect(run(out.replace('"actor":"u1"', '"actor":"u9"')).stderr).toMatch(/line 2: event 2 does not match its hash/);
     expect(run(out.replace('{"actor":"u1"', '{"actor":"mallory","actor":"u1"')).stderr).toMatch(/line 2: event 2 does not match its hash/);
+    expect(run(out.replace('{"actor":"u1",', '{"actor":"u1","approvedBy":"bob",')).stderr).toMatch(/line 2: not exactly the fields of an audit event/);
   });
 });

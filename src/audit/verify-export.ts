@@ -46,6 +46,8 @@ export function verifyExport(lines: Iterable<string>, opts: VerifyExportOptions 
   return walker.finish();
 }
 
+const EXPORT_FIELDS = ['seq', 'at', 'type', 'actor', 'requestId', 'grantId', 'data', 'prevHash', 'hash'] as const;
+
 function parseLine(line: string): AuditEventRow | undefined {
   let v: unknown;
   try {
@@ -55,6 +57,10 @@ function parseLine(line: string): AuditEventRow | undefined {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return undefined;
   const e = v as Record<string, unknown>;
+  // Exactly the fields an export writes: a field the hash does not cover ("approvedBy": "bob")
+  // would verify and mislead whoever reads the line (review 2026-12-02).
+  const keys = Object.keys(e);
+  if (keys.length !== EXPORT_FIELDS.length || !EXPORT_FIELDS.every((k) => Object.hasOwn(e, k))) return undefined;
   const str = (x: unknown): x is string => typeof x === 'string';
   const optStr = (x: unknown): x is string | null => x === null || typeof x === 'string';
   if (!Number.isSafeInteger(e.seq) || !Number.isSafeInteger(e.at)) return undefined;

@@ -146,6 +146,17 @@ describe('hallpass audit, reviews', () => {
     expect((await hp('alice', ['audit', 'reveal', String(row!.seq), '--reason', 'x'])).code).toBe(1);
   });
 
+  it('audit reveal prints the event\'s actor and type without terminal control codes (a gateway client names its own user: review 2026-12-02)', async () => {
+    const { store } = t.h.deps;
+    const actor = 'mallory\u001b[2K\r\u001b]0;pwned\u0007';
+    const [row] = await store.db.transaction().execute((tx) =>
+      appendEvents(tx, store.dialect, [{ type: 'gateway.refused', actor, at: Date.now(), data: { sql: "ALTER ROLE app PASSWORD 'pw8'" } }]));
+    const r = await hp('admin', ['audit', 'reveal', String(row!.seq), '--reason', 'INC-8']);
+    expect(r.code, r.err).toBe(0);
+    expect(r.out).toContain('gateway.refused mallory');
+    expect([...r.out].filter((c) => c !== '\n' && (c < ' ' || c === '\u007f'))).toEqual([]);
+  });
+
   it('audit verify exits 1 naming the first bad seq once an event is altered', async () => {
     await t.h.deps.store.db.updateTable('audit_events').set({ actor: 'mallory' }).where('seq', '=', 3).execute();
     const r = await hp('admin', ['audit', 'verify']);

@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import type { ReadableStream as NodeWebStream } from 'node:stream/web';
 import { Option, type Command } from 'commander';
 import { auditTypeArg, checkpointArg, grantIdArg, pastTimeArg, positiveIntArg, requestIdArg, textArg } from './args.js';
-import { cell, json, relative, table } from './format.js';
+import { cell, json, printable, relative, table } from './format.js';
 import { CliError } from './io.js';
 import { cliContext } from './program.js';
 import type { AuditEvent, VerifyOutcome } from './views.js';
@@ -73,7 +73,7 @@ export function auditCommands(program: Command): void {
       const ctx = cliContext(cmd);
       const r = await ctx.client().post<{ event: AuditEvent; opened: number; failed: number }>(`/api/v1/audit/${seq}/reveal`, { reason: o.reason });
       if (o.json) return ctx.out(json(r));
-      ctx.out(`${r.event.seq} ${r.event.at} ${r.event.type} ${r.event.actor}: ${r.opened} sealed span(s) opened${r.failed ? `, ${r.failed} could not be (another master key, or not sealed by hallpass)` : ''}\n`);
+      ctx.out(`${r.event.seq} ${r.event.at} ${printable(r.event.type)} ${printable(r.event.actor)}: ${r.opened} sealed span(s) opened${r.failed ? `, ${r.failed} could not be (another master key, or not sealed by hallpass)` : ''}\n`);
       ctx.out(`${json(r.event.data)}`);
     });
 

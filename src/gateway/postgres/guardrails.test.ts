@@ -166,6 +166,13 @@ describe('guardrails', () => {
     expect(checker.check('drop table t', [], false)).toEqual({ allowed: true });
   });
 
+  it('names where the parser stopped, never the text it quotes (a password the sealed sql hides: review 2026-12-02)', () => {
+    const d = checker.check("ALTER ROLE app PASSWORD 'hunter2", ALL, false);
+    expect(d).toEqual({ allowed: false, guardrail: 'unparsable', reason: 'the statement could not be checked: unterminated quoted string at character 25' });
+    const e = checker.check('selec 1', ALL, false);
+    expect(e.allowed ? '' : e.reason).toBe('the statement could not be checked: syntax error at character 1');
+  });
+
   it('denies a FunctionCall (a function by OID, not checkable) whenever a guardrail applies or the role is read-only', () => {
     const reason = 'a function called by OID cannot be checked';
     expect(checkFunctionCall([], true)).toEqual({ allowed: false, guardrail: 'read_only', reason });

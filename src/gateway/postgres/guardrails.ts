@@ -157,7 +157,7 @@ export class GuardrailChecker {
     try {
       analyse(sql, f, 0);
     } catch (e) {
-      f.unparsable = e instanceof Error ? e.message : String(e);
+      f.unparsable = parserMessage(e);
     }
     this.parseMs += performance.now() - started;
     if (cache.size >= this.maxCacheEntries) {
@@ -167,6 +167,20 @@ export class GuardrailChecker {
     cache.set(key, f);
     return f;
   }
+}
+
+/**
+ * The parser's complaint without the text it quotes: "unterminated quoted string at or near
+ * "'hunter2"" would put a password the statement's own text has sealed into the denial's reason,
+ * which is audited as it is (review 2026-12-02). The position says where, as PostgreSQL's
+ * "at character N" does.
+ */
+export function parserMessage(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  const near = message.indexOf(' at or near ');
+  if (near < 0) return message;
+  const cursor = (e as { sqlDetails?: { cursorPosition?: unknown } }).sqlDetails?.cursorPosition;
+  return `${message.slice(0, near)}${typeof cursor === 'number' ? ` at character ${cursor + 1}` : ''}`;
 }
 
 /**
