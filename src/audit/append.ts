@@ -1,5 +1,6 @@
 import type { Dialect, Tx } from '../store/db.js';
 import { chainHash } from './chain.js';
+import { checkHeadSeal, noteHead, sealHead } from './head-seal.js';
 import { maskSecrets, redactedCanonicalJSON } from './redact.js';
 import type { AuditEventInput, AuditEventRow } from './types.js';
 
@@ -25,12 +26,12 @@ export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonl
   if (dialect === 'sqlite') {
     await tx.updateTable('audit_head').set((eb) => ({ seq: eb.ref('seq') })).where('id', '=', 1).execute();
   }
-  let q = tx.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1);
+  let q = tx.selectFrom('audit_head').select(['seq', 'hash', 'seal']).where('id', '=', 1);
   if (dialect === 'postgres') q = q.forUpdate();
   const head = await q.executeTakeFirst();
   if (!head) throw new Error('audit_head row is missing: the store was not migrated');
 
-  const rows = chainRows(head, prepared);
+  const rows = chainRows(head, withHeadCheck(head, prepared));
   for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
     await tx.insertInto('audit_events').values(rows.slice(i, i + INSERT_CHUNK)).execute();
   }
@@ -44,8 +45,26 @@ export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonl
     }
   }
   const last = rows[rows.length - 1] as AuditEventRow;
-  await tx.updateTable('audit_head').set({ seq: last.seq, hash: last.hash }).where('id', '=', 1).execute();
+  await tx.updateTable('audit_head').set({ seq: last.seq, hash: last.hash, seal: sealHead(last.seq, last.hash) }).where('id', '=', 1).execute();
+  noteHead(last.seq, last.hash); // (a rolled-back transaction leaves a note the log never held: verify then reports it)
   return rows;
+}
+
+/**
+ * `prepared`, led by an `audit.head_unsealed` event when the head it extends does not carry this
+ * process's seal (head-seal.ts): the append goes on (auditing never stops), and what was found is
+ * on the sealed record from then on. A fresh log (seq 0) has no seal yet.
+ */
+export function withHeadCheck(head: { seq: number; hash: string; seal?: string | null }, prepared: readonly PreparedEvent[]): readonly PreparedEvent[] {
+  const seq = Number(head.seq);
+  if (prepared.length === 0 || seq === 0) return prepared;
+  const check = checkHeadSeal(seq, head.hash, head.seal);
+  if (check === 'valid' || check === 'unkeyed') return prepared;
+  const message = check === 'missing'
+    ? `the audit head (event ${seq}) carried no seal: expected once after the upgrade that added seals, otherwise someone wrote the head without the master key`
+    : `the audit head (event ${seq}) carried a seal this master key did not make: the log may have been rewritten up to there`;
+  const found = prepareEvent({ type: 'audit.head_unsealed', actor: 'system', at: (prepared[0] as PreparedEvent).at, data: { seq, hash: head.hash, seal: check, message } });
+  return [found, ...prepared];
 }
 
 /**

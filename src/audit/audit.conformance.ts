@@ -1,10 +1,11 @@
 import { sql } from 'kysely';
-import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { openStore, type StoreConnection } from '../store/db.js';
 import { appendEvents } from './append.js';
 import { AuditBatcher } from './batcher.js';
 import { chainHash } from './chain.js';
 import { exportEvents } from './export.js';
+import { notedHead, setAuditHeadKey } from './head-seal.js';
 import { queryEvents } from './query.js';
 import { storeSink } from './store-sink.js';
 import type { AuditEventInput } from './types.js';
@@ -424,6 +425,58 @@ export function auditConformance(target: AuditTarget): void {
       // and a state transaction on the same store still works after the failed batch
       await append([ev(7)]);
       expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 7 });
+    });
+
+    describe('the head seal (a server, holding the master key)', () => {
+      beforeEach(() => setAuditHeadKey({ id: 'mtest', key: Buffer.alloc(32, 7) }));
+      afterEach(() => setAuditHeadKey(undefined));
+
+      /** Rewrites events from `from` on with `edit`, recomputing every hash and the head, as a database writer can. */
+      async function rewriteFrom(from: number, edit: (data: string) => string) {
+        const rows = await store.db.selectFrom('audit_events').selectAll().where('seq', '>=', from).orderBy('seq').execute();
+        let prev = (await store.db.selectFrom('audit_events').select('hash').where('seq', '=', from - 1).executeTakeFirstOrThrow()).hash;
+        for (const r of rows) {
+          const data = r.seq === from ? edit(r.data) : r.data;
+          const hash = chainHash(prev, { seq: r.seq, at: r.at, type: r.type, actor: r.actor, requestId: r.request_id, grantId: r.grant_id, dataJson: data });
+          await store.db.updateTable('audit_events').set({ data, prev_hash: prev, hash }).where('seq', '=', r.seq).execute();
+          prev = hash;
+        }
+        await store.db.updateTable('audit_head').set({ hash: prev }).where('id', '=', 1).execute();
+      }
+
+      it('a chain rewritten with its head fails as head_forged, or head_unsealed without a seal; the next append puts that on the record (review 2026-12-02)', async () => {
+        await seed(6);
+        expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 6 });
+        await rewriteFrom(4, (d) => d.replace('4', '40'));
+        // A consistent chain: only the seal, which needs the master key, gives it away.
+        setAuditHeadKey(undefined);
+        expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 6 });
+        setAuditHeadKey({ id: 'mtest', key: Buffer.alloc(32, 7) });
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: 6, reason: 'head_forged' } });
+        await store.db.updateTable('audit_head').set({ seal: null }).where('id', '=', 1).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: 6, reason: 'head_unsealed' } });
+        // Auditing goes on, and what the appender found is on the record, sealed.
+        await append([ev(7)]);
+        expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 8 });
+        const found = await queryEvents(store.db, { type: 'audit.head_unsealed', limit: 10 });
+        expect(found.map((e) => [e.seq, e.data.seq, e.data.seal])).toEqual([[7, 6, 'missing']]);
+        // A head sealed with another master key is no seal of ours.
+        setAuditHeadKey({ id: 'mother', key: Buffer.alloc(32, 9) });
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: 8, reason: 'head_forged' } });
+      });
+
+      it('a rollback to an older head with its genuine seal fails against the newest head this process wrote', async () => {
+        await seed(3);
+        const old = await store.db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).executeTakeFirstOrThrow();
+        await append([ev(4), ev(5)]);
+        const written = notedHead();
+        expect(written?.seq).toBe(5);
+        await store.db.deleteFrom('audit_events').where('seq', '>', 3).execute();
+        await store.db.updateTable('audit_head').set({ seq: old.seq, hash: old.hash, seal: old.seal }).where('id', '=', 1).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 3 }); // indistinguishable without memory
+        expect(await verifyChain(store.db, { written })).toMatchObject({ ok: false, firstBad: { seq: 4, reason: 'truncated' } });
+        expect((await verifyChain(store.db, { written })) as { message: string }).toMatchObject({ message: expect.stringMatching(/before event 5, which this server wrote/) });
+      });
     });
 
     it('AuditBatcher retries a failing storeSink batch whole and drops nothing; a timer flushes small batches', async () => {

@@ -1,5 +1,6 @@
 import type { SqliteHandle } from '../store/db.js';
-import { chainRows, extendsSpan, grantSpans, type PreparedEvent } from './append.js';
+import { chainRows, extendsSpan, grantSpans, withHeadCheck, type PreparedEvent } from './append.js';
+import { noteHead, sealHead } from './head-seal.js';
 import type { AuditEventRow } from './types.js';
 
 /**
@@ -13,11 +14,11 @@ export function sqliteAppender(sqlite: SqliteHandle): (prepared: readonly Prepar
   const begin = sqlite.prepare('BEGIN IMMEDIATE');
   const commit = sqlite.prepare('COMMIT');
   const rollback = sqlite.prepare('ROLLBACK');
-  const readHead = sqlite.prepare('SELECT seq, hash FROM audit_head WHERE id = 1');
+  const readHead = sqlite.prepare('SELECT seq, hash, seal FROM audit_head WHERE id = 1');
   const insert = sqlite.prepare(
     'INSERT INTO audit_events (seq, at, type, actor, request_id, grant_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
   );
-  const writeHead = sqlite.prepare('UPDATE audit_head SET seq = ?, hash = ? WHERE id = 1');
+  const writeHead = sqlite.prepare('UPDATE audit_head SET seq = ?, hash = ?, seal = ? WHERE id = 1');
   const lastSpan = sqlite.prepare('SELECT last_seq FROM audit_grant_spans WHERE grant_id = ? ORDER BY last_seq DESC LIMIT 1');
   const extendSpan = sqlite.prepare('UPDATE audit_grant_spans SET last_seq = ? WHERE grant_id = ? AND last_seq = ?');
   const addSpan = sqlite.prepare('INSERT INTO audit_grant_spans (grant_id, first_seq, last_seq) VALUES (?, ?, ?)');
@@ -25,9 +26,9 @@ export function sqliteAppender(sqlite: SqliteHandle): (prepared: readonly Prepar
     if (prepared.length === 0) return [];
     begin.run();
     try {
-      const head = readHead.get() as { seq: number; hash: string } | undefined;
+      const head = readHead.get() as { seq: number; hash: string; seal: string | null } | undefined;
       if (!head) throw new Error('audit_head row is missing: the store was not migrated');
-      const rows = chainRows(head, prepared);
+      const rows = chainRows(head, withHeadCheck(head, prepared));
       for (const r of rows) insert.run(r.seq, r.at, r.type, r.actor, r.request_id, r.grant_id, r.data, r.prev_hash, r.hash);
       for (const [grantId, span] of grantSpans(rows)) {
         const prev = lastSpan.get(grantId) as { last_seq: number } | undefined;
@@ -35,8 +36,9 @@ export function sqliteAppender(sqlite: SqliteHandle): (prepared: readonly Prepar
         else addSpan.run(grantId, span.first, span.last);
       }
       const last = rows[rows.length - 1] as AuditEventRow;
-      writeHead.run(last.seq, last.hash);
+      writeHead.run(last.seq, last.hash, sealHead(last.seq, last.hash));
       commit.run();
+      noteHead(last.seq, last.hash);
       return rows;
     } catch (e) {
       if (sqlite.inTransaction) rollback.run(); // some errors end the transaction by themselves

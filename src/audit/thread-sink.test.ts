@@ -7,6 +7,7 @@ import { openStore, type StoreConnection } from '../store/db.js';
 import { appendEvents } from './append.js';
 import { AuditBatcher } from './batcher.js';
 import { queryEvents } from './query.js';
+import { notedHead, setAuditHeadKey } from './head-seal.js';
 import { highVolumeSink, storeSink } from './store-sink.js';
 import { threadSink, type ThreadSink } from './thread-sink.js';
 import type { AuditEventInput } from './types.js';
@@ -27,6 +28,24 @@ describe('threadSink (audit writer thread on the SQLite store file)', () => {
   afterEach(async () => {
     await sink.close();
     await store.close();
+  });
+
+  it('seals the head with the key it was started with, and the main thread notes the head it wrote', async () => {
+    setAuditHeadKey({ id: 'mtest', key: Buffer.alloc(32, 3) });
+    try {
+      const keyed = threadSink(join(dir, `s${n}.db`), storeSink(store));
+      try {
+        await keyed.record([ev(1), ev(2), ev(3)]);
+        const head = await store.db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).executeTakeFirstOrThrow();
+        expect(head.seal).toMatch(/^mtest\./);
+        expect(notedHead()).toEqual({ seq: 3, hash: head.hash });
+        expect(await verifyChain(store.db, { written: notedHead() })).toMatchObject({ ok: true, count: 3 });
+      } finally {
+        await keyed.close();
+      }
+    } finally {
+      setAuditHeadKey(undefined);
+    }
   });
 
   it('appends batches from the writer thread while state transactions append on the main connection: one intact chain', async () => {

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { AuditSink } from './sink.js';
 import type { AuditEventInput } from './types.js';
+import { auditHeadKeyInUse, noteHead } from './head-seal.js';
 import { auditSealKeyInUse } from './seal.js';
 import type { WriterData, WriterReply, WriterRequest } from './writer-thread.js';
 
@@ -8,7 +9,12 @@ import type { WriterData, WriterReply, WriterRequest } from './writer-thread.js'
 function newWriterThread(file: string): Worker {
   // The thread seals SQL secrets with this process's key (seal.ts), given to it as it starts.
   const k = auditSealKeyInUse();
-  const workerData: WriterData = { file, ...(k ? { seal: { id: k.id, key: k.key.toString('base64') } } : {}) };
+  const h = auditHeadKeyInUse();
+  const workerData: WriterData = {
+    file,
+    ...(k ? { seal: { id: k.id, key: k.key.toString('base64') } } : {}),
+    ...(h ? { head: { id: h.id, key: h.key.toString('base64') } } : {}),
+  };
   if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./writer-thread.js', import.meta.url), { workerData });
   const tsx = import.meta.resolve('tsx/esm/api');
   const entry = new URL('./writer-thread.ts', import.meta.url).href;
@@ -45,6 +51,7 @@ export function threadSink(file: string, fallback: AuditSink): ThreadSink {
       const p = waiting.get(r.id);
       if (!p) return;
       waiting.delete(r.id);
+      if (r.head !== undefined) noteHead(r.head.seq, r.head.hash);
       if (r.error === undefined) p.resolve();
       else p.reject(new Error(`audit writer: ${r.error}`));
     });

@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { DB } from '../store/schema.js';
 import { GENESIS_HASH, chainHash } from './chain.js';
 import type { Checkpoint } from './checkpoint.js';
+import { checkHeadSeal } from './head-seal.js';
 
 export { parseCheckpoint, type Checkpoint } from './checkpoint.js';
 import type { AuditEventRow } from './types.js';
@@ -17,7 +18,9 @@ export type ChainFault =
   | 'span_missing' // an event lies outside its grant's spans: `audit --grant` would not show it
   | 'span_invalid' // a grant's spans overlap or are malformed: `audit --grant` could skip events
   | 'seq_out_of_range' // a row with a seq below 1: outside the chain, yet queries would show it
-  | 'checkpoint_mismatch'; // the event at a checkpoint kept elsewhere has another hash: the log was rewritten
+  | 'checkpoint_mismatch' // the event at a checkpoint kept elsewhere (or last written by this server) has another hash: the log was rewritten
+  | 'head_unsealed' // the head carries no seal (head-seal.ts): written without the master key
+  | 'head_forged'; // the head's seal is not this master key's seal of it: the log was rewritten
 
 export type VerifyResult =
   | { ok: true; count: number; headSeq: number; headHash: string }
@@ -32,6 +35,11 @@ export interface VerifyOptions {
    * on, and the head, into a chain that verifies. A checkpoint kept elsewhere catches that.
    */
   readonly checkpoint?: Checkpoint;
+  /**
+   * The newest head this process wrote (head-seal.ts notedHead): the log must still hold it, so
+   * deleting the newest events and putting back an older, genuinely sealed head fails too.
+   */
+  readonly written?: Checkpoint;
 }
 
 /** Walks a chain one event at a time; shared by verifyChain (database) and verifyExport (JSONL). */
@@ -40,14 +48,19 @@ export class ChainWalker {
   lastSeq = 0;
   lastHash = GENESIS_HASH;
 
+  readonly #kept: Array<{ cp: Checkpoint; what: string }> = [];
+
   constructor(
     start?: { seq: number; hash: string },
-    readonly checkpoint?: Checkpoint,
+    checkpoint?: Checkpoint,
+    written?: Checkpoint,
   ) {
     if (start) {
       this.lastSeq = start.seq;
       this.lastHash = start.hash;
     }
+    if (checkpoint) this.#kept.push({ cp: checkpoint, what: 'the checkpoint recorded' });
+    if (written) this.#kept.push({ cp: written, what: 'this server wrote' });
   }
 
   /** Checks the next event; returns the fault, or undefined when it is sound. */
@@ -79,8 +92,10 @@ export class ChainWalker {
     if (row.prev_hash !== this.lastHash) {
       return this.fail(row.seq, 'prev_hash_mismatch', `event ${row.seq} does not link to event ${this.lastSeq}`);
     }
-    if (row.seq === this.checkpoint?.seq && row.hash !== this.checkpoint.hash) {
-      return this.fail(row.seq, 'checkpoint_mismatch', `event ${row.seq} is not the one the checkpoint recorded: the log was rewritten from there or earlier`);
+    for (const { cp, what } of this.#kept) {
+      if (row.seq === cp.seq && row.hash !== cp.hash) {
+        return this.fail(row.seq, 'checkpoint_mismatch', `event ${row.seq} is not the one ${what}: the log was rewritten from there or earlier`);
+      }
     }
     this.count += 1;
     this.lastSeq = row.seq;
@@ -90,8 +105,11 @@ export class ChainWalker {
 
   /** The walk is over (the chain ended at lastSeq): did it reach the checkpoint? */
   finish(): VerifyResult {
-    if (this.checkpoint && this.lastSeq < this.checkpoint.seq) {
-      return this.fail(this.lastSeq + 1, 'truncated', `the log ends at event ${this.lastSeq}, before the checkpoint at event ${this.checkpoint.seq}`);
+    for (const { cp, what } of this.#kept) {
+      if (this.lastSeq < cp.seq) {
+        const at = what === 'this server wrote' ? `event ${cp.seq}, which this server wrote` : `the checkpoint at event ${cp.seq}`;
+        return this.fail(this.lastSeq + 1, 'truncated', `the log ends at event ${this.lastSeq}, before ${at}`);
+      }
     }
     return { ok: true, count: this.count, headSeq: this.lastSeq, headHash: this.lastHash };
   }
@@ -161,7 +179,7 @@ async function firstInvalidSpan(db: Kysely<DB>): Promise<{ grantId: string; firs
  */
 export async function verifyChain(db: Kysely<DB>, opts: VerifyOptions = {}): Promise<VerifyResult> {
   const pageSize = opts.pageSize ?? 5000;
-  const walker = new ChainWalker(undefined, opts.checkpoint);
+  const walker = new ChainWalker(undefined, opts.checkpoint, opts.written);
   // The walk starts after seq 0, so a row planted below it would never be looked at.
   const below = await db.selectFrom('audit_events').select('seq').where('seq', '<', 1).orderBy('seq').limit(1).executeTakeFirst();
   if (below) return walker.fail(Number(below.seq), 'seq_out_of_range', `a row with seq ${below.seq} lies outside the chain (seqs start at 1)`);
@@ -188,13 +206,24 @@ export async function verifyChain(db: Kysely<DB>, opts: VerifyOptions = {}): Pro
       }
     }
     if (page.length === pageSize) continue;
-    const head = await db.selectFrom('audit_head').select(['seq', 'hash']).where('id', '=', 1).executeTakeFirst();
+    const head = await db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).where('id', '=', 1).executeTakeFirst();
     if (!head) return walker.fail(0, 'head_mismatch', 'the chain head row is missing');
     if (head.seq > walker.lastSeq) {
       // Either events were appended since the last page (read on) or the tail was cut.
       const more = await db.selectFrom('audit_events').select('seq').where('seq', '>', walker.lastSeq).limit(1).executeTakeFirst();
       if (more) continue;
     }
-    return walker.checkHead(head);
+    const result = walker.checkHead(head);
+    if (!result.ok) return result;
+    // With the master key's head key (a server), the head must carry its seal: a chain rewritten
+    // by whoever can only write the database verifies as a chain, but not as a sealed head.
+    const seal = Number(head.seq) === 0 ? 'valid' : checkHeadSeal(Number(head.seq), head.hash, head.seal);
+    if (seal === 'missing') {
+      return walker.fail(Number(head.seq), 'head_unsealed', `the head (event ${head.seq}) carries no seal: it was written without the master key (expected only before the first append after the upgrade that added seals)`);
+    }
+    if (seal === 'invalid') {
+      return walker.fail(Number(head.seq), 'head_forged', `the head (event ${head.seq}) carries a seal this master key did not make: the log was rewritten`);
+    }
+    return result;
   }
 }

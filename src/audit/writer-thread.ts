@@ -8,6 +8,7 @@ import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureSqlite } from '../store/db.js';
 import { prepareEdgeEvent } from './append.js';
+import { setAuditHeadKey } from './head-seal.js';
 import { setAuditSealKey } from './seal.js';
 import { sqliteAppender } from './sqlite-append.js';
 import type { AuditEventInput } from './types.js';
@@ -20,24 +21,30 @@ export interface WriterData {
   readonly file: string;
   /** The seal key for SQL secrets (seal.ts), its bytes in base64. */
   readonly seal?: { readonly id: string; readonly key: string };
+  /** The chain head's seal key (head-seal.ts), its bytes in base64. */
+  readonly head?: { readonly id: string; readonly key: string };
 }
 export interface WriterReply {
   readonly id: number;
   readonly error?: string;
+  /** The head the batch left (the main thread notes it for `audit verify`). */
+  readonly head?: { readonly seq: number; readonly hash: string };
 }
 
 const port = parentPort;
 if (port) {
   const data = workerData as WriterData;
   if (data.seal) setAuditSealKey({ id: data.seal.id, key: Buffer.from(data.seal.key, 'base64') });
+  if (data.head) setAuditHeadKey({ id: data.head.id, key: Buffer.from(data.head.key, 'base64') });
   const db = new Database(data.file, { fileMustExist: true });
   configureSqlite(db);
   const append = sqliteAppender(db);
   port.on('message', (req: WriterRequest) => {
     let reply: WriterReply;
     try {
-      append(req.events.map(prepareEdgeEvent));
-      reply = { id: req.id };
+      const rows = append(req.events.map(prepareEdgeEvent));
+      const last = rows[rows.length - 1];
+      reply = last === undefined ? { id: req.id } : { id: req.id, head: { seq: last.seq, hash: last.hash } };
     } catch (e) {
       reply = { id: req.id, error: e instanceof Error ? e.message : String(e) };
     }

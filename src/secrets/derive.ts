@@ -35,3 +35,11 @@ export function secretBoxFor(master: Buffer, previous: readonly Buffer[] = []): 
 export function auditSealKey(master: Buffer): SecretKey {
   return { id: `m${deriveKey(master, 'key-id', 6).toString('hex')}`, key: deriveKey(master, 'audit-seal') };
 }
+
+/**
+ * The key that seals the audit chain's head (src/audit/head-seal.ts): only a holder of the master
+ * key can write a head that `audit verify` accepts.
+ */
+export function auditHeadKey(master: Buffer): SecretKey {
+  return { id: `m${deriveKey(master, 'key-id', 6).toString('hex')}`, key: deriveKey(master, 'audit-head-seal') };
+}

@@ -3,13 +3,13 @@ import type { AccessDeps, GrantEventBus } from '../access/context.js';
 import type { GatewayAccess } from '../api/context.js';
 import type { PostgresGateway } from '../gateway/postgres/server.js';
 import { buildApi } from '../api/server.js';
-import { appendEvents, setAuditSealKey } from '../audit/index.js';
+import { appendEvents, setAuditHeadKey, setAuditSealKey } from '../audit/index.js';
 import { Identity } from '../auth/identity.js';
 import { systemClock } from '../domain/clock.js';
 import { providerFactories } from '../providers/registry.js';
 import { reconcile, startReconciler, type ReconcileResult } from '../scheduler/reconciler.js';
 import { Scheduler } from '../scheduler/scheduler.js';
-import { auditSealKey, deriveKey, loadMasterKey, secretBoxFor } from '../secrets/index.js';
+import { auditHeadKey, auditSealKey, deriveKey, loadMasterKey, secretBoxFor } from '../secrets/index.js';
 import { openStore, type StoreConnection } from '../store/db.js';
 import { bootstrapAdmin } from './bootstrap.js';
 import { defaultInstanceId, storeUrl, type HallpassConfig } from './config.js';
@@ -64,6 +64,8 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
     const master = loadMasterKey({ env: config.env, dataDir: config.dataDir });
     // Secrets in audited SQL are sealed with a key of this master key (src/audit/seal.ts).
     setAuditSealKey(auditSealKey(master.key));
+    // ... and the audit chain's head is sealed with another (src/audit/head-seal.ts).
+    setAuditHeadKey(auditHeadKey(master.key));
     const store: StoreConnection = await openStore({ url: storeUrl(config) });
     cleanups.push(() => store.close());
     let events: GrantEventBus;

@@ -296,6 +296,13 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
         await db.schema.alterTable('users').addColumn('sso_subject', 'text').execute();
       },
     },
+    '0006_audit_head_seal': {
+      async up(db: Kysely<unknown>) {
+        // The head's seal (audit/head-seal.ts): an HMAC under a key of the master key, so a
+        // rewritten chain cannot be given a head that verifies without that key.
+        await db.schema.alterTable('audit_head').addColumn('seal', 'text').execute();
+      },
+    },
   };
   return { getMigrations: async () => all };
 }

@@ -165,6 +165,8 @@ export interface AuditHeadTable {
   id: number;
   seq: number;
   hash: string;
+  /** The head's seal (audit/head-seal.ts); null before the first sealed append. */
+  seal: string | null;
 }
 
 /**
