@@ -7,7 +7,7 @@ import { auditRoutes } from './routes/audit.js';
 import { grantRoutes } from './routes/grants.js';
 import { identityRoutes } from './routes/identity.js';
 import { miscRoutes } from './routes/misc.js';
-import { LoginLimiter } from './rate-limit.js';
+import { newLoginLimiter } from './rate-limit.js';
 import { requestRoutes } from './routes/requests.js';
 import { ErrorBody, GrantView, RequestView } from './schemas.js';
 
@@ -36,7 +36,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
     ctx.metrics.httpRequests.inc({ method: req.method, route: req.routeOptions.url ?? 'unmatched', status: String(reply.statusCode) });
   });
   // One password-guessing budget for both sign-in routes (CLI /auth/login and /auth/web-login).
-  const logins = new LoginLimiter();
+  const logins = newLoginLimiter();
   miscRoutes(app, ctx, logins);
   requestRoutes(app, ctx);
   grantRoutes(app, ctx);

@@ -2,7 +2,7 @@ import { inTx, type AccessDeps } from '../access/context.js';
 import { AppError, conflict, notFound } from '../domain/errors.js';
 import type { MfaConfig } from './config.js';
 import { hashRecoveryCode, isRecoveryCodeShaped, newRecoveryCode } from './recovery.js';
-import { MfaThrottle } from './throttle.js';
+import { mfaThrottle } from './throttle.js';
 import { CODE_PATTERN, newTotpSecret, totpUri, verifyTotp } from './totp.js';
 
 export interface MfaSubject {
@@ -26,7 +26,7 @@ const aad = (userId: string) => `totp:${userId}`;
  * Failed attempts are throttled per user and per client address.
  */
 export class MfaService {
-  readonly #limiter = new MfaThrottle();
+  readonly #limiter = mfaThrottle();
   readonly #issuer: string;
   readonly #recoveryCount: number;
 
@@ -67,7 +67,10 @@ export class MfaService {
   /** Confirms enrolment with a first code; returns the recovery codes (shown once, stored hashed). */
   async confirm(user: MfaSubject, code: string, address: string): Promise<string[]> {
     const now = this.#now();
-    this.#throttle(user.name, address, now);
+    return this.#attempt(user, address, now, () => this.#confirm(user, code, address, now));
+  }
+
+  async #confirm(user: MfaSubject, code: string, address: string, now: number): Promise<string[]> {
     const row = await this.deps.store.db.selectFrom('mfa_totp').selectAll().where('user_id', '=', user.id).executeTakeFirst();
     if (!row) throw notFound('no MFA enrolment in progress: start one first');
     if (row.confirmed_at !== null) throw conflict('MFA is already confirmed');
@@ -81,7 +84,6 @@ export class MfaService {
       await this.#storeRecovery(tx, user.id, codes, now);
       audit({ type: 'mfa.enrolled', actor: user.name, at: now, data: { method: 'totp', recoveryCodes: codes.length, clientAddress: address } });
     });
-    this.#limiter.succeed(user.name);
     return codes;
   }
 
@@ -91,7 +93,10 @@ export class MfaService {
    */
   async verify(user: MfaSubject, code: string, address: string, purpose: string): Promise<number> {
     const now = this.#now();
-    this.#throttle(user.name, address, now);
+    return this.#attempt(user, address, now, () => this.#verify(user, code, address, purpose, now));
+  }
+
+  async #verify(user: MfaSubject, code: string, address: string, purpose: string, now: number): Promise<number> {
     const row = await this.deps.store.db.selectFrom('mfa_totp').selectAll().where('user_id', '=', user.id).executeTakeFirst();
     if (!row || row.confirmed_at === null) {
       throw new AppError('mfa_required', 'you have not enrolled in MFA yet (run: hallpass mfa enroll)', { reason: 'not_enrolled' });
@@ -120,7 +125,6 @@ export class MfaService {
     } else {
       return this.#fail(user, address, now, purpose, 'not a code');
     }
-    this.#limiter.succeed(user.name);
     return now;
   }
 
@@ -155,13 +159,24 @@ export class MfaService {
       .execute();
   }
 
-  #throttle(user: string, address: string, now: number): void {
-    const wait = this.#limiter.wait(user, address, now);
-    if (wait > 0) throw new AppError('rate_limited', `too many failed MFA codes; try again in ${Math.ceil(wait / 1000)}s`);
+  /**
+   * Runs one code check as a throttled attempt: admitted (and counted while it runs) or refused
+   * with rate_limited; a refused code (#fail) counts as a failure, a success clears the user's.
+   */
+  async #attempt<T>(user: MfaSubject, address: string, now: number, check: () => Promise<T>): Promise<T> {
+    const attempt = this.#limiter.begin(user.name, address, now);
+    if (typeof attempt === 'number') throw new AppError('rate_limited', `too many failed MFA codes; try again in ${Math.ceil(attempt / 1000)}s`);
+    try {
+      const r = await check();
+      attempt.done(true);
+      return r;
+    } catch (e) {
+      attempt.done(e instanceof AppError && e.details?.reason === 'invalid_code' ? false : undefined);
+      throw e;
+    }
   }
 
   async #fail(user: MfaSubject, address: string, now: number, purpose: string, why: string): Promise<never> {
-    this.#limiter.fail(user.name, address, now);
     await inTx(this.deps, async (_tx, audit) => {
       audit({ type: 'mfa.failed', actor: user.name, at: now, data: { purpose, why, clientAddress: address } });
     });

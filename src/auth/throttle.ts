@@ -1,16 +1,38 @@
 /**
  * Failed-attempt throttling (in memory, per instance): after `free` failures of one key within
  * `windowMs`, each further attempt waits, doubling from 1 s up to `maxDelayMs`.
+ *
+ * Attempts in flight count as failures until they end: a check that runs before a slow password
+ * hash and a failure counted after it let 60 guesses sent at once all through (review
+ * 2026-12-02). Each attempt is admitted with `begin`, which reserves it, and settled with its
+ * `done(ok)`.
  */
 export class Throttle {
   readonly #fails = new Map<string, { count: number; first: number; last: number }>();
+  readonly #inFlight = new Map<string, number>();
   constructor(readonly free: number, readonly windowMs = 15 * 60_000, readonly maxDelayMs = 15 * 60_000) {}
 
   /** Milliseconds the key must still wait, or 0. */
   wait(key: string, now: number): number {
     const e = this.#fails.get(key);
-    if (!e || now - e.first > this.windowMs || e.count < this.free) return 0;
-    return Math.max(0, e.last + Math.min(this.maxDelayMs, 1000 * 2 ** (e.count - this.free)) - now);
+    const failed = !e || now - e.first > this.windowMs ? 0 : e.count;
+    const running = this.#inFlight.get(key) ?? 0;
+    if (failed + running < this.free) return 0;
+    // Over the budget only with attempts still running: come back once they are settled.
+    if (failed < this.free || e === undefined) return 1000;
+    const backoff = Math.max(0, e.last + Math.min(this.maxDelayMs, 1000 * 2 ** (failed - this.free)) - now);
+    // Past a back-off, one attempt at a time: otherwise a burst at its end would all be let in.
+    return backoff > 0 ? backoff : running > 0 ? 1000 : 0;
+  }
+
+  begin(key: string): void {
+    this.#inFlight.set(key, (this.#inFlight.get(key) ?? 0) + 1);
+  }
+
+  end(key: string): void {
+    const n = (this.#inFlight.get(key) ?? 1) - 1;
+    if (n > 0) this.#inFlight.set(key, n);
+    else this.#inFlight.delete(key);
   }
 
   fail(key: string, now: number): void {
@@ -24,21 +46,47 @@ export class Throttle {
   }
 }
 
-/** MFA codes: 5 free failures per user, 20 per client address (NAT'd offices share one). */
-export class MfaThrottle {
-  readonly #user = new Throttle(5);
-  readonly #address = new Throttle(20);
+/** An admitted attempt: settle it exactly once (true: it passed; false: it failed; undefined: neither, e.g. an internal error). */
+export interface Attempt {
+  done(ok: boolean | undefined): void;
+}
 
-  wait(user: string, address: string, now: number): number {
-    return Math.max(this.#user.wait(user, now), this.#address.wait(address, now));
+/**
+ * One budget per user name and one per client address. A success clears the user's failures
+ * (not the address's: one address guessing many names stays slowed).
+ */
+export class UserAddressThrottle {
+  readonly #user: Throttle;
+  readonly #address: Throttle;
+  constructor(userFree: number, addressFree: number) {
+    this.#user = new Throttle(userFree);
+    this.#address = new Throttle(addressFree);
   }
 
-  fail(user: string, address: string, now: number): void {
-    this.#user.fail(user, now);
-    this.#address.fail(address, now);
-  }
-
-  succeed(user: string): void {
-    this.#user.clear(user);
+  /** Milliseconds to wait (the attempt is refused), or an admitted attempt. */
+  begin(user: string, address: string, now: number): number | Attempt {
+    const wait = Math.max(this.#user.wait(user, now), this.#address.wait(address, now));
+    if (wait > 0) return wait;
+    this.#user.begin(user);
+    this.#address.begin(address);
+    let settled = false;
+    return {
+      done: (ok) => {
+        if (settled) return;
+        settled = true;
+        if (ok === false) {
+          this.#user.fail(user, now);
+          this.#address.fail(address, now);
+        }
+        if (ok === true) this.#user.clear(user);
+        this.#user.end(user);
+        this.#address.end(address);
+      },
+    };
   }
 }
+
+/** MFA codes: 5 free failures per user, 20 per client address (NAT'd offices share one). */
+export const mfaThrottle = (): UserAddressThrottle => new UserAddressThrottle(5, 20);
+/** Password logins: 5 free failures per user name and per client address. */
+export const loginThrottle = (): UserAddressThrottle => new UserAddressThrottle(5, 5);

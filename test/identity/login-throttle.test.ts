@@ -83,4 +83,24 @@ describe('password login throttling (CLI and web sign-in share one budget)', () 
     refused(await attempt('web-login', 'alice', password, '10.0.3.1'));
     refused(await attempt('login', 'alice', password, '10.0.3.1'));
   });
+
+  it('guesses sent all at once get no more than the budget: attempts in flight count (review 2026-12-02: 60 at once, the right one last, logged in)', async () => {
+    fresh();
+    const failedBefore = (await t.audit('auth.login_failed')).length;
+    const results = await Promise.all([
+      ...Array.from({ length: 30 }, (_, i) => attempt(i % 2 ? 'login' : 'web-login', 'olga', `guess-${i}`, `10.0.4.${i}`)),
+      attempt('login', 'olga', password, '10.0.4.99'),
+    ]);
+    const statuses = results.map((r) => r.status);
+    expect(statuses.filter((s) => s === 401)).toHaveLength(5);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(26);
+    expect(statuses.filter((s) => s === 200)).toHaveLength(0);
+    expect((await t.audit('auth.login_failed')).length - failedBefore).toBe(5);
+    // Past the back-off, one attempt at a time, not another burst.
+    clock.advance(1001);
+    const burst = await Promise.all(Array.from({ length: 10 }, (_, i) => attempt('login', 'olga', `again-${i}`, `10.0.5.${i}`)));
+    expect(burst.map((r) => r.status).sort()).toEqual([401, ...Array(9).fill(429)]);
+    clock.advance(2001);
+    expect((await attempt('login', 'olga', password, '10.0.4.99')).status).toBe(200);
+  });
 });

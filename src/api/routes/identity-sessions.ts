@@ -26,19 +26,25 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext, id: Identit
   }, async (req, reply) => {
     const body = req.body as Static<typeof LoginBody>;
     const at = now();
-    const wait = limiter.check(body.username, req.ip, at);
-    if (wait) throw new AppError('rate_limited', `too many failed logins; try again in ${Math.ceil(wait / 1000)}s`);
-    const row = await getUserByName(deps.store.db, body.username);
-    const ok = row && row.disabled === 0 && row.kind === 'user' && row.password_hash
-      ? await verifyPassword(body.password, row.password_hash) : await dummyVerify(body.password);
+    const attempt = limiter.begin(body.username, req.ip, at);
+    if (typeof attempt === 'number') throw new AppError('rate_limited', `too many failed logins; try again in ${Math.ceil(attempt / 1000)}s`);
+    let row: Awaited<ReturnType<typeof getUserByName>>;
+    let ok = false;
+    try {
+      row = await getUserByName(deps.store.db, body.username);
+      ok = Boolean(row && row.disabled === 0 && row.kind === 'user' && row.password_hash
+        ? await verifyPassword(body.password, row.password_hash) : await dummyVerify(body.password)) && row !== undefined;
+      attempt.done(ok);
+    } catch (e) {
+      attempt.done(undefined);
+      throw e;
+    }
     if (!ok || !row) {
-      limiter.fail(body.username, req.ip, at);
       await inTx(deps, async (_tx, audit) => {
         audit({ type: 'auth.login_failed', actor: body.username.slice(0, 64), at, data: { method: 'password', via: 'web', clientAddress: req.ip } });
       });
       throw new AppError('unauthenticated', 'wrong username or password');
     }
-    limiter.succeed(body.username, req.ip);
     const mfaAt = await id.loginSecondFactor(row, body.totp, req.ip);
     const s = await inTx(deps, async (tx, audit) => {
       const created = await createSession(tx, row.id, at, id.settings);

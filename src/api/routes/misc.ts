@@ -64,20 +64,26 @@ export function miscRoutes(app: FastifyInstance, ctx: ApiContext, limiter: Login
   }, async (req) => {
     const body = req.body as Static<typeof LoginBody>;
     const now = deps.clock.now().getTime();
-    const blocked = limiter.check(body.username, req.ip, now);
-    if (blocked) throw new AppError('rate_limited', `too many failed logins; try again in ${Math.ceil(blocked / 1000)}s`);
-    const user = await getUserByName(db, body.username);
-    const ok = user && user.disabled === 0 && user.password_hash
-      ? await verifyPassword(body.password, user.password_hash)
-      : await dummyVerify(body.password);
+    const attempt = limiter.begin(body.username, req.ip, now);
+    if (typeof attempt === 'number') throw new AppError('rate_limited', `too many failed logins; try again in ${Math.ceil(attempt / 1000)}s`);
+    let user: Awaited<ReturnType<typeof getUserByName>>;
+    let ok = false;
+    try {
+      user = await getUserByName(db, body.username);
+      ok = Boolean(user && user.disabled === 0 && user.password_hash
+        ? await verifyPassword(body.password, user.password_hash)
+        : await dummyVerify(body.password)) && user !== undefined;
+      attempt.done(ok);
+    } catch (e) {
+      attempt.done(undefined);
+      throw e;
+    }
     if (!ok || !user) {
-      limiter.fail(body.username, req.ip, now);
       await inTx(deps, async (_tx, audit) => {
         audit({ type: 'auth.login_failed', actor: body.username.slice(0, 64), at: now, data: { method: 'password', clientAddress: req.ip } });
       });
       throw new AppError('unauthenticated', 'wrong username or password');
     }
-    limiter.succeed(body.username, req.ip);
     // Users enrolled in MFA also give a TOTP code; the token issued starts MFA-fresh.
     const mfaAt = await ctx.identity?.loginSecondFactor(user, body.totp, req.ip);
     const issued = await inTx(deps, async (tx, audit) => {

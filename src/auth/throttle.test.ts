@@ -1,0 +1,40 @@
+import { describe, expect, it } from 'vitest';
+import { UserAddressThrottle, type Attempt } from './throttle.js';
+
+const admitted = (a: number | Attempt): Attempt => {
+  if (typeof a === 'number') throw new Error(`refused for ${a} ms`);
+  return a;
+};
+
+describe('UserAddressThrottle', () => {
+  it('counts attempts in flight against the budget, so a burst gets no more than the free attempts', () => {
+    const t = new UserAddressThrottle(5, 20);
+    const now = 1_000_000;
+    const running = Array.from({ length: 5 }, (_, i) => admitted(t.begin('ann', `10.0.0.${i}`, now)));
+    expect(t.begin('ann', '10.0.0.9', now)).toBe(1000); // the budget is taken by attempts still running
+    for (const a of running) a.done(false);
+    expect(t.begin('ann', '10.0.0.9', now)).toBe(1000); // 5 failures: back-off 1 s
+    expect(t.begin('ann', '10.0.0.9', now + 999)).toBe(1);
+    // Past the back-off, one attempt at a time.
+    const one = admitted(t.begin('ann', '10.0.0.9', now + 1000));
+    expect(t.begin('ann', '10.0.0.8', now + 1000)).toBe(1000);
+    one.done(false);
+    expect(t.begin('ann', '10.0.0.8', now + 1000)).toBe(2000); // 6 failures: 2 s from the last
+  });
+
+  it('a success clears the user\'s failures, not the address\'s; an attempt that neither passed nor failed only ends', () => {
+    const t = new UserAddressThrottle(2, 3);
+    const now = 5_000_000;
+    admitted(t.begin('ann', 'A', now)).done(false);
+    admitted(t.begin('bob', 'A', now)).done(false);
+    admitted(t.begin('ann', 'B', now)).done(true); // ann's record is cleared
+    admitted(t.begin('ann', 'B', now)).done(false);
+    admitted(t.begin('cat', 'A', now)).done(false); // A: 3 failures
+    expect(t.begin('dan', 'A', now)).toBe(1000);
+    const neither = admitted(t.begin('eve', 'C', now));
+    neither.done(undefined);
+    neither.done(false); // settled once only
+    admitted(t.begin('eve', 'C', now)).done(undefined);
+    expect(typeof t.begin('eve', 'C', now)).toBe('object');
+  });
+});
