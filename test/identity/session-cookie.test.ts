@@ -50,4 +50,17 @@ describe('web session cookie: Secure per the public URL', () => {
     expect(set).not.toMatch(/secure/i);
     expect(cleared).not.toMatch(/secure/i);
   });
+
+  it('the older /auth/logout ends a web session too, as /auth/signout does (review 2026-12-02: it answered ok and the session lived on)', async () => {
+    const t = await startIdentityHallpass({ target, policy, publicUrl: 'http://hallpass.internal:8080' });
+    servers.push(t);
+    const login = await t.h.api.inject({ method: 'POST', url: '/api/v1/auth/web-login', payload: { username: 'alice', password } });
+    const session = String(login.headers['set-cookie']).split(';')[0]!;
+    const headers = { cookie: session, 'x-hallpass-csrf': login.json().csrfToken };
+    expect((await t.h.api.inject({ method: 'GET', url: '/api/v1/me', headers })).statusCode).toBe(200);
+    const out = await t.h.api.inject({ method: 'POST', url: '/api/v1/auth/logout', headers });
+    expect(out.statusCode).toBe(200);
+    expect(String(out.headers['set-cookie'])).toMatch(/^hallpass_session=; .*Max-Age=0/);
+    expect((await t.h.api.inject({ method: 'GET', url: '/api/v1/me', headers })).statusCode).toBe(401);
+  });
 });

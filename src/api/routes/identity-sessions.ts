@@ -2,18 +2,17 @@ import type { Static } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { inTx } from '../../access/context.js';
 import type { Identity } from '../../auth/identity.js';
-import { issueLoginTokens, revokeEverything, revokeRefreshFor, spendRefreshToken } from '../../auth/login-tokens.js';
+import { issueLoginTokens, revokeEverything, spendRefreshToken } from '../../auth/login-tokens.js';
 import { dummyVerify, verifyPassword } from '../../auth/password.js';
-import { createSession, csrfTokenFor, readCookie, revokeSession, SESSION_COOKIE, sessionCookie } from '../../auth/sessions.js';
+import { createSession, csrfTokenFor, readCookie, SESSION_COOKIE, sessionCookie } from '../../auth/sessions.js';
 import { stampMfa } from '../../auth/stamps.js';
 import { AppError, badRequest } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
 import { getUserById, getUserByName } from '../../store/users.js';
-import { principalOf } from '../auth.js';
 import type { ApiContext } from '../context.js';
 import type { LoginLimiter } from '../rate-limit.js';
 import { LoginBody } from '../schemas.js';
-import { errors, iso, secure, tokensView } from './identity-http.js';
+import { errors, iso, secure, signOutHere, tokensView } from './identity-http.js';
 import { LoginTokensView, RefreshBody } from './identity-schemas.js';
 
 /** Web session login (local users) and info, sign-out (this credential / everywhere), refresh-token rotation. */
@@ -63,20 +62,8 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext, id: Identit
     return { user: p.name, csrfToken: csrfTokenFor(cookie, id.csrfKey), mfaAt: p.mfaAt === undefined ? null : iso(p.mfaAt) };
   });
 
-  app.post('/api/v1/auth/signout', { schema: { tags: ['identity'], summary: 'End this token (and its refresh token) or web session', response: { ...errors } } }, async (req, reply) => {
-    const p = principalOf(req);
-    const at = now();
-    await inTx(deps, async (tx, audit) => {
-      if (req.tokenId) {
-        await tx.updateTable('api_tokens').set({ revoked_at: at }).where('id', '=', req.tokenId).where('revoked_at', 'is', null).execute();
-        await revokeRefreshFor(tx, req.tokenId, at);
-      }
-      if (req.sessionId) await revokeSession(tx, req.sessionId, at);
-      audit({ type: 'auth.logout', actor: p.name, at, data: { via: req.sessionId ? 'web_session' : 'api_token', clientAddress: req.ip } });
-    });
-    if (req.sessionId) void reply.header('set-cookie', sessionCookie('', 0, secure(req, ctx)));
-    return { ok: true };
-  });
+  app.post('/api/v1/auth/signout', { schema: { tags: ['identity'], summary: 'End this token (and its refresh token) or web session', response: { ...errors } } }, async (req, reply) =>
+    signOutHere(req, reply, ctx));
 
   app.post('/api/v1/auth/signout-everywhere', { schema: { tags: ['identity'], summary: 'Revoke every token, refresh token and web session of yours', response: { ...errors } } }, async (req, reply) => {
     const p = user(req);

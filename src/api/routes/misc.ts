@@ -4,10 +4,9 @@ import { sql } from 'kysely';
 import { inTx } from '../../access/context.js';
 import { closeReview } from '../../access/grants.js';
 import { sessionSettings } from '../../auth/config.js';
-import { issueLoginTokens, revokeRefreshFor } from '../../auth/login-tokens.js';
+import { issueLoginTokens } from '../../auth/login-tokens.js';
 import { dummyVerify, verifyPassword } from '../../auth/password.js';
 import { stampMfa } from '../../auth/stamps.js';
-import { hashToken } from '../../auth/tokens.js';
 import { AppError } from '../../domain/errors.js';
 import { getUserByName } from '../../store/users.js';
 import { principalOf, requireAdmin } from '../auth.js';
@@ -15,7 +14,7 @@ import type { ApiContext } from '../context.js';
 import { CloseReviewBody, ErrorBody, IdParams, LoginBody, MeView, ResourceView, ReviewView } from '../schemas.js';
 import { Type } from '@sinclair/typebox';
 import type { LoginLimiter } from '../rate-limit.js';
-import { tokensView } from './identity-http.js';
+import { signOutHere, tokensView } from './identity-http.js';
 import { LoginTokensView } from './identity-schemas.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -95,18 +94,7 @@ export function miscRoutes(app: FastifyInstance, ctx: ApiContext, limiter: Login
     return tokensView(issued, user.name);
   });
 
-  app.post('/api/v1/auth/logout', { schema: { tags: ['identity'] } }, async (req) => {
-    const p = principalOf(req);
-    const token = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '')?.[1] ?? '';
-    const now = deps.clock.now().getTime();
-    await inTx(deps, async (tx, audit) => {
-      const revoked = await tx.updateTable('api_tokens').set({ revoked_at: now }).where('token_hash', '=', hashToken(token)).where('revoked_at', 'is', null)
-        .returning('id').executeTakeFirst();
-      if (revoked) await revokeRefreshFor(tx, revoked.id, now); // the refresh token issued with it goes too
-      audit({ type: 'auth.logout', actor: p.name, at: now, data: { clientAddress: req.ip } });
-    });
-    return { ok: true };
-  });
+  app.post('/api/v1/auth/logout', { schema: { tags: ['identity'], summary: 'The same as /auth/signout' } }, async (req, reply) => signOutHere(req, reply, ctx));
 
   app.get('/api/v1/reviews', { schema: { tags: ['reviews'], response: { 200: Type.Object({ reviews: Type.Array(ReviewView) }) } } }, async (req) => {
     requireAdmin(req);
