@@ -45,7 +45,8 @@ export const ExtendBody = Type.Object({
 export const RevokeBody = Type.Object({ reason: Type.Optional(Text(MAX_REASON_LENGTH)) }, { additionalProperties: false });
 export const CloseReviewBody = Type.Object({ note: Text(MAX_REASON_LENGTH) }, { additionalProperties: false });
 export const LoginBody = Type.Object({
-  username: Type.String({ minLength: 1, maxLength: 64 }),
+  // No control characters: a name is echoed into the audit log and from there to terminals.
+  username: Type.String({ minLength: 1, maxLength: 64, pattern: '^[^\\u0000-\\u001f\\u007f-\\u009f]+$' }),
   password: Type.String({ minLength: 1, maxLength: 1024 }),
   totp: Type.Optional(Type.String({ minLength: 6, maxLength: 32, description: 'a 6-digit TOTP code or a recovery code (each works once)' })),
 }, { additionalProperties: false });

@@ -23,6 +23,12 @@ describe('CSV (RFC 4180)', () => {
     expect(csvField('a=1')).toBe('a=1');
   });
 
+  it('writes control characters as \\uXXXX text, so an export printed to a terminal cannot drive it (review 2026-12-02)', () => {
+    expect(csvField('mallory\u001b[2K\u001b]0;owned\u0007\u009b')).toBe('mallory\\u001b[2K\\u001b]0;owned\\u0007\\u009b');
+    expect(csvField('a\tb')).toBe('a\tb');
+    expect(csvField('line\nbreak')).toBe('"line\nbreak"');
+  });
+
   it('does not touch numbers', () => {
     expect(csvField(-5)).toBe('-5');
   });

@@ -103,4 +103,13 @@ describe('password login throttling (CLI and web sign-in share one budget)', () 
     clock.advance(2001);
     expect((await attempt('login', 'olga', password, '10.0.4.99')).status).toBe(200);
   });
+
+  it('refuses a user name with control characters with 400, before it reaches the audit log (review 2026-12-02)', async () => {
+    const failedBefore = (await t.audit('auth.login_failed')).length;
+    for (const route of ['login', 'web-login'] as const) {
+      const r = await attempt(route, 'mallory\u001b[2K\u001b]0;owned\u0007', 'x', '10.0.9.1');
+      expect(r.status).toBe(400);
+    }
+    expect((await t.audit('auth.login_failed')).length).toBe(failedBefore);
+  });
 });
