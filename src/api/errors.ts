@@ -22,7 +22,11 @@ export function installErrorHandling(app: FastifyInstance, log: (line: string) =
       const extra = first?.keyword === 'additionalProperties'
         ? ` (unknown field ${JSON.stringify((first.params as { additionalProperty?: string }).additionalProperty)})`
         : '';
-      return reply.status(400).send(errorPayload('bad_request', `${where} ${first?.message ?? 'is invalid'}${extra}`));
+      // A pattern's own text means nothing to a caller (a reason's is a long character class).
+      const what = first?.keyword === 'pattern'
+        ? ((first.parentSchema as { description?: string } | undefined)?.description ?? 'has characters or a form that is not allowed here')
+        : (first?.message ?? 'is invalid');
+      return reply.status(400).send(errorPayload('bad_request', `${where} ${what}${extra}`));
     }
     if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) {
       const code: ErrorCode = fe.statusCode === 404 ? 'not_found' : fe.statusCode === 401 ? 'unauthenticated' : 'bad_request';

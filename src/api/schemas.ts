@@ -11,8 +11,12 @@ const Duration = Type.String({ pattern: '^(?:\\d+d)?(?:\\d+h)?(?:\\d+m)?(?:\\d+s
 // Free text: no UNSAFE_TEXT_CHAR (controls, tabs and newlines included, bidi marks,
 // invisible characters), which could make a reason or comment read differently in a terminal or a
 // review (as checkReason in src/policy/names.ts); and something visible in it.
-const Text = (max: number) => Type.String({ minLength: 1, maxLength: max, pattern: `^(?=[\\s\\S]*${VISIBLE_CHAR})(?:(?!${UNSAFE_TEXT_CHAR})[\\s\\S])*$` });
-const Time = Type.String({ format: 'date-time' });
+const Text = (max: number) => Type.String({
+  minLength: 1, maxLength: max, pattern: `^(?=[\\s\\S]*${VISIBLE_CHAR})(?:(?!${UNSAFE_TEXT_CHAR})[\\s\\S])*$`,
+  description: 'must be visible text without control characters, line breaks, tabs, or bidirectional and invisible marks',
+});
+// RFC 3339 allows a leap second (:60), which JavaScript's Date cannot hold: refused, not an invalid time.
+const Time = Type.String({ format: 'date-time', pattern: '^\\d{4}-\\d{2}-\\d{2}[Tt ]\\d{2}:\\d{2}:[0-5]\\d', description: 'must be an RFC 3339 time (seconds 00-59)' });
 // Tickets are ids (OPS-123): printable ASCII, no spaces (as src/policy/names.ts checkTicket).
 const Ticket = Type.String({ minLength: 1, maxLength: MAX_TICKET_LENGTH, pattern: '^[!-~]+$' });
 const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);

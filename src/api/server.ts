@@ -17,7 +17,7 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
     logger: false,
     bodyLimit: 64 * 1024,
     trustProxy: false,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false, verbose: true } },
   });
   await app.register(swagger, {
     openapi: {

@@ -211,6 +211,19 @@ describe('HTTP API edges, policy reload and audit verification', () => {
     expect((await t.api(carol, 'GET', `/api/v1/grants/${g.body.grant.id}`)).body.status).toBe('active');
   });
 
+  it('refuses a leap second with 400 and explains a refused text field in words (review 2026-12-02: a 500, and the pattern itself)', async () => {
+    const alice = await t.token('alice');
+    const leap = await t.api(alice, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '5m', reason: 'later', startAt: '2030-06-30T23:59:60Z' });
+    expect(leap.status).toBe(400);
+    expect(leap.body.error.message).toBe('body.startAt must be an RFC 3339 time (seconds 00-59)');
+    const admin = await t.token('admin');
+    const q = await t.api(admin, 'GET', `/api/v1/audit?since=${encodeURIComponent('2030-06-30T23:59:60Z')}`);
+    expect(q.status).toBe(400);
+    const bad = await t.api(alice, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '5m', reason: 'tab\there' });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toBe('body.reason must be visible text without control characters, line breaks, tabs, or bidirectional and invisible marks');
+  });
+
   it('the CLI prints what it is given without control characters or bidi overrides', () => {
     const printed = whyEnded({ denialReasons: [], decisionNote: 'ok\u202edeyorppa\u202c \u009b31mRED', status: 'denied' } as unknown as Parameters<typeof whyEnded>[0]);
     expect(printed).toBe('ok deyorppa   31mRED');
