@@ -1,4 +1,5 @@
 import { AppError, badRequest, conflict, notFound } from '../domain/errors.js';
+import { canonicalEmail } from '../domain/email.js';
 import { newGrantId, newPrincipalName, newRequestId, newReviewId, newSecret } from '../domain/ids.js';
 import { isHolder, workloadJob, type Principal } from '../domain/principal.js';
 import { requestTransition, type RequestEvent } from '../domain/request.js';
@@ -270,7 +271,7 @@ function checkPendingEvent(request: RequestRow, event: RequestEvent, nowMs: numb
  * (case-insensitively) as well as ids.
  */
 function personKey(u: { readonly id: string; readonly email?: string | null | undefined }): string {
-  const email = u.email?.normalize('NFKC').trim().toLowerCase();
+  const email = u.email ? canonicalEmail(u.email) : '';
   return email ? `email:${email}` : `id:${u.id}`;
 }
 

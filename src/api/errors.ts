@@ -24,7 +24,7 @@ export function installErrorHandling(app: FastifyInstance, log: (line: string) =
         : '';
       // A pattern's own text means nothing to a caller (a reason's is a long character class).
       const what = first?.keyword === 'pattern'
-        ? ((first.parentSchema as { description?: string } | undefined)?.description ?? 'has characters or a form that is not allowed here')
+        ? ((first as { parentSchema?: { description?: string } }).parentSchema?.description ?? 'has characters or a form that is not allowed here')
         : (first?.message ?? 'is invalid');
       return reply.status(400).send(errorPayload('bad_request', `${where} ${what}${extra}`));
     }

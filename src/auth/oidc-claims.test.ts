@@ -19,5 +19,9 @@ describe('SSO claims to a hallpass user', () => {
     expect(() => identityFromClaims({ ...base, allowedEmailDomains: ['example.com'] }, { email: 'a@evil.com' })).toThrow(/domain evil.com/);
     expect(() => identityFromClaims({ ...base, allowedEmailDomains: ['example.com'] }, { email: 'a@example.com.evil.com' })).toThrow(SsoRefused);
     expect(() => identityFromClaims({ ...base, allowedEmailDomains: ['example.com'] }, { sub: 'x' })).toThrow(SsoRefused);
+    // An internationalised domain in either spelling is the same domain; the last @ decides.
+    expect(identityFromClaims({ ...base, allowedEmailDomains: ['Bücher.Example'] }, { email: 'a@xn--bcher-kva.example' }).email).toBe('a@xn--bcher-kva.example');
+    expect(identityFromClaims({ ...base, allowedEmailDomains: ['xn--bcher-kva.example'] }, { email: 'a@bücher.example' }).email).toBe('a@bücher.example');
+    expect(() => identityFromClaims({ ...base, allowedEmailDomains: ['example.com'] }, { email: '"a@example.com"@evil.com' })).toThrow(/domain evil.com/);
   });
 });

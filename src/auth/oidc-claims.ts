@@ -1,4 +1,5 @@
 import { isSafeName } from '../policy/names.js';
+import { canonicalDomain, emailDomain } from '../domain/email.js';
 import type { OidcConfig } from './config.js';
 
 export interface SsoIdentity {
@@ -19,8 +20,9 @@ export function identityFromClaims(config: OidcConfig, claims: Readonly<Record<s
   const email = typeof claims.email === 'string' ? claims.email.toLowerCase() : undefined;
   if (claims.email_verified === false) throw new SsoRefused('the identity provider says this email address is not verified');
   if (config.allowedEmailDomains && config.allowedEmailDomains.length > 0) {
-    const domain = email?.split('@')[1];
-    if (!domain || !config.allowedEmailDomains.map((d) => d.toLowerCase()).includes(domain)) {
+    // Both sides in canonical form (IDNA Unicode, lowercase): xn--… and its Unicode spelling are one domain.
+    const domain = email === undefined ? undefined : emailDomain(email);
+    if (!domain || !config.allowedEmailDomains.map(canonicalDomain).includes(domain)) {
       throw new SsoRefused(`email domain ${domain ?? '(none)'} is not allowed`);
     }
   }

@@ -124,6 +124,16 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     expect((await t.api(await t.token('carol'), 'POST', `/api/v1/requests/${id}/approve`, {})).body.request.status).toBe('approved');
   });
 
+  it('one person under an internationalised domain in either spelling: no self-approval (review 2026-12-02: the xn-- form approved)', async () => {
+    await start(testPolicy(target).replace('users:\n', `users:
+  - { name: alice-sso, email: alice@xn--bcher-kva.example, groups: [sre] }
+`).replace('{ name: alice, groups: [engineers] }', '{ name: alice, email: Alice@Bücher.Example, groups: [engineers] }'));
+    const r = await request('alice', { role: 'owner', duration: '30m', ticket: 'OPS-45' });
+    const self = await t.api(await t.token('alice-sso'), 'POST', `/api/v1/requests/${r.body.request.id}/approve`, {});
+    expect(self.status).toBe(403);
+    expect(self.body.error.code).toBe('self_approval');
+  });
+
   it('does not approve a request whose approval window has passed, even before the scheduler marks it expired', async () => {
     await start();
     const r = await request('alice', { role: 'write', duration: '30m' });
