@@ -1,3 +1,5 @@
+import { issueToken } from '../../src/auth/tokens.js';
+import { getUserByName } from '../../src/store/users.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { totpAt } from '../../src/auth/totp.js';
 import { ManualClock } from '../../src/domain/clock.js';
@@ -61,6 +63,19 @@ describe.each(['sqlite', 'postgres'] as const)('TOTP MFA: policy requires a fres
     expect((await t.call('GET', '/api/v1/auth/mfa', { token: bob })).body).toEqual({ enrolled: true, pendingConfirmation: false, recoveryCodesLeft: 10 });
     // Enrolled users cannot silently re-enrol (that would replace the factor without proof).
     expect((await t.call('POST', '/api/v1/auth/mfa/enroll', { token: bob })).status).toBe(409);
+  });
+
+  it('enrols only with a credential from a recent sign-in: not a refreshed or admin-made token, not a sign-in over 10 minutes old (review 2026-12-02)', async () => {
+    const row = await getUserByName(t.h.deps.store.db, 'carol');
+    for (const name of ['refresh', 'ci-token']) {
+      const tok = (await issueToken(t.h.deps.store.db, { userId: row!.id, name, now: clock.now().getTime() })).token;
+      const r = await t.call('POST', '/api/v1/auth/mfa/enroll', { token: tok });
+      expect(r.status, name).toBe(403);
+      expect(r.body.error.message).toMatch(/needs a sign-in from the last 10 minutes/);
+    }
+    const old = (await issueToken(t.h.deps.store.db, { userId: row!.id, name: 'login', now: clock.now().getTime() - 11 * 60_000 })).token;
+    expect((await t.call('POST', '/api/v1/auth/mfa/enroll', { token: old })).status).toBe(403);
+    expect((await t.call('GET', '/api/v1/auth/mfa', { token: old })).body).toMatchObject({ enrolled: false, pendingConfirmation: false });
   });
 
   it('refuses an approval without a fresh code, accepts one with it, refuses the same code twice', async () => {
@@ -198,7 +213,9 @@ describe.each(['sqlite', 'postgres'] as const)('TOTP MFA: policy requires a fres
 
   it('an admin enrolled in MFA reveals sealed audit text only with a fresh code; the reveal is audited', async () => {
     step();
-    const admin = t.adminToken;
+    // The bootstrap admin token is no sign-in: it cannot enrol (see above); the admin signs in.
+    expect((await t.call('POST', '/api/v1/auth/mfa/enroll', { token: t.adminToken })).status).toBe(403);
+    const admin = await t.token('admin');
     const secret = (await t.call('POST', '/api/v1/auth/mfa/enroll', { token: admin })).body.secret as string;
     const confirmed = await t.call('POST', '/api/v1/auth/mfa/confirm', { token: admin, body: { code: await totpAt(secret, clock.now().getTime()) } });
     expect(confirmed.status, JSON.stringify(confirmed.body)).toBe(200);

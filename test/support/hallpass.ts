@@ -130,7 +130,7 @@ export async function startTestHallpass(o: StartTestOptions): Promise<TestHallpa
       if (cached) return cached;
       const row = await getUserByName(h.deps.store.db, user);
       if (!row) throw new Error(`no user ${user}`);
-      const t = (await issueToken(h.deps.store.db, { userId: row.id, name: 'test', now: Date.now() })).token;
+      const t = (await issueToken(h.deps.store.db, { userId: row.id, name: 'login', now: Date.now() })).token;
       tokens.set(user, t);
       return t;
     },

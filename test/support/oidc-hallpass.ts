@@ -46,7 +46,7 @@ export async function startIdentityHallpass(o: {
     async token(user) {
       const row = await getUserByName(h.deps.store.db, user);
       if (!row) throw new Error(`no user ${user}`);
-      return (await issueToken(h.deps.store.db, { userId: row.id, name: 'test', now: h.deps.clock.now() })).token;
+      return (await issueToken(h.deps.store.db, { userId: row.id, name: 'login', now: h.deps.clock.now() })).token;
     },
     async call(method, path, c = {}) {
       const res = await fetch(`${h.url}${path}`, {

@@ -19,6 +19,10 @@ export const IDENTITY_PUBLIC_PATHS = [
 
 /** Recovery-code regeneration needs an MFA check this recent. */
 const FRESH_MS = 5 * 60_000;
+/** How recent a sign-in must be to enrol in MFA. */
+const SIGN_IN_FRESH_MS = 10 * 60_000;
+/** API tokens that a sign-in issues (a refreshed token, an admin-made token are not sign-ins). */
+const SIGN_IN_TOKENS = ['login', 'sso-cli'];
 
 export function identityRoutes(app: FastifyInstance, ctx: ApiContext, logins: LoginLimiter): void {
   const id = ctx.identity;
@@ -41,13 +45,37 @@ export function identityRoutes(app: FastifyInstance, ctx: ApiContext, logins: Lo
     });
   });
 
+  /** When the credential of `req` was issued by a sign-in (a web session, or a login's token); undefined otherwise. */
+  const signedInAt = async (req: FastifyRequest): Promise<number | undefined> => {
+    if (req.sessionId) {
+      const s2 = await db.selectFrom('web_sessions').select('created_at').where('id', '=', req.sessionId).executeTakeFirst();
+      return s2 === undefined ? undefined : Number(s2.created_at);
+    }
+    if (req.tokenId) {
+      const t = await db.selectFrom('api_tokens').select(['name', 'created_at']).where('id', '=', req.tokenId).executeTakeFirst();
+      return t !== undefined && SIGN_IN_TOKENS.includes(t.name) ? Number(t.created_at) : undefined;
+    }
+    return undefined;
+  };
+
   // --- TOTP MFA ---
   app.get('/api/v1/auth/mfa', { schema: { tags: ['identity'], summary: 'Your MFA status', response: { 200: MfaStatusView, ...errors } } },
     async (req) => id.mfa.status(user(req).id));
 
+  // Enrolling binds a second factor to the account for good, so holding a token is not enough: the
+  // credential must come from a sign-in (password or SSO) in the last few minutes. Otherwise a
+  // leaked token or refresh token enrolled its thief's authenticator, passed every MFA check the
+  // policy asks for, and locked the real user out of enrolling (review 2026-12-02).
   app.post('/api/v1/auth/mfa/enroll', {
-    schema: { tags: ['identity'], summary: 'Start TOTP enrolment (returns the secret and otpauth:// URI once)', response: { ...errors } },
-  }, async (req) => id.mfa.enroll(user(req), req.ip));
+    schema: { tags: ['identity'], summary: 'Start TOTP enrolment (returns the secret and otpauth:// URI once); needs a sign-in from the last 10 minutes', response: { ...errors } },
+  }, async (req) => {
+    const p = user(req);
+    const at = await signedInAt(req);
+    if (at === undefined || now() - at > SIGN_IN_FRESH_MS) {
+      throw new AppError('forbidden', `MFA enrolment needs a sign-in from the last ${SIGN_IN_FRESH_MS / 60_000} minutes: sign in again (hallpass login, or the web sign-in), then enrol`, { reason: 'sign_in_required' });
+    }
+    return id.mfa.enroll(p, req.ip);
+  });
 
   app.post('/api/v1/auth/mfa/confirm', {
     schema: { tags: ['identity'], summary: 'Confirm enrolment with a first code; returns recovery codes once', body: CodeBody, response: { ...errors } },
