@@ -84,36 +84,45 @@ async function applyExtensionNow(deps: AccessDeps, request: RequestRow): Promise
       throw new AppError('target_unavailable', `could not extend on ${request.resource}: ${err instanceof ProviderError ? err.message : 'target error'}`);
     }
   };
-  let moved: string | undefined;
-  try {
-    return await attemptExtension(deps, request, onTarget, (principal) => (moved = principal));
-  } catch (e) {
-    // Giving up after the target was moved (a conflict, a failed target call, the store): put the
-    // target back to the store's end, best effort. The target must allow neither less than the
-    // store promises (a fourth review left one 19 minutes short after a retry's target call
-    // failed) nor more (the scheduler revokes at the store's end anyway).
-    if (moved !== undefined) {
-      // Until the store's end reads the same before and after (another instance may move it meanwhile).
-      const end = async () => {
-        const g = await getGrant(deps.store.db, request.extends_grant_id ?? '').catch(() => undefined);
-        return g?.status === 'active' ? g.expires_at : undefined;
-      };
-      for (let i = 0, at = await end(); i < 3 && at !== undefined && at !== null; i++) {
-        await onTarget(moved, at).catch(() => undefined);
-        const again = await end();
-        if (again === at) break;
-        at = again;
-      }
-    }
-    throw e;
-  }
+  return attemptExtension(deps, request, onTarget);
 }
 
+/**
+ * Sets the target's end to the store's, until the store's end reads the same before and after
+ * (another instance may move it meanwhile). Best effort; returns whether the target was told.
+ */
+export async function alignTargetEnd(deps: AccessDeps, grantId: string, onTarget: (principal: string, at: number) => Promise<void>): Promise<boolean> {
+  const end = async () => {
+    const g = await getGrant(deps.store.db, grantId).catch(() => undefined);
+    return g?.status === 'active' && g.expires_at !== null ? { principal: g.principal, at: g.expires_at } : undefined;
+  };
+  let now = await end();
+  for (let i = 0; i < 3 && now !== undefined; i++) {
+    const told = await onTarget(now.principal, now.at).then(() => true, () => false);
+    const again = await end();
+    if (told && again?.at === now.at) {
+      // The store's end and the target's agree: nothing is waiting for the target any more.
+      await deps.store.db.updateTable('grants').set({ target_pending_at: null })
+        .where('id', '=', grantId).where('expires_at', '=', now.at).execute();
+      return true;
+    }
+    now = again;
+  }
+  return now === undefined;
+}
+
+/**
+ * The store first, then the target: the target never allows more than the store says, even if
+ * hallpass crashes in between (review 2026-12-02: with the target moved first, a crash before the
+ * store's write left the role's VALID UNTIL 30 minutes past the grant's end, and the credential
+ * logged in after it while hallpass was down). A crash after the store's write leaves the target
+ * short of the store (`target_pending_at` says so) until the reconciler sets it
+ * (reconcileTargetEnds). A failed target call puts the store back.
+ */
 async function attemptExtension(
   deps: AccessDeps,
   request: RequestRow,
   onTarget: (principal: string, at: number) => Promise<void>,
-  movedTarget: (principal: string) => void,
 ): Promise<GrantRow> {
   for (let attempt = 0; ; attempt++) {
     const grant = await getGrant(deps.store.db, request.extends_grant_id ?? '');
@@ -129,12 +138,10 @@ async function attemptExtension(
     if ((newExpires - grant.starts_at) / 1000 > max) {
       throw conflict(`extending grant ${grant.id} by ${request.duration_s}s would make it longer than the ${max}s its rule allows (another extension was applied first)`);
     }
-    movedTarget(grant.principal);
-    await onTarget(grant.principal, newExpires);
     const nowMs = deps.clock.now().getTime();
     const row = await inTx(deps, async (tx, audit) => {
       const updated = await tx.updateTable('grants')
-        .set({ expires_at: newExpires, due_at: newExpires, duration_s: grant.duration_s + request.duration_s, updated_at: nowMs })
+        .set({ expires_at: newExpires, due_at: newExpires, duration_s: grant.duration_s + request.duration_s, updated_at: nowMs, target_pending_at: nowMs })
         .where('id', '=', grant.id).where('status', '=', 'active').where('expires_at', '=', oldExpires).where('expires_at', '>', nowMs)
         .returningAll().executeTakeFirst();
       if (!updated) return undefined;
@@ -143,19 +150,66 @@ async function attemptExtension(
       } });
       return updated;
     });
-    if (row) {
-      await deps.events.publish({ type: 'extended', grantId: row.id, resource: row.resource, expiresAt: newExpires });
-      deps.wake(newExpires);
-      return row;
+    if (!row) {
+      // The end moved (another instance's extension) or the grant ended meanwhile: start over from
+      // the store's end.
+      if (attempt >= MAX_EXTENSION_ATTEMPTS) throw conflict(`grant ${grant.id} changed too often to apply the extension`);
+      // Extensions racing each other: a random pause lets one of them through at a time (with five
+      // straight attempts, a third review saw 3 to 5 of 12 fitting extensions refused).
+      await new Promise((r) => setTimeout(r, Math.random() * 20 * (attempt + 1)));
+      continue;
     }
-    // The end moved (another instance's extension) or the grant ended meanwhile: start over from
-    // the store's end (the next target call sets it from there).
-    if (attempt >= MAX_EXTENSION_ATTEMPTS) throw conflict(`grant ${grant.id} changed too often to apply the extension`);
-    // Extensions racing each other each make a target call between read and write: a random
-    // pause lets one of them through at a time (with five straight attempts, a third review saw
-    // 3 to 5 of 12 fitting extensions refused).
-    await new Promise((r) => setTimeout(r, Math.random() * 20 * (attempt + 1)));
+    try {
+      await onTarget(grant.principal, newExpires);
+    } catch (e) {
+      // The target refused: the store goes back to the end the target still has (unless another
+      // extension moved it meanwhile), and the target is set to whatever the store then says.
+      const at = deps.clock.now().getTime();
+      await inTx(deps, async (tx, audit) => {
+        const back = await tx.updateTable('grants')
+          .set({ expires_at: oldExpires, due_at: oldExpires, duration_s: grant.duration_s, updated_at: at })
+          .where('id', '=', grant.id).where('status', '=', 'active').where('expires_at', '=', newExpires)
+          .returningAll().executeTakeFirst();
+        if (back) {
+          audit({ type: 'grant.extension_reverted', actor: 'system', grantId: grant.id, requestId: request.id, at, data: {
+            resource: grant.resource, expiresAt: oldExpires, notApplied: newExpires, error: e instanceof Error ? e.message : String(e),
+          } });
+        }
+      });
+      await alignTargetEnd(deps, grant.id, onTarget);
+      throw e;
+    }
+    // Another extension may have moved the store's end since our write; the target follows the store.
+    await alignTargetEnd(deps, grant.id, onTarget);
+    const now = (await getGrant(deps.store.db, grant.id)) ?? row;
+    if (now.status === 'active' && now.expires_at !== null) {
+      await deps.events.publish({ type: 'extended', grantId: now.id, resource: now.resource, expiresAt: now.expires_at });
+      deps.wake(now.expires_at);
+    }
+    return now;
   }
+}
+
+/**
+ * Grants whose store end moved and whose target was not told within a minute (a crash between the
+ * two writes of an extension): the target is set to the store's end. The reconciler runs it.
+ */
+export async function reconcileTargetEnds(deps: AccessDeps): Promise<number> {
+  const now = deps.clock.now().getTime();
+  const pending = await deps.store.db.selectFrom('grants').select(['id', 'resource', 'status'])
+    .where('target_pending_at', 'is not', null).where('target_pending_at', '<', now - 60_000).limit(500).execute();
+  let fixed = 0;
+  for (const g of pending) {
+    const provider = deps.providers.get(g.resource);
+    if (g.status !== 'active') {
+      // Ending or ended: its revocation removes the principal; nothing to set.
+      await deps.store.db.updateTable('grants').set({ target_pending_at: null }).where('id', '=', g.id).execute();
+      continue;
+    }
+    if (!provider) continue;
+    if (await alignTargetEnd(deps, g.id, (principal, at) => provider.extend(principal, new Date(at)))) fixed++;
+  }
+  return fixed;
 }
 
 const MAX_EXTENSION_ATTEMPTS = 30;

@@ -225,6 +225,7 @@ async function approveInto(
     created_at: nowMs,
     updated_at: nowMs,
     holder_binding: request.holder_binding,
+    target_pending_at: null,
   };
   await insertGrant(tx, grant);
   await tx.updateTable('reviews').set({ grant_id: grantId }).where('request_id', '=', request.id).execute();

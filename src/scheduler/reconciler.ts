@@ -1,4 +1,5 @@
 import { inTx, type AccessDeps } from '../access/context.js';
+import { reconcileTargetEnds } from '../access/grants.js';
 import { ProviderError } from '../providers/provider.js';
 
 export interface ReconcileResult {
@@ -19,6 +20,8 @@ export interface ReconcileResult {
 export async function reconcile(deps: AccessDeps): Promise<ReconcileResult[]> {
   const policy = deps.policy();
   const results: ReconcileResult[] = [];
+  // Targets an extension's crash left short of the store's end get it (never the other way round).
+  await reconcileTargetEnds(deps).catch(() => 0);
   for (const resource of policy.resources.values()) {
     const provider = deps.providers.get(resource.name);
     if (!provider) continue;

@@ -303,6 +303,13 @@ export function migrations(dialect: 'sqlite' | 'postgres'): MigrationProvider {
         await db.schema.alterTable('audit_head').addColumn('seal', 'text').execute();
       },
     },
+    '0007_grant_target_pending': {
+      async up(db: Kysely<unknown>) {
+        // An extension writes the store's new end first, then the target's (access/grants.ts): this
+        // marks a grant whose target was not told yet, for the reconciler after a crash.
+        await db.schema.alterTable('grants').addColumn('target_pending_at', big).execute();
+      },
+    },
   };
   return { getMigrations: async () => all };
 }

@@ -134,6 +134,8 @@ export interface GrantsTable {
   updated_at: number;
   /** 0004: the job of a workload holding it, copied from its request; null for people. */
   holder_binding: string | null;
+  /** 0007: since when the store's end has moved (an extension) and the target was not yet told. */
+  target_pending_at: number | null;
 }
 
 export interface ReviewsTable {

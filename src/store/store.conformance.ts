@@ -35,7 +35,7 @@ export function storeConformance(name: string, makeUrl: () => Promise<{ url: str
     const grant = (id: string, requestId: string, patch: Partial<GrantRow> = {}): GrantRow => ({
       id, request_id: requestId, user_id: userId, resource: 'db', role: 'read', status: 'active', principal: `hp_${id}`, secret_enc: 'e',
       duration_s: 60, starts_at: now, expires_at: now + 60_000, end_reason: null, ended_at: null, revoke_attempts: 0, last_error: null,
-      due_at: now + 60_000, lease_owner: null, lease_until: null, created_at: now, updated_at: now, holder_binding: null, ...patch,
+      due_at: now + 60_000, lease_owner: null, lease_until: null, created_at: now, updated_at: now, holder_binding: null, target_pending_at: null, ...patch,
     });
 
     it('upserts users and reports what changed', async () => {

@@ -124,7 +124,41 @@ describe('two instances on one PostgreSQL store', () => {
     await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
   });
 
-  it('puts the target back to the store\'s end when a retried extension fails on the target (fourth review)', async () => {
+  it('a target that refuses an extension puts the store back: the target never ends later than the store (review 2026-12-02)', async () => {
+    const r = await a.api(await a.token('carol'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '10m', reason: 'base' });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const id = r.body.grant.id;
+    const db = a.h.deps.store.db;
+    const before = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    const provider = a.h.deps.providers.get('app-db')!;
+    const real = provider.extend.bind(provider);
+    let calls = 0;
+    let storeEndDuringCall = 0;
+    provider.extend = async (principal: string, until: Date) => {
+      calls++;
+      if (calls === 1) {
+        // The store already says the new end when the target is asked (store first).
+        storeEndDuringCall = Number((await db.selectFrom('grants').select('expires_at').where('id', '=', id).executeTakeFirstOrThrow()).expires_at);
+        throw new Error('target unreachable');
+      }
+      await real(principal, until);
+    };
+    try {
+      const e = await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/extend`, { by: '5m', reason: 'more' });
+      expect(e.status).toBe(502);
+      expect(storeEndDuringCall).toBe(Number(before.expires_at) + 5 * 60_000);
+      const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+      expect(g.expires_at).toBe(before.expires_at);
+      expect(g.target_pending_at).toBeNull();
+      await expectTargetEndIsStoreEnd(g);
+      expect((await queryEvents(db, { type: 'grant.extension_reverted', grantId: id, limit: 5 })).map((ev) => ev.data.notApplied)).toEqual([Number(before.expires_at) + 5 * 60_000]);
+    } finally {
+      provider.extend = real;
+      await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
+    }
+  });
+
+  it('the target follows the store when another instance moves the end during a target call, through a failed call (fourth review)', async () => {
     const r = await a.api(await a.token('carol'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '10m', reason: 'base' });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
     const id = r.body.grant.id;
@@ -132,8 +166,8 @@ describe('two instances on one PostgreSQL store', () => {
     const provider = a.h.deps.providers.get('app-db')!;
     const real = provider.extend.bind(provider);
     let calls = 0;
-    // First target call: done, then another instance's 20m extension commits (the compare-and-set
-    // loses); second call (the retry): the target is unreachable; then it is back.
+    // First target call: done, then another instance's 20m extension commits; the next call
+    // (setting the target to the store's new end) fails once; then the target is back.
     provider.extend = async (principal: string, until: Date) => {
       calls++;
       if (calls === 2) throw new Error('target briefly unreachable');
@@ -145,14 +179,39 @@ describe('two instances on one PostgreSQL store', () => {
     };
     try {
       const e = await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/extend`, { by: '1m', reason: 'more' });
-      expect(e.status).toBe(502);
+      expect(e.status).toBe(201);
       expect(calls).toBe(3);
       const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
       await expectTargetEndIsStoreEnd(g);
+      expect(g.target_pending_at).toBeNull();
     } finally {
       provider.extend = real;
       await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
     }
+  });
+
+  it('a crash between the store\'s new end and the target\'s leaves the target short, never long; the reconciler sets it (review 2026-12-02)', async () => {
+    const r = await a.api(await a.token('carol'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '10m', reason: 'base' });
+    expect(r.status, JSON.stringify(r.body)).toBe(201);
+    const id = r.body.grant.id;
+    const db = a.h.deps.store.db;
+    const before = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    // The state such a crash leaves: the store moved (and marked), the target not told.
+    const pendingSince = Date.now() - 2 * 60_000;
+    await db.updateTable('grants').set({ expires_at: Number(before.expires_at) + 5 * 60_000, due_at: Number(before.expires_at) + 5 * 60_000, target_pending_at: pendingSince })
+      .where('id', '=', id).execute();
+    const admin = await target.admin();
+    try {
+      const v = await admin.query<{ v: Date }>('select rolvaliduntil as v from pg_roles where rolname = $1', [before.principal]);
+      expect(v.rows[0]!.v.getTime()).toBeLessThanOrEqual(Number(before.expires_at) + 1000); // short, not long
+    } finally {
+      await admin.end();
+    }
+    await b.h.reconcileNow();
+    const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    expect(g.target_pending_at).toBeNull();
+    await expectTargetEndIsStoreEnd(g);
+    await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
   });
 
   it('claims due work exclusively under contention (FOR UPDATE SKIP LOCKED)', async () => {
