@@ -63,7 +63,7 @@ export async function createRequest(deps: AccessDeps, principal: Principal, inpu
     if (at > nowMs + MAX_SCHEDULE_AHEAD_MS) throw badRequest('start time is more than 30 days ahead');
   }
   const outcome = await inTx(deps, async (tx, audit) => {
-    const me = await lockedUser(deps, tx, principal.id);
+    const me = await lockedUser(deps, tx, principal.id, 'update');
     if (!me || me.disabled !== 0) throw new AppError('forbidden', `${principal.name} is disabled: it cannot request access`);
     // A workload's grants and requests are its job's (holderBinding): another job of the same
     // workload name neither extends nor collides with them.
@@ -339,9 +339,15 @@ export async function approveRequest(
  * the removal does, so the offboarding sweep that follows it finds the grant (second review: 8 of
  * 40 such races left an active grant of a disabled user).
  */
-async function lockedUser(deps: AccessDeps, tx: Tx, id: string) {
+/**
+ * The user row, locked on PostgreSQL (SQLite transactions are IMMEDIATE, one writer at a time):
+ * shared by votes (so disabling the user waits for them), exclusive for a new request, so two
+ * requests of one user run one after the other and the second sees the first's grant (a review
+ * got three live grants for one user, resource and role from four parallel requests, 2026-12-02).
+ */
+async function lockedUser(deps: AccessDeps, tx: Tx, id: string, mode: 'share' | 'update' = 'share') {
   let q = tx.selectFrom('users').selectAll().where('id', '=', id);
-  if (deps.store.dialect === 'postgres') q = q.forShare();
+  if (deps.store.dialect === 'postgres') q = mode === 'update' ? q.forUpdate() : q.forShare();
   return q.executeTakeFirst();
 }
 

@@ -214,6 +214,17 @@ describe('two instances on one PostgreSQL store', () => {
     await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
   });
 
+  it('parallel requests of one user for one role on two instances make one live grant (review 2026-12-02: three)', async () => {
+    const tok = await a.token('dave');
+    const rs = await Promise.all([0, 1, 2, 3, 4, 5].map((i) => (i % 2 ? b : a).api(tok, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '1h', reason: `dup ${i}` })));
+    expect(rs.filter((r) => r.status === 201 && r.body.request?.kind === 'new'), JSON.stringify(rs.map((r) => [r.status, r.body.request?.kind ?? r.body.error?.message]))).toHaveLength(1);
+    const dave = await a.principal('dave');
+    const live = await a.h.deps.store.db.selectFrom('grants').select('id')
+      .where('user_id', '=', dave.id).where('resource', '=', 'app-db').where('role', '=', 'read').where('status', 'in', ['scheduled', 'activating', 'active']).execute();
+    expect(live).toHaveLength(1);
+    await a.api(tok, 'POST', `/api/v1/grants/${live[0]!.id}/revoke`, {});
+  });
+
   it('claims due work exclusively under contention (FOR UPDATE SKIP LOCKED)', async () => {
     const { claimDueGrants } = await import('../../src/store/grants.js');
     const db = a.h.deps.store.db;
