@@ -53,6 +53,59 @@ describe('postgres revoke', () => {
     await otherAdmin.end();
   });
 
+  it('what revoked roles leave to the orphan owner is usable by no one: no SECURITY DEFINER function, no PUBLIC view reads it (review 2026-12-02)', async () => {
+    const create = { grants: [{ privileges: ['CREATE'] as const, on: { schema: 'public' } }] };
+    // One grant's table, left behind...
+    const p1 = newPrincipal('left');
+    const s1 = newSecret();
+    await provider.provision({ principal: p1, secret: s1, privileges: { grants: [...create.grants] }, validUntil: inAnHour() });
+    const c1 = await connectAs(provider.connectionInfo(p1, s1));
+    await c1.query("CREATE TABLE public.findings AS SELECT 'card 4111'::text AS v");
+    await c1.end();
+    await provider.revoke([p1]);
+    // ...and another grant's ways into it, each open to everyone.
+    const p2 = newPrincipal('peek');
+    const s2 = newSecret();
+    await provider.provision({ principal: p2, secret: s2, privileges: { grants: [...create.grants] }, validUntil: inAnHour() });
+    const c2 = await connectAs(provider.connectionInfo(p2, s2));
+    await c2.query("CREATE FUNCTION public.peek() RETURNS SETOF text LANGUAGE sql SECURITY DEFINER AS 'SELECT v FROM public.findings'");
+    await c2.query('CREATE PROCEDURE public.poke() LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$');
+    await c2.query('CREATE VIEW public.peek_view AS SELECT v FROM public.findings');
+    await c2.query('GRANT SELECT ON public.peek_view TO PUBLIC');
+    await c2.query('CREATE TABLE public.shared_out (v int)');
+    await c2.query('GRANT SELECT ON public.shared_out TO PUBLIC');
+    await c2.end();
+    await provider.revoke([p2]);
+
+    const admin = await target.admin();
+    try {
+      const routines = await admin.query<{ proname: string; prosecdef: boolean; public_exec: boolean; owner: string }>(
+        `SELECT proname, prosecdef, has_function_privilege('public', oid, 'EXECUTE') AS public_exec, pg_get_userbyid(proowner) AS owner
+           FROM pg_proc WHERE proname IN ('peek', 'poke') ORDER BY proname`);
+      expect(routines.rows).toEqual([
+        { proname: 'peek', prosecdef: false, public_exec: false, owner: DEFAULT_ORPHAN_OWNER },
+        { proname: 'poke', prosecdef: false, public_exec: false, owner: DEFAULT_ORPHAN_OWNER },
+      ]);
+      const acl = await admin.query<{ relname: string; acl: string }>("SELECT relname, coalesce(relacl::text, '') AS acl FROM pg_class WHERE relname IN ('peek_view', 'shared_out') ORDER BY relname");
+      for (const r of acl.rows) expect(r.acl, r.relname).not.toMatch(/(^|[{,])=/); // no PUBLIC entry
+    } finally {
+      await admin.end();
+    }
+    // A later grant with no rights there reads nothing through them.
+    const p3 = newPrincipal('later');
+    const s3 = newSecret();
+    await provider.provision({ principal: p3, secret: s3, privileges: { grants: [{ privileges: ['USAGE'], on: { schema: 'public' } }] }, validUntil: inAnHour() });
+    const c3 = await connectAs(provider.connectionInfo(p3, s3));
+    try {
+      await expect(c3.query('SELECT * FROM public.peek()')).rejects.toThrow(/permission denied/);
+      await expect(c3.query('SELECT * FROM public.peek_view')).rejects.toThrow(/permission denied/);
+      await expect(c3.query('SELECT * FROM public.shared_out')).rejects.toThrow(/permission denied/);
+    } finally {
+      await c3.end();
+      await provider.revoke([p3]);
+    }
+  });
+
   it('revokes 200 roles sharing grants on one table in one batch, terminating the open sessions among them', async () => {
     const roles = Array.from({ length: 200 }, () => newPrincipal('bulk'));
     const s = newSecret();

@@ -186,6 +186,49 @@ export const privilegeHolders = (roleOids: readonly string[]): Statement => ({
   values: [roleOids],
 });
 
+/**
+ * What the roles own, in the current database, that anyone but its owner may use: relations and
+ * schemas with their grantees, routines with theirs (PUBLIC may execute a routine by default) and
+ * whether each runs as its owner. Objects handed to the shared orphan owner must be usable by no
+ * one after: a SECURITY DEFINER function, or a view granted to PUBLIC, left by one revoked grant
+ * otherwise ran with the rights of every object other revoked grants left there (review 2026-12-02).
+ * `name` of a routine is its regprocedure text, a valid reference in this session.
+ */
+export const ownedObjectsInUse = (roleOids: readonly string[]): Statement => ({
+  text: `SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind, n.nspname::text AS schema, c.relname::text AS name,
+                array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END) AS grantees, false AS definer
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, pg_catalog.aclexplode(c.relacl) a
+          WHERE c.relowner = ANY($1::oid[]) AND a.grantee <> c.relowner
+          GROUP BY 1, 2, 3
+         UNION ALL
+         SELECT 'SCHEMA', NULL, n.nspname::text,
+                array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END), false
+           FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
+          WHERE n.nspowner = ANY($1::oid[]) AND a.grantee <> n.nspowner
+          GROUP BY 3
+         UNION ALL
+         SELECT CASE WHEN p.prokind = 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, NULL, p.oid::pg_catalog.regprocedure::text,
+                coalesce(array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END)
+                  FILTER (WHERE a.grantee IS NOT NULL AND a.grantee <> p.proowner), '{}'), bool_or(p.prosecdef)
+           FROM pg_catalog.pg_proc p LEFT JOIN LATERAL pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) a ON true
+          WHERE p.proowner = ANY($1::oid[]) AND p.prokind IN ('f', 'p', 'w')
+          GROUP BY 1, 2, 3`,
+  values: [roleOids],
+});
+
+export type OwnedKind = 'TABLE' | 'SEQUENCE' | 'SCHEMA' | 'FUNCTION' | 'PROCEDURE';
+
+/** Statements that leave an owned object usable by its owner alone (see ownedObjectsInUse). */
+export function neutralise(kind: OwnedKind, schema: string | null, name: string, grantees: readonly string[], definer: boolean): string[] {
+  const routine = kind === 'FUNCTION' || kind === 'PROCEDURE';
+  const object = routine ? name : kind === 'SCHEMA' || schema === null ? quoteIdent(name) : `${quoteIdent(schema)}.${quoteIdent(name)}`;
+  const out: string[] = [];
+  if (routine && definer) out.push(`ALTER ${kind} ${object} SECURITY INVOKER`);
+  const from = grantees.map((g) => (g === 'PUBLIC' ? 'PUBLIC' : quoteIdent(g)));
+  if (from.length > 0) out.push(`REVOKE ALL ON ${kind} ${object} FROM ${from.join(', ')}`);
+  return out;
+}
+
 export function revokeAllOn(kind: BatchRevocable, schema: string | null, name: string, roles: readonly string[]): string {
   const object = kind === 'SCHEMA' || schema === null ? quoteIdent(name) : `${quoteIdent(schema)}.${quoteIdent(name)}`;
   const k: BatchRevocable = kind === 'SEQUENCE' ? 'SEQUENCE' : kind === 'SCHEMA' ? 'SCHEMA' : 'TABLE';
