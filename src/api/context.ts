@@ -23,6 +23,8 @@ export interface ApiContext {
   readonly log: (line: string) => void;
   /** MFA, web sessions, SSO and workload identity (src/auth/identity.ts). */
   readonly identity?: Identity | undefined;
+  /** Reverse proxies whose X-Forwarded-For gives the client address (config trustedProxies). */
+  readonly trustedProxies?: readonly string[] | undefined;
 }
 
 declare module 'fastify' {

@@ -16,7 +16,8 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   const app = Fastify({
     logger: false,
     bodyLimit: 64 * 1024,
-    trustProxy: false,
+    // The client address (throttles, audit) is the peer's, unless the peer is a configured proxy.
+    trustProxy: ctx.trustedProxies !== undefined && ctx.trustedProxies.length > 0 ? [...ctx.trustedProxies] : false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false, verbose: true } },
   });
   await app.register(swagger, {

@@ -38,3 +38,23 @@ describe('UserAddressThrottle', () => {
     expect(typeof t.begin('eve', 'C', now)).toBe('object');
   });
 });
+
+describe('addressKey', () => {
+  it('counts an IPv6 client by its /64 and an IPv4-mapped address as IPv4', async () => {
+    const { addressKey } = await import('./throttle.js');
+    expect(addressKey('203.0.113.7')).toBe('203.0.113.7');
+    expect(addressKey('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    expect(addressKey('2001:db8:1:2:aaaa::1')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:0db8:0001:0002:ffff:ffff:ffff:ffff')).toBe('2001:db8:1:2::/64');
+    expect(addressKey('2001:db8::5')).toBe('2001:db8:0:0::/64');
+    expect(addressKey('::1')).toBe('0:0:0:0::/64');
+    expect(addressKey('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+  });
+
+  it('one IPv6 client rotating through its /64 shares one address budget', () => {
+    const t = new UserAddressThrottle(100, 3);
+    for (let i = 1; i <= 3; i++) admitted(t.begin(`u${i}`, `2001:db8:1:2::${i}`, 0)).done(false);
+    expect(t.begin('u9', '2001:db8:1:2::99', 0)).toBe(1000);
+    expect(typeof t.begin('u9', '2001:db8:1:3::1', 0)).toBe('object');
+  });
+});

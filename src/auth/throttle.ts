@@ -1,3 +1,5 @@
+import { isIP } from 'node:net';
+
 /**
  * Failed-attempt throttling (in memory, per instance): after `free` failures of one key within
  * `windowMs`, each further attempt waits, doubling from 1 s up to `maxDelayMs`.
@@ -64,7 +66,8 @@ export class UserAddressThrottle {
   }
 
   /** Milliseconds to wait (the attempt is refused), or an admitted attempt. */
-  begin(user: string, address: string, now: number): number | Attempt {
+  begin(user: string, clientAddress: string, now: number): number | Attempt {
+    const address = addressKey(clientAddress);
     const wait = Math.max(this.#user.wait(user, now), this.#address.wait(address, now));
     if (wait > 0) return wait;
     this.#user.begin(user);
@@ -86,7 +89,23 @@ export class UserAddressThrottle {
   }
 }
 
+/**
+ * The budget an address counts against: an IPv4 address (also written IPv4-mapped), or an IPv6
+ * address's /64, the block one site or host is usually given (one budget per address there would
+ * give a single client 2^64 of them).
+ */
+export function addressKey(address: string): string {
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
+  if (mapped) return mapped[1] as string;
+  if (isIP(address) !== 6) return address;
+  const [head = '', tail = ''] = address.toLowerCase().split('%')[0]!.split('::');
+  const left = head === '' ? [] : head.split(':');
+  const right = tail === '' ? [] : tail.split(':');
+  const groups = address.includes('::') ? [...left, ...Array(8 - left.length - right.length).fill('0'), ...right] : left;
+  return `${groups.slice(0, 4).map((g) => g.replace(/^0+(?=.)/, '')).join(':')}::/64`;
+}
+
 /** MFA codes: 5 free failures per user, 20 per client address (NAT'd offices share one). */
 export const mfaThrottle = (): UserAddressThrottle => new UserAddressThrottle(5, 20);
-/** Password logins: 5 free failures per user name and per client address. */
-export const loginThrottle = (): UserAddressThrottle => new UserAddressThrottle(5, 5);
+/** Password logins: 5 free failures per user name, 20 per client address (as for MFA codes). */
+export const loginThrottle = (): UserAddressThrottle => new UserAddressThrottle(5, 20);

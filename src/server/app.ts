@@ -138,7 +138,7 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
 
     let url = config.publicUrl ?? '';
     const identity = new Identity(deps, config.identity ?? {}, deriveKey(master.key, 'web-csrf'), () => url, { jwksCooldownMs: config.identity?.jwksCooldownMs });
-    const api = await buildApi({ deps, metrics, gateway: gatewayAccess, log, identity });
+    const api = await buildApi({ deps, metrics, gateway: gatewayAccess, log, identity, trustedProxies: config.trustedProxies });
     cleanups.push(() => api.close());
     await api.listen({ host: config.listen.host, port: config.listen.port });
     const addr = api.server.address();

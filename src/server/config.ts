@@ -23,6 +23,11 @@ export interface HallpassConfig {
   readonly listen: { readonly host: string; readonly port: number };
   /** Where clients reach the API (printed in tours, used in links). */
   readonly publicUrl?: string | undefined;
+  /**
+   * Addresses or CIDR ranges of the reverse proxies in front of the API: from these, the client's
+   * address is read from X-Forwarded-For (throttles and audit events use it). Default none.
+   */
+  readonly trustedProxies?: readonly string[] | undefined;
   readonly gateway?: GatewayListenConfig | undefined;
   readonly env: Readonly<Record<string, string | undefined>>;
   readonly instanceId?: string | undefined;

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { resolve, dirname, join } from 'node:path';
 import { parse } from 'yaml';
 import { Type, type Static } from '@sinclair/typebox';
@@ -15,6 +16,7 @@ export const ServerFileSchema = Type.Object({
   policy: Type.Optional(Type.String()),
   listen: Type.Optional(HostPort),
   publicUrl: Type.Optional(Type.String()),
+  trustedProxies: Type.Optional(Type.Array(Type.String(), { description: 'addresses or CIDR ranges of reverse proxies whose X-Forwarded-For is believed' })),
   databaseUrl: Type.Optional(Type.String({ description: 'prefer the HALLPASS_DATABASE_URL env var: it may hold a password' })),
   reconcileInterval: Type.Optional(Type.Integer({ minimum: 1, description: 'seconds' })),
   gateway: Type.Optional(Type.Object({
@@ -34,6 +36,16 @@ export function parseHostPort(text: string, what: string): { host: string; port:
   const port = m ? Number(m[2]) : NaN;
   if (!m || port < 0 || port > 65535) throw new ConfigError(`${what} must be host:port (got ${JSON.stringify(text)})`);
   return { host: m[1]!.replace(/^\[|\]$/g, ''), port };
+}
+
+/** An address or CIDR range (`10.0.0.5`, `10.0.0.0/8`, `fd00::/8`) for trustedProxies. */
+export function checkProxy(text: string): string {
+  const [addr = '', bits, extra] = text.split('/');
+  const family = isIP(addr);
+  const max = family === 4 ? 32 : 128;
+  const ok = family !== 0 && extra === undefined && (bits === undefined || (/^[0-9]{1,3}$/.test(bits) && Number(bits) <= max));
+  if (!ok) throw new ConfigError(`trustedProxies: ${JSON.stringify(text)} is not an IP address or CIDR range`);
+  return text;
 }
 
 export interface ServerFlags {
@@ -73,6 +85,7 @@ export function resolveServerConfig(flags: ServerFlags, env: Readonly<Record<str
     databaseUrl: env.HALLPASS_DATABASE_URL ?? file.databaseUrl,
     listen,
     publicUrl: file.publicUrl,
+    trustedProxies: file.trustedProxies?.map((p) => checkProxy(p)),
     gateway: gw.enabled === false ? undefined : {
       ...gatewayListen, requireTls: gw.requireTls ?? true,
       certFile: gw.certFile ? resolve(base, gw.certFile) : undefined, keyFile: gw.keyFile ? resolve(base, gw.keyFile) : undefined,

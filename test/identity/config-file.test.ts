@@ -39,4 +39,12 @@ identity:
     expect(() => resolveServerConfig({ config: write('identity:\n  oidc: { issuer: https://x, clientId: y, clientSecret: inline }\n') }, {})).toThrow(/clientSecret/);
     expect(() => resolveServerConfig({ config: write('identity:\n  oidc: { issuer: https://x, clientId: y, clientSecretEnv: NOPE }\n') }, {})).toThrow(/NOPE is not set/);
   });
+
+  it('takes trustedProxies as addresses or CIDR ranges and refuses anything else, naming it', () => {
+    const c = resolveServerConfig({ config: write('trustedProxies: [10.0.0.5, 10.1.0.0/16, "fd00::/8", "::1"]\n') }, {});
+    expect(c.trustedProxies).toEqual(['10.0.0.5', '10.1.0.0/16', 'fd00::/8', '::1']);
+    for (const bad of ['proxy.example.com', '10.0.0.0/33', '10.0.0.1/8/8', '*', 'fd00::/129']) {
+      expect(() => resolveServerConfig({ config: write(`trustedProxies: [${JSON.stringify(bad)}]\n`) }, {}), bad).toThrow(/trustedProxies: .* is not an IP address or CIDR range/);
+    }
+  });
 });

@@ -7,7 +7,7 @@ import { startPgTarget, type PgTarget } from '../support/pg-target.js';
 
 /**
  * Password guessing against the two sign-in routes (CLI `/auth/login`, web `/auth/web-login`):
- * 5 failures per user name and 5 per client address, in one budget shared by both routes, then
+ * 5 failures per user name and 20 per client address, in one budget shared by both routes, then
  * back-off (1 s, doubling). Client addresses are set per call through Fastify's inject.
  */
 describe('password login throttling (CLI and web sign-in share one budget)', () => {
@@ -17,8 +17,7 @@ describe('password login throttling (CLI and web sign-in share one budget)', () 
   const password = 'correct horse battery staple';
   const users = ['alice', 'dave', 'bob', 'carol', 'olga'];
 
-  beforeAll(async () => {
-    target = await startPgTarget();
+  const policyWithPasswords = async () => {
     const hash = await hashPassword(password, { N: 2 ** 14, r: 8, p: 1 });
     let policy = testPolicy(target);
     for (const u of users) {
@@ -26,7 +25,12 @@ describe('password login throttling (CLI and web sign-in share one budget)', () 
       if (!m) throw new Error('test policy changed: update this test');
       policy = policy.replace(m[0], `- { name: ${u}, groups: ${m[1]}, passwordHash: "${hash}" }`);
     }
-    t = await startIdentityHallpass({ target, policy, clock });
+    return policy;
+  };
+
+  beforeAll(async () => {
+    target = await startPgTarget();
+    t = await startIdentityHallpass({ target, policy: await policyWithPasswords(), clock });
   });
   afterAll(async () => {
     await t?.close();
@@ -61,9 +65,9 @@ describe('password login throttling (CLI and web sign-in share one budget)', () 
     expect((await attempt('web-login', 'alice', 'one more guess', '10.0.0.10')).status).toBe(401);
   });
 
-  it('per address: 5 wrong passwords for 5 different users throttle that address, not others', async () => {
+  it('per address: 20 wrong passwords spread over users throttle that address, not others', async () => {
     fresh();
-    for (const u of users) expect((await attempt('login', u, 'guess', '10.0.1.1')).status).toBe(401);
+    for (let i = 0; i < 20; i++) expect((await attempt('login', users[i % users.length] as string, 'guess', '10.0.1.1')).status).toBe(401);
     refused(await attempt('login', 'alice', password, '10.0.1.1'));
     refused(await attempt('web-login', 'bob', password, '10.0.1.1'));
     refused(await attempt('login', 'mallory', 'anything', '10.0.1.1'));
@@ -77,7 +81,8 @@ describe('password login throttling (CLI and web sign-in share one budget)', () 
     refused(await attempt('login', 'carol', password, '10.0.2.9'));
     refused(await attempt('web-login', 'carol', password, '10.0.2.9'));
     // One address, different users, alternating routes.
-    for (const [i, u] of ['alice', 'dave', 'bob', 'olga', 'mallory'].entries()) {
+    for (let i = 0; i < 20; i++) {
+      const u = ['alice', 'dave', 'bob', 'olga', 'mallory'][i % 5] as string;
       expect((await attempt(i % 2 ? 'web-login' : 'login', u, 'guess', '10.0.3.1')).status).toBe(401);
     }
     refused(await attempt('web-login', 'alice', password, '10.0.3.1'));
@@ -111,5 +116,20 @@ describe('password login throttling (CLI and web sign-in share one budget)', () 
       expect(r.status).toBe(400);
     }
     expect((await t.audit('auth.login_failed')).length).toBe(failedBefore);
+  });
+
+  it('reads the client address from X-Forwarded-For only when the peer is a configured proxy (review 2026-12-02: behind a proxy everyone shared one budget)', async () => {
+    const proxied = await startIdentityHallpass({ target, policy: await policyWithPasswords(), clock, trustedProxies: ['10.9.9.0/24'] });
+    try {
+      const via = async (h: IdentityHallpass, peer: string, forwarded: string) => {
+        await h.h.api.inject({ method: 'POST', url: '/api/v1/auth/login', payload: { username: 'mallory', password: 'x' }, remoteAddress: peer, headers: { 'x-forwarded-for': forwarded } });
+        return (await h.audit('auth.login_failed')).at(-1)?.data.clientAddress;
+      };
+      expect(await via(proxied, '10.9.9.1', '203.0.113.7')).toBe('203.0.113.7');
+      expect(await via(proxied, '10.8.8.8', '203.0.113.7')).toBe('10.8.8.8'); // not a proxy: its own address
+      expect(await via(t, '10.9.9.1', '203.0.113.7')).toBe('10.9.9.1'); // no proxies configured
+    } finally {
+      await proxied.close();
+    }
   });
 });

@@ -27,7 +27,7 @@ export interface IdentityHallpass {
 }
 
 export async function startIdentityHallpass(o: {
-  target: PgTarget; policy: string; identity?: IdentityConfig; clock?: Clock; publicUrl?: string; databaseUrl?: string;
+  target: PgTarget; policy: string; identity?: IdentityConfig; clock?: Clock; publicUrl?: string; databaseUrl?: string; trustedProxies?: string[];
   /** e.g. the gateway (gatewayExtension). */
   extensions?: HallpassExtension[];
 }): Promise<IdentityHallpass> {
@@ -36,7 +36,7 @@ export async function startIdentityHallpass(o: {
   writeFileSync(policyFile, o.policy);
   const adminToken = `hp_tok_${randomBytes(32).toString('hex').slice(0, 43)}`;
   const h = await startHallpass({
-    dataDir, policyFile, databaseUrl: o.databaseUrl, listen: { host: '127.0.0.1', port: 0 }, publicUrl: o.publicUrl,
+    dataDir, policyFile, databaseUrl: o.databaseUrl, listen: { host: '127.0.0.1', port: 0 }, publicUrl: o.publicUrl, trustedProxies: o.trustedProxies,
     env: { TEST_TARGET_ADMIN_PASSWORD: o.target.adminPassword, HALLPASS_ADMIN_TOKEN: adminToken },
     clock: o.clock, schedulerPollMs: 200, schedulerTimers: o.clock ? false : undefined, reconcileIntervalMs: 3_600_000, watchPolicy: false,
     log: () => {}, identity: o.identity,
