@@ -1,4 +1,5 @@
 import type { AccessDeps } from '../access/context.js';
+import { AnonymousFailures } from './throttle.js';
 import { inTx } from '../access/context.js';
 import { AppError } from '../domain/errors.js';
 import type { Principal } from '../domain/principal.js';
@@ -39,6 +40,8 @@ export class Identity {
   readonly workloads: WorkloadVerifier;
   readonly oidc: OidcLogin | undefined;
   readonly settings: ReturnType<typeof sessionSettings>;
+  /** Workload-token and SSO-callback failures per client address (audited up to a budget). */
+  readonly anonymousFailures = new AnonymousFailures();
 
   constructor(readonly deps: AccessDeps, readonly config: IdentityConfig, readonly csrfKey: Buffer, readonly baseUrl: () => string,
     opts: { jwksCooldownMs?: number } = {}) {
@@ -85,13 +88,20 @@ export class Identity {
   }
 
   async #workload(jwt: string, ip: string, now: number): Promise<Principal> {
+    const attempt = this.anonymousFailures.begin(ip, now);
+    if (typeof attempt === 'number') throw new AppError('rate_limited', `too many failed sign-ins from this address; try again in ${Math.ceil(attempt / 1000)}s`);
     let v: VerifiedWorkload;
     try {
       v = await this.workloads.verify(jwt);
+      attempt.done(true);
     } catch (e) {
+      attempt.done(false);
       const why = e instanceof WorkloadAuthError ? e.message : 'token could not be verified';
+      const suppressed = this.anonymousFailures.takeSuppressed(ip);
       await inTx(this.deps, async (_tx, audit) => {
-        audit({ type: 'auth.workload_failed', actor: 'anonymous', at: now, data: { why, issuer: e instanceof WorkloadAuthError ? e.issuer ?? null : null, clientAddress: ip } });
+        audit({ type: 'auth.workload_failed', actor: 'anonymous', at: now, data: {
+          why, issuer: e instanceof WorkloadAuthError ? e.issuer ?? null : null, clientAddress: ip, ...(suppressed > 0 ? { suppressed } : {}),
+        } });
       });
       throw new AppError('unauthenticated', `workload token refused: ${why}`);
     }

@@ -58,3 +58,15 @@ describe('addressKey', () => {
     expect(typeof t.begin('u9', '2001:db8:1:3::1', 0)).toBe('object');
   });
 });
+
+describe('AnonymousFailures', () => {
+  it('audits failures up to the budget, then refuses and counts them for the next audited one', async () => {
+    const { AnonymousFailures } = await import('./throttle.js');
+    const f = new AnonymousFailures(3);
+    for (let i = 0; i < 3; i++) admitted(f.begin('198.51.100.1', 0)).done(false);
+    for (let i = 0; i < 5; i++) expect(f.begin('198.51.100.1', 0)).toBeGreaterThan(0);
+    expect(typeof f.begin('198.51.100.2', 0)).toBe('object'); // another address has its own budget
+    expect(f.takeSuppressed('198.51.100.1')).toBe(5);
+    expect(f.takeSuppressed('198.51.100.1')).toBe(0);
+  });
+});
