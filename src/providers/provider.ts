@@ -78,7 +78,11 @@ export interface ProviderFactory {
   readonly privilegesSchema: TSchema;
   /** Statement classes a role may deny through this kind's gateway (policy `guardrails:`). */
   readonly guardrails?: readonly string[] | undefined;
-  create(resource: ProviderResource, secrets: SecretResolver): Provider;
+  /**
+   * `deployment` names this hallpass deployment (the same for all its instances, another for
+   * another deployment): a provider marks what it makes with it, and sweeps only what it marked.
+   */
+  create(resource: ProviderResource, secrets: SecretResolver, opts?: { readonly deployment?: string | undefined }): Provider;
 }
 
 /** A target-side failure with anything secret already removed from the message. */

@@ -81,7 +81,9 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
     const base = { store, clock, appendAudit: appendEvents };
     const policy = await PolicyHolder.load(config.policyFile, providerFactories, base);
     cleanups.push(() => policy.close());
-    const providers = new ProviderPool(providerFactories, secretResolver(config.env), () => policy.current);
+    // What providers make on targets is marked with this deployment's name: the master key's
+    // fingerprint (derived, it reveals nothing), shared by every instance of the deployment.
+    const providers = new ProviderPool(providerFactories, secretResolver(config.env), () => policy.current, `hallpass ${auditSealKey(master.key).id}`);
     cleanups.push(() => providers.close());
     // The scheduler needs deps and deps wake the scheduler: tie the knot through a late binding.
     const wake = { to: (_at: number): void => {} };

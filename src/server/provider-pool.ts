@@ -31,10 +31,13 @@ export class ProviderPool implements ProviderLookup {
   readonly #live = new Map<string, { key: string; provider: Provider }>();
   readonly #closing = new Set<Promise<void>>();
 
-  constructor(factories: ReadonlyMap<string, ProviderFactory>, secrets: SecretResolver, policy: () => Policy) {
+  readonly #deployment: string | undefined;
+
+  constructor(factories: ReadonlyMap<string, ProviderFactory>, secrets: SecretResolver, policy: () => Policy, deployment?: string) {
     this.#factories = factories;
     this.#secrets = secrets;
     this.#policy = policy;
+    this.#deployment = deployment;
   }
 
   get(resource: string): Provider | undefined {
@@ -49,7 +52,7 @@ export class ProviderPool implements ProviderLookup {
     if (existing) this.#retire(resource, existing.provider);
     const factory = this.#factories.get(def.kind);
     if (!factory) return undefined;
-    const provider = factory.create({ name: def.name, kind: def.kind, connection: def.connection }, this.#secrets);
+    const provider = factory.create({ name: def.name, kind: def.kind, connection: def.connection }, this.#secrets, { deployment: this.#deployment });
     this.#live.set(resource, { key, provider });
     return provider;
   }

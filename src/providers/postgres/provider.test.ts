@@ -98,6 +98,38 @@ describe('postgres provider against a scram-sha-256 target', () => {
     expect(await sql.scramVerifier(password, Buffer.from(m?.[2] ?? '', 'base64'), Number(m?.[1]))).toBe(stored);
   });
 
+  it('two deployments on one cluster each list only the roles they marked, and unmarked ones (review 2026-12-02: one swept the other\'s)', async () => {
+    const mine = createPostgresProvider(connectionFor(target).connection, resolveSecret, { deployment: 'hallpass mA' });
+    const theirs = createPostgresProvider(connectionFor(target).connection, resolveSecret, { deployment: 'hallpass mB' });
+    try {
+      const a = newPrincipal('depa');
+      const b = newPrincipal('depb');
+      await mine.provision({ principal: a, secret: newSecret(), privileges: {}, validUntil: inAnHour() });
+      await theirs.provision({ principal: b, secret: newSecret(), privileges: {}, validUntil: inAnHour() });
+      const unmarked = newPrincipal('hand');
+      const admin = await target.admin();
+      try {
+        await admin.query(`CREATE ROLE "${unmarked}" NOLOGIN`);
+        expect((await admin.query<{ d: string }>("SELECT shobj_description(oid, 'pg_authid') AS d FROM pg_roles WHERE rolname = $1", [a])).rows[0]?.d).toBe('hallpass mA');
+      } finally {
+        await admin.end();
+      }
+      const listedMine = await mine.listManagedPrincipals();
+      expect(listedMine).toContain(a);
+      expect(listedMine).toContain(unmarked);
+      expect(listedMine).not.toContain(b);
+      expect(await theirs.listManagedPrincipals()).not.toContain(a);
+      // Re-provisioning (a retried activation) keeps the mark.
+      await mine.provision({ principal: a, secret: newSecret(), privileges: {}, validUntil: inAnHour() });
+      expect(await theirs.listManagedPrincipals()).not.toContain(a);
+      await mine.revoke([a, unmarked]);
+      await theirs.revoke([b]);
+    } finally {
+      await mine.close();
+      await theirs.close();
+    }
+  });
+
   it('VALID UNTIL in the past refuses login (the first layer of expiry)', async () => {
     const p = newPrincipal('past');
     const s = newSecret();

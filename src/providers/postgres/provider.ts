@@ -36,7 +36,8 @@ export interface PostgresProvider extends Provider {
  * role `hp_...` with a password and VALID UNTIL, removed (sessions terminated first) on revoke.
  * The admin password comes from `secrets` (env var or file), read per new connection.
  */
-export function createPostgresProvider(connection: unknown, secrets: SecretResolver, opts: { poolSize?: number } = {}): PostgresProvider {
+export function createPostgresProvider(connection: unknown, secrets: SecretResolver, opts: { poolSize?: number; deployment?: string | undefined } = {}): PostgresProvider {
+  const marker = opts.deployment;
   const conn = parseConnection(connection);
   const orphan = conn.orphanOwner ?? DEFAULT_ORPHAN_OWNER;
   const conns = adminConnections(conn, secrets, opts.poolSize);
@@ -82,7 +83,8 @@ export function createPostgresProvider(connection: unknown, secrets: SecretResol
         inTransaction(conns.pool, async (c, notices) => {
           // Fast path, one round trip: a fresh principal (the usual case). The lock, CREATE and
           // every GRANT go as one simple-query string inside the surrounding transaction.
-          const fresh = await c.query([sql.lockCatalogForTransaction(), 'SAVEPOINT hp_create', sql.createRole(roleSpec), ...grantsFor([])].join(';\n'))
+          const mark = marker === undefined ? [] : [sql.commentOnRole(role, marker)];
+          const fresh = await c.query([sql.lockCatalogForTransaction(), 'SAVEPOINT hp_create', sql.createRole(roleSpec), ...mark, ...grantsFor([])].join(';\n'))
             .then(() => true, async (err: unknown) => {
               // 42710 duplicate_object: it exists (a retried activation): converge it below.
               if (typeof err === 'object' && err !== null && 'code' in err && err.code === '42710') {
@@ -95,7 +97,7 @@ export function createPostgresProvider(connection: unknown, secrets: SecretResol
             const wanted = new Set(privileges.memberOf ?? []);
             const extra = (await exec<{ rolname: string }>(c, sql.currentMemberships(role))).rows.map((r) => r.rolname).filter((g) => !wanted.has(g));
             // One round trip, inside the surrounding transaction.
-            await c.query([sql.alterRoleToSpec(roleSpec), ...grantsFor(extra)].join(';\n'));
+            await c.query([sql.alterRoleToSpec(roleSpec), ...mark, ...grantsFor(extra)].join(';\n'));
           }
           refusedGrants(notices);
         }),
@@ -127,7 +129,7 @@ export function createPostgresProvider(connection: unknown, secrets: SecretResol
     },
 
     async listManagedPrincipals() {
-      return guarded('listManagedPrincipals', [], async () => (await exec<{ rolname: string }>(conns.pool, sql.listManaged())).rows.map((r) => r.rolname));
+      return guarded('listManagedPrincipals', [], async () => (await exec<{ rolname: string }>(conns.pool, sql.listManaged(marker))).rows.map((r) => r.rolname));
     },
 
     async check() {
@@ -180,5 +182,5 @@ export const postgresProviderFactory: ProviderFactory = {
   connectionSchema,
   privilegesSchema,
   guardrails: Object.keys(GUARDRAILS),
-  create: (resource, secrets) => createPostgresProvider(resource.connection, secrets),
+  create: (resource, secrets, opts) => createPostgresProvider(resource.connection, secrets, { deployment: opts?.deployment }),
 };

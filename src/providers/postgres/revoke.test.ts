@@ -184,6 +184,7 @@ describe('postgres revoke', () => {
     const limited = createPostgresProvider(
       { host: target.host, port: target.port, database: target.database, admin: { user: 'hallpass_admin', password: { env: 'HP_TEST_LEAST_PRIV_ADMIN' } }, orphanOwner: 'hallpass_orphans_lp' },
       resolveSecret,
+      { deployment: 'hallpass mLP' }, // marking its roles (COMMENT ON ROLE) needs nothing more
     );
     try {
       expect(await limited.check()).toMatchObject({ ok: true });

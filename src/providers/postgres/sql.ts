@@ -114,10 +114,21 @@ export function grantStatements(g: PostgresGrant, role: string): string[] {
 /** `hp\_%`: the prefix for LIKE with its wildcards (`_`, `%`) and the escape (`\`) escaped. */
 export const managedLikePattern = (prefix: string = MANAGED_PREFIX): string => `${prefix.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
-export const listManaged = (): Statement => ({
-  text: `SELECT rolname FROM pg_catalog.pg_roles WHERE rolname LIKE $1 ESCAPE '\\' ORDER BY rolname`,
-  values: [managedLikePattern()],
-});
+/**
+ * The managed roles (`hp_…`) this deployment may sweep: marked with its name (commentOnRole), or
+ * unmarked (made before marks, or by hand: the prefix is reserved). Another deployment's marked
+ * roles on a shared cluster are not ours (a review saw one deployment's reconciler drop roles it
+ * did not make, 2026-12-02).
+ */
+export const listManaged = (marker?: string): Statement => marker === undefined
+  ? { text: `SELECT rolname FROM pg_catalog.pg_roles WHERE rolname LIKE $1 ESCAPE '\\' ORDER BY rolname`, values: [managedLikePattern()] }
+  : {
+    text: `SELECT rolname FROM pg_catalog.pg_roles WHERE rolname LIKE $1 ESCAPE '\\'
+             AND coalesce(pg_catalog.shobj_description(oid, 'pg_authid'), $2) = $2 ORDER BY rolname`,
+    values: [managedLikePattern(), marker],
+  };
+/** Marks a role as made by this deployment (listManaged). */
+export const commentOnRole = (role: string, marker: string): string => `COMMENT ON ROLE ${quoteIdent(role)} IS ${quoteLiteral(marker)}`;
 export const existingRoles = (roles: readonly string[]): Statement => ({
   text: 'SELECT oid::int8::text AS oid, rolname FROM pg_catalog.pg_roles WHERE rolname = ANY($1::text[])',
   values: [roles],
