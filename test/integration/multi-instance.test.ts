@@ -5,6 +5,7 @@ import { startTestHallpass, type TestHallpass } from '../support/hallpass.js';
 import { createTestDatabase } from '../support/services.js';
 import { eventually, managedRoles, roleExists, tryConnect } from '../support/target-checks.js';
 import { revokeGrant } from '../../src/access/grants.js';
+import type { Provider } from '../../src/providers/provider.js';
 import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 
@@ -124,14 +125,22 @@ describe('two instances on one PostgreSQL store', () => {
     await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
   });
 
-  it('a target that refuses an extension puts the store back: the target never ends later than the store (review 2026-12-02)', async () => {
+  /** A 10-minute read grant of carol's for `fn`; its provider's extend is restored and the grant revoked after. */
+  const withCarolGrant = async (fn: (g: { id: string; db: typeof a.h.deps.store.db; provider: Provider; realExtend: Provider['extend'] }) => Promise<void>) => {
     const r = await a.api(await a.token('carol'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '10m', reason: 'base' });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
-    const id = r.body.grant.id;
-    const db = a.h.deps.store.db;
-    const before = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
     const provider = a.h.deps.providers.get('app-db')!;
-    const real = provider.extend.bind(provider);
+    const realExtend = provider.extend.bind(provider);
+    try {
+      await fn({ id: r.body.grant.id, db: a.h.deps.store.db, provider, realExtend });
+    } finally {
+      provider.extend = realExtend;
+      await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${r.body.grant.id}/revoke`, {});
+    }
+  };
+
+  it('a target that refuses an extension puts the store back: the target never ends later than the store (review 2026-12-02)', () => withCarolGrant(async ({ id, db, provider, realExtend }) => {
+    const before = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
     let calls = 0;
     let storeEndDuringCall = 0;
     provider.extend = async (principal: string, until: Date) => {
@@ -141,64 +150,43 @@ describe('two instances on one PostgreSQL store', () => {
         storeEndDuringCall = Number((await db.selectFrom('grants').select('expires_at').where('id', '=', id).executeTakeFirstOrThrow()).expires_at);
         throw new Error('target unreachable');
       }
-      await real(principal, until);
+      await realExtend(principal, until);
     };
-    try {
-      const e = await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/extend`, { by: '5m', reason: 'more' });
-      expect(e.status).toBe(502);
-      expect(storeEndDuringCall).toBe(Number(before.expires_at) + 5 * 60_000);
-      const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
-      expect(g.expires_at).toBe(before.expires_at);
-      expect(g.target_pending_at).toBeNull();
-      await expectTargetEndIsStoreEnd(g);
-      expect((await queryEvents(db, { type: 'grant.extension_reverted', grantId: id, limit: 5 })).map((ev) => ev.data.notApplied)).toEqual([Number(before.expires_at) + 5 * 60_000]);
-    } finally {
-      provider.extend = real;
-      await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
-    }
-  });
+    const e = await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/extend`, { by: '5m', reason: 'more' });
+    expect(e.status).toBe(502);
+    expect(storeEndDuringCall).toBe(Number(before.expires_at) + 5 * 60_000);
+    const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    expect(g.expires_at).toBe(before.expires_at);
+    expect(g.target_pending_at).toBeNull();
+    await expectTargetEndIsStoreEnd(g);
+    expect((await queryEvents(db, { type: 'grant.extension_reverted', grantId: id, limit: 5 })).map((ev) => ev.data.notApplied)).toEqual([Number(before.expires_at) + 5 * 60_000]);
+  }));
 
-  it('the target follows the store when another instance moves the end during a target call, through a failed call (fourth review)', async () => {
-    const r = await a.api(await a.token('carol'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '10m', reason: 'base' });
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
-    const id = r.body.grant.id;
-    const db = a.h.deps.store.db;
-    const provider = a.h.deps.providers.get('app-db')!;
-    const real = provider.extend.bind(provider);
+  it('the target follows the store when another instance moves the end during a target call, through a failed call (fourth review)', () => withCarolGrant(async ({ id, db, provider, realExtend }) => {
     let calls = 0;
     // First target call: done, then another instance's 20m extension commits; the next call
     // (setting the target to the store's new end) fails once; then the target is back.
     provider.extend = async (principal: string, until: Date) => {
       calls++;
       if (calls === 2) throw new Error('target briefly unreachable');
-      await real(principal, until);
+      await realExtend(principal, until);
       if (calls === 1) {
         const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
         await db.updateTable('grants').set({ expires_at: Number(g.expires_at) + 20 * 60_000, due_at: Number(g.expires_at) + 20 * 60_000 }).where('id', '=', id).execute();
       }
     };
-    try {
-      const e = await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/extend`, { by: '1m', reason: 'more' });
-      expect(e.status).toBe(201);
-      expect(calls).toBe(3);
-      const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
-      await expectTargetEndIsStoreEnd(g);
-      expect(g.target_pending_at).toBeNull();
-    } finally {
-      provider.extend = real;
-      await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
-    }
-  });
+    const e = await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/extend`, { by: '1m', reason: 'more' });
+    expect(e.status).toBe(201);
+    expect(calls).toBe(3);
+    const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
+    await expectTargetEndIsStoreEnd(g);
+    expect(g.target_pending_at).toBeNull();
+  }));
 
-  it('a crash between the store\'s new end and the target\'s leaves the target short, never long; the reconciler sets it (review 2026-12-02)', async () => {
-    const r = await a.api(await a.token('carol'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '10m', reason: 'base' });
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
-    const id = r.body.grant.id;
-    const db = a.h.deps.store.db;
+  it('a crash between the store\'s new end and the target\'s leaves the target short, never long; the reconciler sets it (review 2026-12-02)', () => withCarolGrant(async ({ id, db }) => {
     const before = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
     // The state such a crash leaves: the store moved (and marked), the target not told.
-    const pendingSince = Date.now() - 2 * 60_000;
-    await db.updateTable('grants').set({ expires_at: Number(before.expires_at) + 5 * 60_000, due_at: Number(before.expires_at) + 5 * 60_000, target_pending_at: pendingSince })
+    await db.updateTable('grants').set({ expires_at: Number(before.expires_at) + 5 * 60_000, due_at: Number(before.expires_at) + 5 * 60_000, target_pending_at: Date.now() - 2 * 60_000 })
       .where('id', '=', id).execute();
     const admin = await target.admin();
     try {
@@ -211,8 +199,7 @@ describe('two instances on one PostgreSQL store', () => {
     const g = await db.selectFrom('grants').selectAll().where('id', '=', id).executeTakeFirstOrThrow();
     expect(g.target_pending_at).toBeNull();
     await expectTargetEndIsStoreEnd(g);
-    await a.api(await a.token('carol'), 'POST', `/api/v1/grants/${id}/revoke`, {});
-  });
+  }));
 
   it('parallel requests of one user for one role on two instances make one live grant (review 2026-12-02: three)', async () => {
     const tok = await a.token('dave');
