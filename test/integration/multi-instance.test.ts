@@ -10,27 +10,41 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 
 /**
+ * A scram target and two hallpass instances sharing one PostgreSQL state store for the enclosing
+ * describe block, handed to `set` once started (stopped and dropped after the block).
+ */
+function useTwoInstances(
+  storeName: string,
+  ids: readonly [string, string],
+  extra: { schedulerPollMs?: number; schedulerTimers?: boolean; leaseMs?: number },
+  set: (t: { target: PgTarget; a: TestHallpass; b: TestHallpass }) => void,
+): void {
+  let target: PgTarget | undefined;
+  let store: { url: string; drop: () => Promise<void> } | undefined;
+  const up: TestHallpass[] = [];
+  beforeAll(async () => {
+    target = await startPgTarget();
+    store = await createTestDatabase(storeName);
+    const masterKey = randomBytes(32).toString('base64');
+    for (const instanceId of ids) up.push(await startTestHallpass({ target, databaseUrl: store.url, instanceId, masterKey, ...extra }));
+    set({ target, a: up[0]!, b: up[1]! });
+  });
+  afterAll(async () => {
+    for (const t of up) await t.close();
+    await store?.drop();
+    await target?.stop();
+  });
+}
+
+/**
  * Two hallpass instances share one PostgreSQL state store (HALLPASS_DATABASE_URL) and both run
  * their schedulers: every expiry must happen exactly once.
  */
 describe('two instances on one PostgreSQL store', () => {
   let target: PgTarget;
-  let store: { url: string; drop: () => Promise<void> };
   let a: TestHallpass;
   let b: TestHallpass;
-  beforeAll(async () => {
-    target = await startPgTarget();
-    store = await createTestDatabase('hp_multi');
-    const masterKey = randomBytes(32).toString('base64');
-    a = await startTestHallpass({ target, databaseUrl: store.url, instanceId: 'instance-a', masterKey, schedulerPollMs: 100 });
-    b = await startTestHallpass({ target, databaseUrl: store.url, instanceId: 'instance-b', masterKey, schedulerPollMs: 100 });
-  });
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-    await store?.drop();
-    await target?.stop();
-  });
+  useTwoInstances('hp_multi', ['instance-a', 'instance-b'], { schedulerPollMs: 100 }, (t) => ({ target, a, b } = t));
 
   /** The grant's role on the target expires when the store says the grant does (VALID UNTIL is kept to the second). */
   const expectTargetEndIsStoreEnd = async (g: { principal: string; expires_at: number | null }) => {
@@ -276,22 +290,9 @@ describe('two instances on one PostgreSQL store', () => {
  */
 describe('a revocation racing an expiry round', () => {
   let target: PgTarget;
-  let store: { url: string; drop: () => Promise<void> };
   let a: TestHallpass;
   let b: TestHallpass;
-  beforeAll(async () => {
-    target = await startPgTarget();
-    store = await createTestDatabase('hp_race');
-    const masterKey = randomBytes(32).toString('base64');
-    a = await startTestHallpass({ target, databaseUrl: store.url, instanceId: 'race-a', masterKey, schedulerTimers: false });
-    b = await startTestHallpass({ target, databaseUrl: store.url, instanceId: 'race-b', masterKey, schedulerTimers: false });
-  });
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-    await store?.drop();
-    await target?.stop();
-  });
+  useTwoInstances('hp_race', ['race-a', 'race-b'], { schedulerTimers: false }, (t) => ({ target, a, b } = t));
 
   it('always ends the grant on the target and in the store, whichever instance revokes', async () => {
     const users = ['alice', 'dave', 'carol'];
@@ -345,22 +346,9 @@ describe('a revocation racing an expiry round', () => {
 describe('a provision that lands after its grant was revoked', () => {
   const LEASE = 3000;
   let target: PgTarget;
-  let store: { url: string; drop: () => Promise<void> };
   let a: TestHallpass;
   let b: TestHallpass;
-  beforeAll(async () => {
-    target = await startPgTarget();
-    store = await createTestDatabase('hp_fence');
-    const masterKey = randomBytes(32).toString('base64');
-    a = await startTestHallpass({ target, databaseUrl: store.url, instanceId: 'fence-a', masterKey, leaseMs: LEASE, schedulerPollMs: 100 });
-    b = await startTestHallpass({ target, databaseUrl: store.url, instanceId: 'fence-b', masterKey, leaseMs: LEASE, schedulerPollMs: 100 });
-  });
-  afterAll(async () => {
-    await a?.close();
-    await b?.close();
-    await store?.drop();
-    await target?.stop();
-  });
+  useTwoInstances('hp_fence', ['fence-a', 'fence-b'], { leaseMs: LEASE, schedulerPollMs: 100 }, (t) => ({ target, a, b } = t));
 
   it('is undone at once: the revoked grant\'s credential cannot log in', async () => {
     // Instance A's provision waits two leases before it reaches the target (the pause).
