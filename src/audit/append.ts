@@ -1,6 +1,6 @@
 import type { Dialect, Tx } from '../store/db.js';
 import { chainHash } from './chain.js';
-import { checkHeadSeal, noteHead, sealHead } from './head-seal.js';
+import { checkHeadSeal, sealHead } from './head-seal.js';
 import { maskSecrets, redactedCanonicalJSON } from './redact.js';
 import type { AuditEventInput, AuditEventRow } from './types.js';
 
@@ -46,7 +46,7 @@ export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonl
   }
   const last = rows[rows.length - 1] as AuditEventRow;
   await tx.updateTable('audit_head').set({ seq: last.seq, hash: last.hash, seal: sealHead(last.seq, last.hash) }).where('id', '=', 1).execute();
-  noteHead(last.seq, last.hash); // (a rolled-back transaction leaves a note the log never held: verify then reports it)
+  // The caller notes the head once its transaction has committed (noteHead): inTx, storeSink.
   return rows;
 }
 

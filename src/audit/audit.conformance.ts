@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { inTx, type AccessDeps } from '../access/context.js';
 import { openStore, type StoreConnection } from '../store/db.js';
 import { appendEvents } from './append.js';
 import { AuditBatcher } from './batcher.js';
@@ -468,9 +469,20 @@ export function auditConformance(target: AuditTarget): void {
       it('a rollback to an older head with its genuine seal fails against the newest head this process wrote', async () => {
         await seed(3);
         const old = await store.db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).executeTakeFirstOrThrow();
-        await append([ev(4), ev(5)]);
+        await storeSink(store).record([ev(4), ev(5)]);
         const written = notedHead();
         expect(written?.seq).toBe(5);
+        // A transaction that appended and then rolled back wrote nothing: it is not noted.
+        await expect(store.db.transaction().execute(async (tx) => {
+          await appendEvents(tx, store.dialect, [ev(6)]);
+          throw new Error('the state change failed');
+        })).rejects.toThrow('the state change failed');
+        expect(notedHead()).toEqual(written);
+        // State transactions (inTx) note the head once they have committed.
+        await inTx({ store, appendAudit: appendEvents } as unknown as AccessDeps, async (_tx, audit) => audit(ev(6)));
+        expect(notedHead()?.seq).toBe(6);
+        await store.db.deleteFrom('audit_events').where('seq', '=', 6).execute();
+        await store.db.updateTable('audit_head').set({ seq: written!.seq, hash: written!.hash }).where('id', '=', 1).execute();
         await store.db.deleteFrom('audit_events').where('seq', '>', 3).execute();
         await store.db.updateTable('audit_head').set({ seq: old.seq, hash: old.hash, seal: old.seal }).where('id', '=', 1).execute();
         expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 3 }); // indistinguishable without memory

@@ -1,4 +1,5 @@
 import type { StoreConnection } from '../store/db.js';
+import { noteHead } from './head-seal.js';
 import { appendPrepared, prepareEdgeEvent } from './append.js';
 import { sqliteAppender } from './sqlite-append.js';
 import { threadSink } from './thread-sink.js';
@@ -28,7 +29,9 @@ export function storeSink(store: Pick<StoreConnection, 'db' | 'dialect' | 'sqlit
     async record(events) {
       if (events.length === 0) return;
       const prepared = events.map(prepareEdgeEvent);
-      await db.transaction().execute((tx) => appendPrepared(tx, dialect, prepared));
+      const rows = await db.transaction().execute((tx) => appendPrepared(tx, dialect, prepared));
+      const last = rows.at(-1);
+      if (last !== undefined) noteHead(last.seq, last.hash); // committed
     },
   };
 }
