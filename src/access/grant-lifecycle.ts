@@ -192,7 +192,8 @@ export async function revokeLeased(deps: AccessDeps, grantIds: readonly string[]
   await Promise.all([...byResource].map(([resource, gs]) => revokeOnResource(deps, resource, gs)));
 }
 
-async function revokeOnResource(deps: AccessDeps, resource: string, grants: GrantRow[]): Promise<void> {
+async function revokeOnResource(deps: AccessDeps, resource: string, batch: GrantRow[]): Promise<void> {
+  let grants = batch;
   const owner = deps.instanceId;
   // Grants that never reached the target have nothing to remove there.
   const onTarget = grants.filter((g) => g.starts_at !== null);
@@ -204,6 +205,14 @@ async function revokeOnResource(deps: AccessDeps, resource: string, grants: Gran
       await provider.revoke(onTarget.map((g) => g.principal));
     } catch (err) {
       failure = errorText(err);
+      const still = err instanceof ProviderError ? err.failedPrincipals : undefined;
+      if (still !== undefined) {
+        // Some went: those are finished now, only the rest is retried.
+        const left = new Set(still);
+        const gone = grants.filter((g) => !left.has(g.principal));
+        if (gone.length > 0) await revokeOnResource(deps, resource, gone.map((g) => ({ ...g, starts_at: null })));
+        grants = grants.filter((g) => left.has(g.principal));
+      }
     }
   }
   const now = deps.clock.now().getTime();

@@ -92,6 +92,11 @@ export class ProviderError extends Error {
     message: string,
     /** True when retrying later may succeed (target down, timeout); false for config faults. */
     readonly retryable: boolean,
+    /**
+     * For a batch revoke that removed some principals and not others: the ones still there.
+     * Undefined when the whole call failed.
+     */
+    readonly failedPrincipals?: readonly string[],
   ) {
     super(message);
   }

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createRequest } from '../../src/access/requests.js';
 import { ManualClock } from '../../src/domain/clock.js';
+import { ProviderError } from '../../src/providers/provider.js';
 import { getGrant } from '../../src/store/grants.js';
 import { queryEvents, verifyChain } from '../../src/audit/index.js';
 import { startPgTarget, type PgTarget } from '../support/pg-target.js';
@@ -292,6 +293,39 @@ describe('access lifecycle (manual clock, real PostgreSQL target)', () => {
     expect('error' in again && again.error.message).toMatch(/password authentication failed|does not exist/);
     const types = (await events({ grantId: r.body.grant.id })).map((e) => e.type);
     expect(types).toEqual(['grant.created', 'grant.activating', 'grant.activated', 'grant.credentials_issued', 'grant.revoking', 'grant.revoked']);
+  });
+
+  it('a batch revoke that removes some principals and not others finishes those and retries only the rest (second review)', async () => {
+    await start();
+    const a1 = await request('alice', { role: 'read', duration: '5m' });
+    const d1 = await request('dave', { role: 'read', duration: '5m' });
+    const provider = t.h.deps.providers.get('app-db')!;
+    const real = provider.revoke.bind(provider);
+    let calls = 0;
+    // The first batch: alice's role goes, dave's is refused (as an object of his might refuse it).
+    provider.revoke = async (principals: readonly string[]) => {
+      calls++;
+      if (calls > 1) return real(principals);
+      const stuck = principals.filter((p) => p === d1.body.grant.principal);
+      await real(principals.filter((p) => !stuck.includes(p)));
+      throw new ProviderError('postgres revoke: dependent objects (injected)', false, stuck);
+    };
+    try {
+      clock.advance(5 * 60_000 + 1);
+      await t.h.scheduler.tick();
+      expect((await getGrant(t.h.deps.store.db, a1.body.grant.id))?.status).toBe('expired');
+      const d = await getGrant(t.h.deps.store.db, d1.body.grant.id);
+      expect(d?.status).toBe('revoking');
+      expect(d?.revoke_attempts).toBe(1);
+      expect(await roleExists(target, a1.body.grant.principal)).toBe(false);
+      expect(await roleExists(target, d1.body.grant.principal)).toBe(true);
+      clock.advance(70_000);
+      await t.h.scheduler.tick();
+      expect((await getGrant(t.h.deps.store.db, d1.body.grant.id))?.status).toBe('expired');
+      expect(await roleExists(target, d1.body.grant.principal)).toBe(false);
+    } finally {
+      provider.revoke = real;
+    }
   });
 
   it('keeps retrying a revocation while the target is down, flags revoke_failed with an alert, and finishes when it is back', async () => {

@@ -125,7 +125,24 @@ export function createPostgresProvider(connection: unknown, secrets: SecretResol
     async revoke(principals) {
       const roles = [...new Set(principals.map(checkPrincipal))];
       if (roles.length === 0) return;
-      await guarded('revoke', [], () => revokeRoles(conns, roles, orphan));
+      try {
+        await guarded('revoke', [], () => revokeRoles(conns, roles, orphan));
+      } catch (err) {
+        // One role's objects must not keep every other role of the batch on the target: one by
+        // one, then report the ones still there (a review's grant-option chain failed whole batches).
+        if (roles.length === 1 || (err instanceof ProviderError && err.retryable)) throw err;
+        const failed: string[] = [];
+        let first: unknown;
+        for (const role of roles) {
+          await guarded('revoke', [], () => revokeRoles(conns, [role], orphan)).catch((e: unknown) => {
+            failed.push(role);
+            first ??= e;
+          });
+        }
+        if (failed.length === 0) return;
+        const e = first instanceof ProviderError ? first : toProviderError('revoke', first, [conns.lastAdminPassword()]);
+        throw new ProviderError(e.message, e.retryable, failed);
+      }
     },
 
     async listManagedPrincipals() {

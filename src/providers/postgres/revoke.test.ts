@@ -74,8 +74,23 @@ describe('postgres revoke', () => {
     await c2.query('GRANT SELECT ON public.peek_view TO PUBLIC');
     await c2.query('CREATE TABLE public.shared_out (v int)');
     await c2.query('GRANT SELECT ON public.shared_out TO PUBLIC');
+    // Column grants and large objects have ACLs of their own (second review).
+    await c2.query("CREATE TABLE public.colsecret AS SELECT 'card 4111'::text AS v");
+    await c2.query('GRANT SELECT (v) ON public.colsecret TO PUBLIC');
+    const lo = (await c2.query<{ oid: number }>("SELECT lo_from_bytea(0, 'lo secret') AS oid")).rows[0]!.oid;
+    await c2.query(`GRANT SELECT ON LARGE OBJECT ${lo} TO PUBLIC`);
+    // A grant option passed on: a plain REVOKE is refused ("dependent privileges exist") and failed
+    // the whole batch on every retry (second review).
+    const p4 = newPrincipal('relay');
+    const s4 = newSecret();
+    await provider.provision({ principal: p4, secret: s4, privileges: {}, validUntil: inAnHour() });
+    await c2.query("CREATE TABLE public.chain AS SELECT 'chain secret'::text AS v");
+    await c2.query(`GRANT SELECT ON public.chain TO "${p4}" WITH GRANT OPTION`);
     await c2.end();
-    await provider.revoke([p2]);
+    const c4 = await connectAs(provider.connectionInfo(p4, s4));
+    await c4.query('GRANT SELECT ON public.chain TO PUBLIC');
+    await c4.end();
+    await provider.revoke([p2, p4]);
 
     const admin = await target.admin();
     try {
@@ -100,6 +115,9 @@ describe('postgres revoke', () => {
       await expect(c3.query('SELECT * FROM public.peek()')).rejects.toThrow(/permission denied/);
       await expect(c3.query('SELECT * FROM public.peek_view')).rejects.toThrow(/permission denied/);
       await expect(c3.query('SELECT * FROM public.shared_out')).rejects.toThrow(/permission denied/);
+      await expect(c3.query('SELECT v FROM public.colsecret')).rejects.toThrow(/permission denied/);
+      await expect(c3.query(`SELECT lo_get(${lo})`)).rejects.toThrow(/permission denied/);
+      await expect(c3.query('SELECT v FROM public.chain')).rejects.toThrow(/permission denied/);
     } finally {
       await c3.end();
       await provider.revoke([p3]);

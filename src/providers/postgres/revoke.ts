@@ -84,10 +84,10 @@ async function revokeLocked(
       await inDatabase(datname, async (c) => {
         const held = await exec<{ kind: sql.BatchRevocable; schema: string | null; name: string; roles: string[] }>(c, sql.privilegeHolders(oids));
         // What they own goes to the shared orphan owner usable by no one else, running as no one.
-        const owned = await exec<{ kind: sql.OwnedKind; schema: string | null; name: string; grantees: string[]; definer: boolean }>(c, sql.ownedObjectsInUse(oids));
+        const owned = await exec<{ kind: sql.OwnedKind; schema: string | null; name: string; grantees: string[]; definer: boolean; columns: string[] | null }>(c, sql.ownedObjectsInUse(oids));
         const statements = [
           ...held.rows.map((h) => sql.revokeAllOn(h.kind, h.schema, h.name, h.roles)),
-          ...owned.rows.flatMap((o) => sql.neutralise(o.kind, o.schema, o.name, o.grantees, o.definer)),
+          ...owned.rows.flatMap((o) => sql.neutralise(o.kind, o.schema, o.name, o.grantees, o.definer, o.columns)),
           sql.reassignOwned(names, orphan), sql.dropOwned(names),
         ];
         // One simple-protocol message: runs as one implicit transaction.

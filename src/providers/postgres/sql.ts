@@ -197,6 +197,9 @@ export const privilegeHolders = (roleOids: readonly string[]): Statement => ({
   values: [roleOids],
 });
 
+/** An ACL entry's grantee as a name, PUBLIC for 0. */
+const GRANTEE = `CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END`;
+
 /**
  * What the roles own, in the current database, that anyone but its owner may use: relations and
  * schemas with their grantees, routines with theirs (PUBLIC may execute a routine by default) and
@@ -207,36 +210,54 @@ export const privilegeHolders = (roleOids: readonly string[]): Statement => ({
  */
 export const ownedObjectsInUse = (roleOids: readonly string[]): Statement => ({
   text: `SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END AS kind, n.nspname::text AS schema, c.relname::text AS name,
-                array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END) AS grantees, false AS definer
+                array_agg(DISTINCT ${GRANTEE}) AS grantees, false AS definer, NULL::text[] AS columns
            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace, pg_catalog.aclexplode(c.relacl) a
           WHERE c.relowner = ANY($1::oid[]) AND a.grantee <> c.relowner
           GROUP BY 1, 2, 3
          UNION ALL
-         SELECT 'SCHEMA', NULL, n.nspname::text,
-                array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END), false
+         SELECT 'COLUMNS', n.nspname::text, c.relname::text, array_agg(DISTINCT ${GRANTEE}), false, array_agg(DISTINCT t.attname::text)
+           FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+           JOIN pg_catalog.pg_attribute t ON t.attrelid = c.oid AND t.attnum > 0 AND NOT t.attisdropped AND t.attacl IS NOT NULL,
+                pg_catalog.aclexplode(t.attacl) a
+          WHERE c.relowner = ANY($1::oid[]) AND a.grantee <> c.relowner
+          GROUP BY 1, 2, 3
+         UNION ALL
+         SELECT 'LARGE OBJECT', NULL, l.oid::text, array_agg(DISTINCT ${GRANTEE}), false, NULL
+           FROM pg_catalog.pg_largeobject_metadata l, pg_catalog.aclexplode(l.lomacl) a
+          WHERE l.lomowner = ANY($1::oid[]) AND a.grantee <> l.lomowner
+          GROUP BY 1, 2, 3
+         UNION ALL
+         SELECT 'SCHEMA', NULL, n.nspname::text, array_agg(DISTINCT ${GRANTEE}), false, NULL
            FROM pg_catalog.pg_namespace n, pg_catalog.aclexplode(n.nspacl) a
           WHERE n.nspowner = ANY($1::oid[]) AND a.grantee <> n.nspowner
           GROUP BY 3
          UNION ALL
          SELECT CASE WHEN p.prokind = 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END, NULL, p.oid::pg_catalog.regprocedure::text,
-                coalesce(array_agg(DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_catalog.pg_get_userbyid(a.grantee)::text END)
-                  FILTER (WHERE a.grantee IS NOT NULL AND a.grantee <> p.proowner), '{}'), bool_or(p.prosecdef)
+                coalesce(array_agg(DISTINCT ${GRANTEE}) FILTER (WHERE a.grantee IS NOT NULL AND a.grantee <> p.proowner), '{}'), bool_or(p.prosecdef), NULL
            FROM pg_catalog.pg_proc p LEFT JOIN LATERAL pg_catalog.aclexplode(coalesce(p.proacl, pg_catalog.acldefault('f', p.proowner))) a ON true
           WHERE p.proowner = ANY($1::oid[]) AND p.prokind IN ('f', 'p', 'w')
           GROUP BY 1, 2, 3`,
   values: [roleOids],
 });
 
-export type OwnedKind = 'TABLE' | 'SEQUENCE' | 'SCHEMA' | 'FUNCTION' | 'PROCEDURE';
+export type OwnedKind = 'TABLE' | 'SEQUENCE' | 'COLUMNS' | 'LARGE OBJECT' | 'SCHEMA' | 'FUNCTION' | 'PROCEDURE';
 
 /** Statements that leave an owned object usable by its owner alone (see ownedObjectsInUse). */
-export function neutralise(kind: OwnedKind, schema: string | null, name: string, grantees: readonly string[], definer: boolean): string[] {
+export function neutralise(kind: OwnedKind, schema: string | null, name: string, grantees: readonly string[], definer: boolean, columns: readonly string[] | null = null): string[] {
   const routine = kind === 'FUNCTION' || kind === 'PROCEDURE';
-  const object = routine ? name : kind === 'SCHEMA' || schema === null ? quoteIdent(name) : `${quoteIdent(schema)}.${quoteIdent(name)}`;
+  const qualified = schema === null ? quoteIdent(name) : `${quoteIdent(schema)}.${quoteIdent(name)}`;
   const out: string[] = [];
-  if (routine && definer) out.push(`ALTER ${kind} ${object} SECURITY INVOKER`);
+  if (routine && definer) out.push(`ALTER ${kind} ${name} SECURITY INVOKER`);
   const from = grantees.map((g) => (g === 'PUBLIC' ? 'PUBLIC' : quoteIdent(g)));
-  if (from.length > 0) out.push(`REVOKE ALL ON ${kind} ${object} FROM ${from.join(', ')}`);
+  if (from.length === 0) return out;
+  // CASCADE: what a grantee passed on with a grant option goes too (without it PostgreSQL refuses
+  // the REVOKE, "dependent privileges exist", and the whole revocation failed on every retry).
+  const on = routine ? `${kind} ${name}`
+    : kind === 'LARGE OBJECT' ? `LARGE OBJECT ${Number(name)}`
+      : kind === 'COLUMNS' ? `TABLE ${qualified}`
+        : kind === 'SCHEMA' ? `SCHEMA ${quoteIdent(name)}` : `${kind} ${qualified}`;
+  const privileges = kind === 'COLUMNS' ? `ALL (${(columns ?? []).map(quoteIdent).join(', ')})` : 'ALL';
+  out.push(`REVOKE ${privileges} ON ${on} FROM ${from.join(', ')} CASCADE`);
   return out;
 }
 
