@@ -88,17 +88,13 @@ export class Identity {
   }
 
   async #workload(jwt: string, ip: string, now: number): Promise<Principal> {
-    const attempt = this.anonymousFailures.begin(ip, now);
-    if (typeof attempt === 'number') throw new AppError('rate_limited', `too many failed sign-ins from this address; try again in ${Math.ceil(attempt / 1000)}s`);
     let v: VerifiedWorkload;
     try {
       v = await this.workloads.verify(jwt);
-      attempt.done(true);
     } catch (e) {
-      attempt.done(false);
       const why = e instanceof WorkloadAuthError ? e.message : 'token could not be verified';
-      const suppressed = this.anonymousFailures.takeSuppressed(ip);
-      await inTx(this.deps, async (_tx, audit) => {
+      const { audit: audited, suppressed } = this.anonymousFailures.failed(ip, now);
+      if (audited) await inTx(this.deps, async (_tx, audit) => {
         audit({ type: 'auth.workload_failed', actor: 'anonymous', at: now, data: {
           why, issuer: e instanceof WorkloadAuthError ? e.issuer ?? null : null, clientAddress: ip, ...(suppressed > 0 ? { suppressed } : {}),
         } });

@@ -2,7 +2,7 @@ import { inTx, type AccessDeps } from '../access/context.js';
 import { AppError, conflict, notFound } from '../domain/errors.js';
 import type { MfaConfig } from './config.js';
 import { hashRecoveryCode, isRecoveryCodeShaped, newRecoveryCode } from './recovery.js';
-import { mfaThrottle } from './throttle.js';
+import { mfaThrottle, refusalMessage } from './throttle.js';
 import { CODE_PATTERN, newTotpSecret, totpUri, verifyTotp } from './totp.js';
 
 export interface MfaSubject {
@@ -165,7 +165,7 @@ export class MfaService {
    */
   async #attempt<T>(user: MfaSubject, address: string, now: number, check: () => Promise<T>): Promise<T> {
     const attempt = this.#limiter.begin(user.name, address, now);
-    if (typeof attempt === 'number') throw new AppError('rate_limited', `too many failed MFA codes; try again in ${Math.ceil(attempt / 1000)}s`);
+    if (attempt.refused) throw new AppError('rate_limited', refusalMessage(attempt, 'MFA code'));
     try {
       const r = await check();
       attempt.done(true);

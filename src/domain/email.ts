@@ -1,13 +1,18 @@
-import { domainToUnicode } from 'node:url';
+import { domainToASCII, domainToUnicode } from 'node:url';
 
 /**
  * A domain as one name: lowercase, in its Unicode form (`xn--bcher-kva.example` is
  * `bücher.example`), NFKC-normalised. A domain IDNA cannot read is kept as written (lowercased).
  */
 export function canonicalDomain(domain: string): string {
-  const lower = domain.normalize('NFKC').trim().toLowerCase();
-  const unicode = domainToUnicode(lower);
-  return (unicode === '' ? lower : unicode).normalize('NFKC');
+  // One root dot is the same name (example.com. is example.com).
+  const lower = domain.normalize('NFKC').trim().toLowerCase().replace(/\.$/, '');
+  const ascii = domainToASCII(lower);
+  const unicode = ascii === '' ? '' : domainToUnicode(ascii);
+  // Only a name that converts both ways is read as IDNA: `xn--example-` decodes to plain `example`,
+  // which IDNA forbids, and must stay another name than example.com (second review).
+  if (unicode === '' || domainToASCII(unicode) !== ascii) return lower;
+  return unicode.normalize('NFKC');
 }
 
 /** The domain of an email address: what follows its last `@`. */

@@ -99,6 +99,8 @@ describe('password login throttling (CLI and web sign-in share one budget)', () 
     const statuses = results.map((r) => r.status);
     expect(statuses.filter((s) => s === 401)).toHaveLength(5);
     expect(statuses.filter((s) => s === 429)).toHaveLength(26);
+    // Refused while the budget was taken by attempts still running: said so, not "failed".
+    expect(results.filter((r) => r.status === 429).map((r) => r.body.error.message)).toContain('too many login attempts at once; try again in 1s');
     expect(statuses.filter((s) => s === 200)).toHaveLength(0);
     expect((await t.audit('auth.login_failed')).length - failedBefore).toBe(5);
     // Past the back-off, one attempt at a time, not another burst.

@@ -195,18 +195,15 @@ describe.each(['sqlite', 'postgres'] as const)('workload identity: CI pipelines 
     }
   });
 
-  it('junk tokens from one address are audited up to a budget, then refused unaudited (review 2026-12-02: anyone could append 500 events in 1.3 s)', async () => {
+  it('junk tokens from one address are audited up to a budget, then only counted, and a valid token from there still works (reviews 2026-12-02: 500 events in 1.3 s; then a CI fleet locked out)', async () => {
     const before = (await t.audit('auth.workload_failed')).length;
     const junk = unsignedJwt({ iss: 'https://junk.example/' + 'x'.repeat(150), sub: 'x' });
     const rs = await Promise.all(Array.from({ length: 130 }, () =>
       t.h.api.inject({ method: 'GET', url: '/api/v1/me', headers: { authorization: `Bearer ${junk}` }, remoteAddress: '198.51.100.77' })));
-    const statuses = rs.map((r) => r.statusCode);
-    expect(statuses.filter((s) => s === 401)).toHaveLength(100);
-    expect(statuses.filter((s) => s === 429)).toHaveLength(30);
+    expect(rs.map((r) => r.statusCode).filter((s) => s !== 401)).toEqual([]);
     expect((await t.audit('auth.workload_failed')).length - before).toBe(100);
-    // Another address is not affected.
-    const other = await t.h.api.inject({ method: 'GET', url: '/api/v1/me', headers: { authorization: `Bearer ${junk}` }, remoteAddress: '198.51.100.78' });
-    expect(other.statusCode).toBe(401);
+    const valid = await t.h.api.inject({ method: 'GET', url: '/api/v1/me', headers: { authorization: `Bearer ${await ci.sign(good)}` }, remoteAddress: '198.51.100.77' });
+    expect(valid.statusCode).toBe(200);
   });
 
   it('concurrent first calls of a new workload create it once (regression: a unique-name race)', async () => {

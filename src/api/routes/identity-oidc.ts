@@ -42,17 +42,13 @@ export function oidcRoutes(app: FastifyInstance, ctx: ApiContext, id: Identity):
   app.get('/api/v1/auth/oidc/callback', { schema: { tags: ['identity'], summary: 'The identity provider returns here', response: { ...errors } } }, async (req, reply) => {
     if (!oidc) throw notFound('single sign-on is not configured');
     const at = now();
-    const attempt = id.anonymousFailures.begin(req.ip, at);
-    if (typeof attempt === 'number') throw new AppError('rate_limited', `too many failed sign-ins from this address; try again in ${Math.ceil(attempt / 1000)}s`);
     let done;
     try {
       done = await oidc.finish(new URL(req.url, `http://${req.headers.host ?? 'localhost'}`), req.ip, readCookie(req.headers.cookie, BINDING_COOKIE));
-      attempt.done(true);
     } catch (e) {
-      attempt.done(e instanceof SsoRefused ? false : undefined);
       if (!(e instanceof SsoRefused)) throw e;
-      const suppressed = id.anonymousFailures.takeSuppressed(req.ip);
-      await inTx(deps, async (_tx, audit) => {
+      const { audit: audited, suppressed } = id.anonymousFailures.failed(req.ip, at);
+      if (audited) await inTx(deps, async (_tx, audit) => {
         audit({ type: 'auth.login_failed', actor: 'anonymous', at, data: { method: 'oidc', why: e.message, clientAddress: req.ip, ...(suppressed > 0 ? { suppressed } : {}) } });
       });
       throw new AppError('unauthenticated', `single sign-on failed: ${e.message}`);

@@ -6,6 +6,7 @@ import { issueLoginTokens, revokeEverything, spendRefreshToken } from '../../aut
 import { dummyVerify, verifyPassword } from '../../auth/password.js';
 import { createSession, csrfTokenFor, readCookie, SESSION_COOKIE, sessionCookie } from '../../auth/sessions.js';
 import { stampMfa } from '../../auth/stamps.js';
+import { refusalMessage } from '../../auth/throttle.js';
 import { AppError, badRequest } from '../../domain/errors.js';
 import type { Principal } from '../../domain/principal.js';
 import { getUserById, getUserByName } from '../../store/users.js';
@@ -26,7 +27,7 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext, id: Identit
     const body = req.body as Static<typeof LoginBody>;
     const at = now();
     const attempt = limiter.begin(body.username, req.ip, at);
-    if (typeof attempt === 'number') throw new AppError('rate_limited', `too many failed logins; try again in ${Math.ceil(attempt / 1000)}s`);
+    if (attempt.refused) throw new AppError('rate_limited', refusalMessage(attempt, 'login'));
     let row: Awaited<ReturnType<typeof getUserByName>>;
     let ok = false;
     try {

@@ -7,6 +7,7 @@ import { sessionSettings } from '../../auth/config.js';
 import { issueLoginTokens } from '../../auth/login-tokens.js';
 import { dummyVerify, verifyPassword } from '../../auth/password.js';
 import { stampMfa } from '../../auth/stamps.js';
+import { refusalMessage } from '../../auth/throttle.js';
 import { AppError } from '../../domain/errors.js';
 import { getUserByName } from '../../store/users.js';
 import { principalOf, requireAdmin } from '../auth.js';
@@ -64,7 +65,7 @@ export function miscRoutes(app: FastifyInstance, ctx: ApiContext, limiter: Login
     const body = req.body as Static<typeof LoginBody>;
     const now = deps.clock.now().getTime();
     const attempt = limiter.begin(body.username, req.ip, now);
-    if (typeof attempt === 'number') throw new AppError('rate_limited', `too many failed logins; try again in ${Math.ceil(attempt / 1000)}s`);
+    if (attempt.refused) throw new AppError('rate_limited', refusalMessage(attempt, 'login'));
     let user: Awaited<ReturnType<typeof getUserByName>>;
     let ok = false;
     try {
