@@ -1,6 +1,6 @@
 import type { Dialect, Tx } from '../store/db.js';
 import { chainHash } from './chain.js';
-import { checkHeadSeal, sealHead } from './head-seal.js';
+import { checkHeadSeal, lostHead, sealHead } from './head-seal.js';
 import { maskSecrets, redactedCanonicalJSON } from './redact.js';
 import type { AuditEventInput, AuditEventRow } from './types.js';
 
@@ -31,7 +31,9 @@ export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonl
   const head = await q.executeTakeFirst();
   if (!head) throw new Error('audit_head row is missing: the store was not migrated');
 
-  const rows = chainRows(head, withHeadCheck(head, prepared));
+  const lost = await lostHead(head, async (seq) =>
+    (await tx.selectFrom('audit_events').select('hash').where('seq', '=', seq).executeTakeFirst())?.hash);
+  const rows = chainRows(head, withHeadCheck(head, prepared, lost));
   for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
     await tx.insertInto('audit_events').values(rows.slice(i, i + INSERT_CHUNK)).execute();
   }
@@ -55,16 +57,31 @@ export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonl
  * process's seal (head-seal.ts): the append goes on (auditing never stops), and what was found is
  * on the sealed record from then on. A fresh log (seq 0) has no seal yet.
  */
-export function withHeadCheck(head: { seq: number; hash: string; seal?: string | null }, prepared: readonly PreparedEvent[]): readonly PreparedEvent[] {
+export function withHeadCheck(
+  head: { seq: number; hash: string; seal?: string | null },
+  prepared: readonly PreparedEvent[],
+  lost?: { seq: number; hash: string },
+): readonly PreparedEvent[] {
+  if (prepared.length === 0) return prepared;
   const seq = Number(head.seq);
-  if (prepared.length === 0 || seq === 0) return prepared;
-  const check = checkHeadSeal(seq, head.hash, head.seal);
-  if (check === 'valid' || check === 'unkeyed') return prepared;
-  const message = check === 'missing'
-    ? `the audit head (event ${seq}) carried no seal: expected once after the upgrade that added seals, otherwise someone wrote the head without the master key`
-    : `the audit head (event ${seq}) carried a seal this master key did not make: the log may have been rewritten up to there`;
-  const found = prepareEvent({ type: 'audit.head_unsealed', actor: 'system', at: (prepared[0] as PreparedEvent).at, data: { seq, hash: head.hash, seal: check, message } });
-  return [found, ...prepared];
+  const at = (prepared[0] as PreparedEvent).at;
+  const found: PreparedEvent[] = [];
+  if (lost !== undefined) {
+    // The head this process last wrote is gone: events were deleted (even all of them, the head
+    // set back to the start) or rewritten. Second review, 2026-12-02.
+    found.push(prepareEvent({ type: 'audit.rollback_detected', actor: 'system', at, data: {
+      seq: lost.seq, hash: lost.hash, headSeq: seq,
+      message: `event ${lost.seq}, which this server wrote, is ${seq < lost.seq ? 'gone: the log was cut back' : 'no longer the one it wrote: the log was rewritten'} (the head is now event ${seq})`,
+    } }));
+  }
+  const check = seq === 0 ? 'valid' : checkHeadSeal(seq, head.hash, head.seal);
+  if (check === 'missing' || check === 'invalid') {
+    const message = check === 'missing'
+      ? `the audit head (event ${seq}) carried no seal: expected once after the upgrade that added seals, otherwise someone wrote the head without the master key`
+      : `the audit head (event ${seq}) carried a seal this master key did not make: the log may have been rewritten up to there`;
+    found.push(prepareEvent({ type: 'audit.head_unsealed', actor: 'system', at, data: { seq, hash: head.hash, seal: check, message } }));
+  }
+  return found.length === 0 ? prepared : [...found, ...prepared];
 }
 
 /**

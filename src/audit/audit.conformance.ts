@@ -466,6 +466,25 @@ export function auditConformance(target: AuditTarget): void {
         expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: 8, reason: 'head_forged' } });
       });
 
+      it('a wipe of the whole log (head back to the start) or of its newest events is on the record at the next append (second review)', async () => {
+        await storeSink(store).record([ev(1), ev(2), ev(3)]);
+        expect(notedHead()?.seq).toBe(3);
+        // Everything deleted, the head set back to the empty log: no key needed for that state.
+        await store.db.deleteFrom('audit_grant_spans').execute();
+        await store.db.deleteFrom('audit_events').execute();
+        await store.db.updateTable('audit_head').set({ seq: 0, hash: '0'.repeat(64), seal: null }).where('id', '=', 1).execute();
+        expect(await verifyChain(store.db, { written: notedHead() })).toMatchObject({ ok: false, firstBad: { reason: 'truncated' } });
+        await storeSink(store).record([ev(4)]);
+        const found = await queryEvents(store.db, { type: 'audit.rollback_detected', limit: 5 });
+        expect(found.map((e) => [e.seq, e.data.seq, e.data.headSeq])).toEqual([[1, 3, 0]]);
+        // Rewritten at the noted seq: the same.
+        await storeSink(store).record([ev(5)]);
+        const at = notedHead()!;
+        await store.db.updateTable('audit_events').set({ hash: 'f'.repeat(64) }).where('seq', '=', at.seq).execute();
+        await append([ev(6)]);
+        expect((await queryEvents(store.db, { type: 'audit.rollback_detected', limit: 5 })).map((e) => e.data.seq)).toEqual([3, at.seq]);
+      });
+
       it('a rollback to an older head with its genuine seal fails against the newest head this process wrote', async () => {
         await seed(3);
         const old = await store.db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).executeTakeFirstOrThrow();

@@ -56,12 +56,36 @@ export function checkHeadSeal(seq: number, hash: string, seal: string | null | u
   return got.length === want.length && timingSafeEqual(got, want) ? 'valid' : 'invalid';
 }
 
-/** Records a head this process wrote (or saw written by its writer thread). */
+/**
+ * Records a committed head this process wrote (or its writer thread did). The latest noted wins:
+ * each is a head of the chain as it then was, and appenders check that the log still holds it
+ * (lostHead) before they extend it; after a rollback they record that, and the new head is noted.
+ */
 export function noteHead(seq: number, hash: string): void {
-  if (noted === undefined || seq > noted.seq) noted = { seq, hash };
+  noted = { seq, hash };
 }
 
-/** The newest head this process wrote since its key was set. */
+/**
+ * Whether the log lost the head this process noted (`at(seq)` reads an event's hash): deleted
+ * (the head went back below it) or rewritten (another hash at its seq). Undefined when intact.
+ */
+export async function lostHead(
+  head: { seq: number },
+  at: (seq: number) => Promise<string | undefined>,
+): Promise<{ seq: number; hash: string } | undefined> {
+  const n = current === undefined ? undefined : noted; // a server's check (one store per process)
+  if (n === undefined || Number(head.seq) < n.seq) return n;
+  return (await at(n.seq)) === n.hash ? undefined : n;
+}
+
+/** lostHead for a synchronous reader (the SQLite appender, inside its transaction). */
+export function lostHeadSync(head: { seq: number }, at: (seq: number) => string | undefined): { seq: number; hash: string } | undefined {
+  const n = current === undefined ? undefined : noted;
+  if (n === undefined || Number(head.seq) < n.seq) return n;
+  return at(n.seq) === n.hash ? undefined : n;
+}
+
+/** The latest head this process noted since its key was set. */
 export function notedHead(): { seq: number; hash: string } | undefined {
   return noted;
 }

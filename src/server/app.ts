@@ -10,6 +10,7 @@ import { providerFactories } from '../providers/registry.js';
 import { reconcile, startReconciler, type ReconcileResult } from '../scheduler/reconciler.js';
 import { Scheduler } from '../scheduler/scheduler.js';
 import { auditHeadKey, auditSealKey, deriveKey, loadMasterKey, secretBoxFor } from '../secrets/index.js';
+import { startAuditAnchor } from './audit-anchor.js';
 import { openStore, type StoreConnection } from '../store/db.js';
 import { bootstrapAdmin } from './bootstrap.js';
 import { defaultInstanceId, storeUrl, type HallpassConfig } from './config.js';
@@ -68,6 +69,9 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
     setAuditHeadKey(auditHeadKey(master.key));
     const store: StoreConnection = await openStore({ url: storeUrl(config) });
     cleanups.push(() => store.close());
+    // The newest audit head this server wrote, kept outside the database across restarts.
+    const stopAnchor = startAuditAnchor(config.dataDir, storeUrl(config));
+    cleanups.push(async () => stopAnchor());
     let events: GrantEventBus;
     if (store.dialect === 'postgres') {
       const bus = new PgGrantEvents(config.databaseUrl!, `${instanceId}:${process.pid}`);

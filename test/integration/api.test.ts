@@ -1,4 +1,8 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sql } from 'kysely';
 import { queryEvents } from '../../src/audit/index.js';
@@ -122,6 +126,31 @@ describe('HTTP API edges, policy reload and audit verification', () => {
     expect(bad.body.firstBad.seq).toBe(victim.seq);
     // put it back (the other tests share this store)
     await sql`update audit_events set data = ${JSON.stringify(victim.data)} where seq = ${victim.seq}`.execute(db);
+  });
+
+  it('a log wiped while the server was down is on the record at the restarted server\'s first append (audit.rollback_detected; second review)', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'hp-anchor-'));
+    const masterKey = randomBytes(32).toString('base64');
+    let s = await startTestHallpass({ target, dataDir, masterKey });
+    const alice = await s.token('alice');
+    expect((await s.api(alice, 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '5m', reason: 'before the wipe' })).status).toBe(201);
+    await s.close();
+    // While it is down: every event gone, the head back at the start (no key needed for that).
+    const db = new Database(join(dataDir, 'hallpass.db'));
+    db.exec("delete from audit_grant_spans; delete from audit_events; update audit_head set seq = 0, hash = '" + '0'.repeat(64) + "', seal = null");
+    db.close();
+    s = await startTestHallpass({ target, dataDir, masterKey });
+    try {
+      expect((await s.api(await s.token('dave'), 'POST', '/api/v1/requests', { resource: 'app-db', role: 'read', duration: '5m', reason: 'after' })).status).toBe(201);
+      const all = await queryEvents(s.h.deps.store.db, { limit: 100 });
+      // The restarted server's first append records what it found, ahead of anything else.
+      expect(all[0]?.type).toBe('audit.rollback_detected');
+      const found = await queryEvents(s.h.deps.store.db, { type: 'audit.rollback_detected', limit: 5 });
+      expect(found).toHaveLength(1);
+      expect(found[0]!.data.headSeq).toBe(0);
+    } finally {
+      await s.close();
+    }
   });
 
   it('reloads a changed policy file, audits the change, and keeps the old one when the edit is invalid', async () => {
