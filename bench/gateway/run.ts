@@ -31,9 +31,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { randomBytes } from 'node:crypto';
+import { setAuditHeadKey } from '../../src/audit/head-seal.js';
 import { setAuditSealKey } from '../../src/audit/seal.js';
 import { highVolumeSink } from '../../src/audit/store-sink.js';
-import { auditSealKey } from '../../src/secrets/derive.js';
+import { auditHeadKey, auditSealKey } from '../../src/secrets/derive.js';
 import { AuditBatcher } from '../../src/audit/batcher.js';
 import type { GatewayAuditEvent, GatewayAuditSink } from '../../src/gateway/authority.js';
 import { openStore } from '../../src/store/db.js';
@@ -222,7 +223,9 @@ async function benchAgainst(target: PgTarget, bouncerBin: string, work: string, 
   // Full auditing exactly as the server does it (gatewayAuditSink): the gateway's AuditBatcher
   // into highVolumeSink, a writer thread appending one transaction per batch to the hash chain in
   // the SQLite state store, sealing secrets in SQL with a key of a master key (as app.ts sets it).
-  setAuditSealKey(auditSealKey(randomBytes(32)));
+  const master = randomBytes(32);
+  setAuditSealKey(auditSealKey(master));
+  setAuditHeadKey(auditHeadKey(master)); // the server seals the chain head too (head-seal.ts)
   const audited = highVolumeSink(store);
   const gwOn = new PostgresGateway({ authority, audit: audited, ...(process.env.BENCH_AUDIT_DELAY_MS ? { auditBatch: { maxDelayMs: Number(process.env.BENCH_AUDIT_DELAY_MS) } } : {}), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
   const gwOff = new PostgresGateway({ authority, audit: new DropSink(), port: 0, tls: { selfSignedDir: join(work, 'tls') } });
