@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { AuditSink } from './sink.js';
 import type { AuditEventInput } from './types.js';
-import { auditHeadKeyInUse, noteHead } from './head-seal.js';
+import { auditHeadKeyInUse, notedHead } from './head-seal.js';
 import { auditSealKeyInUse } from './seal.js';
 import type { WriterData, WriterReply, WriterRequest } from './writer-thread.js';
 
@@ -51,7 +51,6 @@ export function threadSink(file: string, fallback: AuditSink): ThreadSink {
       const p = waiting.get(r.id);
       if (!p) return;
       waiting.delete(r.id);
-      if (r.head !== undefined) noteHead(r.head.seq, r.head.hash);
       if (r.error === undefined) p.resolve();
       else p.reject(new Error(`audit writer: ${r.error}`));
     });
@@ -72,7 +71,11 @@ export function threadSink(file: string, fallback: AuditSink): ThreadSink {
       worker ??= start();
       const w = worker;
       const id = nextId++;
-      const req: WriterRequest = { id, events };
+      // The thread checks the log still holds the newest head this thread wrote too (lostHead): the
+      // main thread's own appends are invisible to it otherwise. Its replies never overwrite that
+      // head here: a thread that missed a rollback must not make this thread forget it (third review).
+      const noted = notedHead();
+      const req: WriterRequest = { id, events, ...(noted ? { noted } : {}) };
       return new Promise<void>((resolve, reject) => {
         waiting.set(id, { resolve, reject });
         try {

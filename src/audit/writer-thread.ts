@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureSqlite } from '../store/db.js';
 import { prepareEdgeEvent } from './append.js';
-import { setAuditHeadKey } from './head-seal.js';
+import { noteHead, notedHead, setAuditHeadKey } from './head-seal.js';
 import { setAuditSealKey } from './seal.js';
 import { sqliteAppender } from './sqlite-append.js';
 import type { AuditEventInput } from './types.js';
@@ -16,6 +16,8 @@ import type { AuditEventInput } from './types.js';
 export interface WriterRequest {
   readonly id: number;
   readonly events: readonly AuditEventInput[];
+  /** The newest head the main thread wrote, for the thread's rollback check (head-seal.ts). */
+  readonly noted?: { readonly seq: number; readonly hash: string };
 }
 export interface WriterData {
   readonly file: string;
@@ -42,6 +44,9 @@ if (port) {
   port.on('message', (req: WriterRequest) => {
     let reply: WriterReply;
     try {
+      // The main thread's newest head, when newer than this thread's own: both must still be there.
+      const mine = notedHead();
+      if (req.noted !== undefined && (mine === undefined || req.noted.seq > mine.seq)) noteHead(req.noted.seq, req.noted.hash);
       const rows = append(req.events.map(prepareEdgeEvent));
       const last = rows[rows.length - 1];
       reply = last === undefined ? { id: req.id } : { id: req.id, head: { seq: last.seq, hash: last.hash } };

@@ -8,6 +8,7 @@ describe('canonical emails (one person, one spelling)', () => {
       expect(canonicalEmail(other), other).toBe(one);
     }
     expect(canonicalEmail('alice@example.com.')).toBe('alice@example.com');
+    for (const dotted of ['alice@example.com。', 'alice@example.com｡', 'alice@example.com..']) expect(canonicalEmail(dotted), dotted).toBe('alice@example.com');
     expect(canonicalEmail('a@ｅxample.com')).toBe('a@example.com');
   });
 

@@ -5,13 +5,14 @@ import { domainToASCII, domainToUnicode } from 'node:url';
  * `bücher.example`), NFKC-normalised. A domain IDNA cannot read is kept as written (lowercased).
  */
 export function canonicalDomain(domain: string): string {
-  // One root dot is the same name (example.com. is example.com).
-  const lower = domain.normalize('NFKC').trim().toLowerCase().replace(/\.$/, '');
-  const ascii = domainToASCII(lower);
+  const lower = domain.normalize('NFKC').trim().toLowerCase();
+  // One root dot is the same name (example.com. is example.com); taken off after IDNA mapping,
+  // which turns the ideographic full stops (。 ｡) into dots too (third review).
+  const ascii = domainToASCII(lower).replace(/\.+$/, '');
   const unicode = ascii === '' ? '' : domainToUnicode(ascii);
   // Only a name that converts both ways is read as IDNA: `xn--example-` decodes to plain `example`,
   // which IDNA forbids, and must stay another name than example.com (second review).
-  if (unicode === '' || domainToASCII(unicode) !== ascii) return lower;
+  if (unicode === '' || domainToASCII(unicode) !== ascii) return lower.replace(/[.。｡．]$/, '');
   return unicode.normalize('NFKC');
 }
 

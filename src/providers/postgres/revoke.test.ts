@@ -124,6 +124,27 @@ describe('postgres revoke', () => {
     }
   });
 
+  it('a grant option on a table the role does not own, passed on to PUBLIC, goes with the role (third review: revoke failed for good)', async () => {
+    const p = newPrincipal('optn');
+    const s = newSecret();
+    await provider.provision({ principal: p, secret: s, privileges: {}, validUntil: inAnHour() });
+    const admin = await target.admin();
+    try {
+      await admin.query("CREATE TABLE public.payroll AS SELECT 'salary 9000'::text AS v");
+      await admin.query(`GRANT SELECT ON public.payroll TO "${p}" WITH GRANT OPTION`);
+      const c = await connectAs(provider.connectionInfo(p, s));
+      await c.query('GRANT SELECT ON public.payroll TO PUBLIC');
+      await c.end();
+      await provider.revoke([p]);
+      expect((await admin.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [p])).rowCount).toBe(0);
+      const acl = await admin.query<{ acl: string }>("SELECT coalesce(relacl::text, '') AS acl FROM pg_class WHERE oid = 'public.payroll'::regclass");
+      expect(acl.rows[0]?.acl).not.toMatch(/(^|[{,])=r/); // PUBLIC's read, granted by the principal, is gone
+    } finally {
+      await admin.query('DROP TABLE IF EXISTS public.payroll');
+      await admin.end();
+    }
+  });
+
   it('revokes 200 roles sharing grants on one table in one batch, terminating the open sessions among them', async () => {
     const roles = Array.from({ length: 200 }, () => newPrincipal('bulk'));
     const s = newSecret();

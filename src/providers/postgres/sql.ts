@@ -264,5 +264,7 @@ export function neutralise(kind: OwnedKind, schema: string | null, name: string,
 export function revokeAllOn(kind: BatchRevocable, schema: string | null, name: string, roles: readonly string[]): string {
   const object = kind === 'SCHEMA' || schema === null ? quoteIdent(name) : `${quoteIdent(schema)}.${quoteIdent(name)}`;
   const k: BatchRevocable = kind === 'SEQUENCE' ? 'SEQUENCE' : kind === 'SCHEMA' ? 'SCHEMA' : 'TABLE';
-  return `REVOKE ALL ON ${k} ${object} FROM ${roleList(roles)}`;
+  // CASCADE: what the roles passed on with a grant option goes with it (third review: otherwise
+  // "dependent privileges exist" failed the revocation for good, PUBLIC still reading).
+  return `REVOKE ALL ON ${k} ${object} FROM ${roleList(roles)} CASCADE`;
 }
