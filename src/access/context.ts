@@ -1,5 +1,5 @@
 import type { Clock } from '../domain/clock.js';
-import { noteHead } from '../audit/head-seal.js';
+import { noteAppended } from '../audit/head-seal.js';
 import type { Policy } from '../policy/types.js';
 import type { Provider } from '../providers/provider.js';
 import type { Dialect, StoreConnection, Tx } from '../store/db.js';
@@ -16,7 +16,7 @@ export interface AuditEvent {
 
 /** Appends events inside the caller's transaction: the state change and its record commit together. */
 /** Appends inside the caller's transaction; returns the rows (their seq and hash at least). */
-export type AppendAudit = (tx: Tx, dialect: Dialect, events: AuditEvent[]) => Promise<ReadonlyArray<{ readonly seq: number; readonly hash: string }>>;
+export type AppendAudit = (tx: Tx, dialect: Dialect, events: AuditEvent[]) => Promise<ReadonlyArray<{ readonly seq: number; readonly hash: string; readonly type: string }>>;
 
 /** Encrypts issued credentials at rest; `aad` binds a ciphertext to its grant. */
 export interface SecretSealer {
@@ -69,16 +69,16 @@ export async function inTx<T>(
   deps: AccessDeps,
   fn: (tx: Tx, audit: (...events: AuditEvent[]) => void) => Promise<T>,
 ): Promise<T> {
-  let last: { readonly seq: number; readonly hash: string } | undefined;
+  let appended: ReadonlyArray<{ readonly seq: number; readonly hash: string; readonly type: string }> = [];
   const result = await deps.store.db.transaction().execute(async (tx) => {
     const pending: AuditEvent[] = [];
     const r = await fn(tx, (...events) => {
       pending.push(...events);
     });
-    if (pending.length > 0) last = (await deps.appendAudit(tx, deps.store.dialect, pending)).at(-1);
+    if (pending.length > 0) appended = await deps.appendAudit(tx, deps.store.dialect, pending);
     return r;
   });
   // Only a committed head is one this process wrote (a rolled-back one never was: head-seal.ts).
-  if (last !== undefined) noteHead(last.seq, last.hash);
+  noteAppended(appended);
   return result;
 }

@@ -1,6 +1,6 @@
 import type { Dialect, Tx } from '../store/db.js';
 import { chainHash } from './chain.js';
-import { checkHeadSeal, lostHead, sealHead } from './head-seal.js';
+import { checkHeadSeal, lostHead, ROLLBACK_DETECTED, sealHead } from './head-seal.js';
 import { maskSecrets, redactedCanonicalJSON } from './redact.js';
 import type { AuditEventInput, AuditEventRow } from './types.js';
 
@@ -69,7 +69,7 @@ export function withHeadCheck(
   if (lost !== undefined) {
     // The head this process last wrote is gone: events were deleted (even all of them, the head
     // set back to the start) or rewritten. Second review, 2026-12-02.
-    found.push(prepareEvent({ type: 'audit.rollback_detected', actor: 'system', at, data: {
+    found.push(prepareEvent({ type: ROLLBACK_DETECTED, actor: 'system', at, data: {
       seq: lost.seq, hash: lost.hash, headSeq: seq,
       message: `event ${lost.seq}, which this server wrote, is ${seq < lost.seq ? 'gone: the log was cut back' : 'no longer the one it wrote: the log was rewritten'} (the head is now event ${seq})`,
     } }));

@@ -6,7 +6,10 @@ import { appendEvents } from './append.js';
 import { AuditBatcher } from './batcher.js';
 import { chainHash } from './chain.js';
 import { exportEvents } from './export.js';
-import { notedHead, setAuditHeadKey } from './head-seal.js';
+import { notedSlots, setAuditHeadKey } from './head-seal.js';
+
+/** The newest head this process's main-thread writers noted. */
+const notedHead = () => notedSlots().main;
 import { queryEvents } from './query.js';
 import { storeSink } from './store-sink.js';
 import type { AuditEventInput } from './types.js';

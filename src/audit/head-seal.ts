@@ -20,11 +20,22 @@ import type { SecretKey } from '../secrets/envelope.js';
 const DOMAIN = 'hallpass-audit-head-v1';
 
 let current: SecretKey | undefined;
-let noted: { seq: number; hash: string } | undefined;
+/** A committed head: the log must still hold event `seq` with this hash. */
+export interface NotedHead {
+  readonly seq: number;
+  readonly hash: string;
+}
+/**
+ * The newest committed head each writer of this process wrote: `main` (state transactions and
+ * the main-thread sink) and `thread` (the audit writer thread, as its replies tell). Kept apart:
+ * one writer's newer head must not replace the other's (third and fourth reviews).
+ */
+export type HeadSlot = 'main' | 'thread';
+let noted: Partial<Record<HeadSlot, NotedHead>> = {};
 
 export function setAuditHeadKey(key: SecretKey | undefined): void {
   current = key;
-  noted = undefined;
+  noted = {};
 }
 
 /** The key in use (the writer thread gets a copy). */
@@ -56,36 +67,61 @@ export function checkHeadSeal(seq: number, hash: string, seal: string | null | u
   return got.length === want.length && timingSafeEqual(got, want) ? 'valid' : 'invalid';
 }
 
-/**
- * Records a committed head this process wrote (or its writer thread did). The latest noted wins:
- * each is a head of the chain as it then was, and appenders check that the log still holds it
- * (lostHead) before they extend it; after a rollback they record that, and the new head is noted.
- */
-export function noteHead(seq: number, hash: string): void {
-  noted = { seq, hash };
+/** Records a committed head `slot` wrote (the latest wins within a slot). */
+export function noteHead(seq: number, hash: string, slot: HeadSlot = 'main'): void {
+  noted = { ...noted, [slot]: { seq, hash } };
 }
 
 /**
- * Whether the log lost the head this process noted (`at(seq)` reads an event's hash): deleted
- * (the head went back below it) or rewritten (another hash at its seq). Undefined when intact.
+ * After an append that recorded a rollback (audit.rollback_detected): what was lost is on the
+ * record, and this head is where every writer goes on from. Reported once, not at every append.
  */
-export async function lostHead(
-  head: { seq: number },
-  at: (seq: number) => Promise<string | undefined>,
-): Promise<{ seq: number; hash: string } | undefined> {
-  const n = current === undefined ? undefined : noted; // a server's check (one store per process)
-  if (n === undefined || Number(head.seq) < n.seq) return n;
-  return (await at(n.seq)) === n.hash ? undefined : n;
+export function resetNotedHeads(seq: number, hash: string): void {
+  noted = { main: { seq, hash }, thread: { seq, hash } };
+}
+
+/** Notes what a committed append left: its last row, or a reset when it recorded a rollback. */
+export function noteAppended(rows: ReadonlyArray<{ readonly seq: number; readonly hash: string; readonly type: string }>, slot: HeadSlot = 'main'): void {
+  const last = rows[rows.length - 1];
+  if (last === undefined) return;
+  if (rows.some((r) => r.type === ROLLBACK_DETECTED)) resetNotedHeads(last.seq, last.hash);
+  else noteHead(last.seq, last.hash, slot);
+}
+
+export const ROLLBACK_DETECTED = 'audit.rollback_detected';
+
+/** The noted heads by slot (handed to the writer thread, kept in the anchor file). */
+export function notedSlots(): Partial<Record<HeadSlot, NotedHead>> {
+  return noted;
+}
+
+/** Replaces the noted heads (the writer thread, from each request; the anchor file at start). */
+export function setNotedSlots(slots: Partial<Record<HeadSlot, NotedHead>>): void {
+  noted = { ...slots };
+}
+
+/** The distinct noted heads: the log must hold each (verify's `written`). */
+export function notedHeads(): NotedHead[] {
+  const out: NotedHead[] = [];
+  for (const h of [noted.main, noted.thread]) if (h !== undefined && !out.some((o) => o.seq === h.seq && o.hash === h.hash)) out.push(h);
+  return out;
+}
+
+/**
+ * The first noted head the log lost (`at(seq)` reads an event's hash): deleted (the head went
+ * back below it) or rewritten (another hash at its seq). Undefined when all are intact, or
+ * without a key (only a server checks: one store per process).
+ */
+export async function lostHead(head: { seq: number }, at: (seq: number) => Promise<string | undefined>): Promise<NotedHead | undefined> {
+  if (current === undefined) return undefined;
+  for (const n of notedHeads()) {
+    if (Number(head.seq) < n.seq || (await at(n.seq)) !== n.hash) return n;
+  }
+  return undefined;
 }
 
 /** lostHead for a synchronous reader (the SQLite appender, inside its transaction). */
-export function lostHeadSync(head: { seq: number }, at: (seq: number) => string | undefined): { seq: number; hash: string } | undefined {
-  const n = current === undefined ? undefined : noted;
-  if (n === undefined || Number(head.seq) < n.seq) return n;
-  return at(n.seq) === n.hash ? undefined : n;
-}
-
-/** The latest head this process noted since its key was set. */
-export function notedHead(): { seq: number; hash: string } | undefined {
-  return noted;
+export function lostHeadSync(head: { seq: number }, at: (seq: number) => string | undefined): NotedHead | undefined {
+  if (current === undefined) return undefined;
+  return notedHeads().find((n) => Number(head.seq) < n.seq || at(n.seq) !== n.hash);
 }

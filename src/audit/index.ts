@@ -7,7 +7,7 @@ export { CSV_COLUMNS, exportEvents, type ExportFormat } from './export.js';
 export { MAX_QUERY_LIMIT, queryEvents, type AuditFilters, type AuditQuery } from './query.js';
 export { REDACTED, isSecretKey, redactedCanonicalJSON } from './redact.js';
 export { auditSealKeyInUse, revealSealed, setAuditSealKey } from './seal.js';
-export { notedHead, setAuditHeadKey } from './head-seal.js';
+export { notedHeads, setAuditHeadKey } from './head-seal.js';
 export type { AuditSink } from './sink.js';
 export { highVolumeSink, storeSink } from './store-sink.js';
 export type { AuditEvent, AuditEventInput, AuditEventRow } from './types.js';

@@ -1,6 +1,6 @@
 import type { SqliteHandle } from '../store/db.js';
 import { chainRows, extendsSpan, grantSpans, withHeadCheck, type PreparedEvent } from './append.js';
-import { lostHeadSync, noteHead, sealHead } from './head-seal.js';
+import { lostHeadSync, noteAppended, sealHead } from './head-seal.js';
 import type { AuditEventRow } from './types.js';
 
 /**
@@ -40,7 +40,7 @@ export function sqliteAppender(sqlite: SqliteHandle): (prepared: readonly Prepar
       const last = rows[rows.length - 1] as AuditEventRow;
       writeHead.run(last.seq, last.hash, sealHead(last.seq, last.hash));
       commit.run();
-      noteHead(last.seq, last.hash);
+      noteAppended(rows);
       return rows;
     } catch (e) {
       if (sqlite.inTransaction) rollback.run(); // some errors end the transaction by themselves

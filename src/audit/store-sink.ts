@@ -1,5 +1,5 @@
 import type { StoreConnection } from '../store/db.js';
-import { noteHead } from './head-seal.js';
+import { noteAppended } from './head-seal.js';
 import { appendPrepared, prepareEdgeEvent } from './append.js';
 import { sqliteAppender } from './sqlite-append.js';
 import { threadSink } from './thread-sink.js';
@@ -30,8 +30,7 @@ export function storeSink(store: Pick<StoreConnection, 'db' | 'dialect' | 'sqlit
       if (events.length === 0) return;
       const prepared = events.map(prepareEdgeEvent);
       const rows = await db.transaction().execute((tx) => appendPrepared(tx, dialect, prepared));
-      const last = rows.at(-1);
-      if (last !== undefined) noteHead(last.seq, last.hash); // committed
+      noteAppended(rows); // committed
     },
   };
 }

@@ -8,7 +8,10 @@ import { inTx, type AccessDeps } from '../access/context.js';
 import { appendEvents } from './append.js';
 import { AuditBatcher } from './batcher.js';
 import { queryEvents } from './query.js';
-import { notedHead, setAuditHeadKey } from './head-seal.js';
+import { notedHeads, notedSlots, setAuditHeadKey } from './head-seal.js';
+
+/** The newest head this process's main-thread writers noted. */
+const notedHead = () => notedSlots().main;
 import { highVolumeSink, storeSink } from './store-sink.js';
 import { threadSink, type ThreadSink } from './thread-sink.js';
 import type { AuditEventInput } from './types.js';
@@ -61,9 +64,35 @@ describe('threadSink (audit writer thread on the SQLite store file)', () => {
       await store.db.deleteFrom('audit_events').where('seq', '>', snap.seq).execute();
       await store.db.updateTable('audit_head').set(snap).where('id', '=', 1).execute();
       await keyed.record([ev(20)]);
-      expect(notedHead()?.seq).toBe(5); // the thread's reply does not replace it
       const found = await queryEvents(store.db, { type: 'audit.rollback_detected', limit: 5 });
       expect(found.map((e) => [e.data.seq, e.data.headSeq])).toEqual([[5, 1]]);
+      // Reported once: neither the thread's next batches nor the main thread's next append repeat it
+      // (fourth review: one cut-back became a stream of alarms, then a false "rewritten").
+      await keyed.record([ev(21)]);
+      await keyed.record([ev(22)]);
+      await inTx(deps, async (_tx, audit) => audit(ev(30, 'grant.approved')));
+      expect(await queryEvents(store.db, { type: 'audit.rollback_detected', limit: 5 })).toHaveLength(1);
+      expect(await verifyChain(store.db, { written: notedHeads() })).toMatchObject({ ok: true });
+    } finally {
+      await keyed.close();
+      setAuditHeadKey(undefined);
+    }
+  });
+
+  it('a cut-back of the writer thread\'s events (the gateway\'s) is caught by verify and by the main thread\'s next append (fourth review)', async () => {
+    setAuditHeadKey({ id: 'mtest', key: Buffer.alloc(32, 6) });
+    const keyed = threadSink(join(dir, `s${n}.db`), storeSink(store));
+    try {
+      const deps = { store, appendAudit: appendEvents } as unknown as AccessDeps;
+      await inTx(deps, async (_tx, audit) => audit(ev(1, 'grant.approved'))); // main: event 1
+      const snap = await store.db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).executeTakeFirstOrThrow();
+      await keyed.record([ev(2), ev(3), ev(4)]); // the thread: 2..4
+      await store.db.deleteFrom('audit_events').where('seq', '>', snap.seq).execute();
+      await store.db.updateTable('audit_head').set(snap).where('id', '=', 1).execute();
+      expect(await verifyChain(store.db, { written: notedHeads() })).toMatchObject({ ok: false, firstBad: { reason: 'truncated' } });
+      await inTx(deps, async (_tx, audit) => audit(ev(5, 'grant.approved')));
+      const found = await queryEvents(store.db, { type: 'audit.rollback_detected', limit: 5 });
+      expect(found.map((e) => [e.data.seq, e.data.headSeq])).toEqual([[4, 1]]);
     } finally {
       await keyed.close();
       setAuditHeadKey(undefined);

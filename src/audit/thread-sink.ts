@@ -1,7 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import type { AuditSink } from './sink.js';
 import type { AuditEventInput } from './types.js';
-import { auditHeadKeyInUse, notedHead } from './head-seal.js';
+import { auditHeadKeyInUse, noteHead, notedSlots, resetNotedHeads } from './head-seal.js';
 import { auditSealKeyInUse } from './seal.js';
 import type { WriterData, WriterReply, WriterRequest } from './writer-thread.js';
 
@@ -51,6 +51,11 @@ export function threadSink(file: string, fallback: AuditSink): ThreadSink {
       const p = waiting.get(r.id);
       if (!p) return;
       waiting.delete(r.id);
+      // The thread's head, in its own slot; a reported rollback resets both (head-seal.ts).
+      if (r.head !== undefined) {
+        if (r.reported) resetNotedHeads(r.head.seq, r.head.hash);
+        else noteHead(r.head.seq, r.head.hash, 'thread');
+      }
       if (r.error === undefined) p.resolve();
       else p.reject(new Error(`audit writer: ${r.error}`));
     });
@@ -71,11 +76,10 @@ export function threadSink(file: string, fallback: AuditSink): ThreadSink {
       worker ??= start();
       const w = worker;
       const id = nextId++;
-      // The thread checks the log still holds the newest head this thread wrote too (lostHead): the
-      // main thread's own appends are invisible to it otherwise. Its replies never overwrite that
-      // head here: a thread that missed a rollback must not make this thread forget it (third review).
-      const noted = notedHead();
-      const req: WriterRequest = { id, events, ...(noted ? { noted } : {}) };
+      // The thread checks that the log still holds every head this process wrote (lostHead): the
+      // main thread's and its own, kept here apart so neither replaces the other, and so that a
+      // thread started anew still knows its predecessor's (third and fourth reviews).
+      const req: WriterRequest = { id, events, noted: notedSlots() };
       return new Promise<void>((resolve, reject) => {
         waiting.set(id, { resolve, reject });
         try {

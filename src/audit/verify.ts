@@ -39,7 +39,7 @@ export interface VerifyOptions {
    * The newest head this process wrote (head-seal.ts notedHead): the log must still hold it, so
    * deleting the newest events and putting back an older, genuinely sealed head fails too.
    */
-  readonly written?: Checkpoint;
+  readonly written?: Checkpoint | readonly Checkpoint[];
 }
 
 /** Walks a chain one event at a time; shared by verifyChain (database) and verifyExport (JSONL). */
@@ -53,14 +53,14 @@ export class ChainWalker {
   constructor(
     start?: { seq: number; hash: string },
     checkpoint?: Checkpoint,
-    written?: Checkpoint,
+    written?: Checkpoint | readonly Checkpoint[],
   ) {
     if (start) {
       this.lastSeq = start.seq;
       this.lastHash = start.hash;
     }
     if (checkpoint) this.#kept.push({ cp: checkpoint, what: 'the checkpoint recorded' });
-    if (written) this.#kept.push({ cp: written, what: 'this server wrote' });
+    for (const w of written === undefined ? [] : Array.isArray(written) ? written : [written as Checkpoint]) this.#kept.push({ cp: w, what: 'this server wrote' });
   }
 
   /** Checks the next event; returns the fault, or undefined when it is sound. */

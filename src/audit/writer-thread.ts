@@ -8,7 +8,7 @@ import Database from 'better-sqlite3';
 import { parentPort, workerData } from 'node:worker_threads';
 import { configureSqlite } from '../store/db.js';
 import { prepareEdgeEvent } from './append.js';
-import { noteHead, notedHead, setAuditHeadKey } from './head-seal.js';
+import { ROLLBACK_DETECTED, setAuditHeadKey, setNotedSlots, type HeadSlot, type NotedHead } from './head-seal.js';
 import { setAuditSealKey } from './seal.js';
 import { sqliteAppender } from './sqlite-append.js';
 import type { AuditEventInput } from './types.js';
@@ -16,8 +16,8 @@ import type { AuditEventInput } from './types.js';
 export interface WriterRequest {
   readonly id: number;
   readonly events: readonly AuditEventInput[];
-  /** The newest head the main thread wrote, for the thread's rollback check (head-seal.ts). */
-  readonly noted?: { readonly seq: number; readonly hash: string };
+  /** The heads the main thread knows this process wrote (both slots), for the rollback check. */
+  readonly noted?: Partial<Record<HeadSlot, NotedHead>>;
 }
 export interface WriterData {
   readonly file: string;
@@ -31,6 +31,8 @@ export interface WriterReply {
   readonly error?: string;
   /** The head the batch left (the main thread notes it for `audit verify`). */
   readonly head?: { readonly seq: number; readonly hash: string };
+  /** The batch recorded a rollback (audit.rollback_detected): the main thread resets its heads. */
+  readonly reported?: true;
 }
 
 const port = parentPort;
@@ -44,12 +46,12 @@ if (port) {
   port.on('message', (req: WriterRequest) => {
     let reply: WriterReply;
     try {
-      // The main thread's newest head, when newer than this thread's own: both must still be there.
-      const mine = notedHead();
-      if (req.noted !== undefined && (mine === undefined || req.noted.seq > mine.seq)) noteHead(req.noted.seq, req.noted.hash);
+      // The main thread keeps what this process wrote (its own head and this thread's): checked here.
+      setNotedSlots(req.noted ?? {});
       const rows = append(req.events.map(prepareEdgeEvent));
       const last = rows[rows.length - 1];
-      reply = last === undefined ? { id: req.id } : { id: req.id, head: { seq: last.seq, hash: last.hash } };
+      reply = last === undefined ? { id: req.id }
+        : { id: req.id, head: { seq: last.seq, hash: last.hash }, ...(rows.some((r) => r.type === ROLLBACK_DETECTED) ? { reported: true } : {}) };
     } catch (e) {
       reply = { id: req.id, error: e instanceof Error ? e.message : String(e) };
     }

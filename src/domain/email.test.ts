@@ -16,6 +16,8 @@ describe('canonical emails (one person, one spelling)', () => {
     expect(canonicalEmail('alice@xn--example-.com')).not.toBe(canonicalEmail('alice@example.com'));
     expect(canonicalDomain('example.xn--com-')).not.toBe('example.com');
     expect(emailDomain('"a@example.com"@evil.com')).toBe('evil.com');
+    // A name IDNA rejects is still read one way, whatever its dots (fourth review).
+    expect(canonicalDomain('exa mple。com..')).toBe(canonicalDomain('exa mple.com'));
     expect(emailDomain('nobody')).toBeUndefined();
   });
 });

@@ -12,7 +12,7 @@ export function canonicalDomain(domain: string): string {
   const unicode = ascii === '' ? '' : domainToUnicode(ascii);
   // Only a name that converts both ways is read as IDNA: `xn--example-` decodes to plain `example`,
   // which IDNA forbids, and must stay another name than example.com (second review).
-  if (unicode === '' || domainToASCII(unicode) !== ascii) return lower.replace(/[.。｡．]$/, '');
+  if (unicode === '' || domainToASCII(unicode) !== ascii) return lower.replace(/[。｡．]/g, '.').replace(/\.+$/, '');
   return unicode.normalize('NFKC');
 }
 

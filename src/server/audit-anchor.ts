@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { noteHead, notedHead } from '../audit/head-seal.js';
+import { notedSlots, setNotedSlots, type HeadSlot, type NotedHead } from '../audit/head-seal.js';
 
 /**
  * The newest audit head this server wrote, kept in its data directory, outside the database: a
@@ -17,18 +17,23 @@ export function startAuditAnchor(dataDir: string, storeUrl: string, everyMs = 10
   const file = join(dataDir, 'audit-anchor.json');
   const store = storeId(storeUrl);
   try {
-    const kept = JSON.parse(readFileSync(file, 'utf8')) as { store?: unknown; seq?: unknown; hash?: unknown };
-    if (kept.store === store && Number.isSafeInteger(kept.seq) && typeof kept.hash === 'string' && /^[0-9a-f]{64}$/.test(kept.hash)) {
-      noteHead(kept.seq as number, kept.hash);
+    const kept = JSON.parse(readFileSync(file, 'utf8')) as { store?: unknown; heads?: Record<string, { seq?: unknown; hash?: unknown }> };
+    if (kept.store === store && kept.heads !== undefined) {
+      const slots: Partial<Record<HeadSlot, NotedHead>> = {};
+      for (const slot of ['main', 'thread'] as const) {
+        const h = kept.heads[slot];
+        if (h && Number.isSafeInteger(h.seq) && typeof h.hash === 'string' && /^[0-9a-f]{64}$/.test(h.hash)) slots[slot] = { seq: h.seq as number, hash: h.hash };
+      }
+      setNotedSlots(slots);
     }
   } catch {
     // none yet (or unreadable: then nothing is known, as on a first start)
   }
   let last = '';
   const save = () => {
-    const h = notedHead();
-    if (h === undefined) return;
-    const text = JSON.stringify({ store, seq: h.seq, hash: h.hash });
+    const heads = notedSlots();
+    if (heads.main === undefined && heads.thread === undefined) return;
+    const text = JSON.stringify({ store, heads });
     if (text === last) return;
     try {
       writeFileSync(`${file}.tmp`, text, { mode: 0o600 });

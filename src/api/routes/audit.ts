@@ -2,7 +2,7 @@ import type { Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { PassThrough } from 'node:stream';
 import { inTx } from '../../access/context.js';
-import { auditSealKeyInUse, exportEvents, notedHead, parseCheckpoint, queryEvents, revealSealed, verifyChain } from '../../audit/index.js';
+import { auditSealKeyInUse, exportEvents, notedHeads, parseCheckpoint, queryEvents, revealSealed, verifyChain } from '../../audit/index.js';
 import { AppError, badRequest } from '../../domain/errors.js';
 import { checkReason } from '../../policy/names.js';
 import { requireAdmin } from '../auth.js';
@@ -32,12 +32,12 @@ export function auditRoutes(app: FastifyInstance, ctx: ApiContext): void {
   app.get('/api/v1/audit/verify', { schema: { tags: ['audit'], querystring: AuditVerifyQuery } }, async (req) => {
     requireAdmin(req);
     const { checkpoint } = req.query as Static<typeof AuditVerifyQuery>;
-    // The newest head this server wrote must still be there, as written (head-seal.ts).
-    const written = notedHead();
-    if (checkpoint === undefined) return verifyChain(db, { ...(written ? { written } : {}) });
+    // The newest heads this server wrote must still be there, as written (head-seal.ts).
+    const written = notedHeads();
+    if (checkpoint === undefined) return verifyChain(db, { written });
     const cp = parseCheckpoint(checkpoint);
     if (!cp) throw badRequest('checkpoint must be SEQ:HASH (a positive seq, the 64 hex digits of its hash)');
-    return verifyChain(db, { checkpoint: cp, ...(written ? { written } : {}) });
+    return verifyChain(db, { checkpoint: cp, written });
   });
 
   // Secrets found in audited SQL are sealed, not blanked (src/audit/seal.ts): opening them is a
