@@ -1,6 +1,6 @@
 import type { Dialect, Tx } from '../store/db.js';
 import { chainHash } from './chain.js';
-import { checkHeadSeal, lostHead, ROLLBACK_DETECTED, sealHead } from './head-seal.js';
+import { checkHeadSeal, lostHead, RECENT_REPORTS, ROLLBACK_DETECTED, sealHead } from './head-seal.js';
 import { maskSecrets, redactedCanonicalJSON } from './redact.js';
 import type { AuditEventInput, AuditEventRow } from './types.js';
 
@@ -31,8 +31,12 @@ export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonl
   const head = await q.executeTakeFirst();
   if (!head) throw new Error('audit_head row is missing: the store was not migrated');
 
-  const lost = await lostHead(head, async (seq) =>
-    (await tx.selectFrom('audit_events').select('hash').where('seq', '=', seq).executeTakeFirst())?.hash);
+  const lost = await lostHead(
+    head,
+    async (seq) => (await tx.selectFrom('audit_events').select('hash').where('seq', '=', seq).executeTakeFirst())?.hash,
+    async () => (await tx.selectFrom('audit_events').select('data').where('type', '=', ROLLBACK_DETECTED)
+      .orderBy('seq', 'desc').limit(RECENT_REPORTS).execute()).map((r) => r.data),
+  );
   const rows = chainRows(head, withHeadCheck(head, prepared, lost));
   for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
     await tx.insertInto('audit_events').values(rows.slice(i, i + INSERT_CHUNK)).execute();

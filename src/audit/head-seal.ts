@@ -112,16 +112,40 @@ export function notedHeads(): NotedHead[] {
  * back below it) or rewritten (another hash at its seq). Undefined when all are intact, or
  * without a key (only a server checks: one store per process).
  */
-export async function lostHead(head: { seq: number }, at: (seq: number) => Promise<string | undefined>): Promise<NotedHead | undefined> {
+export async function lostHead(
+  head: { seq: number },
+  at: (seq: number) => Promise<string | undefined>,
+  reported: () => Promise<readonly string[]>,
+): Promise<NotedHead | undefined> {
   if (current === undefined) return undefined;
   for (const n of notedHeads()) {
-    if (Number(head.seq) < n.seq || (await at(n.seq)) !== n.hash) return n;
+    if (Number(head.seq) < n.seq || (await at(n.seq)) !== n.hash) return alreadyReported(n, await reported()) ? undefined : n;
   }
   return undefined;
 }
 
 /** lostHead for a synchronous reader (the SQLite appender, inside its transaction). */
-export function lostHeadSync(head: { seq: number }, at: (seq: number) => string | undefined): NotedHead | undefined {
+export function lostHeadSync(head: { seq: number }, at: (seq: number) => string | undefined, reported: () => readonly string[]): NotedHead | undefined {
   if (current === undefined) return undefined;
-  return notedHeads().find((n) => Number(head.seq) < n.seq || at(n.seq) !== n.hash);
+  const n = notedHeads().find((h) => Number(head.seq) < h.seq || at(h.seq) !== h.hash);
+  return n === undefined || alreadyReported(n, reported()) ? undefined : n;
 }
+
+/**
+ * Whether one of the latest audit.rollback_detected events (their data, as stored) already
+ * reports `n`: the other writer of this process recorded the same cut-back first, and the reply
+ * saying so had not arrived (fifth review: a second alarm, wrongly saying "rewritten").
+ */
+function alreadyReported(n: NotedHead, reports: readonly string[]): boolean {
+  return reports.some((d) => {
+    try {
+      const r = JSON.parse(d) as { seq?: unknown; hash?: unknown };
+      return r.seq === n.seq && r.hash === n.hash;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** How many of the latest rollback reports an appender looks through (alreadyReported). */
+export const RECENT_REPORTS = 8;

@@ -1,6 +1,6 @@
 import type { SqliteHandle } from '../store/db.js';
 import { chainRows, extendsSpan, grantSpans, withHeadCheck, type PreparedEvent } from './append.js';
-import { lostHeadSync, noteAppended, sealHead } from './head-seal.js';
+import { lostHeadSync, noteAppended, RECENT_REPORTS, ROLLBACK_DETECTED, sealHead } from './head-seal.js';
 import type { AuditEventRow } from './types.js';
 
 /**
@@ -16,6 +16,7 @@ export function sqliteAppender(sqlite: SqliteHandle): (prepared: readonly Prepar
   const rollback = sqlite.prepare('ROLLBACK');
   const readHead = sqlite.prepare('SELECT seq, hash, seal FROM audit_head WHERE id = 1');
   const hashAt = sqlite.prepare('SELECT hash FROM audit_events WHERE seq = ?');
+  const recentReports = sqlite.prepare('SELECT data FROM audit_events WHERE type = ? ORDER BY seq DESC LIMIT ?');
   const insert = sqlite.prepare(
     'INSERT INTO audit_events (seq, at, type, actor, request_id, grant_id, data, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
   );
@@ -29,7 +30,8 @@ export function sqliteAppender(sqlite: SqliteHandle): (prepared: readonly Prepar
     try {
       const head = readHead.get() as { seq: number; hash: string; seal: string | null } | undefined;
       if (!head) throw new Error('audit_head row is missing: the store was not migrated');
-      const lost = lostHeadSync(head, (seq) => (hashAt.get(seq) as { hash: string } | undefined)?.hash);
+      const lost = lostHeadSync(head, (seq) => (hashAt.get(seq) as { hash: string } | undefined)?.hash,
+        () => (recentReports.all(ROLLBACK_DETECTED, RECENT_REPORTS) as Array<{ data: string }>).map((r) => r.data));
       const rows = chainRows(head, withHeadCheck(head, prepared, lost));
       for (const r of rows) insert.run(r.seq, r.at, r.type, r.actor, r.request_id, r.grant_id, r.data, r.prev_hash, r.hash);
       for (const [grantId, span] of grantSpans(rows)) {

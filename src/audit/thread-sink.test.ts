@@ -79,6 +79,28 @@ describe('threadSink (audit writer thread on the SQLite store file)', () => {
     }
   });
 
+  it('one cut-back, with the thread and the main thread appending at once, is reported once (fifth review: a second alarm said "rewritten")', async () => {
+    setAuditHeadKey({ id: 'mtest', key: Buffer.alloc(32, 8) });
+    const keyed = threadSink(join(dir, `s${n}.db`), storeSink(store));
+    try {
+      const deps = { store, appendAudit: appendEvents } as unknown as AccessDeps;
+      await keyed.record([ev(1)]);
+      await inTx(deps, async (_tx, audit) => audit(ev(2, 'grant.approved')));
+      const snap = await store.db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).executeTakeFirstOrThrow();
+      await inTx(deps, async (_tx, audit) => audit(ev(3, 'grant.approved')));
+      await keyed.record([ev(4)]);
+      await store.db.deleteFrom('audit_events').where('seq', '>', snap.seq).execute();
+      await store.db.updateTable('audit_head').set(snap).where('id', '=', 1).execute();
+      await Promise.all([keyed.record([ev(5)]), inTx(deps, async (_tx, audit) => audit(ev(6, 'grant.approved')))]);
+      const found = await queryEvents(store.db, { type: 'audit.rollback_detected', limit: 5 });
+      expect(found).toHaveLength(1);
+      expect(String(found[0]!.data.message)).toMatch(/cut back/);
+    } finally {
+      await keyed.close();
+      setAuditHeadKey(undefined);
+    }
+  });
+
   it('a cut-back of the writer thread\'s events (the gateway\'s) is caught by verify and by the main thread\'s next append (fourth review)', async () => {
     setAuditHeadKey({ id: 'mtest', key: Buffer.alloc(32, 6) });
     const keyed = threadSink(join(dir, `s${n}.db`), storeSink(store));

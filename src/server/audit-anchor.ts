@@ -17,11 +17,13 @@ export function startAuditAnchor(dataDir: string, storeUrl: string, everyMs = 10
   const file = join(dataDir, 'audit-anchor.json');
   const store = storeId(storeUrl);
   try {
-    const kept = JSON.parse(readFileSync(file, 'utf8')) as { store?: unknown; heads?: Record<string, { seq?: unknown; hash?: unknown }> };
-    if (kept.store === store && kept.heads !== undefined) {
+    const kept = JSON.parse(readFileSync(file, 'utf8')) as { store?: unknown; heads?: Record<string, { seq?: unknown; hash?: unknown }>; seq?: unknown; hash?: unknown };
+    // The first form of this file held one head ({seq, hash}): read as the main thread's.
+    const heads = kept.heads ?? (kept.seq !== undefined ? { main: { seq: kept.seq, hash: kept.hash } } : undefined);
+    if (kept.store === store && heads !== undefined) {
       const slots: Partial<Record<HeadSlot, NotedHead>> = {};
       for (const slot of ['main', 'thread'] as const) {
-        const h = kept.heads[slot];
+        const h = heads[slot];
         if (h && Number.isSafeInteger(h.seq) && typeof h.hash === 'string' && /^[0-9a-f]{64}$/.test(h.hash)) slots[slot] = { seq: h.seq as number, hash: h.hash };
       }
       setNotedSlots(slots);

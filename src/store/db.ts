@@ -35,6 +35,7 @@ export interface SqliteHandle {
 export interface SqliteStatement {
   run(...params: unknown[]): unknown;
   get(...params: unknown[]): unknown;
+  all(...params: unknown[]): unknown[];
 }
 
 export interface OpenStoreOptions {
