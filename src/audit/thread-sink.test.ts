@@ -34,92 +34,87 @@ describe('threadSink (audit writer thread on the SQLite store file)', () => {
     await store.close();
   });
 
-  it('seals the head with the key it was started with', async () => {
-    setAuditHeadKey({ id: 'mtest', key: Buffer.alloc(32, 3) });
-    try {
-      const keyed = threadSink(join(dir, `s${n}.db`), storeSink(store));
-      try {
-        await keyed.record([ev(1), ev(2), ev(3)]);
-        const head = await store.db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).executeTakeFirstOrThrow();
-        expect(head.seal).toMatch(/^mtest\./);
-        expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 3 });
-      } finally {
-        await keyed.close();
-      }
-    } finally {
-      setAuditHeadKey(undefined);
-    }
-  });
-
-  it('a cut-back of the main thread\'s events is recorded by the writer thread\'s next append, and the main thread does not forget it (third review)', async () => {
+  type HeadRow = { seq: number; hash: string; seal: string | null };
+  /**
+   * A server's audit path on this test's store: a head key set, a writer thread started with it,
+   * main-thread appends (inTx), and what a database writer can do: read the head, cut back to one.
+   */
+  async function keyedRun(fn: (t: {
+    keyed: ThreadSink;
+    main: (i: number) => Promise<void>;
+    head: () => Promise<HeadRow>;
+    cutBackTo: (h: HeadRow) => Promise<void>;
+    rollbacks: () => Promise<Awaited<ReturnType<typeof queryEvents>>>;
+  }) => Promise<void>): Promise<void> {
     setAuditHeadKey({ id: 'mtest', key: Buffer.alloc(32, 5) });
     const keyed = threadSink(join(dir, `s${n}.db`), storeSink(store));
+    const deps = { store, appendAudit: appendEvents } as unknown as AccessDeps;
     try {
-      const deps = { store, appendAudit: appendEvents } as unknown as AccessDeps;
+      await fn({
+        keyed,
+        main: (i) => inTx(deps, async (_tx, audit) => audit(ev(i, 'grant.approved'))),
+        head: () => store.db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).executeTakeFirstOrThrow(),
+        cutBackTo: async (h) => {
+          await store.db.deleteFrom('audit_events').where('seq', '>', h.seq).execute();
+          await store.db.updateTable('audit_head').set(h).where('id', '=', 1).execute();
+        },
+        rollbacks: () => queryEvents(store.db, { type: 'audit.rollback_detected', limit: 5 }),
+      });
+    } finally {
+      await keyed.close();
+      setAuditHeadKey(undefined);
+    }
+  }
+
+  it('seals the head with the key it was started with', () => keyedRun(async ({ keyed, head }) => {
+    await keyed.record([ev(1), ev(2), ev(3)]);
+    expect((await head()).seal).toMatch(/^mtest\./);
+    expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 3 });
+  }));
+
+  it('a cut-back of the main thread\'s events is recorded by the writer thread\'s next append, and the main thread does not forget it (third review)', () =>
+    keyedRun(async ({ keyed, main, head, cutBackTo, rollbacks }) => {
       await keyed.record([ev(1)]); // the thread: event 1
-      const snap = await store.db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).executeTakeFirstOrThrow();
-      for (let i = 0; i < 4; i++) await inTx(deps, async (_tx, audit) => audit(ev(10 + i, 'grant.approved'))); // main: 2..5
+      const snap = await head();
+      for (let i = 0; i < 4; i++) await main(10 + i); // main: 2..5
       expect(notedHead()?.seq).toBe(5);
       // A database writer cuts the main thread's events back, the thread's head (genuinely sealed) put back.
-      await store.db.deleteFrom('audit_events').where('seq', '>', snap.seq).execute();
-      await store.db.updateTable('audit_head').set(snap).where('id', '=', 1).execute();
+      await cutBackTo(snap);
       await keyed.record([ev(20)]);
-      const found = await queryEvents(store.db, { type: 'audit.rollback_detected', limit: 5 });
-      expect(found.map((e) => [e.data.seq, e.data.headSeq])).toEqual([[5, 1]]);
+      expect((await rollbacks()).map((e) => [e.data.seq, e.data.headSeq])).toEqual([[5, 1]]);
       // Reported once: neither the thread's next batches nor the main thread's next append repeat it
       // (fourth review: one cut-back became a stream of alarms, then a false "rewritten").
       await keyed.record([ev(21)]);
       await keyed.record([ev(22)]);
-      await inTx(deps, async (_tx, audit) => audit(ev(30, 'grant.approved')));
-      expect(await queryEvents(store.db, { type: 'audit.rollback_detected', limit: 5 })).toHaveLength(1);
+      await main(30);
+      expect(await rollbacks()).toHaveLength(1);
       expect(await verifyChain(store.db, { written: notedHeads() })).toMatchObject({ ok: true });
-    } finally {
-      await keyed.close();
-      setAuditHeadKey(undefined);
-    }
-  });
+    }));
 
-  it('one cut-back, with the thread and the main thread appending at once, is reported once (fifth review: a second alarm said "rewritten")', async () => {
-    setAuditHeadKey({ id: 'mtest', key: Buffer.alloc(32, 8) });
-    const keyed = threadSink(join(dir, `s${n}.db`), storeSink(store));
-    try {
-      const deps = { store, appendAudit: appendEvents } as unknown as AccessDeps;
+  it('one cut-back, with the thread and the main thread appending at once, is reported once (fifth review: a second alarm said "rewritten")', () =>
+    keyedRun(async ({ keyed, main, head, cutBackTo, rollbacks }) => {
       await keyed.record([ev(1)]);
-      await inTx(deps, async (_tx, audit) => audit(ev(2, 'grant.approved')));
-      const snap = await store.db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).executeTakeFirstOrThrow();
-      await inTx(deps, async (_tx, audit) => audit(ev(3, 'grant.approved')));
+      await main(2);
+      const snap = await head();
+      await main(3);
       await keyed.record([ev(4)]);
-      await store.db.deleteFrom('audit_events').where('seq', '>', snap.seq).execute();
-      await store.db.updateTable('audit_head').set(snap).where('id', '=', 1).execute();
-      await Promise.all([keyed.record([ev(5)]), inTx(deps, async (_tx, audit) => audit(ev(6, 'grant.approved')))]);
-      const found = await queryEvents(store.db, { type: 'audit.rollback_detected', limit: 5 });
+      await cutBackTo(snap);
+      await Promise.all([keyed.record([ev(5)]), main(6)]);
+      const found = await rollbacks();
       expect(found).toHaveLength(1);
       expect(String(found[0]!.data.message)).toMatch(/cut back/);
-    } finally {
-      await keyed.close();
-      setAuditHeadKey(undefined);
-    }
-  });
+    }));
 
-  it('a cut-back of the writer thread\'s events (the gateway\'s) is caught by verify and by the main thread\'s next append (fourth review)', async () => {
-    setAuditHeadKey({ id: 'mtest', key: Buffer.alloc(32, 6) });
-    const keyed = threadSink(join(dir, `s${n}.db`), storeSink(store));
-    try {
-      const deps = { store, appendAudit: appendEvents } as unknown as AccessDeps;
-      await inTx(deps, async (_tx, audit) => audit(ev(1, 'grant.approved'))); // main: event 1
-      const snap = await store.db.selectFrom('audit_head').select(['seq', 'hash', 'seal']).executeTakeFirstOrThrow();
+  it('a cut-back of the writer thread\'s events (the gateway\'s) is caught by verify and by the main thread\'s next append (fourth review)', () =>
+    keyedRun(async ({ keyed, main, head, cutBackTo, rollbacks }) => {
+      await main(1); // main: event 1
+      const snap = await head();
       await keyed.record([ev(2), ev(3), ev(4)]); // the thread: 2..4
-      await store.db.deleteFrom('audit_events').where('seq', '>', snap.seq).execute();
-      await store.db.updateTable('audit_head').set(snap).where('id', '=', 1).execute();
+      await cutBackTo(snap);
       expect(await verifyChain(store.db, { written: notedHeads() })).toMatchObject({ ok: false, firstBad: { reason: 'truncated' } });
-      await inTx(deps, async (_tx, audit) => audit(ev(5, 'grant.approved')));
-      const found = await queryEvents(store.db, { type: 'audit.rollback_detected', limit: 5 });
-      expect(found.map((e) => [e.data.seq, e.data.headSeq])).toEqual([[4, 1]]);
-    } finally {
-      await keyed.close();
-      setAuditHeadKey(undefined);
-    }
-  });
+      await main(5);
+      expect((await rollbacks()).map((e) => [e.data.seq, e.data.headSeq])).toEqual([[4, 1]]);
+    }));
 
   it('appends batches from the writer thread while state transactions append on the main connection: one intact chain', async () => {
     await sink.record([ev(-1, 'warm.up')]); // the thread is up before the race starts

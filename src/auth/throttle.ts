@@ -14,12 +14,7 @@ export class Throttle {
   readonly #inFlight = new Map<string, number>();
   constructor(readonly free: number, readonly windowMs = 15 * 60_000, readonly maxDelayMs = 15 * 60_000) {}
 
-  /** Milliseconds the key must still wait, or 0. */
-  wait(key: string, now: number): number {
-    return this.refusal(key, now).ms;
-  }
-
-  /** As wait(); `busy` when only attempts still running stand in the way (nothing failed enough). */
+  /** Milliseconds the key must still wait (0: go on); `busy` when only attempts still running stand in the way. */
   refusal(key: string, now: number): { ms: number; busy: boolean } {
     const e = this.#fails.get(key);
     const failed = !e || now - e.first > this.windowMs ? 0 : e.count;
