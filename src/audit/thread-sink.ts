@@ -1,13 +1,13 @@
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import { newModuleWorker } from '../util/worker.js';
 import type { AuditSink } from './sink.js';
 import type { AuditEventInput } from './types.js';
 import { auditHeadKeyInUse, noteHead, notedSlots, resetNotedHeads } from './head-seal.js';
 import { auditSealKeyInUse } from './seal.js';
 import type { WriterData, WriterReply, WriterRequest } from './writer-thread.js';
 
-/** The built thread module; from TypeScript sources (tests, benches) it is loaded through tsx. */
+/** The writer thread, with this process's keys (it seals SQL secrets and the chain head as this thread does). */
 function newWriterThread(file: string): Worker {
-  // The thread seals SQL secrets with this process's key (seal.ts), given to it as it starts.
   const k = auditSealKeyInUse();
   const h = auditHeadKeyInUse();
   const workerData: WriterData = {
@@ -15,11 +15,7 @@ function newWriterThread(file: string): Worker {
     ...(k ? { seal: { id: k.id, key: k.key.toString('base64') } } : {}),
     ...(h ? { head: { id: h.id, key: h.key.toString('base64') } } : {}),
   };
-  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./writer-thread.js', import.meta.url), { workerData });
-  const tsx = import.meta.resolve('tsx/esm/api');
-  const entry = new URL('./writer-thread.ts', import.meta.url).href;
-  const boot = `import(${JSON.stringify(tsx)}).then((t) => { t.register(); return import(${JSON.stringify(entry)}); })`;
-  return new Worker(boot, { eval: true, workerData });
+  return newModuleWorker(import.meta.url, 'writer-thread', workerData);
 }
 
 export interface ThreadSink extends AuditSink {

@@ -18,7 +18,7 @@ export type GuardDecision =
 const ALLOW: GuardDecision = { allowed: true };
 
 /** What a statement does, as far as guardrails care: one pass over its parse tree. */
-interface Findings {
+export interface Findings {
   hits: Map<Guardrail | 'read_only', string>;
   unparsable?: string;
   /** The statement changes how the target reads SQL text (denied whenever anything is checked). */
@@ -106,20 +106,33 @@ export function loadGuardrailParser(): Promise<void> {
 }
 
 /**
- * The longest statement the parser is given. Parsing runs on the event loop that relays every
- * session, at up to ~1.5 ms per KiB (a long select list; a VALUES list ~0.25 ms), so a longer
- * statement from a role with guardrails is denied as unparsable rather than stalling everyone.
+ * The longest statement the parser is given, at up to ~1.5 ms per KiB (a long select list; a
+ * VALUES list ~0.25 ms): a longer statement from a role with guardrails is denied as unparsable.
  */
 export const MAX_CHECKED_SQL = 256 * 1024;
 /** Statements up to this long are cache keys themselves; longer ones by their SHA-256. */
 const MAX_TEXT_KEY = 1024;
 
+/** Parses statements somewhere other than the calling thread (parse-pool.ts); `ms` is the parse's own time. */
+export interface StatementParser {
+  findings(sql: string): Promise<{ readonly findings: Findings; readonly ms: number }>;
+}
+
+/** What check() would need to know about `sql`: nothing (no parse needed), or its cache key. */
+type Need = { readonly cached: Findings } | { readonly key: string; readonly long: boolean };
+
 export class GuardrailChecker {
   readonly #cache = new Map<string, Findings>();
   readonly #longCache = new Map<string, Findings>();
-  /** Milliseconds spent parsing (cache misses), for sessions to account their share. */
+  /** Parses in flight elsewhere, by cache key: sessions sending the same new statement share one. */
+  readonly #inFlight = new Map<string, Promise<number>>();
+  /** Milliseconds spent parsing on this thread (cache misses), for sessions to account their share. */
   parseMs = 0;
-  constructor(readonly maxCacheEntries = 10_000) {}
+  constructor(
+    readonly maxCacheEntries = 10_000,
+    /** Where cache misses are parsed ahead of check() (prepare); without it, check() parses them itself. */
+    readonly parser?: StatementParser,
+  ) {}
 
   /** Decides `sql` for a role denying `denied` (unknown names are ignored; validate them in the policy). */
   check(sql: string, denied: readonly string[], readOnly: boolean): GuardDecision {
@@ -141,32 +154,79 @@ export class GuardrailChecker {
     return ALLOW;
   }
 
-  #findings(sql: string): Findings {
-    if (sql.length < 2048 && isPlainSelect(sql)) return NOTHING;
+  /**
+   * Whether check() of `sql` for such a role would have to parse it on this thread: a statement
+   * that needs checking and is not in the cache. With a parser, prepare() parses it elsewhere first.
+   */
+  needsParse(sql: string, denied: readonly string[], readOnly: boolean): boolean {
+    if (this.parser === undefined || (denied.length === 0 && !readOnly)) return false;
+    return !('cached' in this.#need(sql));
+  }
+
+  /**
+   * Parses `sql` with the parser and caches what it found, so that check() finds it; resolves with
+   * the milliseconds the parse took (0 if it was cached meanwhile, or another caller's). Never
+   * rejects: a parser that fails makes the statement unparsable, so check() denies it.
+   */
+  prepare(sql: string): Promise<number> {
+    const need = this.#need(sql);
+    if ('cached' in need || this.parser === undefined) return Promise.resolve(0);
+    const shared = this.#inFlight.get(need.key);
+    if (shared) return shared.then(() => 0);
+    const done = this.parser.findings(sql).then(
+      (r) => ({ f: r.findings, ms: r.ms }),
+      (e: unknown) => ({ f: { hits: new Map(), unparsable: e instanceof Error ? e.message : String(e) } as Findings, ms: 0 }),
+    ).then(({ f, ms }) => {
+      this.#inFlight.delete(need.key);
+      this.#remember(need, f);
+      return ms;
+    });
+    this.#inFlight.set(need.key, done);
+    return done;
+  }
+
+  #need(sql: string): Need {
+    if (sql.length < 2048 && isPlainSelect(sql)) return { cached: NOTHING };
     if (sql.length > MAX_CHECKED_SQL) {
-      return { hits: new Map(), unparsable: `it is ${Math.ceil(sql.length / 1024)} KiB, and statements over ${MAX_CHECKED_SQL / 1024} KiB are not parsed (split it, or load data with COPY)` };
+      return { cached: { hits: new Map(), unparsable: `it is ${Math.ceil(sql.length / 1024)} KiB, and statements over ${MAX_CHECKED_SQL / 1024} KiB are not parsed (split it, or load data with COPY)` } };
     }
     // Long statements are cached by their hash: 10,000 entries of up to 256 KiB would pin 2.5 GB.
     const long = sql.length > MAX_TEXT_KEY;
-    const cache = long ? this.#longCache : this.#cache;
     const key = long ? createHash('sha256').update(sql).digest('base64') : sql;
-    const hit = cache.get(key);
-    if (hit) return hit;
-    const f: Findings = { hits: new Map() };
+    const hit = (long ? this.#longCache : this.#cache).get(key);
+    return hit ? { cached: hit } : { key, long };
+  }
+
+  #findings(sql: string): Findings {
+    const need = this.#need(sql);
+    if ('cached' in need) return need.cached;
     const started = performance.now();
-    try {
-      analyse(sql, f, 0);
-    } catch (e) {
-      f.unparsable = parserMessage(e);
-    }
+    const f = analyseText(sql);
     this.parseMs += performance.now() - started;
+    this.#remember(need, f);
+    return f;
+  }
+
+  #remember(need: { readonly key: string; readonly long: boolean }, f: Findings): void {
+    const cache = need.long ? this.#longCache : this.#cache;
     if (cache.size >= this.maxCacheEntries) {
       const oldest = cache.keys().next();
       if (!oldest.done) cache.delete(oldest.value);
     }
-    cache.set(key, f);
-    return f;
+    cache.set(need.key, f);
   }
+}
+
+/** What the guardrails find in `sql` (on the thread that calls it: the parser must be loaded there). */
+export function analyseText(sql: string): Findings {
+  const f: Findings = { hits: new Map() };
+  try {
+    analyse(sql, f, 0);
+  } catch (e) {
+    f.unparsable = parserMessage(e);
+  }
+  delete f.plpgsqlBodies;
+  return f;
 }
 
 /**

@@ -21,6 +21,9 @@ beforeAll(async () => ({ fx, admin, stop } = await startGatewayFixtureWithAdmin(
 afterAll(() => stop?.());
 
 const run = promisify(execFile);
+const until = async (ok: () => boolean): Promise<void> => {
+  while (!ok()) await new Promise((r) => setTimeout(r, 10));
+};
 const tableExists = async (name: string): Promise<boolean> => (await admin.query('select to_regclass($1) as t', [`public.${name}`])).rows[0].t !== null;
 
 describe('gateway: a session never reads SQL differently from the guardrails', () => {
@@ -135,7 +138,7 @@ describe('gateway: checking statements cannot stall or exhaust the gateway', () 
 
   it('holds a session that spends more than its share of the event loop on parsing', () => {
     let clock = 0;
-    const costly = { parseMs: 0, check(this: { parseMs: number }) { this.parseMs += 400; return { allowed: true } as const; } } as unknown as GuardrailChecker;
+    const costly = { parseMs: 0, needsParse: () => false, check(this: { parseMs: number }) { this.parseMs += 400; return { allowed: true } as const; } } as unknown as GuardrailChecker;
     const t = new StatementTracker('gws_p', { resource: 'app', role: 'write', guardrails: ['ddl'], readOnly: false, storeParameters: false }, costly, () => {}, () => clock);
     expect(t.parseBackoffMs()).toBe(0);
     t.fromClient(0x51, ser.query('select 1'));
@@ -145,6 +148,64 @@ describe('gateway: checking statements cannot stall or exhaust the gateway', () 
     expect(t.parseBackoffMs()).toBeCloseTo(500);
     clock += 500;
     expect(t.parseBackoffMs()).toBe(0);
+  });
+
+  it('parses off the event loop: while a statement waits for its check, other sessions run and a revocation cuts it, unsent', async () => {
+    const slow = fx.grant({ role: 'write', guardrails: ['truncate'] });
+    const a = fx.client(slow);
+    a.on('error', () => {});
+    await a.connect();
+    const parser = fx.gateway.parser;
+    parser.pause(); // every check not yet started waits: a statement whose parse takes long
+    try {
+      const outcome = a.query('create table parsed_late(id int)').then(() => 'ran', (e: Error) => e.message);
+      await until(() => parser.waiting === 1);
+      // The event loop relays other sessions meanwhile, guarded ones included.
+      const b = fx.client(fx.grant({ role: 'write', guardrails: ['truncate'] }));
+      await b.connect();
+      expect((await b.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
+      await b.end();
+      expect(await fx.gateway.endGrant(slow, 'revoked')).toBe(1);
+      expect(await outcome).toMatch(/hallpass: access to app revoked/);
+    } finally {
+      parser.resume();
+    }
+    await until(() => parser.waiting === 0);
+    // The statement never reached the target, and nothing says it ran.
+    expect(await tableExists('parsed_late')).toBe(false);
+    const sessionId = fx.sink.ofType('gateway.session.start').find((e) => e.grantId === slow)?.data.sessionId;
+    await until(() => fx.sink.ofType('gateway.session.end').some((e) => e.data.sessionId === sessionId));
+    expect(fx.sink.events.filter((e) => e.data.sessionId === sessionId).map((e) => e.type)).toEqual(['gateway.session.start', 'gateway.session.end']);
+  });
+
+  it('sends what the client pipelined behind a statement being checked once it is checked, in order, Terminate last', async () => {
+    const grant = fx.grant({ role: 'write', guardrails: ['truncate'] });
+    const s = await rawLogin(fx.port, fx.authority.token(grant));
+    fx.gateway.parser.pause();
+    try {
+      // Sent in one write, and the client leaves at once: a direct connection runs all three.
+      s.end(Buffer.concat([
+        ser.query('create table parsed_order(id int)'),
+        ser.query('insert into parsed_order values (1), (2)'),
+        ser.query('truncate parsed_order'),
+        ser.terminate(),
+      ]));
+      await until(() => fx.gateway.parser.waiting === 1);
+    } finally {
+      fx.gateway.parser.resume();
+    }
+    const sessionId = () => fx.sink.ofType('gateway.session.start').find((e) => e.grantId === grant)?.data.sessionId;
+    await until(() => fx.sink.ofType('gateway.session.end').some((e) => e.data.sessionId === sessionId()));
+    expect((await admin.query('select count(*)::int as n from parsed_order')).rows).toEqual([{ n: 2 }]);
+    const statements = fx.sink.ofType('gateway.query').filter((e) => e.data.sessionId === sessionId());
+    // The client left before the answers came: in flight at the end, so their outcome is unknown (as without a check).
+    expect(statements.map((e) => [e.data.sql, (e.data.denied as { guardrail?: string } | undefined)?.guardrail ?? null, e.data.outcome])).toEqual([
+      ['create table parsed_order(id int)', null, 'unknown'],
+      ['insert into parsed_order values (1), (2)', null, 'unknown'],
+      ['truncate parsed_order', 'truncate', 'unknown'],
+    ]);
+    expect(fx.sink.ofType('gateway.session.end').find((e) => e.data.sessionId === sessionId())?.data.reason).toBe('client_terminate');
+    await admin.query('drop table parsed_order');
   });
 
   it('keeps a bounded amount of prepared statement text per session, auditing what it lets go', () => {

@@ -20,6 +20,12 @@ export interface RelayHooks {
   mayRelay(): boolean;
   /** After each client chunk: a promise means "read no more from the client until it settles". */
   throttle(): Promise<void> | undefined;
+  /**
+   * Client messages taken (fromClient) but not yet forwarded, waiting for something other than the
+   * target (a statement's check): a promise that settles once they went on. The client's Terminate
+   * or close ends the relay only then, so that what it sent before still reaches the target.
+   */
+  unsent?(): Promise<void> | undefined;
   onEnd(end: RelayEnd): void;
 }
 
@@ -60,6 +66,18 @@ export class Relay {
     u.resume();
   }
 
+  /** Sends the client messages due upstream now (takeForUpstream), unless the relay ended or the grant did. */
+  sendDue(): void {
+    if (this.#stopped || !this.hooks.mayRelay()) return;
+    const due = this.hooks.takeForUpstream?.();
+    if (due !== undefined && due.length > 0) this.#write(this.upstream, this.client, due);
+  }
+
+  /** Ends the relay over a message from the client that breaks the protocol (found after it was taken). */
+  failClient(message: string): void {
+    this.#end({ kind: 'protocol_error', side: 'client', message });
+  }
+
   /** Stops relaying in both directions; the sockets stay open for the caller to finish. */
   stop(): void {
     if (this.#stopped) return;
@@ -92,7 +110,7 @@ export class Relay {
       return this.#end({ kind: 'protocol_error', side: 'client', message: e instanceof Error ? e.message : String(e) });
     }
     this.#write(this.upstream, this.client, this.#toUpstream.take());
-    if (this.#terminated) return this.#end({ kind: 'client_terminate' });
+    if (this.#terminated) return this.#endAfterUnsent({ kind: 'client_terminate' });
     const wait = this.hooks.throttle();
     if (wait) {
       this.client.pause();
@@ -115,8 +133,16 @@ export class Relay {
     if (due !== undefined && due.length > 0) this.#write(this.upstream, this.client, due);
   };
 
-  readonly #onClientClose = (): void => this.#end({ kind: 'client_closed' });
+  readonly #onClientClose = (): void => this.#endAfterUnsent({ kind: 'client_closed' });
   readonly #onUpstreamClose = (): void => this.#end({ kind: 'upstream_closed' });
+
+  /** Ends once what the client sent before its Terminate or close has gone on (unsent). */
+  #endAfterUnsent(end: RelayEnd): void {
+    const unsent = this.hooks.unsent?.();
+    if (unsent === undefined) return this.#end(end);
+    this.client.pause();
+    void unsent.then(() => this.#endAfterUnsent(end));
+  }
 
   #end(end: RelayEnd): void {
     if (this.#stopped) return;

@@ -5,6 +5,7 @@ import { ConfigError } from '../../domain/errors.js';
 import type { GatewayAuditEvent, GatewayAuditSink, GatewayAuthority } from '../authority.js';
 import { CancelRegistry } from './cancel.js';
 import { GuardrailChecker, loadGuardrailParser } from './guardrails.js';
+import { ParsePool } from './parse-pool.js';
 import { errorResponse } from './serializer.js';
 import { ClientSession, type SessionContext } from './session.js';
 import { loadGatewayTls, type GatewayTlsConfig, type LoadedTls } from './tls.js';
@@ -65,6 +66,7 @@ export class PostgresGateway {
   #tls: LoadedTls | undefined;
   #ctx: SessionContext | undefined;
   #closing = false;
+  readonly #parser = new ParsePool();
 
   constructor(opts: PostgresGatewayOptions) {
     if (opts.tls === false && (opts.requireTls ?? true)) {
@@ -86,7 +88,8 @@ export class PostgresGateway {
       allowPasswordWithoutTls: o.insecureAllowPasswordWithoutTls ?? false,
       audit: this.#audit,
       cancelKeys: new CancelRegistry<ClientSession>(),
-      guardrails: new GuardrailChecker(),
+      // Statements are parsed on the parser thread, off the event loop that relays and cuts off.
+      guardrails: new GuardrailChecker(10_000, this.#parser),
       clock: o.clock ?? systemClock,
       maxMessageBytes: o.maxMessageBytes ?? 64 * 1024 * 1024,
       upstreamConnectTimeoutMs: o.upstreamConnectTimeoutMs ?? 10_000,
@@ -171,7 +174,13 @@ export class PostgresGateway {
     await Promise.all([...this.#all].map((s) => s.cut('shutdown')));
     for (const s of this.#sockets) s.destroy();
     await closed;
+    await this.#parser.close();
     await this.#audit.drain();
+  }
+
+  /** The parser thread the guardrails use (tests hold it to make a check slow). */
+  get parser(): ParsePool {
+    return this.#parser;
   }
 
   readonly #loggingIn = new Map<string, number>();

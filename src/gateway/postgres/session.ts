@@ -198,7 +198,10 @@ export class ClientSession {
       readOnly: auth.readOnly,
       guardrails: auth.guardrails,
     });
-    const tracker = new StatementTracker(this.id, auth, ctx.guardrails, (type, data) => this.#audit(type, data));
+    const tracker = new StatementTracker(this.id, auth, ctx.guardrails, (type, data) => this.#audit(type, data), undefined, {
+      released: () => this.#relay?.sendDue(),
+      failed: (message) => this.#relay?.failClient(message),
+    });
     this.#tracker = tracker;
     r.framer.maxLength = ctx.maxMessageBytes;
     upstream.socket.on('error', noop);
@@ -211,8 +214,9 @@ export class ClientSession {
         return false;
       },
       takeForUpstream: () => tracker.takeForUpstream(),
+      unsent: () => tracker.checking(),
       throttle: () => {
-        const held = tracker.held();
+        const held = tracker.checking() ?? tracker.held();
         if (held) return held;
         if (ctx.audit.overloaded) return ctx.audit.whenRelieved();
         const wait = tracker.parseBackoffMs();

@@ -16,6 +16,15 @@ import {
 } from './messages.js';
 import * as ser from './serializer.js';
 
+/** What the tracker tells its session between messages (after a statement's check). */
+export interface TrackerHooks {
+  /** Client messages that waited for a check are due upstream now (takeForUpstream): send them. */
+  released(): void;
+  /** One of them broke the protocol: end the session as the relay does for a malformed message. */
+  failed(message: string): void;
+}
+const NO_HOOKS: TrackerHooks = { released: () => {}, failed: () => {} };
+
 /** Where statement audit events go (the session adds who/where). */
 export type StatementEmitter = (
   type: 'gateway.query' | 'gateway.statement' | 'gateway.execute' | 'gateway.function_call' | 'gateway.rolled_back',
@@ -156,6 +165,7 @@ export class StatementTracker {
     readonly checker: GuardrailChecker,
     readonly emit: StatementEmitter,
     readonly now: () => number = performance.now.bind(performance),
+    readonly hooks: TrackerHooks = NO_HOOKS,
   ) {}
 
   /** A request is in flight upstream (a cut-off must cancel it). */
@@ -165,10 +175,75 @@ export class StatementTracker {
 
   /** Client -> target. Returns what to forward. */
   fromClient(type: number, frame: Buffer): Buffer {
+    if (this.#checking !== undefined || ((type === FrontendCode.Query || type === FrontendCode.Parse) && this.#startCheck(type, frame))) {
+      return this.#waitForCheck(type, frame);
+    }
     if (this.#holding || this.#queue.length > 0 || this.#copySyncs > 0 || (this.#copyIn && (type === FrontendCode.Sync || type === FrontendCode.Flush))) return this.#waitOrTrack(type, frame);
     if (type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) this.#copyIn = false;
     if (type === FrontendCode.CopyData || type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) return frame;
     return this.#track(type, frame);
+  }
+
+  /**
+   * Checks off the event loop. A statement the guardrails must parse and have not seen is parsed
+   * on the parser thread (checker.prepare) before it is tracked: it and everything the client
+   * sends behind it wait here, in order, and the client is not read meanwhile (checking()); then
+   * they go on as if they arrived now, and check() finds the statement in the cache. So a long
+   * statement never stalls the event loop, which relays every other session and cuts sessions off.
+   */
+  #checking: Promise<void> | undefined;
+  #checkQueue: Array<{ type: number; frame: Buffer }> = [];
+  #checkQueuedBytes = 0;
+  #ended = false;
+  /** The text the check gate last read, by its frame, so that #track does not read it again. */
+  #read: { readonly frame: Buffer; readonly name: string; readonly sql: string } | undefined;
+
+  /** While client messages wait for a statement's check, a promise that settles once they went on. */
+  checking(): Promise<void> | undefined {
+    return this.#checking;
+  }
+
+  #startCheck(type: number, frame: Buffer): boolean {
+    const { guardrails, readOnly } = this.policy;
+    if (guardrails.length === 0 && !readOnly) return false;
+    const text = type === FrontendCode.Query ? { frame, name: '', sql: readQuery(frame) } : { frame, ...readParse(frame) };
+    this.#read = text;
+    const sql = lexicalSql(frame, text.sql);
+    if (!this.checker.needsParse(sql, guardrails, readOnly)) return false;
+    this.#checking = this.checker.prepare(sql).then((ms) => this.#checked(ms));
+    return true;
+  }
+
+  #waitForCheck(type: number, frame: Buffer): Buffer {
+    const copy = Buffer.from(frame); // a copy: a view would keep its whole chunk alive while it waits
+    this.#checkQueuedBytes += copy.length;
+    if (this.#checkQueuedBytes > MAX_HELD_BYTES) throw new ProtocolError('too much sent behind a statement still being checked');
+    this.#checkQueue.push({ type, frame: copy });
+    return EMPTY;
+  }
+
+  #checked(ms: number): void {
+    this.#checking = undefined;
+    if (this.#ended) return;
+    if (ms > 0) this.#spendParse(ms);
+    const queue = this.#checkQueue;
+    this.#checkQueue = [];
+    this.#checkQueuedBytes = 0;
+    try {
+      for (const m of queue) {
+        // As if it arrived now: a later statement may need a check of its own (and all behind it waits again).
+        const out = this.fromClient(m.type, m.frame);
+        if (out.length > 0) this.#released.push(out);
+      }
+    } catch (e) {
+      // What the relay does with such a message as it arrives: what went before goes on, and the
+      // session ends with a protocol error.
+      this.#ended = true;
+      this.hooks.released();
+      this.hooks.failed(e instanceof Error ? e.message : String(e));
+      return;
+    }
+    this.hooks.released();
   }
 
   /**
@@ -236,14 +311,14 @@ export class StatementTracker {
     if (this.#skipping) return this.#skipped(type, frame);
     switch (type) {
       case FrontendCode.Query: {
-        const sql = readQuery(frame);
+        const { sql } = this.#text(type, frame);
         const d = this.#decide(sql, frame);
         this.#namesMayChange(sql);
         this.#push({ kind: Kind.Query, start: this.now(), sql: clip(sql), tags: [], denied: d });
         return d ? ser.query(POISON) : frame;
       }
       case FrontendCode.Parse: {
-        const { name, sql } = readParse(frame);
+        const { name, sql } = this.#text(type, frame);
         const d = this.#decide(sql, frame);
         this.#namesMayChange(sql);
         // The name points at the new statement from here on (a Bind pipelined behind it uses it);
@@ -343,13 +418,13 @@ export class StatementTracker {
         this.#push({ kind: Kind.Sync, start: 0 });
         return frame;
       case FrontendCode.Query: {
-        const sql = readQuery(frame);
+        const { sql } = this.#text(type, frame);
         const d = this.#decide(sql, frame);
         this.#emitQuery({ kind: Kind.Query, start, sql, tags: [], denied: d, error: 'skipped' });
         return d ? ser.query(POISON) : frame;
       }
       case FrontendCode.Parse: {
-        const { name, sql } = readParse(frame);
+        const { name, sql } = this.#text(type, frame);
         const d = this.#decide(sql, frame);
         this.#emitParse({ kind: Kind.Parse, start, sql, name, denied: d, error: 'skipped' });
         return d ? ser.parse(name, POISON) : frame;
@@ -607,6 +682,14 @@ export class StatementTracker {
     });
   }
 
+  /** A Query's or Parse's statement name and text (read once: the check gate may have read it). */
+  #text(type: number, frame: Buffer): { readonly name: string; readonly sql: string } {
+    const r = this.#read;
+    this.#read = undefined;
+    if (r !== undefined && r.frame === frame) return r;
+    return type === FrontendCode.Query ? { name: '', sql: readQuery(frame) } : readParse(frame);
+  }
+
   #decide(sql: string, frame: Buffer): Denial | undefined {
     const before = this.checker.parseMs;
     const d = this.checker.check(lexicalSql(frame, sql), this.policy.guardrails, this.policy.readOnly);
@@ -711,6 +794,9 @@ export class StatementTracker {
    * statements prepared but never executed.
    */
   flush(): void {
+    // Messages still waiting for a check were never sent: nothing ran, nothing to record.
+    this.#ended = true;
+    this.#checkQueue = [];
     for (let p = this.#pending[this.#head]; p; p = this.#pending[this.#head]) {
       this.#shift();
       if (p.kind === Kind.Query) this.#emitQuery(p, true);

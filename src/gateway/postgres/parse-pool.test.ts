@@ -1,0 +1,100 @@
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { analyseText, GuardrailChecker, loadGuardrailParser } from './guardrails.js';
+import { ParsePool } from './parse-pool.js';
+
+/** A statement the parser needs a good while for (a long select list: hundreds of ms). */
+function slowStatement(): string {
+  const parts: string[] = [];
+  for (let i = 0, len = 0; len < 200 * 1024; i++) {
+    const p = `coalesce(a${i}, (select max(b) from v${i} where c = ${i}))`;
+    parts.push(p);
+    len += p.length + 2;
+  }
+  return `select ${parts.join(', ')} from u`;
+}
+
+const pools: ParsePool[] = [];
+const newPool = (timeoutMs?: number): ParsePool => {
+  const p = new ParsePool(timeoutMs);
+  pools.push(p);
+  return p;
+};
+beforeAll(() => loadGuardrailParser());
+afterEach(async () => {
+  for (const p of pools.splice(0)) await p.close();
+});
+
+describe('ParsePool: guardrail parsing on a thread of its own', () => {
+  it('finds what the guardrails find on this thread, for statements of every kind', async () => {
+    const pool = newPool();
+    for (const sql of [
+      'create table t(id int)',
+      "do $$ begin execute 'drop table t'; end $$",
+      'with x as (delete from t returning *) select * from x',
+      'select 1; set role postgres',
+      'select from',
+    ]) {
+      expect((await pool.findings(sql)).findings).toEqual(analyseText(sql));
+    }
+  });
+
+  it('fails a parse over its time limit, and parses the next statement on a new thread', async () => {
+    const pool = newPool(1);
+    await expect(pool.findings(slowStatement())).rejects.toThrow(/checking it took over/);
+    const slow = newPool(60_000); // the first statement of a new thread also loads the parser
+    expect((await slow.findings('create table t(id int)')).findings.hits.has('ddl')).toBe(true);
+    pool.pause(); // a short limit again, but the thread that timed out is gone: the next one answers
+    const next = expect(pool.findings('truncate t')).rejects.toThrow(/closed/);
+    expect(pool.waiting).toBe(1);
+    await pool.close();
+    await next;
+  });
+
+  it('holds parses while paused, answers them in order once resumed, and fails what waits at close', async () => {
+    const pool = newPool();
+    pool.pause();
+    const order: string[] = [];
+    const a = pool.findings('create table a(id int)').then(() => void order.push('a'));
+    const b = pool.findings('drop table a').then(() => void order.push('b'));
+    expect(pool.waiting).toBe(2);
+    pool.resume();
+    await Promise.all([a, b]);
+    expect(order).toEqual(['a', 'b']);
+    pool.pause();
+    const c = expect(pool.findings('truncate a')).rejects.toThrow(/closed/);
+    await pool.close();
+    await c;
+    await expect(pool.findings('truncate a')).rejects.toThrow(/closed/);
+  });
+});
+
+describe('GuardrailChecker with a parser thread', () => {
+  it('parses a new statement on the thread (once for every caller), then decides it from the cache', async () => {
+    const pool = newPool();
+    const checker = new GuardrailChecker(10, pool);
+    const sql = 'create table t(id int)';
+    expect(checker.needsParse(sql, ['ddl'], false)).toBe(true);
+    // Roles with nothing to check, and plain selects, never need one.
+    expect(checker.needsParse(sql, [], false)).toBe(false);
+    expect(checker.needsParse('select * from t where id = $1', ['ddl'], false)).toBe(false);
+    pool.pause();
+    const first = checker.prepare(sql);
+    const second = checker.prepare(sql);
+    expect(pool.waiting).toBe(1);
+    pool.resume();
+    expect((await first) + (await second)).toBeGreaterThan(0);
+    expect(await second).toBe(0);
+    expect(checker.needsParse(sql, ['ddl'], false)).toBe(false);
+    const before = checker.parseMs;
+    expect(checker.check(sql, ['ddl'], false)).toMatchObject({ allowed: false, guardrail: 'ddl' });
+    expect(checker.parseMs).toBe(before); // nothing parsed on this thread
+  });
+
+  it('denies a statement whose parse failed, as unparsable', async () => {
+    const pool = newPool(1);
+    const checker = new GuardrailChecker(10, pool);
+    const sql = slowStatement();
+    await checker.prepare(sql);
+    expect(checker.check(sql, ['ddl'], false)).toMatchObject({ allowed: false, guardrail: 'unparsable', reason: expect.stringMatching(/could not be checked: checking it took over/) });
+  });
+});
