@@ -1,3 +1,4 @@
+import { AjvCompiler } from '@fastify/ajv-compiler';
 import swagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { installAuth } from './auth.js';
@@ -11,6 +12,21 @@ import { newLoginLimiter } from './rate-limit.js';
 import { requestRoutes } from './routes/requests.js';
 import { ErrorBody, GrantView, RequestView } from './schemas.js';
 
+const AJV_OPTIONS = { removeAdditional: false, coerceTypes: 'array', allErrors: false, verbose: true } as const;
+const validators = AjvCompiler();
+
+/**
+ * Query strings, path parameters and headers are text, so their values are coerced to the types
+ * their schemas name ("limit=5" a number, a lone "type=x" a one-item list). A JSON body already
+ * carries its types: it is validated as sent, so `"reason": ["a"]` or `"force": "true"` is refused
+ * rather than read as "a" or true.
+ */
+const strictBodies: typeof validators = (externalSchemas, options) => {
+  const coercing = validators(externalSchemas, options);
+  const strict = validators(externalSchemas, { customOptions: { ...AJV_OPTIONS, coerceTypes: false } });
+  return (route) => (route.httpPart === 'body' ? strict : coercing)(route);
+};
+
 /** Builds the HTTP API (not listening yet). */
 export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
   const app = Fastify({
@@ -18,7 +34,8 @@ export async function buildApi(ctx: ApiContext): Promise<FastifyInstance> {
     bodyLimit: 64 * 1024,
     // The client address (throttles, audit) is the peer's, unless the peer is a configured proxy.
     trustProxy: ctx.trustedProxies !== undefined && ctx.trustedProxies.length > 0 ? [...ctx.trustedProxies] : false,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', allErrors: false, verbose: true } },
+    ajv: { customOptions: AJV_OPTIONS },
+    schemaController: { compilersFactory: { buildValidator: strictBodies } },
   });
   await app.register(swagger, {
     openapi: {

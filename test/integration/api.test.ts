@@ -253,6 +253,28 @@ describe('HTTP API edges, policy reload and audit verification', () => {
     expect(bad.body.error.message).toBe('body.reason must be visible text without control characters, line breaks, tabs, or bidirectional and invisible marks');
   });
 
+  it('takes a JSON body as typed: a list, a number or a string where the schema wants another type is refused, not coerced (review: coerceTypes)', async () => {
+    const alice = await t.token('alice');
+    for (const bad of [
+      { resource: 'app-db', role: 'read', duration: '5m', reason: ['a list, read as its one item'] },
+      { resource: ['app-db'], role: 'read', duration: '5m', reason: 'x' },
+      { resource: 'app-db', role: 'read', duration: '5m', reason: 'x', breakGlass: 'true' },
+      { resource: 'app-db', role: 'read', duration: '5m', reason: 'x', breakGlass: 1 },
+      { resource: 'app-db', role: 'read', duration: 300, reason: 'x' },
+      { resource: 'app-db', role: 'read', duration: '5m', reason: 42 },
+    ]) {
+      const r = await t.api(alice, 'POST', '/api/v1/requests', bad);
+      expect(r.status, JSON.stringify(bad)).toBe(400);
+      expect(r.body.error.code).toBe('bad_request');
+    }
+    expect(await t.h.deps.store.db.selectFrom('requests').select('id').execute()).toEqual([]);
+    // Query strings are text: their numbers and lists are still read as such.
+    const admin = await t.token('admin');
+    const q = await t.api(admin, 'GET', '/api/v1/audit?limit=2');
+    expect(q.status).toBe(200);
+    expect(q.body.events.length).toBeLessThanOrEqual(2);
+  });
+
   it('the CLI prints what it is given without control characters or bidi overrides', () => {
     const printed = whyEnded({ denialReasons: [], decisionNote: 'ok\u202edeyorppa\u202c \u009b31mRED', status: 'denied' } as unknown as Parameters<typeof whyEnded>[0]);
     expect(printed).toBe('ok deyorppa   31mRED');

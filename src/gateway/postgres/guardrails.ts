@@ -185,7 +185,19 @@ export class GuardrailChecker {
     return done;
   }
 
+  /** The last text #need looked at, and what it found: the gate and check() look at each statement in turn. */
+  #lastSql: string | undefined;
+  #lastNeed: Need | undefined;
+
   #need(sql: string): Need {
+    if (sql === this.#lastSql && this.#lastNeed !== undefined) return this.#lastNeed;
+    const need = this.#lookUp(sql);
+    this.#lastSql = sql;
+    this.#lastNeed = need;
+    return need;
+  }
+
+  #lookUp(sql: string): Need {
     if (sql.length < 2048 && isPlainSelect(sql)) return { cached: NOTHING };
     if (sql.length > MAX_CHECKED_SQL) {
       return { cached: { hits: new Map(), unparsable: `it is ${Math.ceil(sql.length / 1024)} KiB, and statements over ${MAX_CHECKED_SQL / 1024} KiB are not parsed (split it, or load data with COPY)` } };
@@ -208,6 +220,8 @@ export class GuardrailChecker {
   }
 
   #remember(need: { readonly key: string; readonly long: boolean }, f: Findings): void {
+    this.#lastSql = undefined;
+    this.#lastNeed = undefined;
     const cache = need.long ? this.#longCache : this.#cache;
     if (cache.size >= this.maxCacheEntries) {
       const oldest = cache.keys().next();
