@@ -65,9 +65,9 @@ function collect(s: TLSSocket) {
   return { ready: (n = 1) => until(0x5a, n), error: () => until(0x45, 1), until };
 }
 
-async function session(): Promise<{ s: TLSSocket; sessionId: string; c: ReturnType<typeof collect> }> {
+async function session(guardrails: string[] = []): Promise<{ s: TLSSocket; sessionId: string; c: ReturnType<typeof collect> }> {
   const before = fx.sink.ofType('gateway.session.start').length;
-  const s = await rawLogin(fx.port, fx.authority.token(fx.grant({ role: 'write' })));
+  const s = await rawLogin(fx.port, fx.authority.token(fx.grant({ role: 'write', guardrails })));
   for (let t = 0; fx.sink.ofType('gateway.session.start').length === before; t++) {
     if (t > 200) throw new Error('no session.start');
     await new Promise((r) => setTimeout(r, 10));
@@ -399,6 +399,37 @@ describe('gateway audit: every statement the target may run is on the record', (
     expect(events).toEqual([expect.objectContaining({ type: 'gateway.query', outcome: 'unknown' })]);
     await expect.poll(() => rowExists(9400), { timeout: 5000 }).toBe(true);
     s.destroy();
+  });
+
+  it('a statement waiting for its check never overtakes what waits behind a COPY sent before it (review of the parser thread)', async () => {
+    await admin.query('create table if not exists ordered (seq serial, v text)');
+    await admin.query(`grant all on ordered, ordered_seq_seq to ${fx.roles.rw.user}`);
+    const { s, sessionId, c } = await session(['truncate']);
+    s.write(ser.query("insert into ordered(v) values ('A')")); // A is checked now, and cached
+    await c.ready();
+    await admin.query('delete from ordered');
+    fx.gateway.parser.pause(); // B's check takes a while
+    try {
+      s.write(Buffer.concat([
+        // Text that looks like COPY … FROM STDIN: what follows waits for the target's answer to it.
+        ser.parse('', "select 'copy' as a, 'from stdin' as b"), bind('', ''), execute(''), sync(),
+        ser.query("insert into ordered(v) values ('A')"),
+        ser.query("insert into ordered(v) values ('B')"),
+      ]));
+      await expect.poll(() => fx.gateway.parser.waiting).toBe(1);
+      await new Promise((r) => setTimeout(r, 300)); // the target answers the COPY-looking statement meanwhile
+    } finally {
+      fx.gateway.parser.resume();
+    }
+    await c.ready(3);
+    expect((await admin.query('select v from ordered order by seq')).rows.map((r) => r.v)).toEqual(['A', 'B']);
+    s.end(ser.terminate());
+    expect((await statements(sessionId)).map((e) => e.sql)).toEqual([
+      "insert into ordered(v) values ('A')",
+      "select 'copy' as a, 'from stdin' as b",
+      "insert into ordered(v) values ('A')",
+      "insert into ordered(v) values ('B')",
+    ]);
   });
 
   it('an answer the gateway cannot match ends the session instead of being credited to another statement', async () => {

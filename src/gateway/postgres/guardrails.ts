@@ -138,6 +138,7 @@ export class GuardrailChecker {
   check(sql: string, denied: readonly string[], readOnly: boolean): GuardDecision {
     if (denied.length === 0 && !readOnly) return ALLOW;
     const f = this.#findings(sql);
+    if (this.#failures.size > 0) this.#forgetFailure(sql);
     if (f.unparsable !== undefined) {
       return { allowed: false, guardrail: 'unparsable', reason: `the statement could not be checked: ${f.unparsable}` };
     }
@@ -174,13 +175,17 @@ export class GuardrailChecker {
     const shared = this.#inFlight.get(need.key);
     if (shared) return shared.then(() => 0);
     const done = this.parser.findings(sql).then(
-      (r) => ({ f: r.findings, ms: r.ms }),
-      (e: unknown) => ({ f: { hits: new Map(), unparsable: e instanceof Error ? e.message : String(e) } as Findings, ms: 0 }),
-    ).then(({ f, ms }) => {
-      this.#inFlight.delete(need.key);
-      this.#remember(need, f);
-      return ms;
-    });
+      (r) => {
+        this.#remember(need, r.findings);
+        return r.ms;
+      },
+      (e: unknown) => {
+        // The parser failed (too slow, or its thread died), not the statement: the check waiting
+        // for this parse denies it, and the text is tried afresh next time.
+        this.#rememberFailure(need.key, { hits: new Map(), unparsable: e instanceof Error ? e.message : String(e) });
+        return e instanceof ParseFailed ? e.ms : 0;
+      },
+    ).finally(() => this.#inFlight.delete(need.key));
     this.#inFlight.set(need.key, done);
     return done;
   }
@@ -198,13 +203,15 @@ export class GuardrailChecker {
   }
 
   #lookUp(sql: string): Need {
+    const failed = this.#failures.size > 0 ? this.#failures.get(sql.length > MAX_TEXT_KEY ? textKey(sql) : sql) : undefined;
+    if (failed !== undefined) return { cached: failed };
     if (sql.length < 2048 && isPlainSelect(sql)) return { cached: NOTHING };
     if (sql.length > MAX_CHECKED_SQL) {
       return { cached: { hits: new Map(), unparsable: `it is ${Math.ceil(sql.length / 1024)} KiB, and statements over ${MAX_CHECKED_SQL / 1024} KiB are not parsed (split it, or load data with COPY)` } };
     }
     // Long statements are cached by their hash: 10,000 entries of up to 256 KiB would pin 2.5 GB.
     const long = sql.length > MAX_TEXT_KEY;
-    const key = long ? createHash('sha256').update(sql).digest('base64') : sql;
+    const key = long ? textKey(sql) : sql;
     const hit = (long ? this.#longCache : this.#cache).get(key);
     return hit ? { cached: hit } : { key, long };
   }
@@ -219,6 +226,29 @@ export class GuardrailChecker {
     return f;
   }
 
+  /**
+   * Parses that failed, by key, each kept for the one check that waited for it (then forgotten, so
+   * a parser that failed once does not deny the text for good), at most 1,000.
+   */
+  readonly #failures = new Map<string, Findings>();
+
+  #rememberFailure(key: string, f: Findings): void {
+    this.#lastSql = undefined;
+    this.#lastNeed = undefined;
+    if (this.#failures.size >= 1000) {
+      const oldest = this.#failures.keys().next();
+      if (!oldest.done) this.#failures.delete(oldest.value);
+    }
+    this.#failures.set(key, f);
+  }
+
+  #forgetFailure(sql: string): void {
+    if (this.#failures.delete(sql.length > MAX_TEXT_KEY ? textKey(sql) : sql)) {
+      this.#lastSql = undefined;
+      this.#lastNeed = undefined;
+    }
+  }
+
   #remember(need: { readonly key: string; readonly long: boolean }, f: Findings): void {
     this.#lastSql = undefined;
     this.#lastNeed = undefined;
@@ -228,6 +258,18 @@ export class GuardrailChecker {
       if (!oldest.done) cache.delete(oldest.value);
     }
     cache.set(need.key, f);
+  }
+}
+
+const textKey = (sql: string): string => createHash('sha256').update(sql).digest('base64');
+
+/** A parse that did not finish (too slow, or its thread died); `ms` is the time it took up anyway. */
+export class ParseFailed extends Error {
+  constructor(
+    message: string,
+    readonly ms: number,
+  ) {
+    super(message);
   }
 }
 

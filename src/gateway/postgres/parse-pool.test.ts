@@ -1,6 +1,8 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { analyseText, GuardrailChecker, loadGuardrailParser } from './guardrails.js';
 import { ParsePool } from './parse-pool.js';
+import * as ser from './serializer.js';
+import { StatementTracker } from './tracker.js';
 
 /** A statement the parser needs a good while for (a long select list: hundreds of ms). */
 function slowStatement(): string {
@@ -90,11 +92,66 @@ describe('GuardrailChecker with a parser thread', () => {
     expect(checker.parseMs).toBe(before); // nothing parsed on this thread
   });
 
-  it('denies a statement whose parse failed, as unparsable', async () => {
+  it('denies a statement whose parse failed in the check that waited for it, charges the time, and parses it afresh next time (review)', async () => {
     const pool = newPool(1);
     const checker = new GuardrailChecker(10, pool);
     const sql = slowStatement();
-    await checker.prepare(sql);
+    expect(await checker.prepare(sql)).toBeGreaterThan(0); // the time the failed parse took, for the session's share
+    expect(checker.needsParse(sql, ['ddl'], false)).toBe(false); // the waiting check has its answer
     expect(checker.check(sql, ['ddl'], false)).toMatchObject({ allowed: false, guardrail: 'unparsable', reason: expect.stringMatching(/could not be checked: checking it took over/) });
+    // A parser that failed once does not deny the text for good.
+    expect(checker.needsParse(sql, ['ddl'], false)).toBe(true);
+  });
+});
+
+describe("StatementTracker's check gate", () => {
+  const policy = { resource: 'app', role: 'write', guardrails: ['ddl'], readOnly: false, storeParameters: false };
+  const held = () => {
+    let release!: () => void;
+    const parsed = new Promise<void>((r) => (release = r));
+    const parser = { findings: async (sql: string) => (await parsed, { findings: analyseText(sql), ms: 400 }) };
+    return { checker: new GuardrailChecker(10, parser), release };
+  };
+
+  it('sends nothing, and audits nothing, of what waited for a check once the grant has ended (review)', async () => {
+    const { checker, release } = held();
+    const emitted: string[] = [];
+    let live = true;
+    let released = 0;
+    const t = new StatementTracker('gws_c', policy, checker, (type) => void emitted.push(type), undefined, {
+      mayRelay: () => live,
+      released: () => void released++,
+      failed: () => {},
+    });
+    expect(t.fromClient(0x51, ser.query('create table x(id int)'))).toHaveLength(0);
+    expect(t.fromClient(0x51, ser.query('select 1'))).toHaveLength(0); // behind it
+    const checking = t.checking();
+    expect(checking).toBeInstanceOf(Promise);
+    live = false; // the grant ends while the statement is being checked
+    release();
+    await checking;
+    expect(t.takeForUpstream()).toEqual([]);
+    expect(released).toBe(0);
+    t.flush();
+    expect(emitted).toEqual([]);
+  });
+
+  it('releases what waited, in order, with the decision applied, and charges the parse to the session', async () => {
+    const { checker, release } = held();
+    let released = 0;
+    const t = new StatementTracker('gws_d', policy, checker, () => {}, undefined, { mayRelay: () => true, released: () => void released++, failed: () => {} });
+    t.fromClient(0x51, ser.query('create table x(id int)'));
+    t.fromClient(0x51, ser.query('select 2'));
+    const checking = t.checking();
+    release();
+    await checking;
+    expect(released).toBe(1);
+    const out = t.takeForUpstream().map((b) => b.toString('latin1'));
+    expect(out).toHaveLength(2);
+    expect(out[0]).toContain('hallpass: statement denied'); // the DDL, replaced by one that fails upstream
+    expect(out[1]).toContain('select 2');
+    expect(t.checking()).toBeUndefined();
+    // 400 ms of the parser thread against a 250 ms burst: the session is not read for a while.
+    expect(t.parseBackoffMs()).toBeGreaterThan(0);
   });
 });

@@ -1,7 +1,10 @@
 import type { Worker } from 'node:worker_threads';
 import { newModuleWorker } from '../../util/worker.js';
-import type { Findings, StatementParser } from './guardrails.js';
+import { ParseFailed, type Findings, type StatementParser } from './guardrails.js';
 import type { ParseReply, ParseRequest } from './parse-worker.js';
+
+/** What the parser thread sends once it has loaded the parser: statements go to it only then, so their time limit is the parse's own. */
+export const READY = 'ready';
 
 interface Job {
   readonly id: number;
@@ -17,8 +20,10 @@ interface Job {
  */
 export class ParsePool implements StatementParser {
   #worker: Worker | undefined;
+  /** The thread has loaded the parser (READY): statements go to it from then on. */
+  #ready = false;
   readonly #queue: Job[] = [];
-  #current: { job: Job; timer: NodeJS.Timeout; worker: Worker } | undefined;
+  #current: { job: Job; timer: NodeJS.Timeout; worker: Worker; started: number } | undefined;
   #nextId = 1;
   #paused = false;
   #closed = false;
@@ -51,7 +56,7 @@ export class ParsePool implements StatementParser {
   /** Fails what waits and stops the thread. */
   async close(): Promise<void> {
     this.#closed = true;
-    const e = new Error('the statement parser is closed');
+    const e = new ParseFailed('the statement parser is closed', 0);
     for (const j of this.#queue.splice(0)) j.reject(e);
     this.#fail(e);
     const w = this.#worker;
@@ -60,23 +65,41 @@ export class ParsePool implements StatementParser {
   }
 
   #next(): void {
-    if (this.#current || this.#paused || this.#closed) return;
-    const job = this.#queue.shift();
-    if (!job) return;
-    const worker = (this.#worker ??= this.#start());
+    if (this.#current || this.#paused || this.#closed || this.#queue.length === 0) return;
+    if (!this.#worker) {
+      try {
+        this.#worker = this.#start();
+      } catch (e) {
+        // No thread could be started (out of threads or memory): what waits fails (it is denied).
+        const err = new ParseFailed(`the statement parser could not start (${e instanceof Error ? e.message : String(e)})`, 0);
+        for (const j of this.#queue.splice(0)) j.reject(err);
+        return;
+      }
+    }
+    if (!this.#ready) return; // on READY
+    const worker = this.#worker;
+    const job = this.#queue.shift() as Job;
+    const started = performance.now();
     const timer = setTimeout(() => {
-      this.#fail(new Error(`checking it took over ${this.timeoutMs / 1000} s`));
+      this.#fail(new ParseFailed(`checking it took over ${this.timeoutMs / 1000} s`, performance.now() - started));
       void this.#replace(worker);
     }, this.timeoutMs);
-    this.#current = { job, timer, worker };
+    timer.unref();
+    this.#current = { job, timer, worker, started };
     const req: ParseRequest = { id: job.id, sql: job.sql };
     worker.postMessage(req);
   }
 
   #start(): Worker {
     const w = newModuleWorker(import.meta.url, 'parse-worker', undefined);
+    this.#ready = false;
     w.unref();
-    w.on('message', (r: ParseReply) => {
+    w.on('message', (r: ParseReply | typeof READY) => {
+      if (r === READY) {
+        if (this.#worker === w) this.#ready = true;
+        this.#next();
+        return;
+      }
       const c = this.#current;
       if (!c || c.job.id !== r.id) return;
       clearTimeout(c.timer);
@@ -86,7 +109,8 @@ export class ParsePool implements StatementParser {
     });
     const gone = (why: string): void => {
       if (this.#worker === w) this.#worker = undefined;
-      if (this.#current?.worker === w) this.#fail(new Error(`the statement parser failed (${why})`));
+      const c = this.#current;
+      if (c?.worker === w) this.#fail(new ParseFailed(`the statement parser failed (${why})`, performance.now() - c.started));
       this.#next();
     };
     w.on('error', (e) => gone(e.message));
@@ -105,7 +129,7 @@ export class ParsePool implements StatementParser {
 
   async #replace(w: Worker): Promise<void> {
     if (this.#worker === w) this.#worker = undefined;
-    this.#next();
+    this.#next(); // starts the next thread; its first statement waits for it to load the parser
     await w.terminate();
   }
 }

@@ -5,6 +5,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { analyseText, loadGuardrailParser, type Findings } from './guardrails.js';
+import { READY } from './parse-pool.js';
 
 export interface ParseRequest {
   readonly id: number;
@@ -19,13 +20,13 @@ export interface ParseReply {
 
 const port = parentPort;
 if (port) {
-  const ready = loadGuardrailParser();
-  port.on('message', (req: ParseRequest) => {
-    void ready.then(() => {
+  void loadGuardrailParser().then(() => {
+    port.on('message', (req: ParseRequest) => {
       const started = performance.now();
       const findings = analyseText(req.sql);
       const reply: ParseReply = { id: req.id, findings, ms: performance.now() - started };
       port.postMessage(reply);
     });
+    port.postMessage(READY);
   });
 }

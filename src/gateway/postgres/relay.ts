@@ -61,6 +61,8 @@ export class Relay {
     if (early.length > 0) {
       for (const [t, f] of early) this.#clientFrame(t, f);
       this.#write(u, c, this.#toUpstream.take());
+      // A Terminate pipelined with the login: what came before it goes on, then the session ends.
+      if (this.#terminated) return this.#endAfterUnsent({ kind: 'client_terminate' });
     }
     c.resume();
     u.resume();

@@ -199,6 +199,7 @@ export class ClientSession {
       guardrails: auth.guardrails,
     });
     const tracker = new StatementTracker(this.id, auth, ctx.guardrails, (type, data) => this.#audit(type, data), undefined, {
+      mayRelay: () => this.#mayRelay(),
       released: () => this.#relay?.sendDue(),
       failed: (message) => this.#relay?.failClient(message),
     });
@@ -208,11 +209,7 @@ export class ClientSession {
     this.#relay = new Relay(this.#client, upstream.socket, r.framer, new Framer(ctx.maxMessageBytes), {
       fromClient: (t, f) => tracker.fromClient(t, f),
       fromServer: (t, f) => tracker.fromServer(t, f),
-      mayRelay: () => {
-        if (this.ctx.clock.now().getTime() < this.#expiresMs) return true;
-        this.#finish('expired');
-        return false;
-      },
+      mayRelay: () => this.#mayRelay(),
       takeForUpstream: () => tracker.takeForUpstream(),
       unsent: () => tracker.checking(),
       throttle: () => {
@@ -225,6 +222,14 @@ export class ClientSession {
       onEnd: (end) => this.#finish(end.kind, end.kind === 'protocol_error' ? end.message : undefined),
     });
     this.#relay.start(r.early);
+  }
+
+  /** Whether bytes may still pass: not once the grant has ended (the session is cut then). */
+  #mayRelay(): boolean {
+    if (this.#ending) return false;
+    if (this.ctx.clock.now().getTime() < this.#expiresMs) return true;
+    this.#finish('expired');
+    return false;
   }
 
   /** Cuts the session now (grant ended, or the gateway is shutting down). Resolves when closed. */

@@ -18,12 +18,41 @@ import * as ser from './serializer.js';
 
 /** What the tracker tells its session between messages (after a statement's check). */
 export interface TrackerHooks {
+  /** Whether the session may still relay (false once the grant ended: the session is cut then). */
+  mayRelay(): boolean;
   /** Client messages that waited for a check are due upstream now (takeForUpstream): send them. */
   released(): void;
   /** One of them broke the protocol: end the session as the relay does for a malformed message. */
   failed(message: string): void;
 }
-const NO_HOOKS: TrackerHooks = { released: () => {}, failed: () => {} };
+const NO_HOOKS: TrackerHooks = { mayRelay: () => true, released: () => {}, failed: () => {} };
+
+/** Client messages waiting their turn, in the order sent: copies, at most MAX_HELD_BYTES of them. */
+class Waiting {
+  #items: Array<{ type: number; frame: Buffer }> = [];
+  #bytes = 0;
+  constructor(readonly tooMuch: string) {}
+
+  get length(): number {
+    return this.#items.length;
+  }
+
+  /** Keeps a copy (a view would keep its whole chunk alive while it waits); returns nothing to forward now. */
+  add(type: number, frame: Buffer): Buffer {
+    const copy = Buffer.from(frame);
+    this.#bytes += copy.length;
+    if (this.#bytes > MAX_HELD_BYTES) throw new ProtocolError(this.tooMuch);
+    this.#items.push({ type, frame: copy });
+    return EMPTY;
+  }
+
+  take(): Array<{ type: number; frame: Buffer }> {
+    const items = this.#items;
+    this.#items = [];
+    this.#bytes = 0;
+    return items;
+  }
+}
 
 /** Where statement audit events go (the session adds who/where). */
 export type StatementEmitter = (
@@ -141,7 +170,7 @@ export class StatementTracker {
   /** A COPY FROM STDIN Execute sent and not yet answered (see #waitOrTrack). */
   #holding: Pending | undefined;
   /** Client messages waiting (see #waitOrTrack), in the order sent. */
-  #queue: Array<{ type: number; frame: Buffer }> = [];
+  readonly #queue = new Waiting('too much sent behind a COPY before the target answered it');
   /** Syncs the client sent inside the running COPY, not sent on (see #waitOrTrack). */
   #copySyncs = 0;
   /**
@@ -149,7 +178,6 @@ export class StatementTracker {
    * here): the target ignored them if it read them in COPY mode, as it did if the COPY succeeds.
    */
   #copySentSyncs: Pending[] = [];
-  #queuedBytes = 0;
   /** Queued messages now due upstream, in order (the relay takes them after each answer). */
   #released: Buffer[] = [];
   #whenReleased: { promise: Promise<void>; resolve: () => void } | undefined;
@@ -175,10 +203,11 @@ export class StatementTracker {
 
   /** Client -> target. Returns what to forward. */
   fromClient(type: number, frame: Buffer): Buffer {
-    if (this.#checking !== undefined || ((type === FrontendCode.Query || type === FrontendCode.Parse) && this.#startCheck(type, frame))) {
-      return this.#waitForCheck(type, frame);
-    }
+    // Behind a statement being checked, and then behind a held COPY, everything waits its turn: a
+    // statement is checked once what the client sent before it goes on, so nothing overtakes.
+    if (this.#checking !== undefined) return this.#checkQueue.add(type, frame);
     if (this.#holding || this.#queue.length > 0 || this.#copySyncs > 0 || (this.#copyIn && (type === FrontendCode.Sync || type === FrontendCode.Flush))) return this.#waitOrTrack(type, frame);
+    if ((type === FrontendCode.Query || type === FrontendCode.Parse) && this.#startCheck(type, frame)) return this.#checkQueue.add(type, frame);
     if (type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) this.#copyIn = false;
     if (type === FrontendCode.CopyData || type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) return frame;
     return this.#track(type, frame);
@@ -192,8 +221,7 @@ export class StatementTracker {
    * statement never stalls the event loop, which relays every other session and cuts sessions off.
    */
   #checking: Promise<void> | undefined;
-  #checkQueue: Array<{ type: number; frame: Buffer }> = [];
-  #checkQueuedBytes = 0;
+  readonly #checkQueue = new Waiting('too much sent behind a statement still being checked');
   #ended = false;
   /** The text the check gate last read, by its frame, so that #track does not read it again. */
   #read: { readonly frame: Buffer; readonly name: string; readonly sql: string } | undefined;
@@ -214,23 +242,14 @@ export class StatementTracker {
     return true;
   }
 
-  #waitForCheck(type: number, frame: Buffer): Buffer {
-    const copy = Buffer.from(frame); // a copy: a view would keep its whole chunk alive while it waits
-    this.#checkQueuedBytes += copy.length;
-    if (this.#checkQueuedBytes > MAX_HELD_BYTES) throw new ProtocolError('too much sent behind a statement still being checked');
-    this.#checkQueue.push({ type, frame: copy });
-    return EMPTY;
-  }
-
   #checked(ms: number): void {
     this.#checking = undefined;
     if (this.#ended) return;
     if (ms > 0) this.#spendParse(ms);
-    const queue = this.#checkQueue;
-    this.#checkQueue = [];
-    this.#checkQueuedBytes = 0;
+    // The grant may have ended meanwhile: then nothing that waited goes on, or is audited (it never ran).
+    if (!this.hooks.mayRelay()) return;
     try {
-      for (const m of queue) {
+      for (const m of this.#checkQueue.take()) {
         // As if it arrived now: a later statement may need a check of its own (and all behind it waits again).
         const out = this.fromClient(m.type, m.frame);
         if (out.length > 0) this.#released.push(out);
@@ -278,11 +297,7 @@ export class StatementTracker {
       }
     }
     // Behind a held Execute, or behind this COPY's end (even a later COPY's data): waits its turn.
-    const copy = Buffer.from(frame); // a copy: a view would keep its whole chunk alive while it waits
-    this.#queuedBytes += copy.length;
-    if (this.#queuedBytes > MAX_HELD_BYTES) throw new ProtocolError('too much sent behind a COPY before the target answered it');
-    this.#queue.push({ type, frame: copy });
-    return EMPTY;
+    return this.#queue.add(type, frame);
   }
 
   /** Sends on what waits (see #waitOrTrack), in order, after the Syncs of a COPY that failed. */
@@ -294,10 +309,7 @@ export class StatementTracker {
       }
     }
     this.#copySyncs = 0;
-    const queue = this.#queue;
-    this.#queue = [];
-    this.#queuedBytes = 0;
-    for (const m of queue) {
+    for (const m of this.#queue.take()) {
       // As if it arrived now: it may have to wait again (behind another COPY), or go on.
       const out = this.fromClient(m.type, m.frame);
       if (out.length > 0) this.#released.push(out);
@@ -796,7 +808,7 @@ export class StatementTracker {
   flush(): void {
     // Messages still waiting for a check were never sent: nothing ran, nothing to record.
     this.#ended = true;
-    this.#checkQueue = [];
+    this.#checkQueue.take();
     for (let p = this.#pending[this.#head]; p; p = this.#pending[this.#head]) {
       this.#shift();
       if (p.kind === Kind.Query) this.#emitQuery(p, true);
