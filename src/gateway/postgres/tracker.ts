@@ -238,7 +238,11 @@ export class StatementTracker {
     this.#read = text;
     const sql = lexicalSql(frame, text.sql);
     if (!this.checker.needsParse(sql, guardrails, readOnly)) return false;
-    this.#checking = this.checker.prepare(sql).then((ms) => this.#checked(ms));
+    // Never rejects (the relay and the session wait on it): anything thrown ends the session.
+    this.#checking = this.checker.prepare(sql).then((ms) => this.#checked(ms)).catch((e: unknown) => {
+      this.#ended = true;
+      this.hooks.failed(e instanceof Error ? e.message : String(e));
+    });
     return true;
   }
 
