@@ -115,8 +115,17 @@ const MAX_TEXT_KEY = 1024;
 
 /** Parses statements somewhere other than the calling thread (parse-pool.ts); `ms` is the parse's own time. */
 export interface StatementParser {
-  findings(sql: string): Promise<{ readonly findings: Findings; readonly ms: number }>;
+  /** `wanted` is asked before the parse starts: when it says no, nobody waits any more and the parse is skipped (rejected). */
+  findings(sql: string, wanted?: () => boolean): Promise<{ readonly findings: Findings; readonly ms: number }>;
 }
+
+/** How a parse ahead of check() went: its time (for the caller's share), and if the parser failed, the findings that deny it. */
+export interface Prepared {
+  readonly ms: number;
+  /** The parser failed (too slow, its thread died): the check that waited denies the statement with these. */
+  readonly failed?: Findings;
+}
+const PREPARED: Prepared = { ms: 0 };
 
 /** What check() would need to know about `sql`: nothing (no parse needed), or its cache key. */
 type Need = { readonly cached: Findings } | { readonly key: string; readonly long: boolean };
@@ -125,7 +134,7 @@ export class GuardrailChecker {
   readonly #cache = new Map<string, Findings>();
   readonly #longCache = new Map<string, Findings>();
   /** Parses in flight elsewhere, by cache key: sessions sending the same new statement share one. */
-  readonly #inFlight = new Map<string, Promise<number>>();
+  readonly #inFlight = new Map<string, { readonly done: Promise<Prepared>; readonly waiting: Array<() => boolean> }>();
   /** Milliseconds spent parsing on this thread (cache misses), for sessions to account their share. */
   parseMs = 0;
   constructor(
@@ -137,22 +146,7 @@ export class GuardrailChecker {
   /** Decides `sql` for a role denying `denied` (unknown names are ignored; validate them in the policy). */
   check(sql: string, denied: readonly string[], readOnly: boolean): GuardDecision {
     if (denied.length === 0 && !readOnly) return ALLOW;
-    const f = this.#findings(sql);
-    if (this.#failures.size > 0) this.#forgetFailure(sql);
-    if (f.unparsable !== undefined) {
-      return { allowed: false, guardrail: 'unparsable', reason: `the statement could not be checked: ${f.unparsable}` };
-    }
-    if (readOnly) {
-      const r = f.hits.get('read_only');
-      if (r !== undefined) return { allowed: false, guardrail: 'read_only', reason: r };
-    }
-    for (const g of denied) {
-      if (!isGuardrail(g)) continue;
-      const r = f.hits.get(g);
-      if (r !== undefined) return { allowed: false, guardrail: g, reason: r };
-    }
-    if (f.lexing !== undefined) return { allowed: false, guardrail: 'lexing', reason: f.lexing };
-    return ALLOW;
+    return decide(this.#findings(sql), denied, readOnly);
   }
 
   /**
@@ -165,28 +159,32 @@ export class GuardrailChecker {
   }
 
   /**
-   * Parses `sql` with the parser and caches what it found, so that check() finds it; resolves with
-   * the milliseconds the parse took (0 if it was cached meanwhile, or another caller's). Never
-   * rejects: a parser that fails makes the statement unparsable, so check() denies it.
+   * Parses `sql` with the parser and caches what it found, so that check() finds it. Resolves with
+   * the milliseconds the parse took (0 if it was cached meanwhile, or another caller's) and, if the
+   * parser failed (not the statement), the findings that deny it in the check that waited (nothing
+   * is cached then: the text is parsed afresh next time). Never rejects. `alive` says whether the
+   * caller still waits: a parse nobody waits for any more is not started.
    */
-  prepare(sql: string): Promise<number> {
+  prepare(sql: string, alive: () => boolean = () => true): Promise<Prepared> {
     const need = this.#need(sql);
-    if ('cached' in need || this.parser === undefined) return Promise.resolve(0);
+    if ('cached' in need || this.parser === undefined) return Promise.resolve(PREPARED);
     const shared = this.#inFlight.get(need.key);
-    if (shared) return shared.then(() => 0);
-    const done = this.parser.findings(sql).then(
-      (r) => {
+    if (shared) {
+      shared.waiting.push(alive);
+      return shared.done.then((r) => (r.failed === undefined ? PREPARED : { ms: 0, failed: r.failed }));
+    }
+    const waiting = [alive];
+    const done = this.parser.findings(sql, () => waiting.some((w) => w())).then(
+      (r): Prepared => {
         this.#remember(need, r.findings);
-        return r.ms;
+        return { ms: r.ms };
       },
-      (e: unknown) => {
-        // The parser failed (too slow, or its thread died), not the statement: the check waiting
-        // for this parse denies it, and the text is tried afresh next time.
-        this.#rememberFailure(need.key, { hits: new Map(), unparsable: e instanceof Error ? e.message : String(e) });
-        return e instanceof ParseFailed ? e.ms : 0;
-      },
+      (e: unknown): Prepared => ({
+        ms: e instanceof ParseFailed ? e.ms : 0,
+        failed: { hits: new Map(), unparsable: e instanceof Error ? e.message : String(e) },
+      }),
     ).finally(() => this.#inFlight.delete(need.key));
-    this.#inFlight.set(need.key, done);
+    this.#inFlight.set(need.key, { done, waiting });
     return done;
   }
 
@@ -203,8 +201,6 @@ export class GuardrailChecker {
   }
 
   #lookUp(sql: string): Need {
-    const failed = this.#failures.size > 0 ? this.#failures.get(sql.length > MAX_TEXT_KEY ? textKey(sql) : sql) : undefined;
-    if (failed !== undefined) return { cached: failed };
     if (sql.length < 2048 && isPlainSelect(sql)) return { cached: NOTHING };
     if (sql.length > MAX_CHECKED_SQL) {
       return { cached: { hits: new Map(), unparsable: `it is ${Math.ceil(sql.length / 1024)} KiB, and statements over ${MAX_CHECKED_SQL / 1024} KiB are not parsed (split it, or load data with COPY)` } };
@@ -226,29 +222,6 @@ export class GuardrailChecker {
     return f;
   }
 
-  /**
-   * Parses that failed, by key, each kept for the one check that waited for it (then forgotten, so
-   * a parser that failed once does not deny the text for good), at most 1,000.
-   */
-  readonly #failures = new Map<string, Findings>();
-
-  #rememberFailure(key: string, f: Findings): void {
-    this.#lastSql = undefined;
-    this.#lastNeed = undefined;
-    if (this.#failures.size >= 1000) {
-      const oldest = this.#failures.keys().next();
-      if (!oldest.done) this.#failures.delete(oldest.value);
-    }
-    this.#failures.set(key, f);
-  }
-
-  #forgetFailure(sql: string): void {
-    if (this.#failures.delete(sql.length > MAX_TEXT_KEY ? textKey(sql) : sql)) {
-      this.#lastSql = undefined;
-      this.#lastNeed = undefined;
-    }
-  }
-
   #remember(need: { readonly key: string; readonly long: boolean }, f: Findings): void {
     this.#lastSql = undefined;
     this.#lastNeed = undefined;
@@ -259,6 +232,24 @@ export class GuardrailChecker {
     }
     cache.set(need.key, f);
   }
+}
+
+/** The decision for a role denying `denied` (unknown names are ignored) on what the guardrails found in a statement. */
+export function decide(f: Findings, denied: readonly string[], readOnly: boolean): GuardDecision {
+  if (f.unparsable !== undefined) {
+    return { allowed: false, guardrail: 'unparsable', reason: `the statement could not be checked: ${f.unparsable}` };
+  }
+  if (readOnly) {
+    const r = f.hits.get('read_only');
+    if (r !== undefined) return { allowed: false, guardrail: 'read_only', reason: r };
+  }
+  for (const g of denied) {
+    if (!isGuardrail(g)) continue;
+    const r = f.hits.get(g);
+    if (r !== undefined) return { allowed: false, guardrail: g, reason: r };
+  }
+  if (f.lexing !== undefined) return { allowed: false, guardrail: 'lexing', reason: f.lexing };
+  return ALLOW;
 }
 
 const textKey = (sql: string): string => createHash('sha256').update(sql).digest('base64');

@@ -208,6 +208,29 @@ describe('gateway: checking statements cannot stall or exhaust the gateway', () 
     await admin.query('drop table parsed_order');
   });
 
+  it('reads nothing more from a client while its statements wait for checks, however long its pipeline (second review: the session died past 1 MiB)', async () => {
+    await admin.query('create table if not exists piped (id int)');
+    await admin.query(`grant all on piped to ${fx.roles.rw.user}`);
+    const s = await rawLogin(fx.port, fx.authority.token(fx.grant({ role: 'write', guardrails: ['truncate'] })));
+    let ready = 0;
+    let got = Buffer.alloc(0);
+    s.on('data', (d: Buffer) => {
+      got = Buffer.concat([got, d]);
+      let i = 0;
+      for (; i + 5 <= got.length && i + 1 + got.readInt32BE(i + 1) <= got.length; i += 1 + got.readInt32BE(i + 1)) if (got[i] === 0x5a) ready++;
+      got = got.subarray(i);
+    });
+    // Every statement is new to the checker, so each waits for a parse, and all behind it wait too.
+    // Reading on after each check let a chunk in per statement: past 1 MiB waiting, the session died.
+    const pipeline = Buffer.concat(Array.from({ length: 32_000 }, (_, i) => ser.query(`insert into piped values (${i})`)));
+    expect(pipeline.length).toBeGreaterThan(1024 * 1024);
+    s.write(pipeline);
+    await until(() => ready >= 1000 || s.destroyed);
+    expect(s.destroyed).toBe(false);
+    s.destroy(); // the rest is never needed
+    await admin.query('drop table piped');
+  });
+
   it('keeps a bounded amount of prepared statement text per session, auditing what it lets go', () => {
     const events: Array<Record<string, unknown>> = [];
     const t = new StatementTracker('gws_m', { resource: 'app', role: 'write', guardrails: [], readOnly: false, storeParameters: false }, new GuardrailChecker(), (_type, data) => void events.push(data));

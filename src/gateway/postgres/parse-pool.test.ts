@@ -1,5 +1,5 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { analyseText, GuardrailChecker, loadGuardrailParser } from './guardrails.js';
+import { analyseText, decide, GuardrailChecker, loadGuardrailParser, type Findings } from './guardrails.js';
 import { ParsePool } from './parse-pool.js';
 import * as ser from './serializer.js';
 import { StatementTracker } from './tracker.js';
@@ -84,23 +84,37 @@ describe('GuardrailChecker with a parser thread', () => {
     const second = checker.prepare(sql);
     expect(pool.waiting).toBe(1);
     pool.resume();
-    expect((await first) + (await second)).toBeGreaterThan(0);
-    expect(await second).toBe(0);
+    expect((await first).ms).toBeGreaterThan(0);
+    expect(await second).toEqual({ ms: 0 }); // it shared the first caller's parse
     expect(checker.needsParse(sql, ['ddl'], false)).toBe(false);
     const before = checker.parseMs;
     expect(checker.check(sql, ['ddl'], false)).toMatchObject({ allowed: false, guardrail: 'ddl' });
     expect(checker.parseMs).toBe(before); // nothing parsed on this thread
   });
 
-  it('denies a statement whose parse failed in the check that waited for it, charges the time, and parses it afresh next time (review)', async () => {
+  it('a failed parse denies the checks that waited for it (every caller sharing it), charges its time, and caches nothing (review)', async () => {
     const pool = newPool(1);
     const checker = new GuardrailChecker(10, pool);
     const sql = slowStatement();
-    expect(await checker.prepare(sql)).toBeGreaterThan(0); // the time the failed parse took, for the session's share
-    expect(checker.needsParse(sql, ['ddl'], false)).toBe(false); // the waiting check has its answer
-    expect(checker.check(sql, ['ddl'], false)).toMatchObject({ allowed: false, guardrail: 'unparsable', reason: expect.stringMatching(/could not be checked: checking it took over/) });
+    const [a, b] = await Promise.all([checker.prepare(sql), checker.prepare(sql)]);
+    expect(a.ms).toBeGreaterThan(0); // the time the failed parse took, for the session's share
+    expect(a.failed?.unparsable).toMatch(/checking it took over/);
+    expect(b).toEqual({ ms: 0, failed: a.failed });
+    expect(decide(a.failed as Findings, ['ddl'], false)).toMatchObject({ allowed: false, guardrail: 'unparsable' });
     // A parser that failed once does not deny the text for good.
     expect(checker.needsParse(sql, ['ddl'], false)).toBe(true);
+  });
+
+  it('skips a parse nobody waits for any more (its sessions ended)', async () => {
+    const pool = newPool();
+    const checker = new GuardrailChecker(10, pool);
+    pool.pause();
+    let alive = true;
+    const p = checker.prepare('create table gone(id int)', () => alive);
+    alive = false;
+    pool.resume();
+    expect((await p).failed?.unparsable).toMatch(/nobody waits/);
+    expect(pool.waiting).toBe(0);
   });
 });
 

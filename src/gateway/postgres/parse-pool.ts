@@ -9,19 +9,30 @@ export const READY = 'ready';
 interface Job {
   readonly id: number;
   readonly sql: string;
+  readonly wanted: () => boolean;
   readonly resolve: (r: { findings: Findings; ms: number }) => void;
   readonly reject: (e: Error) => void;
 }
 
+/** A thread that has not loaded the parser after this long is given up (its statements fail). */
+const BOOT_TIMEOUT_MS = 10_000;
+/** After a thread failed to start, statements fail at once for this long rather than start thread after thread. */
+const BOOT_BACKOFF_MS = 1_000;
+
 /**
  * Parses guardrail statements on a parser thread (parse-worker.ts), one at a time in the order
- * asked. A parse that takes longer than `timeoutMs` (or a thread that dies) fails that statement
- * (the checker then denies it as unparsable) and the thread is replaced for the next one.
+ * asked; a statement nobody waits for any more (its sessions ended) is skipped. A parse that takes
+ * longer than `timeoutMs`, or a thread that dies, fails that statement (the checker then denies
+ * it as unparsable) and the thread is replaced for the next one. A thread that cannot start (it
+ * dies or hangs before it has loaded the parser) fails what waits, and for a second after that
+ * statements fail at once, so a broken parser never holds sessions or spins starting threads.
  */
 export class ParsePool implements StatementParser {
   #worker: Worker | undefined;
   /** The thread has loaded the parser (READY): statements go to it from then on. */
   #ready = false;
+  #bootTimer: NodeJS.Timeout | undefined;
+  #bootFailedAt = -Infinity;
   readonly #queue: Job[] = [];
   #current: { job: Job; timer: NodeJS.Timeout; worker: Worker; started: number } | undefined;
   #nextId = 1;
@@ -30,10 +41,10 @@ export class ParsePool implements StatementParser {
 
   constructor(readonly timeoutMs = 5_000) {}
 
-  findings(sql: string): Promise<{ findings: Findings; ms: number }> {
-    if (this.#closed) return Promise.reject(new Error('the statement parser is closed'));
+  findings(sql: string, wanted: () => boolean = () => true): Promise<{ findings: Findings; ms: number }> {
+    if (this.#closed) return Promise.reject(new ParseFailed('the statement parser is closed', 0));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ id: this.#nextId++, sql, resolve, reject });
+      this.#queue.push({ id: this.#nextId++, sql, wanted, resolve, reject });
       this.#next();
     });
   }
@@ -57,23 +68,26 @@ export class ParsePool implements StatementParser {
   async close(): Promise<void> {
     this.#closed = true;
     const e = new ParseFailed('the statement parser is closed', 0);
-    for (const j of this.#queue.splice(0)) j.reject(e);
+    this.#failQueue(e);
     this.#fail(e);
     const w = this.#worker;
     this.#worker = undefined;
+    clearTimeout(this.#bootTimer);
     if (w) await w.terminate();
   }
 
   #next(): void {
-    if (this.#current || this.#paused || this.#closed || this.#queue.length === 0) return;
+    if (this.#current || this.#paused || this.#closed) return;
+    // Statements whose sessions all ended: nobody needs them parsed.
+    while (this.#queue.length > 0 && !(this.#queue[0] as Job).wanted()) (this.#queue.shift() as Job).reject(new ParseFailed('nobody waits for it any more', 0));
+    if (this.#queue.length === 0) return;
     if (!this.#worker) {
+      if (performance.now() - this.#bootFailedAt < BOOT_BACKOFF_MS) return this.#failQueue(new ParseFailed('the statement parser could not start', 0));
       try {
         this.#worker = this.#start();
       } catch (e) {
-        // No thread could be started (out of threads or memory): what waits fails (it is denied).
-        const err = new ParseFailed(`the statement parser could not start (${e instanceof Error ? e.message : String(e)})`, 0);
-        for (const j of this.#queue.splice(0)) j.reject(err);
-        return;
+        // No thread could be started (out of threads or memory).
+        return this.#bootFailed(undefined, e instanceof Error ? e.message : String(e));
       }
     }
     if (!this.#ready) return; // on READY
@@ -94,9 +108,18 @@ export class ParsePool implements StatementParser {
     const w = newModuleWorker(import.meta.url, 'parse-worker', undefined);
     this.#ready = false;
     w.unref();
+    this.#bootTimer = setTimeout(() => {
+      if (this.#worker === w && !this.#ready) {
+        this.#bootFailed(w, `it did not start within ${BOOT_TIMEOUT_MS / 1000} s`);
+        void w.terminate();
+      }
+    }, BOOT_TIMEOUT_MS);
+    this.#bootTimer.unref();
     w.on('message', (r: ParseReply | typeof READY) => {
       if (r === READY) {
-        if (this.#worker === w) this.#ready = true;
+        if (this.#worker !== w) return;
+        clearTimeout(this.#bootTimer);
+        this.#ready = true;
         this.#next();
         return;
       }
@@ -108,6 +131,7 @@ export class ParsePool implements StatementParser {
       this.#next();
     });
     const gone = (why: string): void => {
+      if (this.#worker === w && !this.#ready) return this.#bootFailed(w, why);
       if (this.#worker === w) this.#worker = undefined;
       const c = this.#current;
       if (c?.worker === w) this.#fail(new ParseFailed(`the statement parser failed (${why})`, performance.now() - c.started));
@@ -116,6 +140,19 @@ export class ParsePool implements StatementParser {
     w.on('error', (e) => gone(e.message));
     w.on('exit', (code) => gone(`exit ${code}`));
     return w;
+  }
+
+  /** The thread `w` (undefined: none could be made) never loaded the parser: what waits fails, and new threads wait a while. */
+  #bootFailed(w: Worker | undefined, why: string): void {
+    if (w !== undefined && this.#worker !== w) return;
+    this.#worker = undefined;
+    clearTimeout(this.#bootTimer);
+    this.#bootFailedAt = performance.now();
+    this.#failQueue(new ParseFailed(`the statement parser could not start (${why})`, 0));
+  }
+
+  #failQueue(e: Error): void {
+    for (const j of this.#queue.splice(0)) j.reject(e);
   }
 
   /** Fails the statement being parsed, if any. */

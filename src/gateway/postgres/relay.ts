@@ -58,14 +58,16 @@ export class Relay {
     u.on('close', this.#onUpstreamClose);
     c.on('error', noop);
     u.on('error', noop);
+    u.resume();
     if (early.length > 0) {
       for (const [t, f] of early) this.#clientFrame(t, f);
       this.#write(u, c, this.#toUpstream.take());
       // A Terminate pipelined with the login: what came before it goes on, then the session ends.
       if (this.#terminated) return this.#endAfterUnsent({ kind: 'client_terminate' });
     }
-    c.resume();
-    u.resume();
+    const wait = this.hooks.throttle();
+    if (wait) this.#pauseClientFor(wait);
+    else c.resume();
   }
 
   /** Sends the client messages due upstream now (takeForUpstream), unless the relay ended or the grant did. */
@@ -114,13 +116,23 @@ export class Relay {
     this.#write(this.upstream, this.client, this.#toUpstream.take());
     if (this.#terminated) return this.#endAfterUnsent({ kind: 'client_terminate' });
     const wait = this.hooks.throttle();
-    if (wait) {
-      this.client.pause();
-      void wait.then(() => {
-        if (!this.#stopped) this.client.resume();
-      });
-    }
+    if (wait) this.#pauseClientFor(wait);
   };
+
+  /**
+   * Reads no more from the client until `wait` settles, and then until throttle() has nothing more
+   * to wait for (a check's replay may start the next statement's check: resuming at once would let
+   * a chunk in per statement, and a long pipeline would pile up behind the checks).
+   */
+  #pauseClientFor(wait: Promise<void>): void {
+    this.client.pause();
+    void wait.then(() => {
+      if (this.#stopped) return;
+      const again = this.hooks.throttle();
+      if (again) this.#pauseClientFor(again);
+      else this.client.resume();
+    });
+  }
 
   readonly #onUpstreamData = (chunk: Buffer): void => {
     if (this.#stopped || !this.hooks.mayRelay()) return;

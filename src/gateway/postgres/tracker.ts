@@ -1,4 +1,4 @@
-import { checkFunctionCall, lexingHazard, type GuardDecision, type GuardrailChecker } from './guardrails.js';
+import { checkFunctionCall, decide, lexingHazard, type Findings, type GuardDecision, type GuardrailChecker, type Prepared } from './guardrails.js';
 import {
   BackendCode,
   FrontendCode,
@@ -223,6 +223,8 @@ export class StatementTracker {
   #checking: Promise<void> | undefined;
   readonly #checkQueue = new Waiting('too much sent behind a statement still being checked');
   #ended = false;
+  /** A check whose parse failed (not the statement): what decides that statement as it goes on. */
+  #failedCheck: { readonly sql: string; readonly findings: Findings } | undefined;
   /** The text the check gate last read, by its frame, so that #track does not read it again. */
   #read: { readonly frame: Buffer; readonly name: string; readonly sql: string } | undefined;
 
@@ -237,19 +239,21 @@ export class StatementTracker {
     const text = type === FrontendCode.Query ? { frame, name: '', sql: readQuery(frame) } : { frame, ...readParse(frame) };
     this.#read = text;
     const sql = lexicalSql(frame, text.sql);
-    if (!this.checker.needsParse(sql, guardrails, readOnly)) return false;
+    if (this.#failedCheck?.sql === sql || !this.checker.needsParse(sql, guardrails, readOnly)) return false;
     // Never rejects (the relay and the session wait on it): anything thrown ends the session.
-    this.#checking = this.checker.prepare(sql).then((ms) => this.#checked(ms)).catch((e: unknown) => {
+    this.#checking = this.checker.prepare(sql, () => !this.#ended).then((p) => this.#checked(sql, p)).catch((e: unknown) => {
       this.#ended = true;
       this.hooks.failed(e instanceof Error ? e.message : String(e));
     });
     return true;
   }
 
-  #checked(ms: number): void {
+  #checked(sql: string, p: Prepared): void {
     this.#checking = undefined;
     if (this.#ended) return;
-    if (ms > 0) this.#spendParse(ms);
+    if (p.ms > 0) this.#spendParse(p.ms);
+    // The parser failed: the statement that waited (the first of the queue) is denied as unparsable.
+    this.#failedCheck = p.failed === undefined ? undefined : { sql, findings: p.failed };
     // The grant may have ended meanwhile: then nothing that waited goes on, or is audited (it never ran).
     if (!this.hooks.mayRelay()) return;
     try {
@@ -707,8 +711,15 @@ export class StatementTracker {
   }
 
   #decide(sql: string, frame: Buffer): Denial | undefined {
+    const lexical = lexicalSql(frame, sql);
+    const failed = this.#failedCheck;
+    this.#failedCheck = undefined;
+    if (failed !== undefined && failed.sql === lexical) {
+      const d = decide(failed.findings, this.policy.guardrails, this.policy.readOnly);
+      return d.allowed ? undefined : d;
+    }
     const before = this.checker.parseMs;
-    const d = this.checker.check(lexicalSql(frame, sql), this.policy.guardrails, this.policy.readOnly);
+    const d = this.checker.check(lexical, this.policy.guardrails, this.policy.readOnly);
     const spent = this.checker.parseMs - before;
     if (spent > 0) this.#spendParse(spent);
     return d.allowed ? undefined : d;
