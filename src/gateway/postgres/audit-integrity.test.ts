@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixtureWithAdmin, type GatewayFixture } from '../../../test/support/gateway-harness.js';
-import { rawLogin } from '../../../test/support/gateway-raw-client.js';
+import { rawLogin, rawStartup } from '../../../test/support/gateway-raw-client.js';
 import * as ser from './serializer.js';
 
 /**
@@ -430,6 +430,18 @@ describe('gateway audit: every statement the target may run is on the record', (
       "insert into ordered(v) values ('A')",
       "insert into ordered(v) values ('B')",
     ]);
+  });
+
+  it('a malformed message sent with the login ends the session as a protocol error, after what came before it (third review)', async () => {
+    const grant = fx.grant({ role: 'write' });
+    const s = await rawStartup(fx.port);
+    s.write(Buffer.concat([ser.passwordMessage(fx.authority.token(grant)), ser.query('select 1'), typed('B', Buffer.from([0]))]));
+    const ended = async () => fx.sink.ofType('gateway.session.end').find((e) => e.grantId === grant);
+    await expect.poll(ended).toBeDefined();
+    expect((await ended())?.data.reason).toBe('protocol_error');
+    // A session that had logged in is not a refused login.
+    expect(fx.sink.ofType('gateway.refused').filter((e) => e.grantId === grant)).toEqual([]);
+    s.destroy();
   });
 
   it('an answer the gateway cannot match ends the session instead of being credited to another statement', async () => {

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import net from 'node:net';
 import { promisify } from 'node:util';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -229,6 +230,32 @@ describe('gateway: checking statements cannot stall or exhaust the gateway', () 
     expect(s.destroyed).toBe(false);
     s.destroy(); // the rest is never needed
     await admin.query('drop table piped');
+  });
+
+  it('a target that does not read stops the client, though each statement waits for its check (third review: the gateway buffered it all)', async () => {
+    await admin.query('create table if not exists slowly (id int, v text)');
+    await admin.query(`grant all on slowly to ${fx.roles.rw.user}`);
+    // What the gateway holds in user space toward the target (the kernel's socket buffers aside).
+    let peak = 0;
+    const write = net.Socket.prototype.write;
+    net.Socket.prototype.write = function (this: net.Socket, ...args: Parameters<typeof write>) {
+      const r = write.apply(this, args);
+      if (this.remotePort === fx.target.port) peak = Math.max(peak, this.writableLength);
+      return r;
+    } as typeof write;
+    const s = await rawLogin(fx.port, fx.authority.token(fx.grant({ role: 'write', guardrails: ['truncate'] })));
+    try {
+      s.write(ser.query('select pg_sleep(4)')); // the target reads nothing more meanwhile
+      const pad = 'x'.repeat(60 * 1024);
+      for (let i = 0; i < 500; i++) s.write(ser.query(`insert into slowly values (${i}, '${pad}')`)); // 30 MiB, each new to the checker
+      await new Promise((r) => setTimeout(r, 2500));
+      expect(peak).toBeLessThan(4 * 1024 * 1024);
+      expect(s.writableLength).toBeGreaterThan(0); // the client was stopped, not drained into the gateway
+    } finally {
+      net.Socket.prototype.write = write;
+      s.destroy();
+    }
+    await admin.query('drop table slowly');
   });
 
   it('keeps a bounded amount of prepared statement text per session, auditing what it lets go', () => {

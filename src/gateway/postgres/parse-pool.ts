@@ -14,6 +14,15 @@ interface Job {
   readonly reject: (e: Error) => void;
 }
 
+/** Whether anyone still waits for the job (a `wanted` that throws: nobody). */
+function stillWanted(job: Job): boolean {
+  try {
+    return job.wanted();
+  } catch {
+    return false;
+  }
+}
+
 /** A thread that has not loaded the parser after this long is given up (its statements fail). */
 const BOOT_TIMEOUT_MS = 10_000;
 /** After a thread failed to start, statements fail at once for this long rather than start thread after thread. */
@@ -79,7 +88,7 @@ export class ParsePool implements StatementParser {
   #next(): void {
     if (this.#current || this.#paused || this.#closed) return;
     // Statements whose sessions all ended: nobody needs them parsed.
-    while (this.#queue.length > 0 && !(this.#queue[0] as Job).wanted()) (this.#queue.shift() as Job).reject(new ParseFailed('nobody waits for it any more', 0));
+    while (this.#queue.length > 0 && !stillWanted(this.#queue[0] as Job)) (this.#queue.shift() as Job).reject(new ParseFailed('nobody waits for it any more', 0));
     if (this.#queue.length === 0) return;
     if (!this.#worker) {
       if (performance.now() - this.#bootFailedAt < BOOT_BACKOFF_MS) return this.#failQueue(new ParseFailed('the statement parser could not start', 0));

@@ -58,16 +58,21 @@ export class Relay {
     u.on('close', this.#onUpstreamClose);
     c.on('error', noop);
     u.on('error', noop);
-    u.resume();
+    this.#resume(u);
     if (early.length > 0) {
-      for (const [t, f] of early) this.#clientFrame(t, f);
+      try {
+        for (const [t, f] of early) this.#clientFrame(t, f);
+      } catch (e) {
+        this.#write(u, c, this.#toUpstream.take());
+        return this.#end({ kind: 'protocol_error', side: 'client', message: e instanceof Error ? e.message : String(e) });
+      }
       this.#write(u, c, this.#toUpstream.take());
       // A Terminate pipelined with the login: what came before it goes on, then the session ends.
       if (this.#terminated) return this.#endAfterUnsent({ kind: 'client_terminate' });
     }
     const wait = this.hooks.throttle();
     if (wait) this.#pauseClientFor(wait);
-    else c.resume();
+    else this.#resume(c);
   }
 
   /** Sends the client messages due upstream now (takeForUpstream), unless the relay ended or the grant did. */
@@ -125,13 +130,27 @@ export class Relay {
    * a chunk in per statement, and a long pipeline would pile up behind the checks).
    */
   #pauseClientFor(wait: Promise<void>): void {
+    this.#clientHeld = true;
     this.client.pause();
     void wait.then(() => {
       if (this.#stopped) return;
       const again = this.hooks.throttle();
-      if (again) this.#pauseClientFor(again);
-      else this.client.resume();
+      if (again) return this.#pauseClientFor(again);
+      this.#clientHeld = false;
+      this.#resume(this.client);
     });
+  }
+
+  /** The client is not read: a throttle() wait, or its Terminate or close waits for unsent messages. */
+  #clientHeld = false;
+  /** Sockets whose write buffer is full: the other side is not read until they drain. */
+  readonly #full = new Set<Socket>();
+
+  /** Reads from `s` again, unless something still holds it back (every resume goes through here). */
+  #resume(s: Socket): void {
+    if (this.#stopped) return;
+    if (s === this.client ? this.#clientHeld || this.#full.has(this.upstream) : this.#full.has(this.client)) return;
+    s.resume();
   }
 
   readonly #onUpstreamData = (chunk: Buffer): void => {
@@ -154,6 +173,7 @@ export class Relay {
   #endAfterUnsent(end: RelayEnd): void {
     const unsent = this.hooks.unsent?.();
     if (unsent === undefined) return this.#end(end);
+    this.#clientHeld = true;
     this.client.pause();
     void unsent.then(() => this.#endAfterUnsent(end));
   }
@@ -164,7 +184,10 @@ export class Relay {
     this.hooks.onEnd(end);
   }
 
-  /** Writes `out` to `to`; if `to` is full, pauses `from` until it drains. */
+  /**
+   * Writes `out` to `to`; if `to` is full, pauses `from` until it drains, however `from` came to be
+   * paused already (a check's messages go upstream while the client is held for the next check).
+   */
   #write(to: Socket, from: Socket, out: Buffer[]): void {
     if (out.length === 0) return;
     let n = 0;
@@ -176,10 +199,12 @@ export class Relay {
       for (const b of out) to.write(b);
       to.uncork();
     }
-    if (to.writableNeedDrain && !from.isPaused()) {
+    if (to.writableNeedDrain && !this.#full.has(to)) {
+      this.#full.add(to);
       from.pause();
       to.once('drain', () => {
-        if (!this.#stopped) from.resume();
+        this.#full.delete(to);
+        this.#resume(from);
       });
     }
   }
