@@ -132,6 +132,30 @@ describe('cut-off', () => {
     await waitFor(async () => (await looping()) === 0, 100);
   });
 
+  it('runs nothing the client pipelined behind the statement a cut-off cancels (fourth review: 1,100+ inserts ran after it)', async () => {
+    const admin = await fx.target.admin();
+    try {
+      await admin.query('create table after_cut (id int)');
+      await admin.query(`grant all on after_cut to ${fx.roles.rw.user}`);
+      const g = fx.grant();
+      const s = await rawLogin(fx.port, fx.authority.token(g));
+      s.on('error', () => {});
+      s.resume();
+      // One write: the inserts wait in the target's socket buffer behind the sleep.
+      s.write(Buffer.concat([ser.query('select pg_sleep(600)'), ...Array.from({ length: 2000 }, (_, i) => ser.query(`insert into after_cut values (${i})`))]));
+      await waitFor(async () => (await sleeps()) === 1);
+      expect(await fx.gateway.endGrant(g, 'revoked')).toBe(1);
+      // The backend is gone, so nothing more can run; before, it ran the inserts after the cancel.
+      const backends = async () => (await admin.query<{ n: number }>('select count(*)::int as n from pg_stat_activity where usename = $1', [fx.roles.rw.user])).rows[0]?.n;
+      await waitFor(async () => (await backends()) === 0);
+      expect((await admin.query('select count(*)::int as n from after_cut')).rows).toEqual([{ n: 0 }]);
+      s.destroy();
+    } finally {
+      await admin.query('drop table if exists after_cut');
+      await admin.end();
+    }
+  });
+
   it('a resync never moves a session\'s end earlier (its read may predate an extension: second review)', async () => {
     const g = fx.grant({ expiresAt: new Date(Date.now() + 1500) });
     const c = fx.client(g);

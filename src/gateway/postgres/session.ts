@@ -12,7 +12,7 @@ import { ProtocolError, readParameterStatus } from './messages.js';
 import * as ser from './serializer.js';
 import { forwardedSettings } from './settings.js';
 import { StatementTracker } from './tracker.js';
-import { cancelUpstream, connectWithConnectionCheck, UpstreamError, type UpstreamConnection } from './upstream.js';
+import { cancelUpstream, resetUpstream, connectWithConnectionCheck, UpstreamError, type UpstreamConnection } from './upstream.js';
 
 export interface SessionContext extends LoginOptions {
   readonly audit: AuditBatcher<GatewayAuditEvent>;
@@ -302,6 +302,10 @@ export class ClientSession {
       // A cut-off stops what still runs; a client that leaves (Terminate, or gone) does not, as
       // with a direct connection the target finishes the statement (a pool closing mid-write).
       if (busy && (reason === 'expired' || reason === 'revoked' || reason === 'shutdown' || reason === 'protocol_error')) {
+        // The reset first: statements pipelined behind the running one must not run once the cancel
+        // has stopped it. The cancel then stops the running one (a reset is noticed only at the
+        // backend's next write or connection check).
+        resetUpstream(upstream);
         await cancelUpstream(auth.upstream, upstream.pid, upstream.secret, 1000);
       }
       if (upstream.socket.writable) upstream.socket.end(ser.terminate());
