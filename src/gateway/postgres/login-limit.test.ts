@@ -1,6 +1,8 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, type GatewayFixture } from '../../../test/support/gateway-harness.js';
+import { rawStartup } from '../../../test/support/gateway-raw-client.js';
+import * as ser from './serializer.js';
 
 let fx: GatewayFixture;
 beforeAll(async () => {
@@ -37,5 +39,57 @@ describe('gateway: connections still logging in, per client address', () => {
     await c.connect();
     expect((await c.query('select 1 as one')).rows).toEqual([{ one: 1 }]);
     await c.end();
+  });
+});
+
+describe('gateway: what a client pipelines behind its password', () => {
+  it('is not read while the authority decides (fourth review: 430 MiB in 3 s), and then runs, none of it lost', async () => {
+    let release = (): void => {};
+    const decided = new Promise<void>((r) => (release = r));
+    const authorize = fx.authority.authorize.bind(fx.authority);
+    let onAsked = (): void => {};
+    const asked = new Promise<void>((r) => (onAsked = r));
+    fx.authority.authorize = async (input) => {
+      onAsked();
+      await decided;
+      return authorize(input);
+    };
+    try {
+      const s = await rawStartup(fx.port);
+      // 128 queries of 1 MiB each (a comment pads them), behind the password, in one write.
+      const pad = `-- ${'x'.repeat(1024 * 1024)}`;
+      const queries = Array.from({ length: 128 }, (_, i) => ser.query(`select ${i} as n ${pad}`));
+      let ready = 0;
+      let tail = Buffer.alloc(0);
+      s.on('data', (d: Buffer) => {
+        tail = Buffer.concat([tail, d]);
+        let i = 0;
+        for (; i + 5 <= tail.length && i + 1 + tail.readInt32BE(i + 1) <= tail.length; i += 1 + tail.readInt32BE(i + 1)) if (tail[i] === 0x5a) ready++;
+        tail = tail.subarray(i);
+      });
+      let written = false;
+      s.write(Buffer.concat([ser.passwordMessage(fx.authority.token(fx.grant({ role: 'read' }))), ...queries]), () => (written = true));
+      await asked;
+      // The write completes only once the gateway has read all but what the kernel's socket
+      // buffers hold (up to 36 MiB here). Before, it read all 128 MiB within this second; now it
+      // reads 64 KiB past the password and waits. (A slow host could only hide the bug, never fail the fix.)
+      await new Promise((r) => setTimeout(r, 1000));
+      expect(written).toBe(false);
+      release();
+      // Every query runs, in order: ReadyForQuery after the login, then one per query.
+      await new Promise<void>((resolve) => {
+        const t = setInterval(() => {
+          if (ready >= 129 || s.destroyed) {
+            clearInterval(t);
+            resolve();
+          }
+        }, 20);
+      });
+      expect(ready).toBe(129);
+      s.end(ser.terminate());
+    } finally {
+      release();
+      fx.authority.authorize = authorize;
+    }
   });
 });

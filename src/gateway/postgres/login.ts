@@ -17,6 +17,8 @@ export interface LoginOptions {
   readonly tls: LoadedTls | undefined;
   readonly requireTls: boolean;
   readonly allowPasswordWithoutTls: boolean;
+  /** The largest message a client may send once logged in (it may pipeline queries behind its password). */
+  readonly maxMessageBytes: number;
 }
 
 export type LoginResult =
@@ -107,6 +109,8 @@ export async function acceptClient(raw: Socket, clientAddress: string, opts: Log
   socket.write(ser.authenticationCleartext());
   queue.framer.startup = false;
   queue.framer.maxLength = MAX_AUTH_MESSAGE;
+  // What follows the password is the session's first queries, framed as in the session.
+  queue.limitAfterNext(opts.maxMessageBytes);
   const [type, frame] = await queue.next();
   if (type !== FrontendCode.Password) throw new ProtocolError('expected a password message');
   const end = frame.indexOf(0, 5);
@@ -124,6 +128,8 @@ export async function acceptClient(raw: Socket, clientAddress: string, opts: Log
   }
   if (result.session.resource !== resource) return refuse('wrong_resource', '28000', `hallpass: this token is not for ${resource}`);
   const early = queue.detach();
+  // Bytes pipelined behind the password that do not frame: the messages after them are lost.
+  if (queue.failure !== undefined && !(queue.failure instanceof ClosedError)) throw queue.failure;
   return { kind: 'ok', client: socket, tls, auth: result.session, startup, framer: queue.framer, early };
 }
 

@@ -19,7 +19,6 @@ export interface SessionContext extends LoginOptions {
   readonly cancelKeys: CancelRegistry<ClientSession>;
   readonly guardrails: GuardrailChecker;
   readonly clock: Clock;
-  readonly maxMessageBytes: number;
   readonly upstreamConnectTimeoutMs: number;
   /** Startup, TLS, authentication and the upstream login must finish within this. */
   readonly loginTimeoutMs: number;
