@@ -118,6 +118,8 @@ interface Pending {
   /** Execute: the portal's name; DataRows counted so far (a suspended portal's rows). */
   portal?: string;
   rowsSeen?: number;
+  /** How many COPY ends the client had sent on outside COPY mode when this went (see #endsSent). */
+  ends?: number;
 }
 
 interface Portal {
@@ -174,8 +176,16 @@ export class StatementTracker {
   /** Syncs the client sent inside the running COPY, not sent on (see #waitOrTrack). */
   #copySyncs = 0;
   /**
-   * Syncs already sent on when a COPY nobody held started (its statement's text was not known
-   * here): the target ignored them if it read them in COPY mode, as it did if the COPY succeeds.
+   * CopyDone/CopyFail sent on outside COPY mode, and how many of them a COPY took since. Pipelined
+   * behind a COPY nobody held, the client's end can pass before CopyInResponse comes: the COPY is
+   * then over for the client as it starts, and only what was sent before that end is inside it.
+   */
+  #endsSent = 0;
+  #endsUsed = 0;
+  /**
+   * Syncs already sent on inside a COPY nobody held (a Query's, or an Execute whose statement's
+   * text was not known here) when it started: the target ignored them if it read them in COPY
+   * mode, as it did if the COPY succeeds.
    */
   #copySentSyncs: Pending[] = [];
   /** Queued messages now due upstream, in order (the relay takes them after each answer). */
@@ -208,7 +218,10 @@ export class StatementTracker {
     if (this.#checking !== undefined) return this.#checkQueue.add(type, frame);
     if (this.#holding || this.#queue.length > 0 || this.#copySyncs > 0 || (this.#copyIn && (type === FrontendCode.Sync || type === FrontendCode.Flush))) return this.#waitOrTrack(type, frame);
     if ((type === FrontendCode.Query || type === FrontendCode.Parse) && this.#startCheck(type, frame)) return this.#checkQueue.add(type, frame);
-    if (type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) this.#copyIn = false;
+    if (type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) {
+      if (this.#copyIn) this.#copyIn = false;
+      else this.#endsSent++;
+    }
     if (type === FrontendCode.CopyData || type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) return frame;
     return this.#track(type, frame);
   }
@@ -282,7 +295,7 @@ export class StatementTracker {
    *   the target answer it at once, and the client is not read meanwhile) for its first answer;
    * - a Sync sent inside the COPY is counted, not sent; anything but this COPY's own data behind
    *   it waits for the COPY's end (a Flush sent with the client's CopyDone or CopyFail makes the
-   *   target report it);
+   *   target report it), and once the client ended the COPY it is not read meanwhile;
    * - then a COPY that succeeded forgets those Syncs (the target would have ignored them) and one
    *   that failed sends them on, and the rest follows in the order the client sent it: the
    *   target reads exactly what it would have read had the COPY failed before reading the Sync
@@ -415,9 +428,14 @@ export class StatementTracker {
     return out;
   }
 
-  /** While client messages are held, a promise that settles on their release (the relay stops reading). */
+  /**
+   * While client messages are held, a promise that settles on their release (the relay stops
+   * reading): behind a held Execute, and behind a COPY the client ended while what it sends
+   * waits for the target to end it (not while it still copies: the target waits for its data).
+   * So what waits is at most the rest of one read, never a long pipeline or a long message.
+   */
   held(): Promise<void> | undefined {
-    if (!this.#holding) return undefined;
+    if (!this.#holding && (this.#copyIn || (this.#queue.length === 0 && this.#copySyncs === 0))) return undefined;
     if (!this.#whenReleased) {
       let resolve!: () => void;
       const promise = new Promise<void>((r) => (resolve = r));
@@ -556,14 +574,17 @@ export class StatementTracker {
         if (head?.kind !== Kind.Execute && head?.kind !== Kind.Query) this.#unexpected(type, head);
         if (!this.#copyActive) {
           // A simple Query's COPY (each of a multi-statement Query's starts its own), or an
-          // Execute nobody held: the Syncs already sent behind it are ignored if it succeeds.
+          // Execute nobody held. An end the client sent on before this answer, and after this
+          // request (earlier ones ended COPYs that never started), ends this COPY.
           this.#copyActive = true;
-          this.#copyIn = true;
-          if (head.kind === Kind.Execute) {
-            for (let i = this.#head + 1; i < this.#pending.length; i++) {
-              const p = this.#pending[i] as Pending;
-              if (p.kind === Kind.Sync) this.#copySentSyncs.push(p);
-            }
+          this.#endsUsed = Math.max(this.#endsUsed, head.ends ?? 0);
+          const ended = this.#endsUsed < this.#endsSent;
+          const end = ended ? this.#endsUsed++ : this.#endsSent;
+          this.#copyIn = !ended;
+          // The Syncs already sent inside it (before its end) are ignored if it succeeds.
+          for (let i = this.#head + 1; i < this.#pending.length; i++) {
+            const p = this.#pending[i] as Pending;
+            if (p.kind === Kind.Sync && (p.ends ?? 0) <= end) this.#copySentSyncs.push(p);
           }
         }
         break;
@@ -748,6 +769,7 @@ export class StatementTracker {
   }
 
   #push(p: Pending): void {
+    p.ends = this.#endsSent;
     this.#pending.push(p);
   }
 
