@@ -263,6 +263,34 @@ describe('gateway: COPY FROM STDIN pipelined with its end and what follows', () 
     return { sessionId, all, paused, closed };
   }
 
+  it('a Terminate pipelined behind a COPY the client ended waits for what it sent before: all of it runs, as on a direct connection (fifth review: both rows were lost)', async () => {
+    const { s, sessionId } = await viaGateway();
+    const got = answers(s);
+    let paused = false;
+    const pause = net.Socket.prototype.pause;
+    const release = await lockRow(1);
+    try {
+      s.write(Buffer.concat([ser.parse('', 'copy piped_locked from stdin'), bind('', ''), execute(''), sync()]));
+      await until(() => got.closed() || got.got.includes('G'), 'CopyInResponse');
+      net.Socket.prototype.pause = function (this: net.Socket) {
+        if (this.remotePort === s.localPort) paused = true;
+        return pause.call(this);
+      };
+      // The client leaves at once, as a script's last batch might.
+      s.end(Buffer.concat([copyData('1\n'), copyDone(), sync(), ser.query('insert into piped_copy values (7)'), ser.terminate()]));
+      await until(() => paused || endReason(sessionId) !== undefined, 'the client paused, or the session ended');
+    } finally {
+      net.Socket.prototype.pause = pause;
+      await release();
+    }
+    await until(() => endReason(sessionId) !== undefined, 'session.end');
+    expect(endReason(sessionId)).toBe('client_terminate');
+    // The target may still be finishing what the gateway passed on when the session's end is audited.
+    await until(async () => (await rows('piped_copy')).length > 0, 'the insert');
+    expect(await rows('piped_locked')).toEqual([1]);
+    expect(await rows('piped_copy')).toEqual([7]);
+  });
+
   it('more than 1 MiB of statements pipelined behind an extended COPY\'s end: the client is paused, not cut off, and all of it runs', async () => {
     const n = 12_000;
     const pad = 'x'.repeat(100);

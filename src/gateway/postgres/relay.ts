@@ -21,8 +21,8 @@ export interface RelayHooks {
   /** After each client chunk: a promise means "read no more from the client until it settles". */
   throttle(): Promise<void> | undefined;
   /**
-   * Client messages taken (fromClient) but not yet forwarded, waiting for something other than the
-   * target (a statement's check): a promise that settles once they went on. The client's Terminate
+   * Client messages taken (fromClient) but not yet forwarded (waiting for a statement's check, or
+   * behind a COPY the client ended): a promise that settles once they went on. The client's Terminate
    * or close ends the relay only then, so that what it sent before still reaches the target.
    */
   unsent?(): Promise<void> | undefined;

@@ -210,7 +210,7 @@ export class ClientSession {
       fromServer: (t, f) => tracker.fromServer(t, f),
       mayRelay: () => this.#mayRelay(),
       takeForUpstream: () => tracker.takeForUpstream(),
-      unsent: () => tracker.checking(),
+      unsent: () => tracker.checking() ?? tracker.unsentHeld(),
       throttle: () => {
         const held = tracker.checking() ?? tracker.held();
         if (held) return held;

@@ -445,6 +445,18 @@ export class StatementTracker {
   }
 
   /**
+   * While messages the client already sent wait here behind a COPY it ended or a held Execute, a
+   * promise that settles on their release: its Terminate or close waits for it, so what it sent
+   * before still reaches the target, as on a direct connection (a review lost a COPY's rows and an
+   * INSERT behind it). Nothing waits for a COPY the client never ended: that would never come.
+   */
+  unsentHeld(): Promise<void> | undefined {
+    if (this.#copyIn && !this.#holding) return undefined;
+    if (this.#queue.length === 0 && this.#copySyncs === 0) return undefined;
+    return this.held();
+  }
+
+  /**
    * A message the target will discard (#skipping): it is forwarded (the target needs its Sync,
    * and discards the rest), changes nothing here, and statements in it are audited as skipped.
    */
