@@ -93,3 +93,39 @@ describe('gateway: what a client pipelines behind its password', () => {
     }
   });
 });
+
+describe('gateway: bytes behind the password that do not frame', () => {
+  it('end the grant\'s session as a protocol error, whenever they are read (review: read during the login, they made an anonymous refused login)', async () => {
+    let release = (): void => {};
+    const decided = new Promise<void>((r) => (release = r));
+    const authorize = fx.authority.authorize.bind(fx.authority);
+    fx.authority.authorize = async (input) => {
+      await decided;
+      return authorize(input);
+    };
+    try {
+      const grant = fx.grant({ role: 'read' });
+      const s = await rawStartup(fx.port);
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      const closed = new Promise<void>((r) => s.once('close', () => r()));
+      const huge = Buffer.alloc(5);
+      huge.write('Q', 0, 'latin1');
+      huge.writeInt32BE(0x7fffffff, 1);
+      s.write(Buffer.concat([ser.passwordMessage(fx.authority.token(grant)), ser.query('select 1'), huge]));
+      // Read while the authority decides (had they come later, the session's relay would have read them).
+      await new Promise((r) => setTimeout(r, 300));
+      release();
+      await closed;
+      expect(got).toMatch(/hallpass: protocol violation: message of \d+ bytes exceeds the limit/);
+      await new Promise((r) => setTimeout(r, 50));
+      const mine = fx.sink.events.filter((e) => e.grantId === grant);
+      expect(mine.map((e) => e.type).filter((t) => t.startsWith('gateway.session') || t === 'gateway.refused')).toEqual(['gateway.session.start', 'gateway.session.end']);
+      expect(mine.find((e) => e.type === 'gateway.session.end')?.data.reason).toBe('protocol_error');
+      expect(fx.sink.ofType('gateway.refused').filter((e) => e.actor === '')).toEqual([]);
+    } finally {
+      release();
+      fx.authority.authorize = authorize;
+    }
+  });
+});

@@ -32,6 +32,8 @@ export type LoginResult =
       readonly framer: Framer;
       /** Whole messages the client sent before we answered (pipelined after the password). */
       readonly early: Array<[number, Buffer]>;
+      /** What followed `early` did not frame: the session ends with a protocol error after them. */
+      readonly failure?: Error;
     }
   | { readonly kind: 'cancel'; readonly pid: number; readonly secret: number }
   | {
@@ -128,9 +130,10 @@ export async function acceptClient(raw: Socket, clientAddress: string, opts: Log
   }
   if (result.session.resource !== resource) return refuse('wrong_resource', '28000', `hallpass: this token is not for ${resource}`);
   const early = queue.detach();
-  // Bytes pipelined behind the password that do not frame: the messages after them are lost.
-  if (queue.failure !== undefined && !(queue.failure instanceof ClosedError)) throw queue.failure;
-  return { kind: 'ok', client: socket, tls, auth: result.session, startup, framer: queue.framer, early };
+  // Bytes behind the password that do not frame end the session (not the login: the grant's
+  // session starts, and what came before them goes on, as when they come a moment later).
+  const failure = queue.failure !== undefined && !(queue.failure instanceof ClosedError) ? queue.failure : undefined;
+  return { kind: 'ok', client: socket, tls, auth: result.session, startup, framer: queue.framer, early, ...(failure ? { failure } : {}) };
 }
 
 const noop = (): void => {};

@@ -221,6 +221,8 @@ export class ClientSession {
       onEnd: (end) => this.#finish(end.kind, end.kind === 'protocol_error' ? end.message : undefined),
     });
     this.#relay.start(r.early);
+    // Bytes behind the password that did not frame: a protocol error once what came before went on.
+    if (r.failure) this.#relay.failClient(r.failure.message);
   }
 
   /** Whether bytes may still pass: not once the grant has ended (the session is cut then). */
@@ -303,9 +305,16 @@ export class ClientSession {
       if (busy && (reason === 'expired' || reason === 'revoked' || reason === 'shutdown' || reason === 'protocol_error')) {
         // The reset first: statements pipelined behind the running one must not run once the cancel
         // has stopped it. The cancel then stops the running one (a reset is noticed only at the
-        // backend's next write or connection check).
-        resetUpstream(upstream);
-        await cancelUpstream(auth.upstream, upstream.pid, upstream.secret, 1000);
+        // backend's next write or connection check). A pooler finds the session to cancel by its
+        // client connection, so there the cancel goes first (a review saw pg_sleep(600) run on
+        // behind PgBouncer after the reset); a few pipelined statements may run before the reset.
+        if (upstream.connectionCheck === true) {
+          resetUpstream(upstream);
+          await cancelUpstream(auth.upstream, upstream.pid, upstream.secret, 1000);
+        } else {
+          await cancelUpstream(auth.upstream, upstream.pid, upstream.secret, 1000);
+          resetUpstream(upstream);
+        }
       }
       if (upstream.socket.writable) upstream.socket.end(ser.terminate());
       await this.#closeSoon(upstream.socket);

@@ -71,6 +71,8 @@ describe('the connection check on the upstream login', () => {
     const target = { host: '127.0.0.1', port: t.port, database: 'app', user: 'hp_x', password: 'pw', ssl: false } as Parameters<typeof connectUpstream>[0];
     const first = await connectWithConnectionCheck(target, new Map([['application_name', 'psql']]), 5000);
     expect(first.pid).toBe(7);
+    // Such a target gets a cut-off's cancel before the reset (a pooler cancels by the client connection).
+    expect(first.connectionCheck).toBeUndefined();
     first.socket.destroy();
     expect(t.startups.map((p) => p.get('client_connection_check_interval') ?? null)).toEqual(['1000', null]);
     expect(t.startups[1]?.get('application_name')).toBe('psql');
@@ -87,11 +89,37 @@ describe('the connection check on the upstream login', () => {
     const other = await oldTarget('application_name');
     await expect(connectWithConnectionCheck({ ...target, port: other.port }, new Map([['application_name', 'x']]), 5000)).rejects.toThrow(/unrecognized configuration parameter "application_name"/);
     expect(other.startups).toHaveLength(1);
+    // A target that took the setting: a cut-off resets before it cancels.
+    const checked = await connectWithConnectionCheck({ ...target, port: other.port }, new Map(), 5000);
+    checked.socket.destroy();
+    expect(checked.connectionCheck).toBe(true);
     await new Promise<void>((r) => server?.close(() => r()));
     // PgBouncer refuses it its own way (review: every session behind PgBouncer failed)
     const bouncer = await oldTarget('client_connection_check_interval', '08P01', 'unsupported startup parameter: client_connection_check_interval');
     const viaBouncer = await connectWithConnectionCheck({ ...target, port: bouncer.port }, new Map(), 5000);
     viaBouncer.socket.destroy();
     expect(bouncer.startups.map((p) => p.has('client_connection_check_interval'))).toEqual([true, false]);
+  });
+});
+
+describe('the upstream login reads', () => {
+  it('a message longer than what the login keeps before it stops reading (review: a 140 KB NOTICE hung the login)', async () => {
+    const text = 'n'.repeat(500_000);
+    const body = Buffer.from(`SWARNING\0M${text}\0\0`, 'utf8');
+    const notice = Buffer.alloc(5 + body.length);
+    notice.write('N', 0, 'latin1');
+    notice.writeInt32BE(4 + body.length, 1);
+    body.copy(notice, 5);
+    server = createServer((s) => {
+      s.on('error', () => {});
+      s.once('data', () => s.write(Buffer.concat([auth(0), notice, ser.backendKeyData(7, 8), ser.readyForQuery('I')])));
+    });
+    await new Promise<void>((r) => server?.listen(0, '127.0.0.1', r));
+    const a = server.address();
+    if (a === null || typeof a === 'string') throw new Error('no address');
+    const target = { host: '127.0.0.1', port: a.port, database: 'app', user: 'hp_x', password: 'pw', ssl: false } as Parameters<typeof connectUpstream>[0];
+    const conn = await connectUpstream(target, new Map(), 5000);
+    expect(conn.pid).toBe(7);
+    conn.socket.destroy();
   });
 });

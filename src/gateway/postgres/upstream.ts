@@ -16,6 +16,11 @@ export interface UpstreamConnection {
   /** The target's cancel key (never shown to the client). */
   readonly pid: number;
   readonly secret: number;
+  /**
+   * The target took client_connection_check_interval: PostgreSQL 14 or later itself, not a pooler
+   * (PgBouncer refuses it) that finds a cancel's session by its client connection.
+   */
+  readonly connectionCheck?: boolean;
 }
 
 /** The target refused the login or broke protocol; `sqlstate` when it sent an ErrorResponse. */
@@ -73,7 +78,7 @@ export async function connectWithConnectionCheck(
   const key = `${target.host}:${target.port}`;
   if (withoutConnectionCheck.has(key)) return connectUpstream(target, params, timeoutMs);
   try {
-    return await connectUpstream(target, new Map([...params, [CONNECTION_CHECK, CONNECTION_CHECK_INTERVAL_MS]]), timeoutMs);
+    return { ...(await connectUpstream(target, new Map([...params, [CONNECTION_CHECK, CONNECTION_CHECK_INTERVAL_MS]]), timeoutMs)), connectionCheck: true };
   } catch (e) {
     // PostgreSQL before 14 answers 42704 (unrecognized configuration parameter), PgBouncer 08P01
     // (unsupported startup parameter), each in its exact words: a client must not be able to make
@@ -255,7 +260,9 @@ export async function cancelUpstream(target: AuthorizedSession['upstream'], pid:
     new Promise<void>((resolve) => {
       socket.on('close', () => resolve());
       socket.on('error', () => resolve());
-      socket.end(ser.cancelRequest(pid, secret));
+      // Not end(): PgBouncer drops a cancel whose sender half-closed at once ("client unexpected
+      // eof", review), and libpq waits for the target to close as well.
+      socket.write(ser.cancelRequest(pid, secret));
       socket.resume(); // the target answers nothing; read to see it close
     }),
   ).catch(() => undefined);
