@@ -3,6 +3,7 @@ import type { TLSSocket } from 'node:tls';
 import { promisify } from 'node:util';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bind, closeStatement, copyData, copyDone, copyFail, cstr, execute, sync, typed } from '../../../test/support/frontend-messages.js';
 import { startGatewayFixtureWithAdmin, type GatewayFixture } from '../../../test/support/gateway-harness.js';
 import { rawLogin, rawStartup } from '../../../test/support/gateway-raw-client.js';
 import * as ser from './serializer.js';
@@ -18,22 +19,6 @@ let stop: (() => Promise<void>) | undefined;
 beforeAll(async () => ({ fx, admin, stop } = await startGatewayFixtureWithAdmin()));
 afterAll(() => stop?.());
 
-const typed = (type: string, body: Buffer): Buffer => {
-  const out = Buffer.alloc(5 + body.length);
-  out.write(type, 0, 'latin1');
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-};
-const cstr = (s: string): Buffer => Buffer.from(`${s}\0`, 'utf8');
-const bind = (portal: string, statement: string) => typed('B', Buffer.concat([cstr(portal), cstr(statement), Buffer.from([0, 0, 0, 0, 0, 0])]));
-const execute = (portal: string) => typed('E', Buffer.concat([cstr(portal), Buffer.alloc(4)]));
-const closeStatement = (name: string) => typed('C', Buffer.concat([Buffer.from('S'), cstr(name)]));
-const sync = () => typed('S', Buffer.alloc(0));
-/** CopyData, CopyDone, CopyFail. */
-const copyData = (text: string) => typed('d', Buffer.from(text));
-const copyDone = () => typed('c', Buffer.alloc(0));
-const copyFail = (why: string) => typed('f', cstr(why));
 /** The table the COPY cases copy into, writable by the session's role. */
 const copiedTable = async (): Promise<void> => {
   await admin.query('create table if not exists copied (a int)');

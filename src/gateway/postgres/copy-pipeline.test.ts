@@ -1,6 +1,7 @@
 import net from 'node:net';
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { bind, copyData, copyDone, execute, sync } from '../../../test/support/frontend-messages.js';
 import { startGatewayFixtureWithAdmin, type GatewayFixture } from '../../../test/support/gateway-harness.js';
 import { rawLogin } from '../../../test/support/gateway-raw-client.js';
 import * as ser from './serializer.js';
@@ -26,19 +27,6 @@ beforeEach(async () => {
   await admin.query('truncate piped_copy, piped_locked');
 });
 
-const typed = (type: string, body: Buffer): Buffer => {
-  const out = Buffer.alloc(5 + body.length);
-  out.write(type, 0, 'latin1');
-  out.writeInt32BE(4 + body.length, 1);
-  body.copy(out, 5);
-  return out;
-};
-const cstr = (s: string): Buffer => Buffer.from(`${s}\0`, 'utf8');
-const bind = (portal: string, statement: string) => typed('B', Buffer.concat([cstr(portal), cstr(statement), Buffer.from([0, 0, 0, 0, 0, 0])]));
-const execute = (portal: string) => typed('E', Buffer.concat([cstr(portal), Buffer.alloc(4)]));
-const sync = () => typed('S', Buffer.alloc(0));
-const copyData = (text: string) => typed('d', Buffer.from(text));
-const copyDone = () => typed('c', Buffer.alloc(0));
 
 const until = async (ok: () => boolean | Promise<boolean>, what: string | (() => string)): Promise<void> => {
   for (let t = 0; !(await ok()); t++) {
@@ -238,6 +226,19 @@ describe('gateway: COPY FROM STDIN pipelined with its end and what follows', () 
    * client meanwhile.
    */
   async function behindCopyEnd(behind: Buffer, answersDue: number): Promise<{ sessionId: string; all: string[]; paused: boolean; closed: boolean }> {
+    const { s, sessionId, got, paused } = await copyWaitingOnLock(behind, false);
+    const all = await got.ready(answersDue);
+    const closed = got.closed();
+    s.end(ser.terminate());
+    return { sessionId, all, paused, closed };
+  }
+
+  /**
+   * The COPY of behindCopyEnd with `behind` sent (and, with `leave`, the client's side closed) while
+   * it waits for the lock; returns once the gateway stopped reading the client or the session
+   * ended, with the lock let go.
+   */
+  async function copyWaitingOnLock(behind: Buffer, leave: boolean) {
     const { s, sessionId } = await viaGateway();
     const got = answers(s);
     let paused = false;
@@ -251,38 +252,20 @@ describe('gateway: COPY FROM STDIN pipelined with its end and what follows', () 
         if (this.remotePort === s.localPort) paused = true;
         return pause.call(this);
       };
-      s.write(Buffer.concat([copyData('1\n'), copyDone(), behind]));
-      await until(() => paused || got.closed(), 'the client paused, or the session ended');
+      const out = Buffer.concat([copyData('1\n'), copyDone(), behind]);
+      if (leave) s.end(out);
+      else s.write(out);
+      await until(() => paused || got.closed() || endReason(sessionId) !== undefined, 'the client paused, or the session ended');
     } finally {
       net.Socket.prototype.pause = pause;
       await release();
     }
-    const all = await got.ready(answersDue);
-    const closed = got.closed();
-    s.end(ser.terminate());
-    return { sessionId, all, paused, closed };
+    return { s, sessionId, got, paused };
   }
 
   it('a Terminate pipelined behind a COPY the client ended waits for what it sent before: all of it runs, as on a direct connection (fifth review: both rows were lost)', async () => {
-    const { s, sessionId } = await viaGateway();
-    const got = answers(s);
-    let paused = false;
-    const pause = net.Socket.prototype.pause;
-    const release = await lockRow(1);
-    try {
-      s.write(Buffer.concat([ser.parse('', 'copy piped_locked from stdin'), bind('', ''), execute(''), sync()]));
-      await until(() => got.closed() || got.got.includes('G'), 'CopyInResponse');
-      net.Socket.prototype.pause = function (this: net.Socket) {
-        if (this.remotePort === s.localPort) paused = true;
-        return pause.call(this);
-      };
-      // The client leaves at once, as a script's last batch might.
-      s.end(Buffer.concat([copyData('1\n'), copyDone(), sync(), ser.query('insert into piped_copy values (7)'), ser.terminate()]));
-      await until(() => paused || endReason(sessionId) !== undefined, 'the client paused, or the session ended');
-    } finally {
-      net.Socket.prototype.pause = pause;
-      await release();
-    }
+    // The client leaves at once, as a script's last batch might.
+    const { sessionId } = await copyWaitingOnLock(Buffer.concat([sync(), ser.query('insert into piped_copy values (7)'), ser.terminate()]), true);
     await until(() => endReason(sessionId) !== undefined, 'session.end');
     expect(endReason(sessionId)).toBe('client_terminate');
     // The target may still be finishing what the gateway passed on when the session's end is audited.
