@@ -42,18 +42,31 @@ describe('gateway: connections still logging in, per client address', () => {
   });
 });
 
+/** Makes the authority decide logins only once `release` is called; `asked` settles at the first login it is asked about. */
+function holdAuthority(): { asked: Promise<void>; release: () => void; restore: () => void } {
+  let release = (): void => {};
+  const decided = new Promise<void>((r) => (release = r));
+  let onAsked = (): void => {};
+  const asked = new Promise<void>((r) => (onAsked = r));
+  const authorize = fx.authority.authorize.bind(fx.authority);
+  fx.authority.authorize = async (input) => {
+    onAsked();
+    await decided;
+    return authorize(input);
+  };
+  return {
+    asked,
+    release,
+    restore: () => {
+      release();
+      fx.authority.authorize = authorize;
+    },
+  };
+}
+
 describe('gateway: what a client pipelines behind its password', () => {
   it('is not read while the authority decides (fourth review: 430 MiB in 3 s), and then runs, none of it lost', async () => {
-    let release = (): void => {};
-    const decided = new Promise<void>((r) => (release = r));
-    const authorize = fx.authority.authorize.bind(fx.authority);
-    let onAsked = (): void => {};
-    const asked = new Promise<void>((r) => (onAsked = r));
-    fx.authority.authorize = async (input) => {
-      onAsked();
-      await decided;
-      return authorize(input);
-    };
+    const { asked, release, restore } = holdAuthority();
     try {
       const s = await rawStartup(fx.port);
       // 128 queries of 1 MiB each (a comment pads them), behind the password, in one write.
@@ -88,21 +101,14 @@ describe('gateway: what a client pipelines behind its password', () => {
       expect(ready).toBe(129);
       s.end(ser.terminate());
     } finally {
-      release();
-      fx.authority.authorize = authorize;
+      restore();
     }
   });
 });
 
 describe('gateway: bytes behind the password that do not frame', () => {
   it('end the grant\'s session as a protocol error, whenever they are read (review: read during the login, they made an anonymous refused login)', async () => {
-    let release = (): void => {};
-    const decided = new Promise<void>((r) => (release = r));
-    const authorize = fx.authority.authorize.bind(fx.authority);
-    fx.authority.authorize = async (input) => {
-      await decided;
-      return authorize(input);
-    };
+    const { release, restore } = holdAuthority();
     try {
       const grant = fx.grant({ role: 'read' });
       const s = await rawStartup(fx.port);
@@ -124,8 +130,7 @@ describe('gateway: bytes behind the password that do not frame', () => {
       expect(mine.find((e) => e.type === 'gateway.session.end')?.data.reason).toBe('protocol_error');
       expect(fx.sink.ofType('gateway.refused').filter((e) => e.actor === '')).toEqual([]);
     } finally {
-      release();
-      fx.authority.authorize = authorize;
+      restore();
     }
   });
 });
