@@ -274,6 +274,67 @@ describe('gateway: COPY FROM STDIN pipelined with its end and what follows', () 
     expect(await rows('piped_copy')).toEqual([7]);
   });
 
+  it('a COPY whose implicit transaction no Sync commits (the client leaves after CopyDone) is audited as rolled back (sixth review: audited as done)', async () => {
+    const { sessionId } = await copyWaitingOnLock(ser.terminate(), true);
+    const events = await statements(sessionId);
+    expect(await rows('piped_locked')).toEqual([]); // as on a direct connection: the target rolled it back
+    expect(events.filter((e) => e.type === 'gateway.execute').map((e) => e.tag)).toEqual(['COPY 1']);
+    expect(events.filter((e) => e.type === 'gateway.rolled_back').map((e) => [e.cause, (e.executions as unknown[]).length])).toEqual([['session_end', 1]]);
+  });
+
+  it('a named COPY statement stays held after a statement makes the gateway forget names; when it fails the session goes on (sixth review: it ended with 08P01)', async () => {
+    const { s, sessionId } = await viaGateway();
+    const got = answers(s);
+    // As tokio-postgres's copy_in: the COPY prepared by name, then any statement saying "prepare".
+    s.write(Buffer.concat([ser.parse('s0', 'copy piped_copy from stdin'), sync()]));
+    await got.ready(1);
+    s.write(ser.query('select 1 as prepared_at'));
+    await got.ready(2);
+    s.write(Buffer.concat([bind('', 's0'), execute(''), sync()]));
+    await until(() => got.closed() || got.got.includes('G'), 'CopyInResponse');
+    s.write(Buffer.concat([copyData('1\n'), copyData('x\n'), copyDone(), sync(), ser.query('insert into piped_locked values (4)')]));
+    await until(() => got.closed() || got.got.at(-2) === 'C INSERT 0 1', 'the insert');
+    expect(got.closed()).toBe(false);
+    expect(got.got).toContain('E 22P02');
+    expect(got.got.filter((a) => a === 'E 08P01')).toEqual([]);
+    expect(await rows('piped_locked')).toEqual([4]);
+    expect(await rows('piped_copy')).toEqual([]);
+    s.end(ser.terminate());
+    await until(() => endReason(sessionId) !== undefined, 'session.end');
+    expect(endReason(sessionId)).toBe('client_terminate');
+  });
+
+  it('more than 10,000 Syncs inside one COPY end the session with a protocol error (sixth review: millions took 2 GB and stalled every session)', async () => {
+    const { s, sessionId } = await viaGateway();
+    const got = answers(s);
+    s.write(Buffer.concat([ser.parse('', 'copy piped_copy from stdin'), bind('', ''), execute(''), sync()]));
+    await until(() => got.closed() || got.got.includes('G'), 'CopyInResponse');
+    s.write(Buffer.concat([copyData('1\n'), ...Array.from({ length: 10_001 }, sync)]));
+    await until(() => got.closed(), 'the session closed');
+    expect(got.got.at(-1)).toBe('E 08P01');
+    await until(() => endReason(sessionId) !== undefined, 'session.end');
+    expect(endReason(sessionId)).toBe('protocol_error');
+  });
+
+  it('a client that stopped reading and left while messages wait behind its COPY ends its session (sixth review: it hung until the grant ended)', async () => {
+    const { s, sessionId } = await viaGateway();
+    s.removeAllListeners('data');
+    s.pause(); // never reads again: the gateway's socket to it fills, and the gateway stops reading the target
+    s.write(Buffer.concat([
+      ser.query("select repeat('x', 100000) from generate_series(1, 1000)"), // ~100 MB of answers
+      ser.parse('', 'copy piped_copy from stdin'), bind('', ''), execute(''), sync(), copyData('8\n'), copyDone(), sync(),
+      ser.query('insert into piped_locked values (9)'), ser.terminate(),
+    ]));
+    await until(async () => (await admin.query("select count(*)::int as n from pg_stat_activity where wait_event = 'ClientWrite' and usename = $1", [fx.roles.rw.user])).rows[0].n === 1, 'the target blocked writing');
+    // ... and give the gateway time to fill its socket to the client and stop reading the target
+    // (a slow host could only let this pass without the fix, never fail with it).
+    await new Promise((r) => setTimeout(r, 1000));
+    s.destroy();
+    await until(() => endReason(sessionId) !== undefined, 'session.end');
+    expect(endReason(sessionId)).toBe('client_terminate');
+    await until(async () => (await admin.query('select count(*)::int as n from pg_stat_activity where usename = $1', [fx.roles.rw.user])).rows[0].n === 0, 'no backend left');
+  });
+
   it('more than 1 MiB of statements pipelined behind an extended COPY\'s end: the client is paused, not cut off, and all of it runs', async () => {
     const n = 12_000;
     const pad = 'x'.repeat(100);

@@ -203,6 +203,21 @@ describe('PostgreSQL gateway relay', () => {
     expect(await activeSleeps()).toBe(0);
   });
 
+  it('answers a client that half-closes its socket after sending, as PostgreSQL does (review: it got nothing)', async () => {
+    const g = fx.grant();
+    const s = await rawLogin(fx.port, fx.authority.token(g));
+    const done = receiveUntil(s, () => false); // everything until the gateway closes
+    s.end(Buffer.concat([ser.query('select 41 + 1 as a'), ser.query("select 'still here' as b")]));
+    const got = messages(await done);
+    const rows = got.filter(([t]) => t === 'D').map(([, body]) => body.toString('utf8', 6));
+    expect(rows).toEqual(['42', 'still here']);
+    expect(got.filter(([t]) => t === 'Z')).toHaveLength(2);
+    expect(got.filter(([t]) => t === 'E')).toEqual([]);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(fx.sink.ofType('gateway.session.end').find((e) => e.grantId === g)?.data.reason).toBe('client_closed');
+    expect(fx.sink.ofType('gateway.query').filter((e) => e.grantId === g).map((e) => e.data.tags)).toEqual([['SELECT 1'], ['SELECT 1']]);
+  });
+
   it('applies backpressure: a client that stops reading stalls the target, not the gateway memory', async () => {
     const s = await rawLogin(fx.port, fx.authority.token(fx.grant()));
     const rssBefore = process.memoryUsage().rss;

@@ -71,9 +71,11 @@ export async function acceptClient(raw: Socket, clientAddress: string, opts: Log
         const onClose = () => reject(new ProtocolError('closed during the TLS handshake'));
         secure.once('error', reject);
         secure.once('close', onClose);
+        secure.once('end', onClose);
         secure.once('secure', () => {
           secure.off('error', reject);
           secure.off('close', onClose);
+          secure.off('end', onClose);
           resolve();
         });
       });

@@ -42,6 +42,7 @@ export class FrameQueue {
     }
     this.#wake();
   };
+  /** The peer's FIN (a client socket is half-open: 'close' would not come until we end too) or close. */
   readonly #onClose = () => this.#fail(new ClosedError(this.closedMessage));
   readonly #onError = (e: Error) => this.#fail(e);
 
@@ -51,6 +52,7 @@ export class FrameQueue {
     readonly closedMessage = 'connection closed',
   ) {
     socket.on('data', this.#onData);
+    socket.on('end', this.#onClose);
     socket.on('close', this.#onClose);
     socket.on('error', this.#onError);
   }
@@ -79,6 +81,7 @@ export class FrameQueue {
   /** Stops listening; returns whole messages received but not yet taken (partial bytes stay in the framer). */
   detach(): Array<[number, Buffer]> {
     this.socket.off('data', this.#onData);
+    this.socket.off('end', this.#onClose);
     this.socket.off('close', this.#onClose);
     this.socket.off('error', this.#onError);
     this.socket.pause();

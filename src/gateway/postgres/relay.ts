@@ -1,6 +1,7 @@
 import type { Socket } from 'node:net';
 import type { Framer } from './framing.js';
 import { FrontendCode } from './messages.js';
+import * as ser from './serializer.js';
 
 /** How a relay ended, seen from the relay (the session adds cut-offs and shutdowns). */
 export type RelayEnd =
@@ -54,6 +55,7 @@ export class Relay {
     const u = this.upstream;
     c.on('data', this.#onClientData);
     u.on('data', this.#onUpstreamData);
+    c.on('end', this.#onClientEnd);
     c.on('close', this.#onClientClose);
     u.on('close', this.#onUpstreamClose);
     c.on('error', noop);
@@ -93,6 +95,7 @@ export class Relay {
     this.#stopped = true;
     this.client.off('data', this.#onClientData);
     this.upstream.off('data', this.#onUpstreamData);
+    this.client.off('end', this.#onClientEnd);
     this.client.off('close', this.#onClientClose);
     this.upstream.off('close', this.#onUpstreamClose);
   }
@@ -166,8 +169,38 @@ export class Relay {
     if (due !== undefined && due.length > 0) this.#write(this.upstream, this.client, due);
   };
 
-  readonly #onClientClose = (): void => this.#endAfterUnsent({ kind: 'client_closed' });
-  readonly #onUpstreamClose = (): void => this.#end({ kind: 'upstream_closed' });
+  readonly #onClientClose = (): void => {
+    // Nobody reads the answers any more: read the target again (what it still sends is dropped), so
+    // that messages waiting for its answers (behind a COPY) go on and the wait below ends (review:
+    // a client that had stopped reading and then left hung its session, and its backend, in ClientWrite).
+    if (this.#full.delete(this.client)) this.#resume(this.upstream);
+    this.#endAfterUnsent({ kind: 'client_closed' });
+  };
+  readonly #onUpstreamClose = (): void => this.#end({ kind: this.#clientEnded ? 'client_closed' : 'upstream_closed' });
+
+  /**
+   * The client sends nothing more (its FIN), but may still read: a client that half-closes gets the
+   * answers to what it sent, as from PostgreSQL. Once that has gone on, the target gets a
+   * Terminate; it answers everything before it, then closes, and the relay ends as client_closed.
+   * (A client that closed altogether looks the same until a write to it fails.) Not a FIN to the
+   * target: its connection check would take that for a lost client and stop a running statement.
+   */
+  #clientEnded = false;
+  readonly #onClientEnd = (): void => {
+    if (this.#stopped || this.#terminated) return;
+    this.#clientEnded = true;
+    this.#terminateUpstreamAfterUnsent();
+  };
+
+  #terminateUpstreamAfterUnsent(): void {
+    if (this.#stopped || !this.hooks.mayRelay()) return;
+    const unsent = this.hooks.unsent?.();
+    if (unsent !== undefined) {
+      void unsent.then(() => this.#terminateUpstreamAfterUnsent());
+      return;
+    }
+    this.#write(this.upstream, this.client, [TERMINATE]);
+  }
 
   /** Ends once what the client sent before its Terminate or close has gone on (unsent). */
   #endAfterUnsent(end: RelayEnd): void {
@@ -189,7 +222,7 @@ export class Relay {
    * paused already (a check's messages go upstream while the client is held for the next check).
    */
   #write(to: Socket, from: Socket, out: Buffer[]): void {
-    if (out.length === 0) return;
+    if (out.length === 0 || to.destroyed) return;
     let n = 0;
     for (const b of out) n += b.length;
     if (to === this.client) this.bytesToClient += n;
@@ -250,3 +283,4 @@ class Outbox {
 }
 
 const noop = (): void => {};
+const TERMINATE = ser.terminate();

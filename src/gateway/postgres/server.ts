@@ -97,7 +97,12 @@ export class PostgresGateway {
       attach: (s) => this.#attach(s),
       detach: (s) => this.#detach(s),
     };
-    const server = createServer({ noDelay: true, pauseOnConnect: false }, (socket) => this.#onConnection(socket));
+    const server = createServer(
+      // A client may half-close (shutdown(SHUT_WR)) and still read the answers to what it sent:
+      // the relay passes that on (relay.ts, #onClientEnd). TLS sockets inherit it.
+      { noDelay: true, pauseOnConnect: false, allowHalfOpen: true },
+      (socket) => this.#onConnection(socket),
+    );
     server.maxConnections = o.maxConnections ?? 1000;
     this.#server = server;
     await new Promise<void>((resolve, reject) => {

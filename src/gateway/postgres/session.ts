@@ -344,6 +344,7 @@ export class ClientSession {
   #closeSoon(s: Socket): Promise<void> {
     return new Promise((resolve) => {
       if (s.destroyed) return resolve();
+      if (!s.writableEnded) s.end(); // a half-open client socket stays open until we end our side
       const t = setTimeout(() => s.destroy(), 500);
       s.once('close', () => {
         clearTimeout(t);

@@ -159,6 +159,14 @@ export class StatementTracker {
   #head = 0;
   readonly #statements = new Map<string, Statement>();
   readonly #portals = new Map<string, Portal>();
+  /**
+   * Protocol statement and portal names whose Parse was a COPY … FROM STDIN, kept when names are
+   * forgotten (#forgetNames): SQL cannot PREPARE a COPY, so such a name still means one (or was
+   * let go, and holding its Execute costs only a wait for its first answer). Forgotten, its COPY
+   * went unheld, and one that failed ended the session (review).
+   */
+  readonly #copyStatements = new Set<string>();
+  readonly #copyPortals = new Set<string>();
   #nextId = 1;
   /**
    * The target hit an error in an extended-protocol batch and discards every message up to the
@@ -309,7 +317,9 @@ export class StatementTracker {
       // waits, a Flush too (the target ignores it while copying), a Sync is counted.
       if (type === FrontendCode.CopyData || type === FrontendCode.Flush) return frame;
       if (type === FrontendCode.Sync) {
-        this.#copySyncs++;
+        // Each is answered one by one if the COPY fails: millions of them took 2 GB and stalled
+        // every session for 15 s (review). libpq sends one.
+        if (++this.#copySyncs > MAX_COPY_SYNCS) throw new ProtocolError(`more than ${MAX_COPY_SYNCS} Syncs sent inside a COPY`);
         return EMPTY;
       }
       if (type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) {
@@ -359,6 +369,8 @@ export class StatementTracker {
         const prev = this.#statements.get(name);
         const stmt: Statement = { id: this.#nextId++, name, sql: clip(sql), ok: false, audited: false, copyIn: COPY_FROM_STDIN.test(sql) };
         this.#statements.set(name, stmt);
+        if (stmt.copyIn !== true) this.#copyStatements.delete(name);
+        else if (this.#copyStatements.size < MAX_COPY_NAMES) this.#copyStatements.add(name);
         this.#keepWithinBudget(stmt);
         this.#push({ kind: Kind.Parse, start: this.now(), sql: stmt.sql, name, stmt, prev, denied: d });
         return d ? ser.parse(name, POISON) : frame;
@@ -367,6 +379,8 @@ export class StatementTracker {
         const b = readBind(frame, this.policy.storeParameters);
         const prevPortal = this.#portals.get(b.portal);
         this.#portals.set(b.portal, { stmt: this.#statements.get(b.statement), statement: b.statement, params: b.params });
+        if (!this.#copyStatements.has(b.statement)) this.#copyPortals.delete(b.portal);
+        else if (this.#copyPortals.size < MAX_COPY_NAMES) this.#copyPortals.add(b.portal);
         this.#push({ kind: Kind.Bind, start: 0, name: b.portal, prevPortal });
         return frame;
       }
@@ -385,8 +399,8 @@ export class StatementTracker {
         this.#push(execute);
         // A COPY FROM STDIN: hold what follows (#waitOrTrack), and ask the target for its answer
         // now (it sends nothing before a Sync or a Flush). A statement whose text is unknown here
-        // was prepared in SQL, and COPY cannot be.
-        if (portal?.stmt?.copyIn === true) {
+        // and whose name never was a COPY's was prepared in SQL, and COPY cannot be.
+        if (portal?.stmt?.copyIn === true || this.#copyPortals.has(portalName)) {
           this.#holding = execute;
           return Buffer.concat([frame, FLUSH]);
         }
@@ -400,8 +414,10 @@ export class StatementTracker {
           const name = frame.toString('utf8', 6, frame.length - 1);
           const prev = this.#statements.get(name);
           this.#statements.delete(name);
+          this.#copyStatements.delete(name);
           this.#push({ kind: Kind.Close, start: 0, name, prev });
         } else {
+          this.#copyPortals.delete(frame.toString('utf8', 6, frame.length - 1));
           this.#push({ kind: Kind.Close, start: 0 });
         }
         return frame;
@@ -696,9 +712,9 @@ export class StatementTracker {
    * executions, audited with their own results, are undone. Not in an explicit transaction
    * (the client's COMMIT or ROLLBACK says how that ends; savepoints may keep part of it).
    */
-  #rolledBack(cause: 'error' | 'commit', error: string): void {
+  #rolledBack(cause: 'error' | 'commit' | 'session_end', error?: string): void {
     if (this.#batch.length > 0 && !this.#explicit) {
-      this.emit('gateway.rolled_back', { sessionId: this.sessionId, cause, error, executions: this.#batch });
+      this.emit('gateway.rolled_back', { sessionId: this.sessionId, cause, ...(error === undefined ? {} : { error }), executions: this.#batch });
     }
     this.#batch = [];
   }
@@ -858,13 +874,19 @@ export class StatementTracker {
     // Messages still waiting for a check were never sent: nothing ran, nothing to record.
     this.#ended = true;
     this.#checkQueue.take();
+    let syncSent = false;
     for (let p = this.#pending[this.#head]; p; p = this.#pending[this.#head]) {
       this.#shift();
+      if (p.kind === Kind.Sync) syncSent = true;
       if (p.kind === Kind.Query) this.#emitQuery(p, true);
       else if (p.kind === Kind.Parse) this.#emitParse(p, true);
       else if (p.kind === Kind.Execute) this.#emitExecute(p, null, false, true);
       else if (p.kind === Kind.Function) this.#emitFunction(p, true);
     }
+    // Executions that succeeded in an implicit transaction no Sync was sent to commit: the target
+    // rolls it back as the session ends (a review saw a COPY with a Terminate behind it audited as
+    // done). With a Sync in flight the commit may have happened: their results stand.
+    if (!syncSent) this.#rolledBack('session_end');
     for (const st of this.#statements.values()) this.#retire(st);
   }
 
@@ -975,6 +997,10 @@ function leadingCommand(sql: string): string | null {
 const COPY_FROM_STDIN = /copy[\s\S]*stdin/i;
 /** Most bytes held behind a COPY Execute before the target answers it. */
 const MAX_HELD_BYTES = 1024 * 1024;
+/** COPY statement and portal names kept past a forgetting (#copyStatements): beyond, they go unheld. */
+const MAX_COPY_NAMES = 10_000;
+/** Syncs a client may send inside one COPY (they wait, counted, for its end). */
+const MAX_COPY_SYNCS = 10_000;
 const TX_OPENS = /^(BEGIN|START TRANSACTION)$/;
 const TX_ENDS = /^(COMMIT|ROLLBACK|END|ABORT|PREPARE TRANSACTION|COMMIT PREPARED|ROLLBACK PREPARED)$/;
 const EMPTY = Buffer.alloc(0);
