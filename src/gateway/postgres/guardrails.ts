@@ -116,7 +116,7 @@ const MAX_TEXT_KEY = 1024;
 /** Parses statements somewhere other than the calling thread (parse-pool.ts); `ms` is the parse's own time. */
 export interface StatementParser {
   /** `wanted` is asked before the parse starts: when it says no, nobody waits any more and the parse is skipped (rejected). */
-  findings(sql: string, wanted?: () => boolean): Promise<{ readonly findings: Findings; readonly ms: number }>;
+  findings(sql: string, wanted?: () => boolean, owner?: string): Promise<{ readonly findings: Findings; readonly ms: number }>;
 }
 
 /** How a parse ahead of check() went: its time (for the caller's share), and if the parser failed, the findings that deny it. */
@@ -163,9 +163,10 @@ export class GuardrailChecker {
    * the milliseconds the parse took (0 if it was cached meanwhile, or another caller's) and, if the
    * parser failed (not the statement), the findings that deny it in the check that waited (nothing
    * is cached then: the text is parsed afresh next time). Never rejects. `alive` says whether the
-   * caller still waits: a parse nobody waits for any more is not started.
+   * caller still waits: a parse nobody waits for any more is not started. `owner` (a user) is
+   * whose turn the parse takes on the parser thread.
    */
-  prepare(sql: string, alive: () => boolean = () => true): Promise<Prepared> {
+  prepare(sql: string, alive: () => boolean = () => true, owner = ''): Promise<Prepared> {
     const need = this.#need(sql);
     if ('cached' in need || this.parser === undefined) return Promise.resolve(PREPARED);
     const shared = this.#inFlight.get(need.key);
@@ -174,7 +175,7 @@ export class GuardrailChecker {
       return shared.done.then((r) => (r.failed === undefined ? PREPARED : { ms: 0, failed: r.failed }));
     }
     const waiting = [alive];
-    const done = this.parser.findings(sql, () => waiting.some((w) => w())).then(
+    const done = this.parser.findings(sql, () => waiting.some((w) => w()), owner).then(
       (r): Prepared => {
         this.#remember(need, r.findings);
         return { ms: r.ms };

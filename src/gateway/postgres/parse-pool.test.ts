@@ -52,6 +52,25 @@ describe('ParsePool: guardrail parsing on a thread of its own', () => {
     await next;
   });
 
+  it('takes turns between users: one user\'s many waiting statements delay another\'s by one, not by all', async () => {
+    const pool = newPool();
+    pool.pause();
+    const order: string[] = [];
+    const ask = (sql: string, owner: string, tag: string) => pool.findings(sql, undefined, owner).then(() => void order.push(tag));
+    const asked = [
+      ask('create table m1(id int)', 'usr_mallory', 'm1'),
+      ask('create table m2(id int)', 'usr_mallory', 'm2'),
+      ask('create table m3(id int)', 'usr_mallory', 'm3'),
+      ask('drop table a1', 'usr_alice', 'a1'),
+      ask('drop table a2', 'usr_alice', 'a2'),
+    ];
+    expect(pool.waiting).toBe(5);
+    pool.resume();
+    await Promise.all(asked);
+    expect(order).toEqual(['m1', 'a1', 'm2', 'a2', 'm3']);
+    expect(pool.waiting).toBe(0);
+  });
+
   it('holds parses while paused, answers them in order once resumed, and fails what waits at close', async () => {
     const pool = newPool();
     pool.pause();

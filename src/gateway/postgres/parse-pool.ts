@@ -29,8 +29,11 @@ const BOOT_TIMEOUT_MS = 10_000;
 const BOOT_BACKOFF_MS = 1_000;
 
 /**
- * Parses guardrail statements on a parser thread (parse-worker.ts), one at a time in the order
- * asked; a statement nobody waits for any more (its sessions ended) is skipped. A parse that takes
+ * Parses guardrail statements on a parser thread (parse-worker.ts), one at a time, taking turns
+ * between owners (the users whose sessions asked) and in the order asked within each: one user's
+ * many sessions each sending a slow new statement (up to the time limit each) delay another
+ * user's statement by one of them, not by all. A statement nobody waits for any more (its
+ * sessions ended) is skipped. A parse that takes
  * longer than `timeoutMs`, or a thread that dies, fails that statement (the checker then denies
  * it as unparsable) and the thread is replaced for the next one. A thread that cannot start (it
  * dies or hangs before it has loaded the parser) fails what waits, and for a second after that
@@ -42,7 +45,9 @@ export class ParsePool implements StatementParser {
   #ready = false;
   #bootTimer: NodeJS.Timeout | undefined;
   #bootFailedAt = -Infinity;
-  readonly #queue: Job[] = [];
+  /** Jobs waiting, by owner; the first owner is served next, then goes to the back (round robin). */
+  readonly #queues = new Map<string, Job[]>();
+  #queued = 0;
   #current: { job: Job; timer: NodeJS.Timeout; worker: Worker; started: number } | undefined;
   #nextId = 1;
   #paused = false;
@@ -50,17 +55,44 @@ export class ParsePool implements StatementParser {
 
   constructor(readonly timeoutMs = 5_000) {}
 
-  findings(sql: string, wanted: () => boolean = () => true): Promise<{ findings: Findings; ms: number }> {
+  findings(sql: string, wanted: () => boolean = () => true, owner = ''): Promise<{ findings: Findings; ms: number }> {
     if (this.#closed) return Promise.reject(new ParseFailed('the statement parser is closed', 0));
     return new Promise((resolve, reject) => {
-      this.#queue.push({ id: this.#nextId++, sql, wanted, resolve, reject });
+      const job = { id: this.#nextId++, sql, wanted, resolve, reject };
+      const jobs = this.#queues.get(owner);
+      if (jobs) jobs.push(job);
+      else this.#queues.set(owner, [job]);
+      this.#queued++;
       this.#next();
     });
   }
 
   /** Statements asked for and not yet answered. */
   get waiting(): number {
-    return this.#queue.length + (this.#current ? 1 : 0);
+    return this.#queued + (this.#current ? 1 : 0);
+  }
+
+  /** The job to start next, dropping (rejecting) those nobody waits for any more; it stays queued. */
+  #front(): Job | undefined {
+    for (const [owner, jobs] of this.#queues) {
+      while (jobs.length > 0 && !stillWanted(jobs[0] as Job)) {
+        this.#queued--;
+        (jobs.shift() as Job).reject(new ParseFailed('nobody waits for it any more', 0));
+      }
+      if (jobs.length > 0) return jobs[0];
+      this.#queues.delete(owner);
+    }
+    return undefined;
+  }
+
+  /** Takes the front job (see #front); its owner goes to the back of the turn. */
+  #take(): Job {
+    const [owner, jobs] = this.#queues.entries().next().value as [string, Job[]];
+    const job = jobs.shift() as Job;
+    this.#queued--;
+    this.#queues.delete(owner);
+    if (jobs.length > 0) this.#queues.set(owner, jobs);
+    return job;
   }
 
   /** Holds every parse not yet started until resume() (tests: a statement whose check is slow). */
@@ -88,8 +120,7 @@ export class ParsePool implements StatementParser {
   #next(): void {
     if (this.#current || this.#paused || this.#closed) return;
     // Statements whose sessions all ended: nobody needs them parsed.
-    while (this.#queue.length > 0 && !stillWanted(this.#queue[0] as Job)) (this.#queue.shift() as Job).reject(new ParseFailed('nobody waits for it any more', 0));
-    if (this.#queue.length === 0) return;
+    if (this.#front() === undefined) return;
     if (!this.#worker) {
       if (performance.now() - this.#bootFailedAt < BOOT_BACKOFF_MS) return this.#failQueue(new ParseFailed('the statement parser could not start', 0));
       try {
@@ -101,7 +132,7 @@ export class ParsePool implements StatementParser {
     }
     if (!this.#ready) return; // on READY
     const worker = this.#worker;
-    const job = this.#queue.shift() as Job;
+    const job = this.#take();
     const started = performance.now();
     const timer = setTimeout(() => {
       this.#fail(new ParseFailed(`checking it took over ${this.timeoutMs / 1000} s`, performance.now() - started));
@@ -161,7 +192,10 @@ export class ParsePool implements StatementParser {
   }
 
   #failQueue(e: Error): void {
-    for (const j of this.#queue.splice(0)) j.reject(e);
+    const all = [...this.#queues.values()].flat();
+    this.#queues.clear();
+    this.#queued = 0;
+    for (const j of all) j.reject(e);
   }
 
   /** Fails the statement being parsed, if any. */

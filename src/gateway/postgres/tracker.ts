@@ -61,6 +61,8 @@ export type StatementEmitter = (
 ) => void;
 
 export interface TrackerPolicy {
+  /** Whose statements these are: parses take turns between users (parse-pool.ts). */
+  readonly userId?: string;
   readonly resource: string;
   readonly role: string;
   readonly guardrails: readonly string[];
@@ -262,7 +264,7 @@ export class StatementTracker {
     const sql = lexicalSql(frame, text.sql);
     if (this.#failedCheck?.sql === sql || !this.checker.needsParse(sql, guardrails, readOnly)) return false;
     // Never rejects (the relay and the session wait on it): anything thrown ends the session.
-    this.#checking = this.checker.prepare(sql, () => !this.#ended).then((p) => this.#checked(sql, p)).catch((e: unknown) => {
+    this.#checking = this.checker.prepare(sql, () => !this.#ended, this.policy.userId ?? this.sessionId).then((p) => this.#checked(sql, p)).catch((e: unknown) => {
       this.#ended = true;
       this.hooks.failed(e instanceof Error ? e.message : String(e));
     });
