@@ -92,6 +92,10 @@ async function recordingRelay(to: { host: string; port: number }): Promise<{ por
     client.pipe(upstream).pipe(client);
     client.on('error', () => upstream.destroy());
     upstream.on('error', () => client.destroy());
+    // The target may close first (it does after a CancelRequest, which the gateway sends without
+    // half-closing): the pipe then stops reading the client, whose FIN would never be read and
+    // would keep server.close() waiting (seen under load).
+    upstream.on('close', () => client.destroy());
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   const address = server.address();
