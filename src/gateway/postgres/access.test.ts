@@ -156,6 +156,20 @@ describe('cut-off', () => {
     }
   });
 
+  it('a client killed while its statement runs: the statement is stopped soon after, as before half-close support (review: pg_sleep ran to its end)', async () => {
+    const g = fx.grant();
+    const s = await rawLogin(fx.port, fx.authority.token(g));
+    s.on('error', () => {});
+    s.resume();
+    s.write(ser.query('select pg_sleep(600)'));
+    await waitFor(async () => (await sleeps()) === 1);
+    s.destroy();
+    // The target's connection check (every second) sees the gateway's side closed.
+    await waitFor(async () => (await sleeps()) === 0);
+    await waitFor(async () => fx.sink.ofType('gateway.session.end').some((e) => e.grantId === g));
+    expect(fx.sink.ofType('gateway.session.end').find((e) => e.grantId === g)?.data.reason).toBe('client_closed');
+  });
+
   it('a resync never moves a session\'s end earlier (its read may predate an extension: second review)', async () => {
     const g = fx.grant({ expiresAt: new Date(Date.now() + 1500) });
     const c = fx.client(g);

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { bind, copyData, copyDone, execute, sync } from '../../../test/support/frontend-messages.js';
+import { bind, copyData, copyDone, execute, sync, typed } from '../../../test/support/frontend-messages.js';
 import { startGatewayFixtureWithAdmin, type GatewayFixture } from '../../../test/support/gateway-harness.js';
 import { rawLogin } from '../../../test/support/gateway-raw-client.js';
 import * as ser from './serializer.js';
@@ -314,6 +314,20 @@ describe('gateway: COPY FROM STDIN pipelined with its end and what follows', () 
     expect(got.got.at(-1)).toBe('E 08P01');
     await until(() => endReason(sessionId) !== undefined, 'session.end');
     expect(endReason(sessionId)).toBe('protocol_error');
+  });
+
+  it('no rollback is audited when what was in flight at the end may have committed (a Query ends the implicit transaction)', async () => {
+    const { s, sessionId } = await viaGateway();
+    const got = answers(s);
+    // An Execute answered through a Flush, no Sync: its implicit transaction is open.
+    s.write(Buffer.concat([ser.parse('', 'insert into piped_copy values (11)'), bind('', ''), execute(''), typed('H', Buffer.alloc(0))]));
+    await until(() => got.got.includes('C INSERT 0 1'), 'the insert');
+    // A simple Query commits it before it runs; the client leaves at once.
+    s.end(Buffer.concat([ser.query('select 1'), ser.terminate()]));
+    const events = await statements(sessionId);
+    await until(async () => (await rows('piped_copy')).length > 0, 'the commit');
+    expect(await rows('piped_copy')).toEqual([11]);
+    expect(events.filter((e) => e.type === 'gateway.rolled_back')).toEqual([]);
   });
 
   it('a client that stopped reading and left while messages wait behind its COPY ends its session (sixth review: it hung until the grant ended)', async () => {

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -91,6 +92,19 @@ describe('protocol version negotiation', () => {
     } finally {
       s.destroy();
     }
+  });
+
+  it('answers nothing in clear to a client that sends SSLRequest and leaves (review: a FATAL followed the S)', async () => {
+    const raw = net.connect({ port: fx.port, host: '127.0.0.1' });
+    raw.on('error', () => {});
+    await new Promise((r) => raw.once('connect', r));
+    const got = receiveUntil(raw, () => false);
+    const before = fx.sink.ofType('gateway.refused').length;
+    raw.end(ser.sslRequest());
+    expect((await got).toString('latin1')).toBe('S');
+    // Audited as before (so later tests count only their own refusals).
+    for (let i = 0; i < 100 && fx.sink.ofType('gateway.refused').length === before; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(fx.sink.ofType('gateway.refused').slice(before).map((e) => e.data.message)).toEqual(['closed during the TLS handshake']);
   });
 
   it('refuses protocol 2.0 and 4.0 with a FATAL and an audit event', async () => {

@@ -134,3 +134,26 @@ describe('gateway: bytes behind the password that do not frame', () => {
     }
   });
 });
+
+describe('gateway: a client that half-closes during its login', () => {
+  it('gets its answers and its session ends, with no backend left (review: both stayed until the grant ended)', async () => {
+    const { asked, release, restore } = holdAuthority();
+    try {
+      const grant = fx.grant({ role: 'read' });
+      const s = await rawStartup(fx.port);
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      const closed = new Promise<void>((r) => s.once('close', () => r()));
+      s.end(Buffer.concat([ser.passwordMessage(fx.authority.token(grant)), ser.query("select 'answered' as a")]));
+      await asked;
+      await new Promise((r) => setTimeout(r, 100)); // the FIN reaches the login, not the session
+      release();
+      await closed;
+      expect(got).toContain('answered');
+      await new Promise((r) => setTimeout(r, 50));
+      expect(fx.sink.events.filter((e) => e.grantId === grant && e.type === 'gateway.session.end').map((e) => e.data.reason)).toEqual(['client_closed']);
+    } finally {
+      restore();
+    }
+  });
+});

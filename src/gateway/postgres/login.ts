@@ -68,7 +68,10 @@ export async function acceptClient(raw: Socket, clientAddress: string, opts: Log
       const secure = new TLSSocket(socket, { isServer: true, secureContext: opts.tls.context });
       secure.on('error', noop); // errors surface as 'close' from here on; never as an uncaught event
       await new Promise<void>((resolve, reject) => {
-        const onClose = () => reject(new ProtocolError('closed during the TLS handshake'));
+        const onClose = () => {
+          socket.destroy(); // half-open, it would take an answer in clear (review)
+          reject(new ProtocolError('closed during the TLS handshake'));
+        };
         secure.once('error', reject);
         secure.once('close', onClose);
         secure.once('end', onClose);

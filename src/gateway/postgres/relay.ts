@@ -72,6 +72,8 @@ export class Relay {
       // A Terminate pipelined with the login: what came before it goes on, then the session ends.
       if (this.#terminated) return this.#endAfterUnsent({ kind: 'client_terminate' });
     }
+    // A FIN the login already read (review: the session and its backend stayed until the grant's end).
+    if (c.readableEnded) this.#onClientEnd();
     const wait = this.hooks.throttle();
     if (wait) this.#pauseClientFor(wait);
     else this.#resume(c);
@@ -181,9 +183,10 @@ export class Relay {
   /**
    * The client sends nothing more (its FIN), but may still read: a client that half-closes gets the
    * answers to what it sent, as from PostgreSQL. Once that has gone on, the target gets a
-   * Terminate; it answers everything before it, then closes, and the relay ends as client_closed.
-   * (A client that closed altogether looks the same until a write to it fails.) Not a FIN to the
-   * target: its connection check would take that for a lost client and stop a running statement.
+   * Terminate and our FIN; it answers everything before them, then closes, and the relay ends as
+   * client_closed. A client that closed altogether looks the same, so the FIN matters: the
+   * target's connection check stops a statement still running a second on (review: a killed
+   * client's pg_sleep ran to its end), as it did when the gateway closed at the client's FIN.
    */
   #clientEnded = false;
   readonly #onClientEnd = (): void => {
@@ -200,6 +203,7 @@ export class Relay {
       return;
     }
     this.#write(this.upstream, this.client, [TERMINATE]);
+    this.upstream.end();
   }
 
   /** Ends once what the client sent before its Terminate or close has gone on (unsent). */

@@ -300,8 +300,9 @@ export class ClientSession {
     const clientClosed = this.#closeSoon(client);
     // Cancel what still runs upstream, then log out.
     const upstreamClosed = (async () => {
-      // A cut-off stops what still runs; a client that leaves (Terminate, or gone) does not, as
-      // with a direct connection the target finishes the statement (a pool closing mid-write).
+      // A cut-off stops what still runs; a client that leaves (Terminate, or gone) does not cancel
+      // it: the target finishes a statement that ends within about a second (a pool closing
+      // mid-write); a longer one is stopped by its connection check once we have closed.
       if (busy && (reason === 'expired' || reason === 'revoked' || reason === 'shutdown' || reason === 'protocol_error')) {
         // The reset first: statements pipelined behind the running one must not run once the cancel
         // has stopped it. The cancel then stops the running one (a reset is noticed only at the

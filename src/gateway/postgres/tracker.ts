@@ -876,19 +876,21 @@ export class StatementTracker {
     // Messages still waiting for a check were never sent: nothing ran, nothing to record.
     this.#ended = true;
     this.#checkQueue.take();
-    let syncSent = false;
+    // What in flight may have ended the implicit transaction: a Sync, a Query or FunctionCall (each
+    // its own), an Execute (a COMMIT, say).
+    let mayHaveCommitted = false;
     for (let p = this.#pending[this.#head]; p; p = this.#pending[this.#head]) {
       this.#shift();
-      if (p.kind === Kind.Sync) syncSent = true;
+      if (p.kind === Kind.Sync || p.kind === Kind.Query || p.kind === Kind.Function || p.kind === Kind.Execute) mayHaveCommitted = true;
       if (p.kind === Kind.Query) this.#emitQuery(p, true);
       else if (p.kind === Kind.Parse) this.#emitParse(p, true);
       else if (p.kind === Kind.Execute) this.#emitExecute(p, null, false, true);
       else if (p.kind === Kind.Function) this.#emitFunction(p, true);
     }
-    // Executions that succeeded in an implicit transaction no Sync was sent to commit: the target
+    // Executions that succeeded in an implicit transaction nothing was sent to commit: the target
     // rolls it back as the session ends (a review saw a COPY with a Terminate behind it audited as
-    // done). With a Sync in flight the commit may have happened: their results stand.
-    if (!syncSent) this.#rolledBack('session_end');
+    // done). With a possible commit in flight their results stand.
+    if (!mayHaveCommitted) this.#rolledBack('session_end');
     for (const st of this.#statements.values()) this.#retire(st);
   }
 
