@@ -106,15 +106,21 @@ describe('gateway: what a client pipelines behind its password', () => {
   });
 });
 
+/** A raw client the gateway has asked for its password: what it has received so far, and its close. */
+async function askedForPassword(): Promise<{ s: Awaited<ReturnType<typeof rawStartup>>; got: () => string; closed: Promise<void> }> {
+  const s = await rawStartup(fx.port);
+  let text = '';
+  s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+  const closed = new Promise<void>((r) => s.once('close', () => r()));
+  return { s, got: () => text, closed };
+}
+
 describe('gateway: bytes behind the password that do not frame', () => {
   it('end the grant\'s session as a protocol error, whenever they are read (review: read during the login, they made an anonymous refused login)', async () => {
     const { release, restore } = holdAuthority();
     try {
       const grant = fx.grant({ role: 'read' });
-      const s = await rawStartup(fx.port);
-      let got = '';
-      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-      const closed = new Promise<void>((r) => s.once('close', () => r()));
+      const { s, got, closed } = await askedForPassword();
       const huge = Buffer.alloc(5);
       huge.write('Q', 0, 'latin1');
       huge.writeInt32BE(0x7fffffff, 1);
@@ -123,7 +129,7 @@ describe('gateway: bytes behind the password that do not frame', () => {
       await new Promise((r) => setTimeout(r, 300));
       release();
       await closed;
-      expect(got).toMatch(/hallpass: protocol violation: message of \d+ bytes exceeds the limit/);
+      expect(got()).toMatch(/hallpass: protocol violation: message of \d+ bytes exceeds the limit/);
       await new Promise((r) => setTimeout(r, 50));
       const mine = fx.sink.events.filter((e) => e.grantId === grant);
       expect(mine.map((e) => e.type).filter((t) => t.startsWith('gateway.session') || t === 'gateway.refused')).toEqual(['gateway.session.start', 'gateway.session.end']);
@@ -140,16 +146,13 @@ describe('gateway: a client that half-closes during its login', () => {
     const { asked, release, restore } = holdAuthority();
     try {
       const grant = fx.grant({ role: 'read' });
-      const s = await rawStartup(fx.port);
-      let got = '';
-      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
-      const closed = new Promise<void>((r) => s.once('close', () => r()));
+      const { s, got, closed } = await askedForPassword();
       s.end(Buffer.concat([ser.passwordMessage(fx.authority.token(grant)), ser.query("select 'answered' as a")]));
       await asked;
       await new Promise((r) => setTimeout(r, 100)); // the FIN reaches the login, not the session
       release();
       await closed;
-      expect(got).toContain('answered');
+      expect(got()).toContain('answered');
       await new Promise((r) => setTimeout(r, 50));
       expect(fx.sink.events.filter((e) => e.grantId === grant && e.type === 'gateway.session.end').map((e) => e.data.reason)).toEqual(['client_closed']);
     } finally {
