@@ -27,6 +27,13 @@ export interface RelayHooks {
    * or close ends the relay only then, so that what it sent before still reaches the target.
    */
   unsent?(): Promise<void> | undefined;
+  /** A request is in flight upstream (after the client's FIN, see #onClientEnd). */
+  busy?(): boolean;
+  /**
+   * A message the client may get at any time and ignore (a ParameterStatus repeating a value that
+   * never changes), written to probe a client that sent its FIN while something runs.
+   */
+  readonly probe?: Buffer;
   onEnd(end: RelayEnd): void;
 }
 
@@ -98,6 +105,7 @@ export class Relay {
     this.client.off('data', this.#onClientData);
     this.upstream.off('data', this.#onUpstreamData);
     this.client.off('end', this.#onClientEnd);
+    clearInterval(this.#probing);
     this.client.off('close', this.#onClientClose);
     this.upstream.off('close', this.#onUpstreamClose);
   }
@@ -183,16 +191,28 @@ export class Relay {
   /**
    * The client sends nothing more (its FIN), but may still read: a client that half-closes gets the
    * answers to what it sent, as from PostgreSQL. Once that has gone on, the target gets a
-   * Terminate and our FIN; it answers everything before them, then closes, and the relay ends as
-   * client_closed. A client that closed altogether looks the same, so the FIN matters: the
-   * target's connection check stops a statement still running a second on (review: a killed
-   * client's pg_sleep ran to its end), as it did when the gateway closed at the client's FIN.
+   * Terminate; it answers everything before it, then closes, and the relay ends as client_closed.
+   * A client that closed altogether looks the same until a write to it fails, and a long statement
+   * writes nothing: so while something runs the client is probed every second (`probe`). A gone
+   * client answers the probe with a reset, the next write fails, its socket closes, and the cut
+   * path closes the target's connection, whose connection check stops the statement (review: a
+   * killed client's pg_sleep ran to its end). Not a FIN to the target at the client's FIN: the
+   * connection check would stop a half-closed client's statements after a second (review: a
+   * 20 MB answer was cut at 8.7 MB).
    */
   #clientEnded = false;
+  #probing: NodeJS.Timeout | undefined;
   readonly #onClientEnd = (): void => {
     if (this.#stopped || this.#terminated) return;
     this.#clientEnded = true;
     this.#terminateUpstreamAfterUnsent();
+    const probe = this.hooks.probe;
+    if (probe === undefined || this.#probing !== undefined) return;
+    this.#probing = setInterval(() => {
+      if (this.#stopped || this.client.destroyed) return clearInterval(this.#probing);
+      if (this.hooks.busy?.() === true && this.hooks.mayRelay()) this.client.write(probe);
+    }, 1000);
+    this.#probing.unref();
   };
 
   #terminateUpstreamAfterUnsent(): void {
@@ -203,7 +223,6 @@ export class Relay {
       return;
     }
     this.#write(this.upstream, this.client, [TERMINATE]);
-    this.upstream.end();
   }
 
   /** Ends once what the client sent before its Terminate or close has gone on (unsent). */

@@ -211,6 +211,9 @@ export class ClientSession {
       mayRelay: () => this.#mayRelay(),
       takeForUpstream: () => tracker.takeForUpstream(),
       unsent: () => tracker.checking() ?? tracker.unsentHeld(),
+      busy: () => tracker.busy,
+      // server_version never changes in a session: repeating it is a message every client accepts at any time.
+      ...probeOf(upstream.parameterStatus),
       throttle: () => {
         const held = tracker.checking() ?? tracker.held();
         if (held) return held;
@@ -375,3 +378,9 @@ function clientMessage(reason: EndReason, resource: string, detail: string | und
 }
 
 const noop = (): void => {};
+
+/** The target's server_version ParameterStatus, as the relay's probe of a client that sent its FIN. */
+function probeOf(parameterStatus: readonly Buffer[]): { probe?: Buffer } {
+  const frame = parameterStatus.find((f) => readParameterStatus(f).name === 'server_version');
+  return frame === undefined ? {} : { probe: frame };
+}
