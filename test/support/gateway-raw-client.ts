@@ -84,3 +84,16 @@ export function rawQuery(s: Socket, sql: string): Promise<string> {
     s.write(ser.query(sql));
   });
 }
+
+/** Counts the ReadyForQuery messages `s` receives from now on (whole messages, however split). */
+export function countReady(s: Socket): () => number {
+  let ready = 0;
+  let tail = Buffer.alloc(0);
+  s.on('data', (d: Buffer) => {
+    tail = Buffer.concat([tail, d]);
+    let i = 0;
+    for (; i + 5 <= tail.length && i + 1 + tail.readInt32BE(i + 1) <= tail.length; i += 1 + tail.readInt32BE(i + 1)) if (tail[i] === 0x5a) ready++;
+    tail = tail.subarray(i);
+  });
+  return () => ready;
+}

@@ -4,7 +4,7 @@ import { promisify } from 'node:util';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixtureWithAdmin, type GatewayFixture } from '../../../test/support/gateway-harness.js';
-import { rawLogin } from '../../../test/support/gateway-raw-client.js';
+import { countReady, rawLogin } from '../../../test/support/gateway-raw-client.js';
 import { eventually } from '../../../test/support/target-checks.js';
 import { GuardrailChecker } from './guardrails.js';
 import * as ser from './serializer.js';
@@ -217,20 +217,13 @@ describe('gateway: checking statements cannot stall or exhaust the gateway', () 
     await admin.query('create table if not exists piped (id int)');
     await admin.query(`grant all on piped to ${fx.roles.rw.user}`);
     const s = await rawLogin(fx.port, fx.authority.token(fx.grant({ role: 'write', guardrails: ['truncate'] })));
-    let ready = 0;
-    let got = Buffer.alloc(0);
-    s.on('data', (d: Buffer) => {
-      got = Buffer.concat([got, d]);
-      let i = 0;
-      for (; i + 5 <= got.length && i + 1 + got.readInt32BE(i + 1) <= got.length; i += 1 + got.readInt32BE(i + 1)) if (got[i] === 0x5a) ready++;
-      got = got.subarray(i);
-    });
+    const ready = countReady(s);
     // Every statement is new to the checker, so each waits for a parse, and all behind it wait too.
     // Reading on after each check let a chunk in per statement: past 1 MiB waiting, the session died.
     const pipeline = Buffer.concat(Array.from({ length: 32_000 }, (_, i) => ser.query(`insert into piped values (${i})`)));
     expect(pipeline.length).toBeGreaterThan(1024 * 1024);
     s.write(pipeline);
-    await until(() => ready >= 1000 || s.destroyed);
+    await until(() => ready() >= 1000 || s.destroyed);
     expect(s.destroyed).toBe(false);
     s.destroy(); // the rest is never needed
     await admin.query('drop table piped');

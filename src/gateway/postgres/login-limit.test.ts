@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, type GatewayFixture } from '../../../test/support/gateway-harness.js';
-import { rawStartup } from '../../../test/support/gateway-raw-client.js';
+import { countReady, rawStartup } from '../../../test/support/gateway-raw-client.js';
 import * as ser from './serializer.js';
 
 let fx: GatewayFixture;
@@ -72,14 +72,7 @@ describe('gateway: what a client pipelines behind its password', () => {
       // 128 queries of 1 MiB each (a comment pads them), behind the password, in one write.
       const pad = `-- ${'x'.repeat(1024 * 1024)}`;
       const queries = Array.from({ length: 128 }, (_, i) => ser.query(`select ${i} as n ${pad}`));
-      let ready = 0;
-      let tail = Buffer.alloc(0);
-      s.on('data', (d: Buffer) => {
-        tail = Buffer.concat([tail, d]);
-        let i = 0;
-        for (; i + 5 <= tail.length && i + 1 + tail.readInt32BE(i + 1) <= tail.length; i += 1 + tail.readInt32BE(i + 1)) if (tail[i] === 0x5a) ready++;
-        tail = tail.subarray(i);
-      });
+      const ready = countReady(s);
       let written = false;
       s.write(Buffer.concat([ser.passwordMessage(fx.authority.token(fx.grant({ role: 'read' }))), ...queries]), () => (written = true));
       await asked;
@@ -92,13 +85,13 @@ describe('gateway: what a client pipelines behind its password', () => {
       // Every query runs, in order: ReadyForQuery after the login, then one per query.
       await new Promise<void>((resolve) => {
         const t = setInterval(() => {
-          if (ready >= 129 || s.destroyed) {
+          if (ready() >= 129 || s.destroyed) {
             clearInterval(t);
             resolve();
           }
         }, 20);
       });
-      expect(ready).toBe(129);
+      expect(ready()).toBe(129);
       s.end(ser.terminate());
     } finally {
       restore();
