@@ -2,7 +2,8 @@ import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startGatewayFixture, TEST_USER, type GatewayFixture } from '../../../test/support/gateway-harness.js';
-import { rawLogin } from '../../../test/support/gateway-raw-client.js';
+import { copyData } from '../../../test/support/frontend-messages.js';
+import { rawLogin, receiveUntil } from '../../../test/support/gateway-raw-client.js';
 import * as ser from './serializer.js';
 
 const run = promisify(execFile);
@@ -168,6 +169,82 @@ describe('cut-off', () => {
     await waitFor(async () => (await sleeps()) === 0);
     await waitFor(async () => fx.sink.ofType('gateway.session.end').some((e) => e.grantId === g));
     expect(fx.sink.ofType('gateway.session.end').find((e) => e.grantId === g)?.data.reason).toBe('client_closed');
+  });
+
+  it('runs what a client sent before its Terminate to its end and commits it, as a direct connection does, though the client has gone (review: rolled back)', async () => {
+    const g = fx.grant();
+    const s = await rawLogin(fx.port, fx.authority.token(g));
+    s.on('error', () => {});
+    // As libpq's last statement: sent with a Terminate, and the socket closed at once.
+    const sql = "insert into items values (9101, 'behind a terminate'); select pg_sleep(1.5)";
+    s.end(Buffer.concat([ser.query(sql), ser.terminate()]), () => s.destroy());
+    await waitFor(async () => fx.sink.ofType('gateway.session.end').some((e) => e.grantId === g));
+    const admin = await fx.target.admin();
+    try {
+      expect((await admin.query('select name from items where id = 9101')).rows).toEqual([{ name: 'behind a terminate' }]);
+    } finally {
+      await admin.end();
+    }
+    const events = fx.sink.events.filter((e) => e.grantId === g).map((e) => [e.type, e.data.reason ?? e.data.tags ?? null, e.data.outcome ?? null]);
+    expect(events).toEqual([
+      ['gateway.session.start', null, null],
+      ['gateway.query', ['INSERT 0 1', 'SELECT 1'], null],
+      ['gateway.session.end', 'client_terminate', null],
+    ]);
+  });
+
+  it('still cuts a statement sent before a Terminate when the grant is revoked while it runs', async () => {
+    const g = fx.grant();
+    const s = await rawLogin(fx.port, fx.authority.token(g));
+    s.on('error', () => {});
+    s.end(Buffer.concat([ser.query('select pg_sleep(600)'), ser.terminate()]), () => s.destroy());
+    await waitFor(async () => (await sleeps()) === 1);
+    expect(await fx.gateway.endGrant(g, 'revoked')).toBe(1);
+    await waitFor(async () => (await sleeps()) === 0);
+    await waitFor(async () => fx.sink.ofType('gateway.session.end').some((e) => e.grantId === g));
+    expect(fx.sink.ofType('gateway.session.end').find((e) => e.grantId === g)?.data.reason).toBe('revoked');
+  });
+
+  it('records a target that ends a half-closed session itself as the target closing, not the client (review: client_closed)', async () => {
+    const g = fx.grant();
+    const s = await rawLogin(fx.port, fx.authority.token(g));
+    s.on('error', () => {});
+    const got = receiveUntil(s, () => false);
+    s.end(ser.query('select pg_sleep(600)')); // half-closed: it still reads
+    await waitFor(async () => (await sleeps()) === 1);
+    const admin = await fx.target.admin();
+    try {
+      await admin.query("select pg_terminate_backend(pid) from pg_stat_activity where query = 'select pg_sleep(600)'");
+    } finally {
+      await admin.end();
+    }
+    expect((await got).toString('latin1')).toMatch(/57P01/);
+    await waitFor(async () => fx.sink.ofType('gateway.session.end').some((e) => e.grantId === g));
+    expect(fx.sink.ofType('gateway.session.end').find((e) => e.grantId === g)?.data.reason).toBe('upstream_closed');
+  });
+
+  it('a client that leaves inside a COPY it never ended, by Terminate or by its FIN: its session ends at once, as its own leaving (the target answers with a FATAL), and the COPY is rolled back', async () => {
+    for (const [leave, reason] of [[ser.terminate(), 'client_terminate'], [Buffer.alloc(0), 'client_closed']] as const) {
+      const g = fx.grant();
+      const s = await rawLogin(fx.port, fx.authority.token(g));
+      s.on('error', () => {});
+      const got = receiveUntil(s, (b) => b.includes('G'));
+      s.write(ser.query('copy items from stdin'));
+      await got;
+      // CopyData of one row, then the Terminate (or nothing), and the FIN: no CopyDone ever comes.
+      s.end(Buffer.concat([copyData('9201\tcopied, never ended\n'), leave]));
+      // The target answers a Terminate inside a COPY with a FATAL: still the client's leaving, not the target's.
+      await waitFor(async () => fx.sink.ofType('gateway.session.end').some((e) => e.grantId === g));
+      expect(fx.sink.ofType('gateway.session.end').find((e) => e.grantId === g)?.data.reason).toBe(reason);
+      s.destroy();
+    }
+    await waitFor(async () => (await sleeps('copy items%')) === 0);
+    const admin = await fx.target.admin();
+    try {
+      expect((await admin.query('select count(*)::int as n from items where id = 9201')).rows).toEqual([{ n: 0 }]);
+    } finally {
+      await admin.end();
+    }
   });
 
   it('a resync never moves a session\'s end earlier (its read may predate an extension: second review)', async () => {

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import type pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { bind, copyData, copyDone, execute, sync, typed } from '../../../test/support/frontend-messages.js';
+import { bind, copyData, copyDone, copyFail, cstr, execute, sync, typed } from '../../../test/support/frontend-messages.js';
 import { startGatewayFixtureWithAdmin, type GatewayFixture } from '../../../test/support/gateway-harness.js';
 import { rawLogin } from '../../../test/support/gateway-raw-client.js';
 import * as ser from './serializer.js';
@@ -20,7 +20,9 @@ beforeAll(async () => {
   await admin.query('create table piped_copy (a int)');
   // A COPY of a row another transaction holds uncommitted waits for it: a COPY still running after its CopyInResponse.
   await admin.query('create table piped_locked (a int primary key)');
-  await admin.query(`grant all on piped_copy, piped_locked to ${fx.roles.rw.user}`);
+  // A COPY into a view fails after its CopyInResponse, before reading anything.
+  await admin.query('create view piped_view as select 1 as a');
+  await admin.query(`grant all on piped_copy, piped_locked, piped_view to ${fx.roles.rw.user}`);
 });
 afterAll(() => stop?.());
 beforeEach(async () => {
@@ -394,6 +396,95 @@ describe('gateway: COPY FROM STDIN pipelined with its end and what follows', () 
     const events = await statements(sessionId);
     expect(events.filter((e) => e.type === 'gateway.execute').map((e) => e.tag)).toEqual(['COPY 1']);
     expect(events.filter((e) => e.type === 'gateway.query').map((e) => [e.tags, e.error ?? null])).toEqual([[['SELECT 1'], null], [['INSERT 0 1'], null]]);
+    expect(endReason(sessionId)).toBe('client_terminate');
+  });
+
+  /**
+   * A COPY as libpq runs it through the extended protocol (Parse, Bind, Describe, Execute, Sync),
+   * then, once `after` came (CopyInResponse), `rest` and `select 42` in one write, sent to the
+   * target directly and through the gateway: the answers of each (once `select 42` is answered,
+   * which comes last either way), and the gateway's session, still open.
+   */
+  async function failedCopyBothWays(rest: Buffer[], into = 'piped_copy', after = 'G'): Promise<{ expected: string[]; got: ReturnType<typeof answers>; s: net.Socket; sessionId: string }> {
+    const run = async (s: net.Socket) => {
+      const got = answers(s);
+      const describePortal = typed('D', Buffer.concat([Buffer.from('P'), cstr('')]));
+      s.write(Buffer.concat([ser.parse('', `copy ${into} from stdin`), bind('', ''), describePortal, execute(''), sync()]));
+      await until(() => got.closed() || got.got.includes(after), after);
+      s.write(Buffer.concat([...rest, ser.query('select 42')]));
+      await until(() => got.closed() || got.got.slice(-3).join() === 'D 42,C SELECT 1,Z', () => `the answer to select 42 in ${got.got.join(' ')}`);
+      return got;
+    };
+    const d = await direct();
+    const expected = [...(await run(d)).got];
+    d.destroy();
+    const { s, sessionId } = await viaGateway();
+    return { expected, got: await run(s), s, sessionId };
+  }
+
+  /** A statement event's type, text, result (an execute's tag, a query's tags) and error. */
+  const outcome = (e: Record<string, unknown>) => [e.type, e.sql, 'tag' in e ? e.tag : e.tags, e.error ?? null];
+
+  it('an extended COPY that fails on bad data, then CopyDone and Sync: answered G E Z as on a direct connection (the Sync sent with the Execute used to be answered too)', async () => {
+    const { expected, got, s, sessionId } = await failedCopyBothWays([copyData('x\n'), copyDone(), sync()]);
+    // The target read and ignored the Sync sent with the Execute while copying; the bad row fails the COPY.
+    expect(expected).toEqual(['1', '2', 'n', 'G', 'E 22P02', 'Z', 'T', 'D 42', 'C SELECT 1', 'Z']);
+    expect(got.got).toEqual(expected);
+    // Still in step: a later statement gets its own answer.
+    s.write(ser.query('select 43'));
+    expect((await got.ready(3)).slice(-4)).toEqual(['T', 'D 43', 'C SELECT 1', 'Z']);
+    s.end(ser.terminate());
+    expect(await rows('piped_copy')).toEqual([]);
+    expect((await statements(sessionId)).map(outcome)).toEqual([
+      ['gateway.execute', 'copy piped_copy from stdin', null, '22P02'],
+      ['gateway.query', 'select 42', ['SELECT 1'], null],
+      ['gateway.query', 'select 43', ['SELECT 1'], null],
+    ]);
+    expect(endReason(sessionId)).toBe('client_terminate');
+  });
+
+  it('an extended COPY the client ends with CopyFail, then Sync: answered G E Z as on a direct connection', async () => {
+    const { expected, got, s, sessionId } = await failedCopyBothWays([copyData('1\n'), copyFail('client gave up'), sync()]);
+    expect(expected).toEqual(['1', '2', 'n', 'G', 'E 57014', 'Z', 'T', 'D 42', 'C SELECT 1', 'Z']);
+    expect(got.got).toEqual(expected);
+    s.write(ser.query('select 43'));
+    expect((await got.ready(3)).slice(-4)).toEqual(['T', 'D 43', 'C SELECT 1', 'Z']);
+    s.end(ser.terminate());
+    expect(await rows('piped_copy')).toEqual([]);
+    expect((await statements(sessionId)).map(outcome)).toEqual([
+      ['gateway.execute', 'copy piped_copy from stdin', null, '57014'],
+      ['gateway.query', 'select 42', ['SELECT 1'], null],
+      ['gateway.query', 'select 43', ['SELECT 1'], null],
+    ]);
+    expect(endReason(sessionId)).toBe('client_terminate');
+  });
+
+  it('a COPY into a view fails after CopyInResponse before reading anything: the Sync sent with the Execute is answered, as on a direct connection', async () => {
+    // libpq gets the error before it sends anything more (the target fails right after CopyInResponse).
+    const { expected, got, s, sessionId } = await failedCopyBothWays([copyDone(), sync()], 'piped_view', 'E 42809');
+    expect(expected).toEqual(['1', '2', 'n', 'G', 'E 42809', 'Z', 'Z', 'T', 'D 42', 'C SELECT 1', 'Z']);
+    expect(got.got).toEqual(expected);
+    s.end(ser.terminate());
+    expect((await statements(sessionId)).map(outcome)).toEqual([
+      ['gateway.execute', 'copy piped_view from stdin', null, '42809'],
+      ['gateway.query', 'select 42', ['SELECT 1'], null],
+    ]);
+    expect(endReason(sessionId)).toBe('client_terminate');
+  });
+
+  it('an insert pipelined after a CopyFail with no Sync between is skipped, as on a direct connection, and audited as skipped (it used to run)', async () => {
+    const insert = [ser.parse('', 'insert into piped_locked values (9)'), bind('', ''), execute('')];
+    const { expected, got, s, sessionId } = await failedCopyBothWays([copyFail('client gave up'), ...insert, sync()]);
+    // The target skips the insert up to the Sync: no ParseComplete, no INSERT.
+    expect(expected).toEqual(['1', '2', 'n', 'G', 'E 57014', 'Z', 'T', 'D 42', 'C SELECT 1', 'Z']);
+    expect(got.got).toEqual(expected);
+    s.end(ser.terminate());
+    expect(await rows('piped_locked')).toEqual([]);
+    expect((await statements(sessionId)).map(outcome)).toEqual([
+      ['gateway.execute', 'copy piped_copy from stdin', null, '57014'],
+      ['gateway.statement', 'insert into piped_locked values (9)', undefined, 'skipped'],
+      ['gateway.query', 'select 42', ['SELECT 1'], null],
+    ]);
     expect(endReason(sessionId)).toBe('client_terminate');
   });
 });

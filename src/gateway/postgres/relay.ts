@@ -27,8 +27,16 @@ export interface RelayHooks {
    * or close ends the relay only then, so that what it sent before still reaches the target.
    */
   unsent?(): Promise<void> | undefined;
-  /** A request is in flight upstream (after the client's FIN, see #onClientEnd). */
+  /**
+   * The target owes an answer to a request in flight: it will send more by itself (not so inside
+   * a COPY waiting for the client's data). After the client's FIN or Terminate, see #onClientEnd
+   * and #afterTerminate.
+   */
   busy?(): boolean;
+  /** The target waits for data of a COPY the client has not ended. */
+  waitsForClient?(): boolean;
+  /** The target ended the session itself (sent a FATAL). */
+  targetEnded?(): boolean;
   /**
    * A message the client may get at any time and ignore (a ParameterStatus repeating a value that
    * never changes), written to probe a client that sent its FIN while something runs.
@@ -77,7 +85,7 @@ export class Relay {
       }
       this.#write(u, c, this.#toUpstream.take());
       // A Terminate pipelined with the login: what came before it goes on, then the session ends.
-      if (this.#terminated) return this.#endAfterUnsent({ kind: 'client_terminate' });
+      if (this.#terminated) return this.#afterTerminate();
     }
     // A FIN the login already read (review: the session and its backend stayed until the grant's end).
     if (c.readableEnded) this.#onClientEnd();
@@ -132,7 +140,7 @@ export class Relay {
       return this.#end({ kind: 'protocol_error', side: 'client', message: e instanceof Error ? e.message : String(e) });
     }
     this.#write(this.upstream, this.client, this.#toUpstream.take());
-    if (this.#terminated) return this.#endAfterUnsent({ kind: 'client_terminate' });
+    if (this.#terminated) return this.#afterTerminate();
     const wait = this.hooks.throttle();
     if (wait) this.#pauseClientFor(wait);
   };
@@ -177,6 +185,7 @@ export class Relay {
     this.#write(this.client, this.upstream, this.#toClient.take());
     const due = this.hooks.takeForUpstream?.();
     if (due !== undefined && due.length > 0) this.#write(this.upstream, this.client, due);
+    if (this.#draining) this.#endIfAnswered();
   };
 
   readonly #onClientClose = (): void => {
@@ -184,9 +193,49 @@ export class Relay {
     // that messages waiting for its answers (behind a COPY) go on and the wait below ends (review:
     // a client that had stopped reading and then left hung its session, and its backend, in ClientWrite).
     if (this.#full.delete(this.client)) this.#resume(this.upstream);
+    // After its Terminate the client may go: what it sent still runs to its end (#afterTerminate).
+    if (this.#terminated) return;
     this.#endAfterUnsent({ kind: 'client_closed' });
   };
-  readonly #onUpstreamClose = (): void => this.#end({ kind: this.#clientEnded ? 'client_closed' : 'upstream_closed' });
+
+  /**
+   * The target closed. After the client's Terminate or FIN that is the client's doing, unless the
+   * target ended the session itself with a FATAL (an admin's pg_terminate_backend; before, after a
+   * half-close any close was recorded as the client's).
+   */
+  readonly #onUpstreamClose = (): void => {
+    const targetEnded = this.hooks.targetEnded?.() === true && !this.#terminatedInCopy;
+    const kind = targetEnded ? 'upstream_closed' : this.#terminated ? 'client_terminate' : this.#clientEnded ? 'client_closed' : 'upstream_closed';
+    this.#end({ kind });
+  };
+
+  /**
+   * The client's Terminate. What it sent before it goes on (unsent), and then, as on a direct
+   * connection, the target runs it to its end and closes: the relay passes the answers on (to a
+   * client still reading; dropped once it is gone) until the target owes none, and a cut-off at
+   * the grant's end still stops it. Ending at once, as before, closed the target's connection
+   * 500 ms later, and its connection check stopped a statement still running: `insert …; select
+   * pg_sleep(2)` sent with a Terminate was rolled back where a direct connection commits it (review).
+   * Nothing waits on a COPY the client never ended (busy() is false then): it ends now, and the
+   * target, reading the Terminate inside the COPY, rolls it back as PostgreSQL would.
+   */
+  #draining = false;
+  #afterTerminate(): void {
+    if (this.#stopped) return;
+    this.#clientHeld = true;
+    this.client.pause();
+    const unsent = this.hooks.unsent?.();
+    if (unsent !== undefined) {
+      void unsent.then(() => this.#afterTerminate());
+      return;
+    }
+    this.#draining = true;
+    this.#endIfAnswered();
+  }
+
+  #endIfAnswered(): void {
+    if (!(this.hooks.busy?.() ?? false)) this.#end({ kind: 'client_terminate' });
+  }
 
   /**
    * The client sends nothing more (its FIN), but may still read: a client that half-closes gets the
@@ -222,8 +271,13 @@ export class Relay {
       void unsent.then(() => this.#terminateUpstreamAfterUnsent());
       return;
     }
+    // Inside a COPY the client can no longer end, the target answers the Terminate with a FATAL
+    // (a protocol violation there), rolls the COPY back and closes: still the client's doing.
+    this.#terminatedInCopy = this.hooks.waitsForClient?.() === true;
     this.#write(this.upstream, this.client, [TERMINATE]);
   }
+
+  #terminatedInCopy = false;
 
   /** Ends once what the client sent before its Terminate or close has gone on (unsent). */
   #endAfterUnsent(end: RelayEnd): void {

@@ -211,7 +211,9 @@ export class ClientSession {
       mayRelay: () => this.#mayRelay(),
       takeForUpstream: () => tracker.takeForUpstream(),
       unsent: () => tracker.checking() ?? tracker.unsentHeld(),
-      busy: () => tracker.busy,
+      busy: () => tracker.busy && !tracker.waitsForClient,
+      waitsForClient: () => tracker.waitsForClient,
+      targetEnded: () => tracker.targetEnded,
       // server_version never changes in a session: repeating it is a message every client accepts at any time.
       ...probeOf(upstream.parameterStatus),
       throttle: () => {
@@ -303,9 +305,10 @@ export class ClientSession {
     const clientClosed = this.#closeSoon(client);
     // Cancel what still runs upstream, then log out.
     const upstreamClosed = (async () => {
-      // A cut-off stops what still runs; a client that leaves (Terminate, or gone) does not cancel
-      // it: the target finishes a statement that ends within about a second (a pool closing
-      // mid-write); a longer one is stopped by its connection check once we have closed.
+      // A cut-off stops what still runs. After the client's Terminate the relay ended once the
+      // target had answered everything (it closes on the Terminate). A client gone without one
+      // does not cancel it either: the target finishes a statement that ends within about a second
+      // (a pool closing mid-write); a longer one is stopped by its connection check once we have closed.
       if (busy && (reason === 'expired' || reason === 'revoked' || reason === 'shutdown' || reason === 'protocol_error')) {
         // The reset first: statements pipelined behind the running one must not run once the cancel
         // has stopped it. The cancel then stops the running one (a reset is noticed only at the

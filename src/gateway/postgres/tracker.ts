@@ -185,6 +185,8 @@ export class StatementTracker {
   readonly #queue = new Waiting('too much sent behind a COPY before the target answered it');
   /** Syncs the client sent inside the running COPY, not sent on (see #waitOrTrack). */
   #copySyncs = 0;
+  /** Something of the running COPY's (data, Flush, its end) went to the target after CopyInResponse. */
+  #copyFed = false;
   /**
    * CopyDone/CopyFail sent on outside COPY mode, and how many of them a COPY took since. Pipelined
    * behind a COPY nobody held, the client's end can pass before CopyInResponse comes: the COPY is
@@ -219,6 +221,20 @@ export class StatementTracker {
   /** A request is in flight upstream (a cut-off must cancel it). */
   get busy(): boolean {
     return this.#head < this.#pending.length;
+  }
+
+  #targetEnded = false;
+  /** The target ended the session itself (a FATAL: an admin's pg_terminate_backend, a shutdown). */
+  get targetEnded(): boolean {
+    return this.#targetEnded;
+  }
+
+  /**
+   * The target is copying in and the client has not ended the COPY: it answers nothing more
+   * until the client sends its data or its end (so a client that leaves now never ends it).
+   */
+  get waitsForClient(): boolean {
+    return this.#copyIn && this.#holding === undefined;
   }
 
   /** Client -> target. Returns what to forward. */
@@ -298,18 +314,31 @@ export class StatementTracker {
 
   /**
    * COPY FROM STDIN and Sync. libpq sends a Sync right behind the COPY's Execute. A target
-   * copying in reads and ignores it, unless the COPY fails before it read it (a view, FREEZE, a
-   * trigger), when it answers it, and what the client sent after it is no longer skipped: the
-   * answers alone cannot tell which happened. So the gateway makes it one way:
+   * copying in reads and ignores it, unless the COPY fails before it read it, when it answers it,
+   * and what the client sent after it is no longer skipped: the answers alone cannot tell which
+   * happened. So the gateway makes it one way:
    * - what the client sends behind such an Execute waits (a Flush sent with the Execute makes
    *   the target answer it at once, and the client is not read meanwhile) for its first answer;
-   * - a Sync sent inside the COPY is counted, not sent; anything but this COPY's own data behind
-   *   it waits for the COPY's end (a Flush sent with the client's CopyDone or CopyFail makes the
-   *   target report it), and once the client ended the COPY it is not read meanwhile;
-   * - then a COPY that succeeded forgets those Syncs (the target would have ignored them) and one
-   *   that failed sends them on, and the rest follows in the order the client sent it: the
-   *   target reads exactly what it would have read had the COPY failed before reading the Sync
-   *   (so a failed COPY answers each of them, as it then would).
+   *   a COPY that fails as it starts (no such table or column, no privilege) answers it with an
+   *   ErrorResponse, and the Sync goes on as any other;
+   * - once CopyInResponse came, a Sync sent inside the COPY is counted, not sent; anything but
+   *   this COPY's own data behind it waits for the COPY's end (a Flush sent with the client's
+   *   CopyDone or CopyFail makes the target report it), and once the client ended the COPY it is
+   *   not read meanwhile;
+   * - a COPY that succeeded forgets those Syncs (the target read and ignored them). One that
+   *   failed sends them on only if nothing of it (data, a Flush, its end) had gone to the target
+   *   after CopyInResponse: the target then failed before reading anything (into a view, FREEZE
+   *   where it cannot apply, a BEFORE STATEMENT trigger raising) and, on a direct connection,
+   *   would have read the Sync after its failure and answered it. Otherwise they are forgotten:
+   *   the common failures (bad data, CopyFail) come after the target read and ignored the Sync
+   *   while copying. Then the rest follows in the order the client sent it, and after a failure
+   *   the target skips up to the client's next Sync (#onError), as on a direct connection.
+   * (The gateway used to send them on after every failure: the client got a ReadyForQuery more
+   * than on a direct connection, and what it pipelined after a CopyFail without a Sync ran where
+   * a direct connection skips it.) The one divergence left: a client that sends its data without
+   * waiting for CopyInResponse (libpq waits) into a COPY that fails before reading anything gets
+   * one ReadyForQuery fewer than from a direct connection, and what it sent between its COPY's
+   * end and its next Sync is skipped (and audited as skipped) where a direct connection runs it.
    * Only statements that look like COPY … FROM STDIN are held, so ordinary pipelining is
    * untouched.
    */
@@ -317,15 +346,19 @@ export class StatementTracker {
     if (!this.#holding && this.#copyIn) {
       // Inside the running COPY (the client has not ended it): its data goes on ahead of what
       // waits, a Flush too (the target ignores it while copying), a Sync is counted.
-      if (type === FrontendCode.CopyData || type === FrontendCode.Flush) return frame;
+      if (type === FrontendCode.CopyData || type === FrontendCode.Flush) {
+        this.#copyFed = true;
+        return frame;
+      }
       if (type === FrontendCode.Sync) {
-        // Each is answered one by one if the COPY fails: millions of them took 2 GB and stalled
-        // every session for 15 s (review). libpq sends one.
+        // libpq sends one. (When a failed COPY answered each of them, millions took 2 GB and
+        // stalled every session for 15 s in review; they are only counted now, the bound stays.)
         if (++this.#copySyncs > MAX_COPY_SYNCS) throw new ProtocolError(`more than ${MAX_COPY_SYNCS} Syncs sent inside a COPY`);
         return EMPTY;
       }
       if (type === FrontendCode.CopyDone || type === FrontendCode.CopyFail) {
         this.#copyIn = false;
+        this.#copyFed = true;
         return Buffer.concat([frame, FLUSH]);
       }
     }
@@ -333,13 +366,14 @@ export class StatementTracker {
     return this.#queue.add(type, frame);
   }
 
-  /** Sends on what waits (see #waitOrTrack), in order, after the Syncs of a COPY that failed. */
-  #replay(copyFailed: boolean): void {
-    if (copyFailed) {
-      for (let i = 0; i < this.#copySyncs; i++) {
-        this.#push({ kind: Kind.Sync, start: 0 });
-        this.#released.push(SYNC);
-      }
+  /**
+   * Sends on what waits (see #waitOrTrack), in order, after `syncs` of the Syncs counted inside a
+   * COPY (the rest are forgotten).
+   */
+  #replay(syncs = 0): void {
+    for (let i = 0; i < syncs; i++) {
+      this.#push({ kind: Kind.Sync, start: 0 });
+      this.#released.push(SYNC);
     }
     this.#copySyncs = 0;
     for (const m of this.#queue.take()) {
@@ -565,10 +599,12 @@ export class StatementTracker {
       if (type === BackendCode.CopyInResponse) {
         this.#copyActive = true;
         this.#copyIn = true;
+        this.#copyFed = false;
       }
-      this.#replay(false);
+      this.#replay();
     } else if (this.#copyActive && (type === BackendCode.CommandComplete || type === BackendCode.ErrorResponse)) {
-      // The running COPY ended: its Syncs are forgotten after success, sent on after a failure.
+      // The running COPY ended: the Syncs counted inside it are forgotten (#waitOrTrack); those
+      // already sent inside one nobody held are forgotten after success (the target ignored them).
       this.#copyActive = false;
       this.#copyIn = false;
       if (type === BackendCode.CommandComplete) {
@@ -578,7 +614,10 @@ export class StatementTracker {
         }
       }
       this.#copySentSyncs = [];
-      this.#replay(type === BackendCode.ErrorResponse);
+      // After a failure, what waited is pending by the time #onError (below) skips it up to its
+      // Sync, as the target does; the Syncs counted inside it go first if the target can have
+      // read nothing of this COPY (#waitOrTrack).
+      this.#replay(type === BackendCode.ErrorResponse && !this.#copyFed ? this.#copySyncs : 0);
     }
     switch (type) {
       case BackendCode.CommandComplete:
@@ -607,6 +646,8 @@ export class StatementTracker {
           // Execute nobody held. An end the client sent on before this answer, and after this
           // request (earlier ones ended COPYs that never started), ends this COPY.
           this.#copyActive = true;
+          // What the target read before this answer cannot be told here (see #waitOrTrack).
+          this.#copyFed = true;
           this.#endsUsed = Math.max(this.#endsUsed, head.ends ?? 0);
           const ended = this.#endsUsed < this.#endsSent;
           const end = ended ? this.#endsUsed++ : this.#endsSent;
@@ -664,13 +705,16 @@ export class StatementTracker {
 
   #onError(head: Pending | undefined, frame: Buffer): Buffer {
     this.#copyIn = false; // an error ends COPY mode; the rest of the client's copy data is dropped
+    const fields = readErrorFields(frame);
+    const severity = fields.get('V') ?? fields.get('S');
+    if (severity === 'FATAL' || severity === 'PANIC') this.#targetEnded = true;
+    const code = fields.get('C') ?? 'XX000';
     if (head?.kind === Kind.Sync) {
       // The implicit commit at Sync failed (a deferred constraint).
-      this.#rolledBack('commit', readErrorFields(frame).get('C') ?? 'XX000');
+      this.#rolledBack('commit', code);
       return frame;
     }
     if (!head) return frame; // e.g. a FATAL from the target: passes through
-    const code = readErrorFields(frame).get('C') ?? 'XX000';
     const replacement = head.denied && head.error === undefined ? this.#deniedError(head.denied, head.kind) : frame;
     head.error ??= head.denied ? '42501' : code; // what the client saw
     if (head.kind === Kind.Query || head.kind === Kind.Function) return replacement; // finished by ReadyForQuery
@@ -696,7 +740,7 @@ export class StatementTracker {
     // A held COPY Execute the target skipped will never answer: what waits behind it goes on now.
     if (this.#holding && skipped.includes(this.#holding)) {
       this.#holding = undefined;
-      this.#replay(false);
+      this.#replay();
     }
     for (const p of skipped) {
       if (p.kind === Kind.Parse) this.#emitParse({ ...p, error: 'skipped' });
