@@ -38,8 +38,10 @@ describe('expiry in real time', () => {
       const goneAt = Date.now();
       await expect(conn.client.query('select 1')).rejects.toThrow();
       expect(killed?.message ?? 'terminated').toMatch(/terminat|Connection/i);
+      // The role is gone before the grant's row says so (revoking, then expired once every step
+      // is done): a loaded host showed 'revoking' here.
+      expect(await eventually(async () => (await getGrant(t.h.deps.store.db, r.body.grant.id))?.status === 'expired', 10_000)).toBe(true);
       const g = await getGrant(t.h.deps.store.db, r.body.grant.id);
-      expect(g?.status).toBe('expired');
       expect(g!.ended_at!).toBeGreaterThanOrEqual(expiresAt);
       // The lag is measured, not asserted (benchmarks own timing): record it for the reader.
       const ev = await queryEvents(t.h.deps.store.db, { type: 'grant.expired', grantId: g!.id, limit: 1 });
