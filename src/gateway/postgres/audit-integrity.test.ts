@@ -432,6 +432,26 @@ describe('gateway audit: every statement the target may run is on the record', (
     s.destroy();
   });
 
+  it('bytes after a Terminate that do not frame change nothing: what came before it runs to its end (review: a protocol error, and the cut stopped it)', async () => {
+    const unframed = Buffer.from([0x51, 0, 0, 0, 1]); // a length below 4
+    const endOf = (sessionOrGrant: (e: { grantId?: string; data: Record<string, unknown> }) => boolean) => fx.sink.ofType('gateway.session.end').find(sessionOrGrant)?.data.reason;
+    // Sent with the login…
+    const grant = fx.grant({ role: 'write' });
+    const s = await rawStartup(fx.port);
+    s.on('error', () => {});
+    s.write(Buffer.concat([ser.passwordMessage(fx.authority.token(grant)), ser.query("insert into items select 9501, pg_sleep(0.3)::text"), ser.terminate(), unframed]));
+    await expect.poll(() => endOf((e) => e.grantId === grant), { timeout: 10_000 }).toBe('client_terminate');
+    expect(await rowExists(9501)).toBe(true);
+    s.destroy();
+    // …and after it.
+    const later = await session();
+    later.s.write(Buffer.concat([ser.query("insert into items select 9502, pg_sleep(0.3)::text"), ser.terminate(), unframed]));
+    expect(await statements(later.sessionId)).toEqual([expect.objectContaining({ type: 'gateway.query', tags: ['INSERT 0 1'] })]);
+    expect(endOf((e) => e.data.sessionId === later.sessionId)).toBe('client_terminate');
+    expect(await rowExists(9502)).toBe(true);
+    later.s.destroy();
+  });
+
   it('an answer the gateway cannot match ends the session instead of being credited to another statement', async () => {
     // Simulated from the tracker's side: a Sync's ReadyForQuery with nothing pending cannot happen
     // unless the two sides disagree; the session must end with a protocol error.

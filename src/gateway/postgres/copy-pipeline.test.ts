@@ -462,6 +462,44 @@ describe('gateway: COPY FROM STDIN pipelined with its end and what follows', () 
     expect(endReason(sessionId)).toBe('client_terminate');
   });
 
+  it('a held COPY Execute the target skips after an earlier error: what waited behind it is skipped too, as on a direct connection (review: audited as run, then 08P01; with a Terminate, open until the grant ended)', async () => {
+    const batch = Buffer.concat([
+      ser.parse('', 'select 1/0'), bind('', ''), execute(''),
+      ser.parse('', 'copy piped_copy from stdin'), bind('', ''), execute(''),
+      ser.query('insert into piped_locked values (5)'),
+      sync(),
+    ]);
+    const run = async (s: net.Socket) => {
+      const got = answers(s);
+      s.write(batch);
+      await got.ready(1);
+      s.write(ser.query('select 42'));
+      await got.ready(2);
+      return got.got;
+    };
+    const d = await direct();
+    const expected = [...(await run(d))];
+    d.destroy();
+    expect(expected).toEqual(['1', 'E 22012', 'Z', 'T', 'D 42', 'C SELECT 1', 'Z']);
+    const { s, sessionId } = await viaGateway();
+    expect(await run(s)).toEqual(expected);
+    s.end(ser.terminate());
+    expect(await rows('piped_locked')).toEqual([]);
+    expect((await statements(sessionId)).map(outcome)).toEqual([
+      ['gateway.execute', 'select 1/0', null, '22012'],
+      ['gateway.statement', 'copy piped_copy from stdin', undefined, 'skipped'],
+      ['gateway.query', 'insert into piped_locked values (5)', [], 'skipped'],
+      ['gateway.query', 'select 42', ['SELECT 1'], null],
+    ]);
+    expect(endReason(sessionId)).toBe('client_terminate');
+    // The same batch with a Terminate behind it: the session ends at once, not at the grant's end.
+    const again = await viaGateway();
+    again.s.on('error', () => {});
+    again.s.end(Buffer.concat([batch, ser.terminate()]));
+    await until(() => endReason(again.sessionId) !== undefined, 'session.end');
+    expect(endReason(again.sessionId)).toBe('client_terminate');
+  });
+
   it('an insert pipelined after a CopyFail with no Sync between is skipped, as on a direct connection, and audited as skipped (it used to run)', async () => {
     const insert = [ser.parse('', 'insert into piped_locked values (9)'), bind('', ''), execute('')];
     const { expected, got, s, sessionId } = await failedCopyBothWays([copyFail('client gave up'), ...insert, sync()]);

@@ -33,8 +33,6 @@ export interface RelayHooks {
    * and #afterTerminate.
    */
   busy?(): boolean;
-  /** The target waits for data of a COPY the client has not ended. */
-  waitsForClient?(): boolean;
   /** The target ended the session itself (sent a FATAL). */
   targetEnded?(): boolean;
   /**
@@ -101,6 +99,11 @@ export class Relay {
     if (due !== undefined && due.length > 0) this.#write(this.upstream, this.client, due);
   }
 
+  /** The client sent its Terminate: nothing after it is read. */
+  get terminated(): boolean {
+    return this.#terminated;
+  }
+
   /** Ends the relay over a message from the client that breaks the protocol (found after it was taken). */
   failClient(message: string): void {
     this.#end({ kind: 'protocol_error', side: 'client', message });
@@ -137,6 +140,9 @@ export class Relay {
       this.clientFramer.push(chunk, this.#clientFrame);
     } catch (e) {
       this.#write(this.upstream, this.client, this.#toUpstream.take());
+      // PostgreSQL reads nothing after a Terminate: bytes there that do not frame change nothing
+      // (review: they ended the session as a protocol error, and the cut stopped its last statement).
+      if (this.#terminated) return this.#afterTerminate();
       return this.#end({ kind: 'protocol_error', side: 'client', message: e instanceof Error ? e.message : String(e) });
     }
     this.#write(this.upstream, this.client, this.#toUpstream.take());
@@ -204,8 +210,7 @@ export class Relay {
    * half-close any close was recorded as the client's).
    */
   readonly #onUpstreamClose = (): void => {
-    const targetEnded = this.hooks.targetEnded?.() === true && !this.#terminatedInCopy;
-    const kind = targetEnded ? 'upstream_closed' : this.#terminated ? 'client_terminate' : this.#clientEnded ? 'client_closed' : 'upstream_closed';
+    const kind = this.hooks.targetEnded?.() === true ? 'upstream_closed' : this.#terminated ? 'client_terminate' : this.#clientEnded ? 'client_closed' : 'upstream_closed';
     this.#end({ kind });
   };
 
@@ -271,13 +276,8 @@ export class Relay {
       void unsent.then(() => this.#terminateUpstreamAfterUnsent());
       return;
     }
-    // Inside a COPY the client can no longer end, the target answers the Terminate with a FATAL
-    // (a protocol violation there), rolls the COPY back and closes: still the client's doing.
-    this.#terminatedInCopy = this.hooks.waitsForClient?.() === true;
     this.#write(this.upstream, this.client, [TERMINATE]);
   }
-
-  #terminatedInCopy = false;
 
   /** Ends once what the client sent before its Terminate or close has gone on (unsent). */
   #endAfterUnsent(end: RelayEnd): void {

@@ -212,7 +212,6 @@ export class ClientSession {
       takeForUpstream: () => tracker.takeForUpstream(),
       unsent: () => tracker.checking() ?? tracker.unsentHeld(),
       busy: () => tracker.busy && !tracker.waitsForClient,
-      waitsForClient: () => tracker.waitsForClient,
       targetEnded: () => tracker.targetEnded,
       // server_version never changes in a session: repeating it is a message every client accepts at any time.
       ...probeOf(upstream.parameterStatus),
@@ -226,8 +225,9 @@ export class ClientSession {
       onEnd: (end) => this.#finish(end.kind, end.kind === 'protocol_error' ? end.message : undefined),
     });
     this.#relay.start(r.early);
-    // Bytes behind the password that did not frame: a protocol error once what came before went on.
-    if (r.failure) this.#relay.failClient(r.failure.message);
+    // Bytes behind the password that did not frame: a protocol error once what came before went on
+    // (not after a Terminate: PostgreSQL reads nothing past it).
+    if (r.failure && !this.#relay.terminated) this.#relay.failClient(r.failure.message);
   }
 
   /** Whether bytes may still pass: not once the grant has ended (the session is cut then). */

@@ -707,7 +707,9 @@ export class StatementTracker {
     this.#copyIn = false; // an error ends COPY mode; the rest of the client's copy data is dropped
     const fields = readErrorFields(frame);
     const severity = fields.get('V') ?? fields.get('S');
-    if (severity === 'FATAL' || severity === 'PANIC') this.#targetEnded = true;
+    // Not a protocol violation (08P01): the target raises that over what the client sent it (a
+    // Terminate or a query inside a COPY, an unknown message), so the client ended it (review).
+    if ((severity === 'FATAL' || severity === 'PANIC') && fields.get('C') !== '08P01') this.#targetEnded = true;
     const code = fields.get('C') ?? 'XX000';
     if (head?.kind === Kind.Sync) {
       // The implicit commit at Sync failed (a deferred constraint).
@@ -737,11 +739,6 @@ export class StatementTracker {
       skipped.push(p);
     }
     for (const p of [...skipped].reverse()) this.#undo(p);
-    // A held COPY Execute the target skipped will never answer: what waits behind it goes on now.
-    if (this.#holding && skipped.includes(this.#holding)) {
-      this.#holding = undefined;
-      this.#replay();
-    }
     for (const p of skipped) {
       if (p.kind === Kind.Parse) this.#emitParse({ ...p, error: 'skipped' });
       else if (p.kind === Kind.Query) this.#emitQuery({ ...p, error: 'skipped' });
@@ -750,6 +747,14 @@ export class StatementTracker {
     }
     // No Sync sent yet: the client's next messages are discarded too, until its Sync.
     if (this.#pending[this.#head] === undefined) this.#skipping = true;
+    // A held COPY Execute the target skipped will never answer: what waits behind it goes on now,
+    // and is skipped up to its Sync like the rest (review: replayed before #skipping was set, it
+    // was tracked as run, a second COPY behind it was held for an answer that never came, and
+    // the session ended with 08P01 or, after a Terminate, stayed open until the grant's end).
+    if (this.#holding && skipped.includes(this.#holding)) {
+      this.#holding = undefined;
+      this.#replay();
+    }
     return replacement;
   }
 
