@@ -231,6 +231,21 @@ describe('gateway audit: every statement the target may run is on the record', (
     expect(events.find((e) => e.tag === 'UPDATE 1')).toMatchObject({ type: 'gateway.execute', statementId: null, statement: 's1' });
   });
 
+  it('executions with no Sync yet are on the record as rolled back when a simple Query after them fails, unless its own COMMIT settled them (review)', async () => {
+    const { s, sessionId, c } = await session();
+    const unsynced = (id: number) => [ser.parse('', `insert into items values (${id}, 'unsynced')`), bind('', ''), execute('')];
+    s.write(Buffer.concat([...unsynced(9601), ser.query('select 1/0')]));
+    await c.ready();
+    s.write(Buffer.concat([...unsynced(9602), ser.query('commit; select 1/0')]));
+    await c.ready();
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    const [first, second] = events.filter((e) => e.type === 'gateway.execute');
+    expect([first?.tag, second?.tag]).toEqual(['INSERT 0 1', 'INSERT 0 1']);
+    expect(events.filter((e) => e.type === 'gateway.rolled_back')).toEqual([{ type: 'gateway.rolled_back', cause: 'error', error: '22012', executions: [first?.statementId] }]);
+    expect([await rowExists(9601), await rowExists(9602)]).toEqual([false, true]);
+  });
+
   it('an error at Sync (a deferred constraint at the implicit commit) is on the record with the executions it undid', async () => {
     await admin.query('create table if not exists parents (id int primary key)');
     await admin.query('create table if not exists children (id int, parent int references parents deferrable initially deferred)');

@@ -335,10 +335,15 @@ export class StatementTracker {
    *   the target skips up to the client's next Sync (#onError), as on a direct connection.
    * (The gateway used to send them on after every failure: the client got a ReadyForQuery more
    * than on a direct connection, and what it pipelined after a CopyFail without a Sync ran where
-   * a direct connection skips it.) The one divergence left: a client that sends its data without
-   * waiting for CopyInResponse (libpq waits) into a COPY that fails before reading anything gets
-   * one ReadyForQuery fewer than from a direct connection, and what it sent between its COPY's
-   * end and its next Sync is skipped (and audited as skipped) where a direct connection runs it.
+   * a direct connection skips it.) What the gateway forwarded is not what the target read, so
+   * two divergences are left, each one ReadyForQuery fewer than from a direct connection, with
+   * what the client sent between its COPY's end and its next Sync skipped (and audited as
+   * skipped) where a direct connection runs it: a COPY that fails before reading anything after
+   * the client's data went on (a client that does not wait for CopyInResponse, as libpq does, or
+   * a slow BEFORE STATEMENT trigger that raises); and Syncs a client sends inside the COPY after
+   * the row that fails it (libpq sends none). The answers and the audit stay in step with the
+   * target either way. (Telling them apart would take a probe of the target after each failed
+   * COPY: a Sync and an empty Query of the gateway's own, counting the ReadyForQuerys before it.)
    * Only statements that look like COPY … FROM STDIN are held, so ordinary pipelining is
    * untouched.
    */
@@ -719,7 +724,14 @@ export class StatementTracker {
     if (!head) return frame; // e.g. a FATAL from the target: passes through
     const replacement = head.denied && head.error === undefined ? this.#deniedError(head.denied, head.kind) : frame;
     head.error ??= head.denied ? '42501' : code; // what the client saw
-    if (head.kind === Kind.Query || head.kind === Kind.Function) return replacement; // finished by ReadyForQuery
+    if (head.kind === Kind.Query || head.kind === Kind.Function) {
+      // Finished by ReadyForQuery. Its error rolls back the implicit transaction, with the
+      // executions an extended batch ran in it with no Sync yet (review: never on the record),
+      // unless a COMMIT or ROLLBACK of its own had settled them first.
+      if (head.tags?.some((t) => TX_ENDS.test(t)) === true) this.#batch = [];
+      else this.#rolledBack('error', head.error);
+      return replacement;
+    }
     // Extended protocol: this request failed, the target skips everything up to the next Sync,
     // and an implicit transaction is rolled back with what the batch ran before it.
     this.#shift();
