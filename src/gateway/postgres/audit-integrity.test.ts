@@ -246,6 +246,25 @@ describe('gateway audit: every statement the target may run is on the record', (
     expect([await rowExists(9601), await rowExists(9602)]).toEqual([false, true]);
   });
 
+  it('no rollback is audited for executions an explicit transaction still holds when an error comes: a BEGIN in the failing Query, a COMMIT AND CHAIN (review: audited as rolled back, then committed)', async () => {
+    const { s, sessionId, c } = await session();
+    const run = (sql: string) => [ser.parse('', sql), bind('', ''), execute('')];
+    // The unsynced insert joins the transaction the Query's BEGIN opens; the savepoint keeps it.
+    s.write(Buffer.concat([...run("insert into items values (9604, 'kept by a savepoint')"), ser.query('begin; savepoint s; select 1/0')]));
+    await c.ready();
+    s.write(ser.query('rollback to s; commit'));
+    await c.ready();
+    // COMMIT AND CHAIN opens the next transaction at once.
+    s.write(Buffer.concat([...run('begin'), ...run('commit and chain'), ...run("insert into items values (9605, 'after a chain')"), ...run('savepoint s'), ser.query('select 1/0')]));
+    await c.ready();
+    s.write(ser.query('rollback to s; commit'));
+    await c.ready();
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    expect(events.filter((e) => e.type === 'gateway.rolled_back')).toEqual([]);
+    expect([await rowExists(9604), await rowExists(9605)]).toEqual([true, true]);
+  });
+
   it('an error at Sync (a deferred constraint at the implicit commit) is on the record with the executions it undid', async () => {
     await admin.query('create table if not exists parents (id int primary key)');
     await admin.query('create table if not exists children (id int, parent int references parents deferrable initially deferred)');

@@ -126,8 +126,9 @@ export class Relay {
   readonly #toClient = new Outbox();
   readonly #clientFrame = (type: number, frame: Buffer): void => {
     if (this.#terminated) return;
-    if (type === FrontendCode.Terminate) this.#terminated = true;
     this.#toUpstream.add(this.hooks.fromClient(type, frame));
+    // Once taken: a Terminate the tracker refused (a queue over its bound) is still a protocol error.
+    if (type === FrontendCode.Terminate) this.#terminated = true;
   };
   readonly #serverFrame = (type: number, frame: Buffer): void => {
     this.#toClient.add(this.hooks.fromServer(type, frame));

@@ -727,8 +727,10 @@ export class StatementTracker {
     if (head.kind === Kind.Query || head.kind === Kind.Function) {
       // Finished by ReadyForQuery. Its error rolls back the implicit transaction, with the
       // executions an extended batch ran in it with no Sync yet (review: never on the record),
-      // unless a COMMIT or ROLLBACK of its own had settled them first.
-      if (head.tags?.some((t) => TX_ENDS.test(t)) === true) this.#batch = [];
+      // unless a statement of its own had settled them first (COMMIT, ROLLBACK) or made them part
+      // of an explicit transaction (BEGIN: a savepoint may still keep them, and the client's
+      // COMMIT or ROLLBACK says how it ends; review: audited as rolled back, then committed).
+      if (head.tags?.some((t) => TX_ENDS.test(t) || TX_OPENS.test(t)) === true) this.#batch = [];
       else this.#rolledBack('error', head.error);
       return replacement;
     }
@@ -1011,8 +1013,10 @@ export class StatementTracker {
     else if (p.error === undefined) {
       if (tag !== null && TX_OPENS.test(tag)) this.#explicit = true;
       if (tag !== null && TX_ENDS.test(tag)) {
-        // COMMIT/ROLLBACK settle what ran before: an error after them undoes none of it.
-        this.#explicit = false;
+        // COMMIT/ROLLBACK settle what ran before: an error after them undoes none of it. With AND
+        // CHAIN a new explicit transaction starts at once (review: its executions were audited
+        // as rolled back by a later error, and then committed).
+        this.#explicit = AND_CHAIN.test(st?.sql ?? '');
         this.#batch = [];
       } else if (this.#batch.length < 1000) this.#batch.push(st?.id ?? p.name ?? '');
     }
@@ -1068,6 +1072,7 @@ const MAX_COPY_NAMES = 10_000;
 const MAX_COPY_SYNCS = 10_000;
 const TX_OPENS = /^(BEGIN|START TRANSACTION)$/;
 const TX_ENDS = /^(COMMIT|ROLLBACK|END|ABORT|PREPARE TRANSACTION|COMMIT PREPARED|ROLLBACK PREPARED)$/;
+const AND_CHAIN = /\band\s+chain\b/i;
 const EMPTY = Buffer.alloc(0);
 const FLUSH = Buffer.from([0x48, 0, 0, 0, 4]); // 'H'
 const SYNC = Buffer.from([0x53, 0, 0, 0, 4]); // 'S'
