@@ -246,6 +246,21 @@ describe('gateway audit: every statement the target may run is on the record', (
     expect([await rowExists(9601), await rowExists(9602)]).toEqual([false, true]);
   });
 
+  it('a ROLLBACK outside an explicit transaction undoes the executions of the batch before it, and says so (review: PostgreSQL only warns "no transaction in progress")', async () => {
+    const { s, sessionId, c } = await session();
+    const run = (sql: string) => [ser.parse('', sql), bind('', ''), execute('')];
+    s.write(Buffer.concat([...run("insert into items values (9606, 'then a rollback query')"), ser.query('rollback')]));
+    await c.ready();
+    s.write(Buffer.concat([...run("insert into items values (9607, 'then a rollback execute')"), ...run('rollback'), sync()]));
+    await c.ready();
+    s.end(ser.terminate());
+    const events = await statements(sessionId);
+    const inserts = events.filter((e) => e.type === 'gateway.execute' && e.tag === 'INSERT 0 1').map((e) => e.statementId);
+    expect(events.filter((e) => e.type === 'gateway.rolled_back')).toEqual(inserts.map((id) => ({ type: 'gateway.rolled_back', cause: 'rollback', executions: [id] })));
+    expect(inserts).toHaveLength(2);
+    expect([await rowExists(9606), await rowExists(9607)]).toEqual([false, false]);
+  });
+
   it('no rollback is audited for executions an explicit transaction still holds when an error comes: a BEGIN in the failing Query, a COMMIT AND CHAIN (review: audited as rolled back, then committed)', async () => {
     const { s, sessionId, c } = await session();
     const run = (sql: string) => [ser.parse('', sql), bind('', ''), execute('')];

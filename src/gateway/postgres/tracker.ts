@@ -693,7 +693,10 @@ export class StatementTracker {
       }
       case BackendCode.ReadyForQuery:
         if (head?.kind === Kind.Sync) this.#shift();
-        else if (head?.kind === Kind.Query) this.#finishQuery(head);
+        else if (head?.kind === Kind.Query) {
+          if (head.error === undefined) this.#settleByQuery(head.tags ?? []);
+          this.#finishQuery(head);
+        }
         else if (head?.kind === Kind.Function) this.#finishFunction(head);
         else this.#unexpected(type, head);
         // A new batch, in the transaction state the target reports ('I': none open).
@@ -725,13 +728,7 @@ export class StatementTracker {
     const replacement = head.denied && head.error === undefined ? this.#deniedError(head.denied, head.kind) : frame;
     head.error ??= head.denied ? '42501' : code; // what the client saw
     if (head.kind === Kind.Query || head.kind === Kind.Function) {
-      // Finished by ReadyForQuery. Its error rolls back the implicit transaction, with the
-      // executions an extended batch ran in it with no Sync yet (review: never on the record),
-      // unless a statement of its own had settled them first (COMMIT, ROLLBACK) or made them part
-      // of an explicit transaction (BEGIN: a savepoint may still keep them, and the client's
-      // COMMIT or ROLLBACK says how it ends; review: audited as rolled back, then committed).
-      if (head.tags?.some((t) => TX_ENDS.test(t) || TX_OPENS.test(t)) === true) this.#batch = [];
-      else this.#rolledBack('error', head.error);
+      this.#settleByQuery(head.tags ?? [], head.error); // finished by ReadyForQuery
       return replacement;
     }
     // Extended protocol: this request failed, the target skips everything up to the next Sync,
@@ -777,7 +774,31 @@ export class StatementTracker {
    * executions, audited with their own results, are undone. Not in an explicit transaction
    * (the client's COMMIT or ROLLBACK says how that ends; savepoints may keep part of it).
    */
-  #rolledBack(cause: 'error' | 'commit' | 'session_end', error?: string): void {
+  /**
+   * What a simple Query (or FunctionCall), and its `error` if it failed, did to the executions an
+   * extended batch ran before it with no Sync yet: its first COMMIT settles them, its first
+   * ROLLBACK in an implicit transaction undoes them (PostgreSQL only warns that no transaction
+   * is in progress: review, the undo was not on the record as one), a BEGIN takes them into an
+   * explicit transaction (a savepoint may still keep them: the client's COMMIT or ROLLBACK says;
+   * review: audited as rolled back, then committed), and otherwise its error rolls them back
+   * (review: never on the record) and its success commits them.
+   */
+  #settleByQuery(tags: readonly string[], error?: string): void {
+    let explicit = this.#explicit;
+    for (const t of tags) {
+      if (TX_OPENS.test(t)) explicit = true;
+      else if (TX_ENDS.test(t)) {
+        // A ROLLBACK inside an explicit transaction may be ROLLBACK TO SAVEPOINT (the same tag).
+        if (t === 'ROLLBACK' && !explicit) this.#rolledBack('rollback');
+        this.#batch = [];
+        return;
+      }
+    }
+    if (explicit && !this.#explicit) this.#batch = [];
+    else if (error !== undefined) this.#rolledBack('error', error);
+  }
+
+  #rolledBack(cause: 'error' | 'commit' | 'rollback' | 'session_end', error?: string): void {
     if (this.#batch.length > 0 && !this.#explicit) {
       this.emit('gateway.rolled_back', { sessionId: this.sessionId, cause, ...(error === undefined ? {} : { error }), executions: this.#batch });
     }
@@ -1015,7 +1036,9 @@ export class StatementTracker {
       if (tag !== null && TX_ENDS.test(tag)) {
         // COMMIT/ROLLBACK settle what ran before: an error after them undoes none of it. With AND
         // CHAIN a new explicit transaction starts at once (review: its executions were audited
-        // as rolled back by a later error, and then committed).
+        // as rolled back by a later error, and then committed). A ROLLBACK in an implicit
+        // transaction undoes the batch (in an explicit one it may be ROLLBACK TO SAVEPOINT).
+        if (tag === 'ROLLBACK' && !this.#explicit) this.#rolledBack('rollback');
         this.#explicit = AND_CHAIN.test(st?.sql ?? '');
         this.#batch = [];
       } else if (this.#batch.length < 1000) this.#batch.push(st?.id ?? p.name ?? '');
