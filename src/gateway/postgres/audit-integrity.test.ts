@@ -261,6 +261,28 @@ describe('gateway audit: every statement the target may run is on the record', (
     expect([await rowExists(9606), await rowExists(9607)]).toEqual([false, false]);
   });
 
+  it('claims no rollback where the tags do not say one happened: PREPARE TRANSACTION, ROLLBACK TO SAVEPOINT, a DO that commits (third review: each was audited as rolled back, and committed)', async () => {
+    const run = (sql: string) => Buffer.concat([ser.parse('', sql), bind('', ''), execute('')]);
+    const cases: Array<[string, Buffer[], number | undefined]> = [
+      // Outside a transaction block PREPARE TRANSACTION answers ROLLBACK (and commits, with max_prepared_transactions = 0).
+      ['prepare transaction, extended', [Buffer.concat([run("insert into items values (9611, 'x')"), run("prepare transaction 'hp_a'"), sync()])], undefined],
+      ['prepare transaction, simple', [Buffer.concat([run("insert into items values (9612, 'x')"), ser.query("prepare transaction 'hp_b'")])], undefined],
+      ['a DO that commits, then an error', [Buffer.concat([run("insert into items values (9613, 'x')"), run('do $$ begin commit; end $$'), run('select 1/0'), sync()])], 9613],
+      ['rollback to savepoint, extended', [ser.query('begin'), Buffer.concat([run('savepoint s'), run('rollback to s'), run("insert into items values (9615, 'x')"), run('savepoint t'), run('select 1/0'), sync()]), ser.query('rollback to t; commit')], 9615],
+    ];
+    for (const [name, writes, committed] of cases) {
+      const { s, sessionId, c } = await session();
+      for (const w of writes) {
+        s.write(w);
+        await c.ready();
+      }
+      s.end(ser.terminate());
+      const events = await statements(sessionId);
+      expect(events.filter((e) => e.type === 'gateway.rolled_back'), name).toEqual([]);
+      if (committed !== undefined) expect(await rowExists(committed), name).toBe(true);
+    }
+  });
+
   it('no rollback is audited for executions an explicit transaction still holds when an error comes: a BEGIN in the failing Query, a COMMIT AND CHAIN (review: audited as rolled back, then committed)', async () => {
     const { s, sessionId, c } = await session();
     const run = (sql: string) => [ser.parse('', sql), bind('', ''), execute('')];

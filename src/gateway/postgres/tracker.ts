@@ -694,7 +694,7 @@ export class StatementTracker {
       case BackendCode.ReadyForQuery:
         if (head?.kind === Kind.Sync) this.#shift();
         else if (head?.kind === Kind.Query) {
-          if (head.error === undefined) this.#settleByQuery(head.tags ?? []);
+          if (head.error === undefined) this.#settleByQuery(head.tags ?? [], head.sql ?? '');
           this.#finishQuery(head);
         }
         else if (head?.kind === Kind.Function) this.#finishFunction(head);
@@ -702,6 +702,7 @@ export class StatementTracker {
         // A new batch, in the transaction state the target reports ('I': none open).
         this.#batch = [];
         this.#explicit = frame[5] !== 0x49;
+        this.#txUnknown = false;
         break;
     }
     return frame;
@@ -728,7 +729,7 @@ export class StatementTracker {
     const replacement = head.denied && head.error === undefined ? this.#deniedError(head.denied, head.kind) : frame;
     head.error ??= head.denied ? '42501' : code; // what the client saw
     if (head.kind === Kind.Query || head.kind === Kind.Function) {
-      this.#settleByQuery(head.tags ?? [], head.error); // finished by ReadyForQuery
+      this.#settleByQuery(head.tags ?? [], head.sql ?? '', head.error); // finished by ReadyForQuery
       return replacement;
     }
     // Extended protocol: this request failed, the target skips everything up to the next Sync,
@@ -783,13 +784,14 @@ export class StatementTracker {
    * review: audited as rolled back, then committed), and otherwise its error rolls them back
    * (review: never on the record) and its success commits them.
    */
-  #settleByQuery(tags: readonly string[], error?: string): void {
+  #settleByQuery(tags: readonly string[], sql: string, error?: string): void {
     let explicit = this.#explicit;
     for (const t of tags) {
       if (TX_OPENS.test(t)) explicit = true;
-      else if (TX_ENDS.test(t)) {
-        // A ROLLBACK inside an explicit transaction may be ROLLBACK TO SAVEPOINT (the same tag).
-        if (t === 'ROLLBACK' && !explicit) this.#rolledBack('rollback');
+      else if (TX_ENDS.test(t) || t === 'DO' || t === 'CALL') {
+        // The tags alone do not say which (PREPARE TRANSACTION and ROLLBACK TO SAVEPOINT answer
+        // ROLLBACK, a DO may COMMIT inside: review): a rollback only for a Query that is one.
+        if (tags.length === 1 && transactionEnd(sql) === 'rollback' && !explicit) this.#rolledBack('rollback');
         this.#batch = [];
         return;
       }
@@ -798,8 +800,31 @@ export class StatementTracker {
     else if (error !== undefined) this.#rolledBack('error', error);
   }
 
+  /**
+   * An Execute answered COMMIT or ROLLBACK. A plain COMMIT or ROLLBACK settles what ran before
+   * (an error after it undoes none of it), and a ROLLBACK in an implicit transaction undoes the
+   * batch (PostgreSQL only warns that no transaction is in progress). Anything else answered so
+   * (ROLLBACK TO SAVEPOINT, PREPARE TRANSACTION, … AND CHAIN, a statement known by name only)
+   * leaves the transaction's state unknown here until the next ReadyForQuery says it: no
+   * rollback is claimed meanwhile (review: each was audited as rolled back, then committed).
+   */
+  #settleByExecute(sql: string | undefined): void {
+    const end = sql === undefined ? undefined : transactionEnd(sql);
+    if (end === undefined) {
+      this.#txUnknown = true;
+      this.#batch = [];
+      return;
+    }
+    if (end === 'rollback' && !this.#explicit) this.#rolledBack('rollback');
+    this.#explicit = false;
+    this.#batch = [];
+  }
+
+  /** The transaction's state is not known here until the next ReadyForQuery (#settleByExecute). */
+  #txUnknown = false;
+
   #rolledBack(cause: 'error' | 'commit' | 'rollback' | 'session_end', error?: string): void {
-    if (this.#batch.length > 0 && !this.#explicit) {
+    if (this.#batch.length > 0 && !this.#explicit && !this.#txUnknown) {
       this.emit('gateway.rolled_back', { sessionId: this.sessionId, cause, ...(error === undefined ? {} : { error }), executions: this.#batch });
     }
     this.#batch = [];
@@ -1033,15 +1058,9 @@ export class StatementTracker {
     if (outcomeUnknown) data.outcome = 'unknown';
     else if (p.error === undefined) {
       if (tag !== null && TX_OPENS.test(tag)) this.#explicit = true;
-      if (tag !== null && TX_ENDS.test(tag)) {
-        // COMMIT/ROLLBACK settle what ran before: an error after them undoes none of it. With AND
-        // CHAIN a new explicit transaction starts at once (review: its executions were audited
-        // as rolled back by a later error, and then committed). A ROLLBACK in an implicit
-        // transaction undoes the batch (in an explicit one it may be ROLLBACK TO SAVEPOINT).
-        if (tag === 'ROLLBACK' && !this.#explicit) this.#rolledBack('rollback');
-        this.#explicit = AND_CHAIN.test(st?.sql ?? '');
-        this.#batch = [];
-      } else if (this.#batch.length < 1000) this.#batch.push(st?.id ?? p.name ?? '');
+      if (tag !== null && TX_ENDS.test(tag)) this.#settleByExecute(st?.sql);
+      else if (tag === 'DO' || tag === 'CALL') this.#batch = []; // it may COMMIT or ROLLBACK inside: what ran before is no longer known
+      else if (this.#batch.length < 1000) this.#batch.push(st?.id ?? p.name ?? '');
     }
     this.emit('gateway.execute', data);
     if (replaced) this.#forgetNames();
@@ -1057,6 +1076,24 @@ const TAG_OF_WORD = new Map([['select', 'SELECT'], ['values', 'SELECT'], ['table
  * before the word are skipped; anything unexpected gives null (no check).
  */
 function leadingCommand(sql: string): string | null {
+  const rest = afterLeadingComments(sql);
+  const word = rest === null ? undefined : /^[A-Za-z]+/.exec(rest.slice(0, 8))?.[0];
+  return word === undefined ? null : TAG_OF_WORD.get(word.toLowerCase()) ?? null;
+}
+
+/**
+ * A statement that is exactly COMMIT or ROLLBACK (END, ABORT, WORK or TRANSACTION), after leading
+ * comments: which of the two; undefined for anything else (ROLLBACK TO, AND CHAIN, a comment inside).
+ */
+function transactionEnd(sql: string): 'commit' | 'rollback' | undefined {
+  const m = /^(commit|end|rollback|abort)(?:\s+(?:work|transaction))?\s*;?\s*$/i.exec(afterLeadingComments(sql) ?? '');
+  if (!m) return undefined;
+  const word = (m[1] as string).toLowerCase();
+  return word === 'commit' || word === 'end' ? 'commit' : 'rollback';
+}
+
+/** `sql` from its first word on: whitespace, comments and opening parentheses skipped (null: an unterminated comment). */
+function afterLeadingComments(sql: string): string | null {
   let i = 0;
   const n = sql.length;
   for (;;) {
@@ -1081,8 +1118,7 @@ function leadingCommand(sql: string): string | null {
       if (depth > 0) return null;
     } else break;
   }
-  const word = /^[A-Za-z]+/.exec(sql.slice(i, i + 8))?.[0];
-  return word === undefined ? null : TAG_OF_WORD.get(word.toLowerCase()) ?? null;
+  return sql.slice(i);
 }
 
 /** A statement that may be COPY … FROM STDIN (over-approximated: any mention of both words). */
@@ -1095,7 +1131,6 @@ const MAX_COPY_NAMES = 10_000;
 const MAX_COPY_SYNCS = 10_000;
 const TX_OPENS = /^(BEGIN|START TRANSACTION)$/;
 const TX_ENDS = /^(COMMIT|ROLLBACK|END|ABORT|PREPARE TRANSACTION|COMMIT PREPARED|ROLLBACK PREPARED)$/;
-const AND_CHAIN = /\band\s+chain\b/i;
 const EMPTY = Buffer.alloc(0);
 const FLUSH = Buffer.from([0x48, 0, 0, 0, 4]); // 'H'
 const SYNC = Buffer.from([0x53, 0, 0, 0, 4]); // 'S'
