@@ -777,9 +777,10 @@ export class StatementTracker {
    */
   /**
    * What a simple Query (or FunctionCall), and its `error` if it failed, did to the executions an
-   * extended batch ran before it with no Sync yet: its first COMMIT settles them, its first
-   * ROLLBACK in an implicit transaction undoes them (PostgreSQL only warns that no transaction
-   * is in progress: review, the undo was not on the record as one), a BEGIN takes them into an
+   * extended batch ran before it with no Sync yet: its first COMMIT or ROLLBACK tag (or DO or
+   * CALL) settles them, a rollback claimed only when the Query is a plain ROLLBACK in an implicit
+   * transaction (PostgreSQL only warns that no transaction is in progress: review, the undo was
+   * not on the record as one; other statements answer ROLLBACK too), a BEGIN takes them into an
    * explicit transaction (a savepoint may still keep them: the client's COMMIT or ROLLBACK says;
    * review: audited as rolled back, then committed), and otherwise its error rolls them back
    * (review: never on the record) and its success commits them.
