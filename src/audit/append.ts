@@ -1,6 +1,6 @@
 import type { Dialect, Tx } from '../store/db.js';
 import { chainHash } from './chain.js';
-import { checkHeadSeal, lostHead, RECENT_REPORTS, ROLLBACK_DETECTED, sealHead } from './head-seal.js';
+import { auditHeadKeyInUse, checkHeadSeal, headSealKeyId, lostHead, RECENT_REPORTS, ROLLBACK_DETECTED, sealHead } from './head-seal.js';
 import { maskSecrets, redactedCanonicalJSON } from './redact.js';
 import type { AuditEventInput, AuditEventRow } from './types.js';
 
@@ -79,10 +79,21 @@ export function withHeadCheck(
     } }));
   }
   const check = seq === 0 ? 'valid' : checkHeadSeal(seq, head.hash, head.seal);
+  if (check === 'previous') {
+    // Sealed by an earlier master key given to this process: a rotation, on the record once (this
+    // append seals the head with the new key).
+    // Named `from`/`to`: a member named like a key would be redacted (redact.ts).
+    const from = headSealKeyId(head.seal) ?? null;
+    const to = auditHeadKeyInUse()?.id ?? null;
+    found.push(prepareEvent({ type: 'audit.head_key_rotated', actor: 'system', at, data: {
+      seq, hash: head.hash, from, to,
+      message: `the audit head (event ${seq}) was sealed by the previous master key ${from}; from here on it is sealed by ${to}`,
+    } }));
+  }
   if (check === 'missing' || check === 'invalid') {
     const message = check === 'missing'
       ? `the audit head (event ${seq}) carried no seal: expected once after the upgrade that added seals, otherwise someone wrote the head without the master key`
-      : `the audit head (event ${seq}) carried a seal this master key did not make: the log may have been rewritten up to there`;
+      : `the audit head (event ${seq}) carried a seal neither this master key nor a previous one made: the log may have been rewritten up to there`;
     found.push(prepareEvent({ type: 'audit.head_unsealed', actor: 'system', at, data: { seq, hash: head.hash, seal: check, message } }));
   }
   return found.length === 0 ? prepared : [...found, ...prepared];

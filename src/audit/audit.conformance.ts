@@ -469,6 +469,28 @@ export function auditConformance(target: AuditTarget): void {
         expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: 8, reason: 'head_forged' } });
       });
 
+      it('after a master key rotation a head sealed by the previous key is genuine: verify passes, and the next append records the rotation, not an alarm', async () => {
+        await seed(3);
+        const rotated = () => setAuditHeadKey({ id: 'mnew', key: Buffer.alloc(32, 8) }, [{ id: 'mtest', key: Buffer.alloc(32, 7) }]);
+        rotated();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 3 });
+        await append([ev(4)]);
+        expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 5 });
+        expect(await queryEvents(store.db, { type: 'audit.head_unsealed', limit: 5 })).toEqual([]);
+        const found = await queryEvents(store.db, { type: 'audit.head_key_rotated', limit: 5 });
+        expect(found.map((e) => [e.seq, e.data.seq, e.data.from, e.data.to])).toEqual([[4, 3, 'mtest', 'mnew']]);
+        // Sealed by the new key from then on: no second record.
+        await append([ev(5)]);
+        expect(await queryEvents(store.db, { type: 'audit.head_key_rotated', limit: 5 })).toHaveLength(1);
+        // The previous key's id on a seal it did not make is still a forgery, and so is any other key's.
+        const head = await store.db.selectFrom('audit_head').select(['seq', 'seal']).executeTakeFirstOrThrow();
+        await store.db.updateTable('audit_head').set({ seal: `mtest.${head.seal!.split('.')[1]}` }).where('id', '=', 1).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: Number(head.seq), reason: 'head_forged' } });
+        setAuditHeadKey({ id: 'mthird', key: Buffer.alloc(32, 6) }, [{ id: 'mtest', key: Buffer.alloc(32, 7) }]);
+        await store.db.updateTable('audit_head').set({ seal: head.seal }).where('id', '=', 1).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: Number(head.seq), reason: 'head_forged' } });
+      });
+
       it('a wipe of the whole log (head back to the start) or of its newest events is on the record at the next append (second review)', async () => {
         await storeSink(store).record([ev(1), ev(2), ev(3)]);
         expect(notedHead()?.seq).toBe(3);

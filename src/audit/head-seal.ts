@@ -20,6 +20,8 @@ import type { SecretKey } from '../secrets/envelope.js';
 const DOMAIN = 'hallpass-audit-head-v1';
 
 let current: SecretKey | undefined;
+/** The head keys of earlier master keys (a rotation): a head they sealed is genuine. */
+let previous: readonly SecretKey[] = [];
 /** A committed head: the log must still hold event `seq` with this hash. */
 export interface NotedHead {
   readonly seq: number;
@@ -33,14 +35,20 @@ export interface NotedHead {
 export type HeadSlot = 'main' | 'thread';
 let noted: Partial<Record<HeadSlot, NotedHead>> = {};
 
-export function setAuditHeadKey(key: SecretKey | undefined): void {
+export function setAuditHeadKey(key: SecretKey | undefined, previousKeys: readonly SecretKey[] = []): void {
   current = key;
+  previous = key === undefined ? [] : previousKeys.filter((k) => k.id !== key.id);
   noted = {};
 }
 
 /** The key in use (the writer thread gets a copy). */
 export function auditHeadKeyInUse(): SecretKey | undefined {
   return current;
+}
+
+/** The earlier master keys' head keys (the writer thread gets a copy). */
+export function previousAuditHeadKeys(): readonly SecretKey[] {
+  return previous;
 }
 
 function mac(key: SecretKey, seq: number, hash: string): Buffer {
@@ -53,18 +61,28 @@ export function sealHead(seq: number, hash: string): string | null {
   return k === undefined ? null : `${k.id}.${mac(k, seq, hash).toString('base64url')}`;
 }
 
-export type HeadSealCheck = 'valid' | 'missing' | 'invalid' | 'unkeyed';
+/** `previous`: sealed by an earlier master key this process was given (a rotation), genuine. */
+export type HeadSealCheck = 'valid' | 'previous' | 'missing' | 'invalid' | 'unkeyed';
 
-/** Whether `seal` is this process's key's seal of head (seq, hash). */
+/** Whether `seal` is this process's key's seal of head (seq, hash), or an earlier key's. */
 export function checkHeadSeal(seq: number, hash: string, seal: string | null | undefined): HeadSealCheck {
   const k = current;
   if (k === undefined) return 'unkeyed';
   if (seal === null || seal === undefined || seal === '') return 'missing';
   const dot = seal.indexOf('.');
-  if (dot < 0 || seal.slice(0, dot) !== k.id) return 'invalid';
+  const id = dot < 0 ? '' : seal.slice(0, dot);
+  const by = id === k.id ? k : previous.find((p) => p.id === id);
+  if (by === undefined) return 'invalid';
   const got = Buffer.from(seal.slice(dot + 1), 'base64url');
-  const want = mac(k, seq, hash);
-  return got.length === want.length && timingSafeEqual(got, want) ? 'valid' : 'invalid';
+  const want = mac(by, seq, hash);
+  if (got.length !== want.length || !timingSafeEqual(got, want)) return 'invalid';
+  return by === k ? 'valid' : 'previous';
+}
+
+/** The id of the key that made `seal` (`KEYID.MAC`), as written; undefined if it has none. */
+export function headSealKeyId(seal: string | null | undefined): string | undefined {
+  const dot = seal?.indexOf('.') ?? -1;
+  return dot > 0 ? seal?.slice(0, dot) : undefined;
 }
 
 /** Records a committed head `slot` wrote (the latest wins within a slot). */

@@ -6,7 +6,7 @@ export { csvField, csvRecord } from './csv.js';
 export { CSV_COLUMNS, exportEvents, type ExportFormat } from './export.js';
 export { MAX_QUERY_LIMIT, queryEvents, type AuditFilters, type AuditQuery } from './query.js';
 export { REDACTED, isSecretKey, redactedCanonicalJSON } from './redact.js';
-export { auditSealKeyInUse, revealSealed, setAuditSealKey } from './seal.js';
+export { auditSealKeyInUse, previousAuditSealKeys, revealSealed, setAuditSealKey } from './seal.js';
 export { notedHeads, setAuditHeadKey } from './head-seal.js';
 export type { AuditSink } from './sink.js';
 export { highVolumeSink, storeSink } from './store-sink.js';

@@ -18,15 +18,21 @@ const MARKER = /\[sealed:(v1\.[A-Za-z0-9_-]{1,64}\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]
 /** The data members redact.ts seals secrets in. */
 const SEALED_MEMBERS = new Set(['sql', 'params', 'settings', 'name', 'statement', 'portal']);
 
-let current: { key: SecretKey; box: SecretBox } | undefined;
+let current: { key: SecretKey; box: SecretBox; previous: readonly SecretKey[] } | undefined;
 
-export function setAuditSealKey(key: SecretKey | undefined): void {
-  current = key === undefined ? undefined : { key, box: createSecretBox({ current: key }) };
+/** `previous`: the seal keys of earlier master keys (a rotation), for the reveal of older spans. */
+export function setAuditSealKey(key: SecretKey | undefined, previous: readonly SecretKey[] = []): void {
+  current = key === undefined ? undefined : { key, box: createSecretBox({ current: key }), previous: previous.filter((p) => p.id !== key.id) };
 }
 
 /** The key in use (the writer thread gets a copy). */
 export function auditSealKeyInUse(): SecretKey | undefined {
   return current?.key;
+}
+
+/** The earlier master keys' seal keys: what they sealed still opens with the reveal. */
+export function previousAuditSealKeys(): readonly SecretKey[] {
+  return current?.previous ?? [];
 }
 
 /** `secret` sealed as `[sealed:v1.…]`; undefined when no key is set. */

@@ -72,6 +72,23 @@ describe('threadSink (audit writer thread on the SQLite store file)', () => {
     expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 3 });
   }));
 
+  it('is started with the previous master keys\' head keys too: after a rotation its first append records it, with no alarm', () => keyedRun(async ({ keyed, head }) => {
+    await keyed.record([ev(1), ev(2)]);
+    await keyed.close();
+    // The server restarted with a new master key and the old one as previous.
+    setAuditHeadKey({ id: 'mnew', key: Buffer.alloc(32, 6) }, [{ id: 'mtest', key: Buffer.alloc(32, 5) }]);
+    const rotated = threadSink(join(dir, `s${n}.db`), storeSink(store));
+    try {
+      await rotated.record([ev(3)]);
+    } finally {
+      await rotated.close();
+    }
+    expect((await head()).seal).toMatch(/^mnew\./);
+    expect(await queryEvents(store.db, { type: 'audit.head_unsealed', limit: 5 })).toEqual([]);
+    expect((await queryEvents(store.db, { type: 'audit.head_key_rotated', limit: 5 })).map((e) => [e.data.from, e.data.to])).toEqual([['mtest', 'mnew']]);
+    expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 4 });
+  }));
+
   it('a cut-back of the main thread\'s events is recorded by the writer thread\'s next append, and the main thread does not forget it (third review)', () =>
     keyedRun(async ({ keyed, main, head, cutBackTo, rollbacks }) => {
       await keyed.record([ev(1)]); // the thread: event 1

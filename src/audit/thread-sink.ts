@@ -2,7 +2,7 @@ import type { Worker } from 'node:worker_threads';
 import { newModuleWorker } from '../util/worker.js';
 import type { AuditSink } from './sink.js';
 import type { AuditEventInput } from './types.js';
-import { auditHeadKeyInUse, noteHead, notedSlots, resetNotedHeads } from './head-seal.js';
+import { auditHeadKeyInUse, noteHead, previousAuditHeadKeys, notedSlots, resetNotedHeads } from './head-seal.js';
 import { auditSealKeyInUse } from './seal.js';
 import type { WriterData, WriterReply, WriterRequest } from './writer-thread.js';
 
@@ -13,7 +13,7 @@ function newWriterThread(file: string): Worker {
   const workerData: WriterData = {
     file,
     ...(k ? { seal: { id: k.id, key: k.key.toString('base64') } } : {}),
-    ...(h ? { head: { id: h.id, key: h.key.toString('base64') } } : {}),
+    ...(h ? { head: { id: h.id, key: h.key.toString('base64'), previous: previousAuditHeadKeys().map((p) => ({ id: p.id, key: p.key.toString('base64') })) } } : {}),
   };
   return newModuleWorker(import.meta.url, 'writer-thread', workerData);
 }

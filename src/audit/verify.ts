@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import type { DB } from '../store/schema.js';
 import { GENESIS_HASH, chainHash } from './chain.js';
 import type { Checkpoint } from './checkpoint.js';
+import { PREVIOUS_MASTER_KEYS_ENV } from '../secrets/master-key.js';
 import { checkHeadSeal } from './head-seal.js';
 
 export { parseCheckpoint, type Checkpoint } from './checkpoint.js';
@@ -222,7 +223,7 @@ export async function verifyChain(db: Kysely<DB>, opts: VerifyOptions = {}): Pro
       return walker.fail(Number(head.seq), 'head_unsealed', `the head (event ${head.seq}) carries no seal: it was written without the master key (expected only before the first append after the upgrade that added seals)`);
     }
     if (seal === 'invalid') {
-      return walker.fail(Number(head.seq), 'head_forged', `the head (event ${head.seq}) carries a seal this master key did not make: the log was rewritten`);
+      return walker.fail(Number(head.seq), 'head_forged', `the head (event ${head.seq}) carries a seal neither this master key nor a previous one (${PREVIOUS_MASTER_KEYS_ENV}) made: the log was rewritten`);
     }
     return result;
   }

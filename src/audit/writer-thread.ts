@@ -23,8 +23,8 @@ export interface WriterData {
   readonly file: string;
   /** The seal key for SQL secrets (seal.ts), its bytes in base64. */
   readonly seal?: { readonly id: string; readonly key: string };
-  /** The chain head's seal key (head-seal.ts), its bytes in base64. */
-  readonly head?: { readonly id: string; readonly key: string };
+  /** The chain head's seal key (head-seal.ts), its bytes in base64, and earlier master keys' (a rotation). */
+  readonly head?: { readonly id: string; readonly key: string; readonly previous?: ReadonlyArray<{ readonly id: string; readonly key: string }> };
 }
 export interface WriterReply {
   readonly id: number;
@@ -39,7 +39,10 @@ const port = parentPort;
 if (port) {
   const data = workerData as WriterData;
   if (data.seal) setAuditSealKey({ id: data.seal.id, key: Buffer.from(data.seal.key, 'base64') });
-  if (data.head) setAuditHeadKey({ id: data.head.id, key: Buffer.from(data.head.key, 'base64') });
+  if (data.head) {
+    setAuditHeadKey({ id: data.head.id, key: Buffer.from(data.head.key, 'base64') },
+      (data.head.previous ?? []).map((k) => ({ id: k.id, key: Buffer.from(k.key, 'base64') })));
+  }
   const db = new Database(data.file, { fileMustExist: true });
   configureSqlite(db);
   const append = sqliteAppender(db);

@@ -66,4 +66,33 @@ describe('loadMasterKey', () => {
       expect((err as Error).message).not.toContain(bad);
     }
   });
+
+  it('takes earlier master keys from HALLPASS_PREVIOUS_MASTER_KEYS (a rotation), dropping the current one and repeats', () => {
+    const cur = 'ab'.repeat(32);
+    const old1 = Buffer.alloc(32, 1);
+    const old2 = Buffer.alloc(32, 2);
+    expect(loadMasterKey({ env: { HALLPASS_MASTER_KEY: cur }, dataDir: dir }).previous).toEqual([]);
+    const k = loadMasterKey({
+      env: { HALLPASS_MASTER_KEY: cur, HALLPASS_PREVIOUS_MASTER_KEYS: ` ${old1.toString('base64')}, ${cur},${old2.toString('hex')}\n${old1.toString('hex')} ,` },
+      dataDir: dir,
+    });
+    expect(k.previous.map((b) => b.toString('hex'))).toEqual([old1.toString('hex'), old2.toString('hex')]);
+    // With the key file too: the file's key is the current one.
+    const fromFile = loadMasterKey({ env: { HALLPASS_PREVIOUS_MASTER_KEYS: old2.toString('base64') }, dataDir: dir });
+    expect(fromFile.source).toBe(join(dir, 'master.key'));
+    expect(fromFile.previous).toEqual([old2]);
+  });
+
+  it('explains a bad key in HALLPASS_PREVIOUS_MASTER_KEYS by its position, without echoing it', () => {
+    const bad = 'hunter2-hunter2';
+    let err: unknown;
+    try {
+      loadMasterKey({ env: { HALLPASS_MASTER_KEY: 'ab'.repeat(32), HALLPASS_PREVIOUS_MASTER_KEYS: `${'cd'.repeat(32)},${bad}` }, dataDir: dir });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as Error).message).toMatch(/^HALLPASS_PREVIOUS_MASTER_KEYS \(key 2\) must be a 32-byte key/);
+    expect((err as Error).message).not.toContain(bad);
+  });
 });

@@ -5,6 +5,8 @@ import { ConfigError } from '../domain/errors.js';
 
 export const MASTER_KEY_ENV = 'HALLPASS_MASTER_KEY';
 export const MASTER_KEY_FILE = 'master.key';
+/** Master keys before a rotation, comma-separated: what they sealed still opens (docs/secrets.md). */
+export const PREVIOUS_MASTER_KEYS_ENV = 'HALLPASS_PREVIOUS_MASTER_KEYS';
 
 export interface MasterKey {
   readonly key: Buffer;
@@ -12,6 +14,8 @@ export interface MasterKey {
   readonly source: string;
   /** True when the key file was created by this call. */
   readonly created: boolean;
+  /** Earlier master keys (HALLPASS_PREVIOUS_MASTER_KEYS), newest first, none equal to `key`. */
+  readonly previous: readonly Buffer[];
 }
 
 export interface LoadMasterKeyOptions {
@@ -25,6 +29,26 @@ export interface LoadMasterKeyOptions {
  * key file that group or others can read or write.
  */
 export function loadMasterKey(opts: LoadMasterKeyOptions): MasterKey {
+  const current = currentMasterKey(opts);
+  return { ...current, previous: previousMasterKeys(opts.env, current.key) };
+}
+
+/**
+ * HALLPASS_PREVIOUS_MASTER_KEYS: keys separated by commas (or whitespace), each checked as the
+ * master key is; the current key and repeats are dropped. An error names the key's position,
+ * never its value.
+ */
+function previousMasterKeys(env: LoadMasterKeyOptions['env'], current: Buffer): Buffer[] {
+  const text = env[PREVIOUS_MASTER_KEYS_ENV] ?? '';
+  const out: Buffer[] = [];
+  text.split(/[\s,]+/).filter((t) => t !== '').forEach((t, i) => {
+    const k = decodeKey(t, `${PREVIOUS_MASTER_KEYS_ENV} (key ${i + 1})`);
+    if (!k.equals(current) && !out.some((o) => o.equals(k))) out.push(k);
+  });
+  return out;
+}
+
+function currentMasterKey(opts: LoadMasterKeyOptions): Omit<MasterKey, 'previous'> {
   const fromEnv = opts.env[MASTER_KEY_ENV];
   if (fromEnv !== undefined && fromEnv.trim() !== '') {
     return { key: decodeKey(fromEnv.trim(), MASTER_KEY_ENV), source: MASTER_KEY_ENV, created: false };

@@ -9,7 +9,8 @@ import { systemClock } from '../domain/clock.js';
 import { providerFactories } from '../providers/registry.js';
 import { reconcile, startReconciler, type ReconcileResult } from '../scheduler/reconciler.js';
 import { Scheduler } from '../scheduler/scheduler.js';
-import { auditHeadKey, auditSealKey, deriveKey, loadMasterKey, secretBoxFor } from '../secrets/index.js';
+import { auditHeadKey, auditSealKey, deriveKey, envelopeKey, loadMasterKey, secretBoxFor } from '../secrets/index.js';
+import { resealStoredSecrets } from './reseal.js';
 import { startAuditAnchor } from './audit-anchor.js';
 import { openStore, type StoreConnection } from '../store/db.js';
 import { bootstrapAdmin } from './bootstrap.js';
@@ -64,9 +65,11 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
   try {
     const master = loadMasterKey({ env: config.env, dataDir: config.dataDir });
     // Secrets in audited SQL are sealed with a key of this master key (src/audit/seal.ts).
-    setAuditSealKey(auditSealKey(master.key));
-    // ... and the audit chain's head is sealed with another (src/audit/head-seal.ts).
-    setAuditHeadKey(auditHeadKey(master.key));
+    setAuditSealKey(auditSealKey(master.key), master.previous.map(auditSealKey));
+    // ... and the audit chain's head is sealed with another (src/audit/head-seal.ts). Keys of
+    // earlier master keys (HALLPASS_PREVIOUS_MASTER_KEYS, a rotation) still open and check what
+    // they sealed.
+    setAuditHeadKey(auditHeadKey(master.key), master.previous.map(auditHeadKey));
     const store: StoreConnection = await openStore({ url: storeUrl(config) });
     cleanups.push(() => store.close());
     // The newest audit head this server wrote, kept outside the database across restarts.
@@ -89,13 +92,14 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
     // fingerprint (derived, it reveals nothing), shared by every instance of the deployment.
     const providers = new ProviderPool(providerFactories, secretResolver(config.env), () => policy.current, `hallpass ${auditSealKey(master.key).id}`);
     cleanups.push(() => providers.close());
+    const sealer = secretBoxFor(master.key, master.previous);
     // The scheduler needs deps and deps wake the scheduler: tie the knot through a late binding.
     const wake = { to: (_at: number): void => {} };
     const deps: AccessDeps = {
       ...base,
       policy: () => policy.current,
       providers,
-      sealer: secretBoxFor(master.key),
+      sealer,
       events,
       metrics,
       instanceId,
@@ -110,6 +114,13 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
       await endAccessOfDisabledUsers(deps, { inline: true });
     });
     await endAccessOfDisabledUsers(deps, { inline: false });
+    if (master.previous.length > 0) {
+      // A rotation: what the previous keys sealed in the store is sealed anew with this one.
+      const r = await resealStoredSecrets(deps, sealer, envelopeKey(master.key).id);
+      const left = r.unopened.grants + r.unopened.totp + r.unopened.sso_logins;
+      log(`master key rotation: re-sealed ${r.resealed.grants} grant credentials, ${r.resealed.totp} TOTP secrets and ${r.resealed.sso_logins} pending SSO logins` +
+        (left > 0 ? `; ${left} sealed by a key this server was not given are left as they are` : ''));
+    }
     const { generatedToken } = await bootstrapAdmin(deps, config.env.HALLPASS_ADMIN_TOKEN);
     if (config.watchPolicy !== false) policy.watch(base, 1000, (e) => log(`policy reload: ${String(e)}`));
 

@@ -95,6 +95,8 @@ export interface StartTestOptions {
   reconcileIntervalMs?: number;
   leaseMs?: number;
   masterKey?: string;
+  /** HALLPASS_PREVIOUS_MASTER_KEYS (a rotation). */
+  previousMasterKeys?: string;
   start?: StartOptions;
 }
 
@@ -112,6 +114,7 @@ export async function startTestHallpass(o: StartTestOptions): Promise<TestHallpa
       TEST_TARGET_ADMIN_PASSWORD: o.target.adminPassword,
       HALLPASS_ADMIN_TOKEN: adminToken,
       ...(o.masterKey ? { HALLPASS_MASTER_KEY: o.masterKey } : {}),
+      ...(o.previousMasterKeys ? { HALLPASS_PREVIOUS_MASTER_KEYS: o.previousMasterKeys } : {}),
     },
     instanceId: o.instanceId,
     clock: o.clock,

@@ -2,7 +2,7 @@ import type { Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import { PassThrough } from 'node:stream';
 import { inTx } from '../../access/context.js';
-import { auditSealKeyInUse, exportEvents, notedHeads, parseCheckpoint, queryEvents, revealSealed, verifyChain } from '../../audit/index.js';
+import { auditSealKeyInUse, exportEvents, notedHeads, parseCheckpoint, previousAuditSealKeys, queryEvents, revealSealed, verifyChain } from '../../audit/index.js';
 import { AppError, badRequest } from '../../domain/errors.js';
 import { checkReason } from '../../policy/names.js';
 import { requireAdmin } from '../auth.js';
@@ -60,7 +60,8 @@ export function auditRoutes(app: FastifyInstance, ctx: ApiContext): void {
     if (!key) throw new AppError('bad_request', 'this server has no audit seal key');
     const [event] = await queryEvents(db, { afterSeq: seq - 1, limit: 1 });
     if (event === undefined || event.seq !== seq) throw new AppError('not_found', `no audit event ${seq}`);
-    const r = revealSealed(event.data, key);
+    // Spans sealed before a master key rotation open with the previous keys the server was given.
+    const r = revealSealed(event.data, key, previousAuditSealKeys());
     await inTx(ctx.deps, async (_tx, audit) => {
       audit({
         type: 'audit.revealed', actor: p.name, at: now, grantId: event.grantId ?? undefined, requestId: event.requestId ?? undefined,
