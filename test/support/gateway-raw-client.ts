@@ -23,8 +23,19 @@ export async function rawTls(port: number): Promise<TLSSocket> {
   await new Promise((r) => raw.once('data', r));
   const s = tlsConnect({ socket: raw, rejectUnauthorized: false });
   s.on('error', () => {});
+  rawOf.set(s, raw);
   await new Promise((r) => s.once('secureConnect', r));
   return s;
+}
+
+/** The TCP connection under each TLS one of these helpers made. */
+const rawOf = new WeakMap<TLSSocket, Socket>();
+
+/** Resets the connection under `s` (TCP RST, as a killed client's kernel or a timeout does). */
+export function resetConnection(s: TLSSocket): void {
+  const raw = rawOf.get(s);
+  if (!raw) throw new Error('not a connection of rawTls');
+  raw.resetAndDestroy();
 }
 
 /** Everything `s` receives until `done(bytes so far)` or the connection closes. */

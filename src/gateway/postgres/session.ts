@@ -48,6 +48,8 @@ export class ClientSession {
   #timer: NodeJS.Timeout | undefined;
   #ending = false;
   #pendingCut: 'expired' | 'revoked' | 'shutdown' | undefined;
+  /** Calls off the upstream login when the grant ends (or the gateway stops) during it. */
+  readonly #loginAbort = new AbortController();
   #startedAt = new Date(0);
   readonly #done: Promise<void>;
   #resolveDone!: () => void;
@@ -138,8 +140,12 @@ export class ClientSession {
     const requested = [...params].map(([k, v]) => `${k}=${v}`);
     if (auth.readOnly) params.set('default_transaction_read_only', 'on');
     try {
-      this.#upstream = await connectWithConnectionCheck(auth.upstream, params, ctx.upstreamConnectTimeoutMs);
+      this.#upstream = await connectWithConnectionCheck(auth.upstream, params, ctx.upstreamConnectTimeoutMs, this.#loginAbort.signal);
     } catch (e) {
+      if (this.#pendingCut) {
+        await this.#refuseCut(r.client, this.#pendingCut);
+        return;
+      }
       const sqlstate = e instanceof UpstreamError && e.sqlstate ? e.sqlstate : '08006';
       this.#audit('gateway.refused', { code: 'upstream_failed', sqlstate, resource: auth.resource, clientAddress: this.clientAddress, tls: this.#tls });
       // The target's message may name the injected principal: the client gets a generic one.
@@ -167,12 +173,20 @@ export class ClientSession {
       this.#resolveDone();
       return;
     }
-    if (this.#pendingCut || this.#client.destroyed || ctx.clock.now().getTime() >= this.#expiresMs) {
-      // The grant ended (or the client left) while we were logging in upstream.
+    if (this.#pendingCut || ctx.clock.now().getTime() >= this.#expiresMs) {
+      // The grant ended while we were logging in upstream (a cut calls the login off; this is one
+      // that came as it finished).
+      upstream.socket.end(ser.terminate());
+      void this.#closeSoon(upstream.socket);
+      await this.#refuseCut(r.client, this.#pendingCut ?? 'expired');
+      return;
+    }
+    if (this.#client.destroyed) {
+      // The client left while we were logging in upstream.
       upstream.socket.end(ser.terminate());
       this.#startedAt = ctx.clock.now();
       this.#relay = undefined;
-      this.#finish(this.#pendingCut ?? (this.#client.destroyed ? 'client_closed' : 'expired'));
+      this.#finish('client_closed');
       return;
     }
     this.#key = ctx.cancelKeys.register(this);
@@ -242,8 +256,41 @@ export class ClientSession {
   cut(reason: 'expired' | 'revoked' | 'shutdown'): Promise<void> {
     if (this.#relay) this.#finish(reason);
     else if (!this.auth) this.socket.destroy(); // not logged in yet: nothing to tell
-    else this.#pendingCut ??= reason; // logging in upstream: ended with a FATAL as soon as that returns
+    else this.#cutLogin(reason);
     return this.#done;
+  }
+
+  /**
+   * The grant ended (or the gateway stops) while this session logs in upstream: the login is
+   * called off at once and the client refused with the cut's FATAL (until a review on 2026-12-02
+   * the cut waited for the target's answer, up to the 10 s connect timeout, and a slow target's
+   * failure was then reported as the reason).
+   */
+  #cutLogin(reason: 'expired' | 'revoked' | 'shutdown'): void {
+    this.#pendingCut ??= reason;
+    this.#loginAbort.abort();
+  }
+
+  /**
+   * Ends a session whose grant ended during its upstream login: it never started, so it is a
+   * refusal (`expired`, `revoked` or `shutdown`) with the FATAL a cut sends.
+   */
+  async #refuseCut(client: Socket, reason: 'expired' | 'revoked' | 'shutdown'): Promise<void> {
+    const auth = this.auth as AuthorizedSession;
+    this.#ending = true;
+    this.#stopTimer();
+    const at = this.ctx.clock.now();
+    this.ctx.audit.add({
+      type: 'gateway.refused', actor: auth.userName, grantId: auth.grantId,
+      data: { code: reason, message: `the grant ended during the login: access ${reason === 'shutdown' ? 'refused, the gateway is shutting down' : reason}`, resource: auth.resource, clientAddress: this.clientAddress, tls: this.#tls },
+      // As for a session's end: never later than the grant's end.
+      at: reason === 'expired' && at.getTime() > this.#expiresMs ? new Date(this.#expiresMs) : at,
+    });
+    const fatal = clientMessage(reason, auth.resource, undefined);
+    if (fatal && client.writable) client.end(fatal);
+    await this.#closeSoon(client);
+    this.ctx.detach(this);
+    this.#resolveDone();
   }
 
   /** When this session's grant ends, as this session knows it (epoch ms). */
@@ -272,7 +319,7 @@ export class ClientSession {
     const delay = this.#expiresMs - this.ctx.clock.now().getTime();
     if (delay <= 0) {
       if (this.#relay) this.#finish('expired');
-      else this.#pendingCut ??= 'expired';
+      else this.#cutLogin('expired');
       return;
     }
     this.#timer = setTimeout(() => this.#armTimer(), Math.min(delay, MAX_TIMER_MS));
@@ -284,9 +331,14 @@ export class ClientSession {
     this.#timer = undefined;
   }
 
-  #finish(reason: EndReason, detail?: string): void {
+  #finish(ended: EndReason, detail?: string): void {
     if (this.#ending) return;
     this.#ending = true;
+    // Whatever ends a session at or after its grant's end (the client closing, the target, a
+    // protocol error noticed before the session's own timer fired), the grant's end ended it: no
+    // byte is relayed after it (mayRelay), what still runs is cancelled as at a cut-off, and the
+    // record says `expired` at the grant's end (a review saw `client_closed` stamped 8-12 ms late).
+    const reason: EndReason = this.ctx.clock.now().getTime() >= this.#expiresMs ? 'expired' : ended;
     this.#stopTimer();
     this.#relay?.stop();
     // A query still running upstream would outlive the session: it is cancelled below.

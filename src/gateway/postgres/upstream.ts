@@ -41,8 +41,9 @@ export async function connectUpstream(
   target: AuthorizedSession['upstream'],
   startupParams: ReadonlyMap<string, string>,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<UpstreamConnection> {
-  return withUpstream(target, timeoutMs, async (socket, tcp) => {
+  return withUpstream(target, timeoutMs, signal, async (socket, tcp) => {
     const params = new Map(startupParams);
     params.set('user', target.user);
     params.set('database', target.database);
@@ -74,18 +75,19 @@ export async function connectWithConnectionCheck(
   target: AuthorizedSession['upstream'],
   params: Map<string, string>,
   timeoutMs: number,
+  signal?: AbortSignal,
 ): Promise<UpstreamConnection> {
   const key = `${target.host}:${target.port}`;
-  if (withoutConnectionCheck.has(key)) return connectUpstream(target, params, timeoutMs);
+  if (withoutConnectionCheck.has(key)) return connectUpstream(target, params, timeoutMs, signal);
   try {
-    return { ...(await connectUpstream(target, new Map([...params, [CONNECTION_CHECK, CONNECTION_CHECK_INTERVAL_MS]]), timeoutMs)), connectionCheck: true };
+    return { ...(await connectUpstream(target, new Map([...params, [CONNECTION_CHECK, CONNECTION_CHECK_INTERVAL_MS]]), timeoutMs, signal)), connectionCheck: true };
   } catch (e) {
     // PostgreSQL before 14 answers 42704 (unrecognized configuration parameter), PgBouncer 08P01
     // (unsupported startup parameter), each in its exact words: a client must not be able to make
     // some other refusal that merely names the setting (TimeZone=client_connection_check_interval,
     // third review) turn the check off for everyone's sessions to this target.
     if (!(e instanceof UpstreamError && REFUSALS.has(`${e.sqlstate ?? ''} ${e.message}`))) throw e;
-    const conn = await connectUpstream(target, params, timeoutMs);
+    const conn = await connectUpstream(target, params, timeoutMs, signal);
     if (withoutConnectionCheck.size < 10_000) withoutConnectionCheck.add(key);
     return conn;
   }
@@ -94,12 +96,23 @@ export async function connectWithConnectionCheck(
 /**
  * Connects to the target (TCP, then TLS when the resource asks for it: SSLRequest, the handshake,
  * the certificate checked as configured) and runs `use` on the connection, all within `timeoutMs`.
- * The socket is destroyed if anything fails; on success it is the caller's.
+ * The socket is destroyed if anything fails, or at once when `signal` aborts (the grant ended
+ * during the login); on success it is the caller's.
  */
-async function withUpstream<T>(target: AuthorizedSession['upstream'], timeoutMs: number, use: (socket: Socket | TLSSocket, tcp: Socket) => Promise<T>): Promise<T> {
+async function withUpstream<T>(
+  target: AuthorizedSession['upstream'],
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  use: (socket: Socket | TLSSocket, tcp: Socket) => Promise<T>,
+): Promise<T> {
+  if (signal?.aborted) throw new UpstreamError('the login was called off');
   const tcp = netConnect({ host: target.host, port: target.port, noDelay: true });
   let socket: Socket | TLSSocket = tcp;
   const timer = setTimeout(() => socket.destroy(new UpstreamError(`timed out after ${timeoutMs} ms`)), timeoutMs);
+  const abort = (): void => {
+    socket.destroy(new UpstreamError('the login was called off'));
+  };
+  signal?.addEventListener('abort', abort, { once: true });
   try {
     await once(socket, 'connect');
     if (target.ssl) {
@@ -127,6 +140,7 @@ async function withUpstream<T>(target: AuthorizedSession['upstream'], timeoutMs:
     throw err instanceof UpstreamError ? err : new UpstreamError(err instanceof Error ? err.message : String(err));
   } finally {
     clearTimeout(timer);
+    signal?.removeEventListener('abort', abort);
   }
 }
 
@@ -256,7 +270,7 @@ export function resetUpstream(conn: Pick<UpstreamConnection, 'socket' | 'tcp'>):
  * the network in clear, and the target's certificate is checked as for a login.
  */
 export async function cancelUpstream(target: AuthorizedSession['upstream'], pid: number, secret: number, timeoutMs = 2000): Promise<void> {
-  await withUpstream(target, timeoutMs, (socket) =>
+  await withUpstream(target, timeoutMs, undefined, (socket) =>
     new Promise<void>((resolve) => {
       socket.on('close', () => resolve());
       socket.on('error', () => resolve());
