@@ -153,3 +153,102 @@ describe('gateway: a client that half-closes during its login', () => {
     }
   });
 });
+
+describe('gateway: refused attempts from anyone who can reach it', () => {
+  let gx: GatewayFixture;
+  beforeAll(async () => {
+    // Few slots, so that sockets held open would fill them; a window longer than the test, so the
+    // summary comes from the gateway's stop.
+    gx = await startGatewayFixture({ maxConnections: 4, maxLoginsPerAddress: 1, refusalAudit: { windowMs: 600_000 } });
+  });
+  afterAll(async () => {
+    await gx?.stop();
+  });
+
+  const plainStartup = async (localAddress = '127.0.0.1'): Promise<string> => {
+    const s = connect({ host: '127.0.0.1', port: gx.port, localAddress });
+    s.on('error', () => {});
+    let text = '';
+    s.on('data', (d: Buffer) => (text += d.toString('latin1')));
+    await new Promise((r) => s.once('connect', r));
+    s.write(ser.startupMessage(new Map([['user', 'x'.repeat(5000)], ['database', 'app']])));
+    await new Promise((r) => s.once('close', r));
+    return text;
+  };
+
+  const answered = { tls_required: 0, too_many_logins: 0, other: 0 };
+
+  it('are audited one by one up to a budget per address, and the rest counted in one summary (review: 6,650 rows a second without a token)', async () => {
+    // One after another; an attempt that comes before the last one's session has quite ended is
+    // refused over the login limit (53300) instead: both kinds count.
+    for (let i = 0; i < 25; i++) {
+      const answer = await plainStartup();
+      answered[answer.includes('requires TLS') ? 'tls_required' : answer.includes('53300') ? 'too_many_logins' : 'other']++;
+    }
+    expect(answered.other).toBe(0);
+    expect(answered.tls_required).toBeGreaterThan(10);
+    await expect.poll(() => gx.sink.ofType('gateway.refused').length).toBe(10);
+    const one = gx.sink.ofType('gateway.refused');
+    // The claimed name is cut: a startup packet may carry 10 KB of it.
+    expect(one[0]!.data.claimedActor ?? one[0]!.actor).toHaveLength(256);
+    // Another address has its own budget.
+    expect(await plainStartup('127.0.0.3')).toContain('requires TLS');
+    await expect.poll(() => gx.sink.ofType('gateway.refused').length).toBe(11);
+    expect(gx.sink.ofType('gateway.refused_summary')).toEqual([]);
+  });
+
+  it('over the per-address login limit are answered and closed at once, so they hold no connection slot (review: one address kept the gateway full)', async () => {
+    // One connection logging in holds 127.0.0.1's one login slot (once the last test's sessions
+    // are over: until then it is refused over the limit too, and counted).
+    let idle: Socket | undefined;
+    await expect.poll(async () => {
+      const s = connect({ host: '127.0.0.1', port: gx.port });
+      s.on('error', () => {});
+      await new Promise((r) => s.once('connect', r));
+      const answer = new Promise<string>((r) => s.once('data', (d: Buffer) => r(d.toString('latin1'))));
+      s.write(ser.sslRequest());
+      if ((await answer) === 'S') idle = s;
+      else {
+        answered.too_many_logins++;
+        s.destroy();
+      }
+      return idle !== undefined;
+    }).toBe(true);
+    // Ten more from there, which never close their side: each is refused (53300).
+    const over = await Promise.all(Array.from({ length: 10 }, async () => {
+      const s = connect({ host: '127.0.0.1', port: gx.port, allowHalfOpen: true });
+      s.on('error', () => {});
+      const answered = new Promise<string>((r) => s.once('data', (d: Buffer) => r(d.toString('latin1'))));
+      await new Promise((r) => s.once('connect', r));
+      expect(await answered).toContain('53300');
+      return s;
+    }));
+    // With only 4 slots, someone else still gets in: the refused sockets were closed on our side
+    // (they held their slots for a second after the answer).
+    const other = connect({ host: '127.0.0.1', port: gx.port, localAddress: '127.0.0.2' });
+    other.on('error', () => {});
+    const answer = new Promise<string>((r) => {
+      other.once('data', (d: Buffer) => r(d.toString('latin1')));
+      other.once('close', () => r('(closed)'));
+    });
+    await new Promise((r) => other.once('connect', r));
+    other.write(ser.sslRequest());
+    expect(await answer).toBe('S');
+    for (const s of [idle!, other, ...over]) s.destroy();
+  });
+
+  it('sum up what was counted when the gateway stops', async () => {
+    await gx.gateway.close();
+    const [summary] = gx.sink.ofType('gateway.refused_summary');
+    // Every attempt is on the record: one by one (10), or counted here (the rest of the 25, the
+    // 10 over the limit of the second test, and its probes refused over the limit).
+    const codes = { tls_required: answered.tls_required - 10, too_many_logins: answered.too_many_logins + 10 };
+    // (and the logins the second test's sockets abandoned when it closed them: protocol errors)
+    const all = summary!.data.codes as Record<string, number>;
+    expect(all).toMatchObject(codes);
+    expect(Object.keys(all).filter((c) => !(c in codes))).toEqual(all.protocol_error === undefined ? [] : ['protocol_error']);
+    const count = Object.values(all).reduce((a, b) => a + b, 0);
+    expect(summary!.data.suppressed).toBe(count);
+    expect(summary!.data.addresses).toEqual([{ address: '127.0.0.1', count, codes: all }]);
+  });
+});

@@ -6,6 +6,7 @@ import type { GatewayAuditEvent, GatewayAuditSink, GatewayAuthority } from '../a
 import { CancelRegistry } from './cancel.js';
 import { GuardrailChecker, loadGuardrailParser } from './guardrails.js';
 import { ParsePool } from './parse-pool.js';
+import { addressKey, RefusalAudit, type RefusalAuditOptions } from './refusals.js';
 import { errorResponse } from './serializer.js';
 import { ClientSession, type SessionContext } from './session.js';
 import { loadGatewayTls, type GatewayTlsConfig, type LoadedTls } from './tls.js';
@@ -32,11 +33,13 @@ export interface PostgresGatewayOptions {
   /** Most simultaneous client connections. Default 1000. */
   readonly maxConnections?: number;
   /**
-   * Most connections from one client address that have not finished logging in (TLS, token,
-   * upstream login). Default 64: one address cannot hold every connection slot for the login
-   * timeout without a token.
+   * Most connections from one client address (an IPv6 /64 counts as one) that have not finished
+   * logging in (TLS, token, upstream login). Default 64: one address cannot hold every connection
+   * slot for the login timeout without a token.
    */
   readonly maxLoginsPerAddress?: number;
+  /** How refused attempts are audited one by one up to a budget, then counted (refusals.ts). */
+  readonly refusalAudit?: RefusalAuditOptions;
   readonly auditBatch?: AuditBatcherOptions;
   readonly clock?: Clock;
 }
@@ -57,6 +60,7 @@ export interface GatewaySessionInfo {
 export class PostgresGateway {
   readonly #opts: PostgresGatewayOptions;
   readonly #audit: AuditBatcher<GatewayAuditEvent>;
+  readonly #refusals: RefusalAudit;
   readonly #byGrant = new Map<string, Set<ClientSession>>();
   readonly #all = new Set<ClientSession>();
   readonly #sockets = new Set<Socket>();
@@ -74,6 +78,7 @@ export class PostgresGateway {
     }
     this.#opts = opts;
     this.#audit = new AuditBatcher(opts.audit, opts.auditBatch);
+    this.#refusals = new RefusalAudit((e) => this.#audit.add(e), opts.clock ?? systemClock, opts.refusalAudit);
   }
 
   /** Loads TLS and the SQL parser, then listens. Resolves with the bound address. */
@@ -87,6 +92,7 @@ export class PostgresGateway {
       requireTls: o.requireTls ?? true,
       allowPasswordWithoutTls: o.insecureAllowPasswordWithoutTls ?? false,
       audit: this.#audit,
+      refusals: this.#refusals,
       cancelKeys: new CancelRegistry<ClientSession>(),
       // Statements are parsed on the parser thread, off the event loop that relays and cuts off.
       guardrails: new GuardrailChecker(10_000, this.#parser),
@@ -180,6 +186,7 @@ export class PostgresGateway {
     for (const s of this.#sockets) s.destroy();
     await closed;
     await this.#parser.close();
+    this.#refusals.flush();
     await this.#audit.drain();
   }
 
@@ -196,12 +203,16 @@ export class PostgresGateway {
       socket.destroy();
       return;
     }
-    const address = socket.remoteAddress ?? '?';
+    const address = addressKey(socket.remoteAddress ?? '?');
     const pending = this.#loggingIn.get(address) ?? 0;
     if (pending >= (this.#opts.maxLoginsPerAddress ?? 64)) {
-      // Not audited one by one: a flood of these would flood the audit log too.
+      // Counted, not audited one by one: a flood of these would flood the audit log too.
+      this.#refusals.counted(address, 'too_many_logins');
       socket.on('error', () => {});
-      socket.end(errorResponse({ severity: 'FATAL', code: '53300', message: 'hallpass: too many connections from your address are still logging in; try again shortly' }));
+      // Closed as soon as the answer is out: a socket kept until its peer closes holds a connection
+      // slot, and a peer that never does kept the gateway full (a review held every slot from one
+      // address at about 1,000 connections a second).
+      socket.end(errorResponse({ severity: 'FATAL', code: '53300', message: 'hallpass: too many connections from your address are still logging in; try again shortly' }), () => socket.destroy());
       setTimeout(() => socket.destroy(), 1000).unref();
       return;
     }

@@ -9,6 +9,7 @@ import { lexingHazard, type GuardrailChecker } from './guardrails.js';
 import { acceptClient, type LoginOptions } from './login.js';
 import { Relay, type RelayEnd } from './relay.js';
 import { ProtocolError, readParameterStatus } from './messages.js';
+import { claimed, type RefusalAudit } from './refusals.js';
 import * as ser from './serializer.js';
 import { forwardedSettings } from './settings.js';
 import { StatementTracker } from './tracker.js';
@@ -16,6 +17,8 @@ import { cancelUpstream, resetUpstream, connectWithConnectionCheck, UpstreamErro
 
 export interface SessionContext extends LoginOptions {
   readonly audit: AuditBatcher<GatewayAuditEvent>;
+  /** Refused attempts that never logged in: audited one by one up to a budget, then counted. */
+  readonly refusals: RefusalAudit;
   readonly cancelKeys: CancelRegistry<ClientSession>;
   readonly guardrails: GuardrailChecker;
   readonly clock: Clock;
@@ -84,9 +87,10 @@ export class ClientSession {
       if (this.auth) this.ctx.detach(this);
       this.#upstream?.socket.destroy();
       if (e instanceof ProtocolError) {
-        this.ctx.audit.add({
+        this.ctx.refusals.refused(this.socket.remoteAddress ?? '?', {
           type: 'gateway.refused',
           actor: this.auth?.userName ?? '',
+          ...(this.auth ? { grantId: this.auth.grantId } : {}),
           data: { code: 'protocol_error', message: e.message, clientAddress: this.clientAddress, tls: this.#tls },
           at: this.ctx.clock.now(),
         });
@@ -113,11 +117,11 @@ export class ClientSession {
       return;
     }
     if (r.kind === 'refused') {
-      ctx.audit.add({
+      ctx.refusals.refused(this.socket.remoteAddress ?? '?', {
         type: 'gateway.refused',
-        actor: r.user,
+        actor: claimed(r.user),
         ...(r.grantId === undefined ? {} : { grantId: r.grantId }),
-        data: { code: r.code, message: r.message, resource: r.resource, clientAddress: this.clientAddress, tls: r.tls },
+        data: { code: r.code, message: r.message, resource: claimed(r.resource), clientAddress: this.clientAddress, tls: r.tls },
         at: ctx.clock.now(),
       });
       await this.#closeSoon(this.socket);
