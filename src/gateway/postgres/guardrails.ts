@@ -36,12 +36,13 @@ const ESCAPE_FUNCTIONS = new Set([
   'pg_rotate_logfile', 'pg_promote', 'pg_switch_wal', 'pg_create_restore_point', 'pg_backup_start', 'pg_backup_stop',
   'pg_logical_slot_get_changes', 'pg_logical_slot_get_binary_changes', 'pg_logical_slot_peek_changes', 'pg_logical_slot_peek_binary_changes',
   'pg_create_logical_replication_slot', 'pg_create_physical_replication_slot', 'pg_drop_replication_slot', 'pg_replication_slot_advance',
+  'pg_copy_logical_replication_slot', 'pg_copy_physical_replication_slot',
 ]);
 /**
  * Functions that change data or signal other sessions, though called from a SELECT: sequences,
  * large objects, NOTIFY. (In a read-only transaction PostgreSQL itself refuses the first two.)
  */
-const WRITE_FUNCTIONS = new Set(['nextval', 'setval', 'lo_create', 'lo_creat', 'lo_unlink', 'lo_put', 'lo_from_bytea', 'lo_truncate', 'lo_truncate64', 'lowrite', 'pg_notify']);
+const WRITE_FUNCTIONS = new Set(['nextval', 'setval', 'lo_create', 'lo_creat', 'lo_import', 'lo_unlink', 'lo_put', 'lo_from_bytea', 'lo_truncate', 'lo_truncate64', 'lowrite', 'pg_notify']);
 /**
  * Functions that run SQL given to them as text, which no parse of the calling statement sees:
  * like dynamic SQL in a DO block, they hit every guardrail (core: ts_stat, ts_rewrite, the
@@ -57,25 +58,32 @@ const CRON_FUNCTIONS = new Set(['schedule', 'schedule_in_database', 'alter_job']
  */
 const LEXING_SETTINGS = new Set(['standard_conforming_strings', 'client_encoding']);
 /**
- * Client encodings, by every name PostgreSQL accepts for them (lowercase, alphanumerics only, as
- * it compares them), in which the second byte of a character can be an ASCII quote or
- * backslash: in them the target reads different statements from the same bytes than the parser
- * here does.
+ * The client encodings a checked session may use, by the names PostgreSQL accepts for them (it
+ * keeps ASCII letters and digits, lowercased): UTF8, which the parser here reads, and SQL_ASCII,
+ * which a UTF8 or SQL_ASCII database reads as the same bytes. An allow list: the deny list of
+ * encodings whose second byte can be a quote or backslash (SJIS, BIG5, GBK, ...) missed EUC_JP,
+ * where two byte sequences become one character (so `$<A2E8>$` closes `$<ADFA>$`), and a name
+ * with a Kelvin sign (`SJ\u212AIS`: PostgreSQL drops the character and reads SJIS); a review ran
+ * each past every guardrail on 2026-12-02.
  */
-const UNSAFE_CLIENT_ENCODINGS = new Set([
-  'sjis', 'shiftjis', 'mskanji', 'win932', 'windows932', 'shiftjis2004',
-  'big5', 'win950', 'windows950', 'gbk', 'win936', 'windows936', 'uhc', 'win949', 'windows949', 'gb18030', 'johab',
-]);
+const SAFE_ENCODINGS = new Set(['utf8', 'unicode', 'sqlascii']);
+/** An encoding name as PostgreSQL compares it, or undefined if it holds anything but ASCII (PostgreSQL would drop it). */
+const encodingKey = (value: string): string | undefined => (/^[\x20-\x7e]*$/.test(value) ? value.toLowerCase().replace(/[^a-z0-9]/g, '') : undefined);
 const ON = new Set(['on', 'true', 'yes', '1', 't', 'y']);
 
 /**
  * Why a setting's value (reported by the target, or given to SET) makes the target read SQL text
  * differently from the parser here (which reads UTF-8 with standard conforming strings), or
- * undefined when it does not.
+ * undefined when it does not. (`server_encoding` is only ever reported, at login.)
  */
 export function lexingHazard(name: string, value: string): string | undefined {
   if (name === 'standard_conforming_strings' && !ON.has(value.trim().toLowerCase())) return 'standard_conforming_strings is off, so backslashes in strings are escapes';
-  if (name === 'client_encoding' && UNSAFE_CLIENT_ENCODINGS.has(value.toLowerCase().replace(/[^a-z0-9]/g, ''))) return `client encoding ${value} can hide quotes and backslashes inside characters`;
+  if (name === 'client_encoding' && !SAFE_ENCODINGS.has(encodingKey(value) ?? '')) {
+    return `client encoding ${JSON.stringify(value)} is not UTF8: the target would read the statement's bytes as other characters than the gateway checks`;
+  }
+  if (name === 'server_encoding' && !SAFE_ENCODINGS.has(encodingKey(value) ?? '')) {
+    return `the database's encoding ${JSON.stringify(value)} is not UTF8: the target converts statements into it, where two characters the gateway tells apart can become one`;
+  }
   return undefined;
 }
 
@@ -390,6 +398,39 @@ function plpgsqlIdentifier(text: string): string {
   return bytes.subarray(0, end).toString('utf8');
 }
 
+/** A statement that can set any setting, as set_config() with a computed name can. */
+function settingsWriter(f: Findings, why: string): void {
+  f.lexing ??= `${why}, including how the target reads SQL`;
+  hit(f, 'set_role', `${why}, the role too`);
+  hit(f, 'escape', `${why}: it could escape the granted role`);
+  hit(f, 'read_only', `${why}: it can turn read-only off`);
+}
+
+/**
+ * An object handed to another role (OWNER TO, CREATE SCHEMA … AUTHORIZATION, REASSIGN OWNED): a
+ * view then reads, and a SECURITY DEFINER function runs, with that role's rights: SET ROLE by
+ * another name (a review read a table only a member role could). To the session's own role
+ * (CURRENT_USER, SESSION_USER, CURRENT_ROLE) it is nothing.
+ */
+function ownerChange(role: Json | undefined, f: Findings): void {
+  const spec = field(role ?? null, 'RoleSpec') ?? role;
+  const kind = spec !== null && typeof spec === 'object' && !Array.isArray(spec) ? spec.roletype : undefined;
+  if (kind === 'ROLESPEC_CURRENT_USER' || kind === 'ROLESPEC_SESSION_USER' || kind === 'ROLESPEC_CURRENT_ROLE') return;
+  hit(f, 'set_role', 'handing an object to another role acts as that role');
+  hit(f, 'escape', 'handing an object to another role could escape the granted role');
+}
+
+/** Whether `v` (a parse tree) reads the relation `name` (any schema). */
+function mentionsRelation(v: Json | undefined, name: string): boolean {
+  if (v === null || v === undefined || typeof v !== 'object') return false;
+  if (Array.isArray(v)) return v.some((x) => mentionsRelation(x, name));
+  for (const [k, x] of Object.entries(v)) {
+    if (k === 'RangeVar' && relationName(x) === name) return true;
+    if (mentionsRelation(x, name)) return true;
+  }
+  return false;
+}
+
 /** Something that may run any SQL: it hits every guardrail and read-only. */
 function uncheckable(f: Findings, why: string): void {
   for (const g of Object.keys(GUARDRAILS) as Guardrail[]) hit(f, g, why);
@@ -446,13 +487,8 @@ function inspect(type: string, n: Record<string, Json>, f: Findings, depth: numb
     case 'DeleteStmt':
       hit(f, 'write', `${stmtName(type)} writes`);
       if (n.whereClause === undefined) hit(f, 'write_without_where', `${stmtName(type)} without a WHERE clause`);
-      if (type === 'UpdateStmt' && relationName(n.relation) === 'pg_settings') {
-        // UPDATE pg_settings is set_config() for any setting the WHERE clause names.
-        f.lexing ??= 'UPDATE pg_settings can change any setting, including how the target reads SQL';
-        hit(f, 'set_role', 'UPDATE pg_settings can set the role');
-        hit(f, 'escape', 'UPDATE pg_settings could escape the granted role');
-        hit(f, 'read_only', 'UPDATE pg_settings can turn read-only off');
-      }
+      // UPDATE pg_settings is set_config() for any setting the WHERE clause names.
+      if (type === 'UpdateStmt' && relationName(n.relation) === 'pg_settings') settingsWriter(f, 'UPDATE pg_settings can change any setting');
       break;
     case 'SelectStmt':
       if (n.intoClause !== undefined) {
@@ -476,6 +512,40 @@ function inspect(type: string, n: Record<string, Json>, f: Findings, depth: numb
       break;
     case 'VariableSetStmt':
       variableSet(n, f);
+      break;
+    case 'ViewStmt':
+      // pg_settings is updatable (its rule calls set_config), and so is a plain view of it: UPDATE
+      // of such a view is UPDATE pg_settings by another name (review 2026-12-02).
+      if (mentionsRelation(n.query, 'pg_settings')) settingsWriter(f, 'a view of pg_settings can change any setting');
+      break;
+    case 'AlterTableCmd':
+      if (n.subtype === 'AT_ChangeOwner') ownerChange(n.newowner, f);
+      break;
+    case 'AlterOwnerStmt':
+      ownerChange(n.newowner, f);
+      break;
+    case 'CreateSchemaStmt':
+      // What CREATE SCHEMA … AUTHORIZATION creates in it belongs to that role.
+      if (n.authrole !== undefined) ownerChange(n.authrole, f);
+      break;
+    case 'ReassignOwnedStmt':
+      ownerChange(n.newrole, f);
+      break;
+    case 'RenameStmt':
+      if (n.renameType === 'OBJECT_ROLE') hit(f, 'escape', 'renaming a role could escape the granted role');
+      break;
+    case 'AlterSeqStmt':
+      // RESTART is setval by another name.
+      if (Array.isArray(n.options) && n.options.some((o) => field(o, 'DefElem')?.defname === 'restart')) hit(f, 'write', 'ALTER SEQUENCE … RESTART changes the sequence');
+      break;
+    case 'CreateSubscriptionStmt':
+    case 'AlterSubscriptionStmt':
+    case 'CreateForeignServerStmt':
+    case 'AlterForeignServerStmt':
+    case 'CreateUserMappingStmt':
+    case 'AlterUserMappingStmt':
+      // Like dblink: the target connects where the client says, with credentials it gives.
+      hit(f, 'escape', `${stmtName(type)} makes the target connect to another server`);
       break;
     case 'NotifyStmt':
       hit(f, 'write', 'NOTIFY signals other sessions');
@@ -546,7 +616,7 @@ function functionNamed(fname: string, schema: string | undefined, f: Findings): 
  * cast, trigger, event trigger, transform, conversion, operator class or family, language,
  * access method, range type or FDW names it, and an expression using it later shows no FuncCall
  * (a review ran pg_notify, setval and pg_cancel_backend as operators). The function positions of
- * these statements (FUNCTION_FIELDS, FUNCTION_OPTIONS) are looked up like a call; set_config so
+ * these statements (FUNCTION_FIELDS, and every option of a definition) are looked up like a call; set_config so
  * reached could set anything. Column, type and argument names are not functions (a third review
  * saw a trigger on a column named `schedule` denied as pg_cron).
  */
@@ -557,13 +627,6 @@ const FUNCTION_REFERENCING = new Set([
 ]);
 /** Fields holding a function's name (a String list, or an ObjectWithArgs with one in `objname`). */
 const FUNCTION_FIELDS = new Set(['funcname', 'func', 'fromsql', 'tosql', 'func_name', 'plhandler', 'plinline', 'plvalidator', 'handler_name']);
-/** Definition options whose value is a function. */
-const FUNCTION_OPTIONS = new Set([
-  'function', 'procedure', 'sfunc', 'finalfunc', 'combinefunc', 'serialfunc', 'deserialfunc', 'msfunc', 'minvfunc', 'mfinalfunc',
-  'restrict', 'join', 'input', 'output', 'receive', 'send', 'typmod_in', 'typmod_out', 'analyze', 'subscript', 'canonical',
-  'subtype_diff', 'handler', 'validator', 'inline',
-]);
-
 /** The String values in `v` (a name list, a TypeName's names, an ObjectWithArgs' objname, or a string constant). */
 function nameParts(v: Json | undefined): string[] {
   if (v === null || v === undefined || typeof v !== 'object') return [];
@@ -594,7 +657,11 @@ function referencedFunctions(n: Json, f: Findings): void {
   if (n === null || typeof n !== 'object') return;
   for (const [k, v] of Object.entries(n)) {
     if (FUNCTION_FIELDS.has(k)) referencedFunction(nameParts(v), f);
-    else if (k === 'DefElem' && v !== null && typeof v === 'object' && !Array.isArray(v) && FUNCTION_OPTIONS.has(String(v.defname))) {
+    else if (k === 'DefElem' && v !== null && typeof v === 'object' && !Array.isArray(v)) {
+      // Every option of these definitions is read as a possible function: the list of those that
+      // take one missed CREATE AGGREGATE's old `sfunc1` (a review made set_config an aggregate's
+      // step that way, past every guardrail but ddl). A type or a literal named like a function
+      // on the lists is denied too; no ordinary definition uses one.
       referencedFunction(nameParts(v.arg), f);
     } else if (k === 'CreateOpClassItem' && v !== null && typeof v === 'object' && !Array.isArray(v) && v.itemtype === 2) {
       referencedFunction(nameParts(v.name), f); // OPCLASS_ITEM_FUNCTION

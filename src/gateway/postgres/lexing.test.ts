@@ -59,15 +59,15 @@ describe('gateway: a session never reads SQL differently from the guardrails', (
   it('refuses a session the target starts in such an encoding (asked for at startup)', async () => {
     const env = { ...fx.env(fx.grant({ role: 'write', guardrails: ['ddl'] })), PGCLIENTENCODING: 'SJIS' };
     const r = await run('psql', ['-X', '-c', 'select 1'], { env }).then(() => undefined, (e: { stderr: string }) => e);
-    expect(r?.stderr).toContain('the gateway cannot check statements in this session: client encoding SJIS');
+    expect(r?.stderr).toContain('the gateway cannot check statements in this session: client encoding "SJIS" is not UTF8');
     for (let t = 0; !fx.sink.ofType('gateway.refused').some((e) => e.data.code === 'unsafe_settings') && t < 100; t++) await new Promise((res) => setTimeout(res, 10));
-    expect(fx.sink.ofType('gateway.refused').find((e) => e.data.code === 'unsafe_settings')?.data).toMatchObject({ message: expect.stringContaining('client encoding SJIS') });
+    expect(fx.sink.ofType('gateway.refused').find((e) => e.data.code === 'unsafe_settings')?.data).toMatchObject({ message: expect.stringContaining('client encoding "SJIS"') });
     // A role without guardrails has nothing to bypass: it may use any encoding.
     const free = await run('psql', ['-X', '-At', '-c', 'show client_encoding'], { env: { ...fx.env(fx.grant({ role: 'write' })), PGCLIENTENCODING: 'SJIS' } });
     expect(free.stdout.trim()).toBe('SJIS');
   });
 
-  it('in a LATIN1 session, bytes that are not UTF-8 cannot make two dollar-quote tags look alike (second review, 2026-12-02)', async () => {
+  it('a LATIN1 session is refused, and bytes that are not UTF-8 cannot make two dollar-quote tags look alike (second review, 2026-12-02)', async () => {
     const s = await rawLogin(fx.port, fx.authority.token(fx.grant({ role: 'write', guardrails: ['ddl'] })));
     let got = '';
     s.on('data', (d: Buffer) => (got += d.toString('latin1')));
@@ -76,6 +76,9 @@ describe('gateway: a session never reads SQL differently from the guardrails', (
     };
     s.write(ser.query("set client_encoding = 'LATIN1'"));
     await ready(1);
+    // Only UTF8 (and SQL_ASCII) now: LATIN1 was allowed until a review on 2026-12-02 found EUC_JP.
+    expect(got).toMatch(/hallpass: statement denied on app for role write \(lexing\): SET client_encoding/);
+    got = '';
     // Decoded as UTF-8, $é$ and $è$ both read $\uFFFD$: one SELECT of three strings. The target
     // reads a SELECT, a CREATE TABLE and a SELECT.
     const e = Buffer.from([0xe9]);
@@ -91,6 +94,38 @@ describe('gateway: a session never reads SQL differently from the guardrails', (
     expect(got).toContain('hallpass: statement denied');
     s.end(ser.terminate());
     expect(await tableExists('pwned_latin1')).toBe(false);
+  });
+
+  it('refuses a checked session on a database whose encoding is not UTF8, and starts a checked session in UTF8 (review 2026-12-02)', async () => {
+    // EUC_JP reads two byte sequences as one character: statements are converted into it.
+    await admin.query("create database enc_eucjp encoding 'EUC_JP' lc_collate 'C' lc_ctype 'C' template template0");
+    await admin.query("create database enc_ascii encoding 'SQL_ASCII' lc_collate 'C' lc_ctype 'C' template template0");
+    const on = (database: string, rails: string[]) => fx.grant({ role: 'write', guardrails: rails, upstream: { database } });
+    const checked = fx.client(on('enc_eucjp', ['ddl']));
+    await expect(checked.connect()).rejects.toThrow(/the database's encoding "EUC_JP" is not UTF8/);
+    // A role without guardrails has nothing the encoding could hide.
+    const free = fx.client(on('enc_eucjp', []));
+    await free.connect();
+    await free.end();
+    // With no client encoding of the client's own, a checked session starts in UTF8, so RESET
+    // goes back to UTF8 (not to the database's SQL_ASCII); an unchecked one in the database's.
+    const shown = async (grantId: string): Promise<string> => {
+      const s = await rawLogin(fx.port, fx.authority.token(grantId));
+      const answer = await new Promise<string>((r) => {
+        let got = '';
+        s.on('data', (d: Buffer) => {
+          got += d.toString('latin1');
+          if (got.includes('Z\0\0\0\x05')) r(got);
+        });
+        s.write(ser.query('reset client_encoding; show client_encoding'));
+      });
+      s.end(ser.terminate());
+      // The DataRow: 'D', its length, one column, the value's length, the value.
+      const row = Buffer.from(answer, 'latin1').subarray(answer.indexOf('D'));
+      return row.subarray(11, 11 + row.readInt32BE(7)).toString('latin1');
+    };
+    expect(await shown(on('enc_ascii', ['ddl']))).toBe('UTF8');
+    expect(await shown(on('enc_ascii', []))).toBe('SQL_ASCII');
   });
 
   it('refuses a session the target starts with standard_conforming_strings off (a role default)', async () => {
@@ -115,7 +150,8 @@ describe('gateway: a session never reads SQL differently from the guardrails', (
   it('ends a session whose target reports such a setting mid-session, whatever changed it', () => {
     const t = new StatementTracker('gws_x', { resource: 'app', role: 'write', guardrails: ['ddl'], readOnly: false, storeParameters: false }, new GuardrailChecker(), () => {});
     expect(() => t.fromServer(0x53, ser.parameterStatus('standard_conforming_strings', 'off'))).toThrow(/standard_conforming_strings is off/);
-    expect(() => t.fromServer(0x53, ser.parameterStatus('client_encoding', 'BIG5'))).toThrow(/client encoding BIG5/);
+    expect(() => t.fromServer(0x53, ser.parameterStatus('client_encoding', 'BIG5'))).toThrow(/client encoding "BIG5"/);
+    expect(() => t.fromServer(0x53, ser.parameterStatus('client_encoding', 'EUC_JP'))).toThrow(/client encoding "EUC_JP"/);
     expect(t.fromServer(0x53, ser.parameterStatus('client_encoding', 'UTF8'))).toBeInstanceOf(Buffer);
     const unchecked = new StatementTracker('gws_y', { resource: 'app', role: 'write', guardrails: [], readOnly: false, storeParameters: false }, new GuardrailChecker(), () => {});
     expect(unchecked.fromServer(0x53, ser.parameterStatus('standard_conforming_strings', 'off'))).toBeInstanceOf(Buffer);

@@ -143,6 +143,9 @@ export class ClientSession {
     const params = forwardedSettings(r.startup);
     const requested = [...params].map(([k, v]) => `${k}=${v}`);
     if (auth.readOnly) params.set('default_transaction_read_only', 'on');
+    // A checked session is read as UTF-8 (guardrails.ts, lexingHazard): without a client encoding
+    // of the client's own it starts in UTF8, not in the database's encoding, and RESET goes back to it.
+    if ((auth.guardrails.length > 0 || auth.readOnly) && !params.has('client_encoding')) params.set('client_encoding', 'UTF8');
     try {
       this.#upstream = await connectWithConnectionCheck(auth.upstream, params, ctx.upstreamConnectTimeoutMs, this.#loginAbort.signal);
     } catch (e) {
