@@ -135,6 +135,13 @@ describe('guardrails', () => {
     expect(denied('do $$ begin perform 1; end $$', ['do_block'])).toBe('do_block');
   });
 
+  it('denies RESET transaction_read_only to a read-only role (PostgreSQL 17 refuses it, older releases did not always), not RESET of the default the gateway set', () => {
+    expect(denied('reset transaction_read_only', [], true)).toBe('read_only');
+    expect(denied('set transaction_read_only to default', [], true)).toBe('read_only');
+    expect(denied('reset default_transaction_read_only', [], true)).toBeNull();
+    expect(denied('reset all', [], true)).toBeNull();
+  });
+
   it('keeps a read-only role read-only', () => {
     for (const sql of [
       'set default_transaction_read_only = off',

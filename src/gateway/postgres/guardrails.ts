@@ -578,7 +578,9 @@ function variableSet(n: Record<string, Json>, f: Findings): void {
     hit(f, 'set_role', `SET ${name.toUpperCase()} is not allowed`);
     hit(f, 'escape', `SET ${name.toUpperCase()} could escape the granted role`);
   }
-  if (READ_ONLY_SETTINGS.has(name) && !resetting) hit(f, 'read_only', `changing ${name} is not allowed for a read-only role`);
+  // RESET of default_transaction_read_only goes back to the `on` the gateway set at login; that of
+  // transaction_read_only is refused by PostgreSQL 17 but was not always (review 2026-12-02).
+  if (READ_ONLY_SETTINGS.has(name) && (!resetting || name === 'transaction_read_only')) hit(f, 'read_only', `changing ${name} is not allowed for a read-only role`);
   if (CUT_OFF_SETTINGS.has(name) && !resetting) hit(f, 'escape', `changing ${name} could keep a statement running after the session is cut`);
   if ((name === 'transaction' || name === 'session characteristics') && readWriteOption(n.args)) {
     hit(f, 'read_only', 'READ WRITE is not allowed for a read-only role');
