@@ -75,8 +75,9 @@ export async function resealStoredSecrets(deps: AccessDeps, box: SecretBox, curr
       after = (rows[rows.length - 1] as { id: string }).id;
       const fresh: Array<{ id: string; from: string; to: string }> = [];
       for (const r of rows) {
-        if (!box.needsRotation(r.envelope)) continue;
         try {
+          // Inside: a malformed envelope throws here too, and is counted, not fatal to the start.
+          if (!box.needsRotation(r.envelope)) continue;
           fresh.push({ id: r.id, from: r.envelope, to: box.seal(box.open(r.envelope, col.aad(r.id)), col.aad(r.id)) });
         } catch (e) {
           if (!(e instanceof SecretBoxError)) throw e;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inTx } from '../../src/access/context.js';
 import { totpAt } from '../../src/auth/totp.js';
@@ -70,6 +71,11 @@ describe('master key rotation', () => {
   it('keeps and re-seals every secret, records the rotation on the chain, and then needs the old key no longer', async () => {
     const s = await seeded();
     const newId = envelopeKey(Buffer.from(keyB, 'base64')).id;
+    // A row whose envelope is no envelope at all: counted, left as it is, and no reason not to start.
+    const raw = new Database(join(s.dataDir, 'hallpass.db'));
+    raw.exec(`create temp table broken as select * from grants; update broken set id = 'grt_broken', principal = 'hp_broken', secret_enc = 'not-an-envelope';
+      insert into grants select * from broken`);
+    raw.close();
 
     const t2 = await restart(s.dataDir, keyB, keyA);
     try {
@@ -84,6 +90,7 @@ describe('master key rotation', () => {
       expect(onlyB.open(totp.secret_enc, `totp:${s.aliceId}`)).toBe(TOTP_SECRET);
       expect((await typed(t2, 'secrets.resealed')).map((e) => [e.data.what, e.data.count, e.data.sealedBy]))
         .toEqual(expect.arrayContaining([['grants', 1, newId], ['totp', 1, newId]]));
+      expect((await db.selectFrom('grants').select('secret_enc').where('id', '=', 'grt_broken').executeTakeFirstOrThrow()).secret_enc).toBe('not-an-envelope');
       // The chain's head, sealed by the old key, is genuine: a rotation on the record, no alarm.
       expect(await typed(t2, 'audit.head_unsealed')).toEqual([]);
       expect(await typed(t2, 'audit.head_key_rotated')).toHaveLength(1);
