@@ -44,6 +44,9 @@ export async function startDemoTarget(dir: string, preferredPort = 54320): Promi
   const pg = new EmbeddedPostgres({
     databaseDir: join(dir, 'pgdata'), user: 'postgres', password: adminPassword, port, persistent: false,
     authMethod: 'scram-sha-256', onLog: () => {}, onError: () => {},
+    // UTF8 whatever the machine's locale: the gateway refuses sessions with guardrails (the demo's
+    // read role) on a database in another encoding (docs/gateway.md, Guardrails).
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
   });
   await pg.initialise();
   await pg.start();

@@ -64,6 +64,8 @@ export async function startPgTarget(opts: PgTargetOptions = {}): Promise<PgTarge
       port,
       persistent: true,
       authMethod: 'scram-sha-256',
+      // UTF8 whatever the machine's locale: the gateway refuses checked sessions on other encodings.
+      initdbFlags: ['--encoding=UTF8', '--locale=C'],
       postgresFlags: opts.tls ? ['-c', 'ssl=on'] : [],
       onLog: () => {},
       onError: () => {},
