@@ -420,6 +420,13 @@ function ownerChange(role: Json | undefined, f: Findings): void {
   hit(f, 'escape', 'handing an object to another role could escape the granted role');
 }
 
+/** Whether `v` (a parse tree) holds an option (DefElem) named `name`, at any depth. */
+function hasOption(v: Json | undefined, name: string): boolean {
+  if (v === null || v === undefined || typeof v !== 'object') return false;
+  if (Array.isArray(v)) return v.some((x) => hasOption(x, name));
+  return Object.entries(v).some(([k, x]) => (k === 'DefElem' && field(v, 'DefElem')?.defname === name) || hasOption(x, name));
+}
+
 /** Whether `v` (a parse tree) reads the relation `name` (any schema). */
 function mentionsRelation(v: Json | undefined, name: string): boolean {
   if (v === null || v === undefined || typeof v !== 'object') return false;
@@ -518,8 +525,29 @@ function inspect(type: string, n: Record<string, Json>, f: Findings, depth: numb
       // of such a view is UPDATE pg_settings by another name (review 2026-12-02).
       if (mentionsRelation(n.query, 'pg_settings')) settingsWriter(f, 'a view of pg_settings can change any setting');
       break;
+    case 'RuleStmt':
+      // A view's ON SELECT rule is its query: replacing `_RETURN` makes any view (on PostgreSQL
+      // before 16 any table) a view of pg_settings, which the ViewStmt check never sees (second
+      // review, 2026-12-02). Any rule that mentions pg_settings is treated so.
+      if (mentionsRelation(n.actions, 'pg_settings') || relationName(n.relation) === 'pg_settings') {
+        settingsWriter(f, 'a rule over pg_settings can change any setting');
+      }
+      break;
     case 'AlterTableCmd':
       if (n.subtype === 'AT_ChangeOwner') ownerChange(n.newowner, f);
+      // An identity column's RESTART is setval on its sequence (second review).
+      if ((n.subtype === 'AT_SetIdentity' || n.subtype === 'AT_AddIdentity') && hasOption(n.def, 'restart')) hit(f, 'write', 'RESTART of an identity column changes its sequence');
+      break;
+    case 'CreatedbStmt':
+      if (Array.isArray(n.options)) {
+        for (const o of n.options) {
+          const d = field(o, 'DefElem');
+          if (d?.defname !== 'owner') continue;
+          const name = field(d.arg ?? null, 'String')?.sval;
+          if (typeof name === 'string' && ['current_user', 'session_user', 'current_role'].includes(name.toLowerCase())) continue;
+          ownerChange(field(d.arg ?? null, 'RoleSpec') !== undefined ? d.arg : null, f);
+        }
+      }
       break;
     case 'AlterOwnerStmt':
       ownerChange(n.newowner, f);
@@ -536,7 +564,7 @@ function inspect(type: string, n: Record<string, Json>, f: Findings, depth: numb
       break;
     case 'AlterSeqStmt':
       // RESTART is setval by another name.
-      if (Array.isArray(n.options) && n.options.some((o) => field(o, 'DefElem')?.defname === 'restart')) hit(f, 'write', 'ALTER SEQUENCE … RESTART changes the sequence');
+      if (hasOption(n.options, 'restart')) hit(f, 'write', 'ALTER SEQUENCE … RESTART changes the sequence');
       break;
     case 'CreateSubscriptionStmt':
     case 'AlterSubscriptionStmt':

@@ -66,6 +66,21 @@ describe('a grant ending during the upstream login', () => {
     expect(ev!.at.getTime()).toBeLessThanOrEqual(end.getTime());
   });
 
+  it('a cut noticed after the grant\'s end during the login is the expiry, at the grant\'s end, as for a session (second review)', async () => {
+    const end = new Date(Date.now() + 3_600_000);
+    const g = fx.grant({ upstream: { port: silentPort }, expiresAt: end });
+    const { answer } = await stuckLogin(g);
+    clock.ahead = 3_600_000 + 5_000;
+    try {
+      await fx.gateway.endGrant(g, 'revoked');
+    } finally {
+      clock.ahead = 0;
+    }
+    expect((await answer).toString('latin1')).toContain('hallpass: access to app expired');
+    await expect.poll(() => fx.sink.events.filter((e) => e.grantId === g).map((e) => [e.type, (e.data as { code: string }).code, e.at.getTime()]))
+      .toEqual([['gateway.refused', 'expired', end.getTime()]]);
+  });
+
   it('a session whose client leaves after its grant\'s end, before its own timer fires, ended by the expiry at the grant\'s end', async () => {
     const end = new Date(Date.now() + 3_600_000);
     const g = fx.grant({ expiresAt: end });

@@ -9,6 +9,12 @@ export interface RefusalAuditOptions {
   readonly perAddress?: number;
   /** Refusals of all addresses together audited one by one per window. Default 200. */
   readonly total?: number;
+  /**
+   * Refusals of an authentic token (they name its grant: replayed, not its owner, wrong resource,
+   * grant ended) audited one by one per grant and window, apart from the budgets above: a flood
+   * without a token cannot use those up. Default 10.
+   */
+  readonly perGrant?: number;
 }
 
 /** Addresses a window's summary names, the most refused first; the rest are counted together. */
@@ -37,11 +43,13 @@ export class RefusalAudit {
   readonly #windowMs: number;
   readonly #perAddress: number;
   readonly #total: number;
+  readonly #perGrant: number;
   #from = 0;
   #individual = 0;
   #suppressed = 0;
   #codes = new Map<string, number>();
   #byAddress = new Map<string, Tally>();
+  #byGrant = new Map<string, Tally>();
   #untracked = 0;
   #timer: NodeJS.Timeout | undefined;
 
@@ -53,17 +61,32 @@ export class RefusalAudit {
     this.#windowMs = opts.windowMs ?? 10_000;
     this.#perAddress = opts.perAddress ?? 10;
     this.#total = opts.total ?? 200;
+    this.#perGrant = opts.perGrant ?? 10;
   }
 
   /** A refusal from `address`: audited as `event`, or counted for the window's summary. */
   refused(address: string, event: GatewayAuditEvent): void {
     const code = typeof event.data.code === 'string' ? event.data.code : 'unknown';
     const tally = this.#tally(address);
-    if (tally !== undefined && tally.individual < this.#perAddress && this.#individual < this.#total) {
-      tally.individual++;
-      this.#individual++;
+    const grant = event.grantId === undefined ? undefined : this.#grantTally(event.grantId);
+    // An authentic token's refusal has its own budget, per grant: tokenless refusals from any
+    // number of addresses cannot hide it (review 2026-12-02 burnt the budgets first, and a
+    // replayed token's refusal was left as a count, without its grant or address).
+    const individual = grant !== undefined
+      ? grant.individual < this.#perGrant
+      : this.#individual < this.#total && (tally === undefined || tally.individual < this.#perAddress);
+    if (individual) {
+      if (grant !== undefined) grant.individual++;
+      else {
+        this.#individual++;
+        if (tally !== undefined) tally.individual++;
+      }
       this.add(event);
       return;
+    }
+    if (grant !== undefined) {
+      grant.suppressed++;
+      grant.codes.set(code, (grant.codes.get(code) ?? 0) + 1);
     }
     this.#suppress(tally, code);
   }
@@ -97,6 +120,8 @@ export class RefusalAudit {
     if (this.#from === 0 || now >= this.#from + this.#windowMs) {
       this.#endWindow();
       this.#from = now;
+      // The last window's timer may not have fired yet (a busy event loop): it would end this one.
+      if (this.#timer) clearTimeout(this.#timer);
       this.#timer = setTimeout(() => {
         this.#timer = undefined;
         this.#endWindow();
@@ -109,6 +134,17 @@ export class RefusalAudit {
       if (this.#byAddress.size >= TRACKED_ADDRESSES) return undefined;
       t = { individual: 0, suppressed: 0, codes: new Map() };
       this.#byAddress.set(key, t);
+    }
+    return t;
+  }
+
+  /** The grant's tally in the current window (#tally has started it); undefined past the memory bound. */
+  #grantTally(grantId: string): Tally | undefined {
+    let t = this.#byGrant.get(grantId);
+    if (t === undefined) {
+      if (this.#byGrant.size >= TRACKED_ADDRESSES) return undefined;
+      t = { individual: 0, suppressed: 0, codes: new Map() };
+      this.#byGrant.set(grantId, t);
     }
     return t;
   }
@@ -130,6 +166,9 @@ export class RefusalAudit {
           addresses: named.map(([address, t]) => ({ address, count: t.suppressed, codes: Object.fromEntries(t.codes) })),
           otherAddresses: ranked.length - named.length + (this.#untracked > 0 ? 1 : 0),
           otherCount: ranked.slice(SUMMARY_ADDRESSES).reduce((n, [, t]) => n + t.suppressed, 0) + this.#untracked,
+          // Grants whose authentic tokens were refused more than their own budget.
+          grants: [...this.#byGrant].filter(([, t]) => t.suppressed > 0).sort((a, b) => b[1].suppressed - a[1].suppressed)
+            .slice(0, SUMMARY_ADDRESSES).map(([grantId, t]) => ({ grantId, count: t.suppressed, codes: Object.fromEntries(t.codes) })),
         },
       });
     }
@@ -138,18 +177,27 @@ export class RefusalAudit {
     this.#suppressed = 0;
     this.#codes = new Map();
     this.#byAddress = new Map();
+    this.#byGrant = new Map();
     this.#untracked = 0;
   }
 }
 
 /**
  * What counts as one client address for the per-address limits: an IPv4 address (also written
- * IPv4-mapped, `::ffff:a.b.c.d`), or an IPv6 address's /64, the block one host or site gets
- * (counting each IPv6 address apart would give one host billions of budgets).
+ * IPv4-mapped, `::ffff:a.b.c.d`, or behind NAT64, `64:ff9b::a.b.c.d`), or an IPv6 address's /64,
+ * the block one host or site gets (counting each IPv6 address apart would give one host billions
+ * of budgets).
  */
 export function addressKey(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  // IPv4-mapped, and the well-known NAT64 prefix (RFC 6052: 64:ff9b::/96), whose clients are IPv4 hosts.
+  const mapped = /^(?:::ffff|64:ff9b:):(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
   if (mapped) return mapped[1] as string;
+  const nat64 = /^64:ff9b::([0-9a-f]{1,4}):([0-9a-f]{1,4})$/i.exec(address);
+  if (nat64) {
+    const hi = Number.parseInt(nat64[1] as string, 16);
+    const lo = Number.parseInt(nat64[2] as string, 16);
+    return [hi >> 8, hi & 255, lo >> 8, lo & 255].join('.');
+  }
   if (!isIPv6(address)) return address;
   const [head = '', tail] = address.split('%')[0]!.split('::') as [string, string | undefined];
   const left = head === '' ? [] : head.split(':');
@@ -159,7 +207,7 @@ export function addressKey(address: string): string {
   return `${groups.slice(0, 4).map((g) => (Number.parseInt(g, 16) || 0).toString(16)).join(':')}::/64`;
 }
 
-/** A claimed name (user, database) as a refusal records it: at most MAX_CLAIMED characters. */
-export function claimed(v: string): string {
-  return v.length <= MAX_CLAIMED ? v : `${v.slice(0, MAX_CLAIMED - 1)}…`;
+/** A claimed name (user, database) as a refusal records it: at most `max` characters. */
+export function claimed(v: string, max = MAX_CLAIMED): string {
+  return v.length <= max ? v : `${v.slice(0, max - 1)}…`;
 }

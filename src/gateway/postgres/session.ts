@@ -9,7 +9,7 @@ import { lexingHazard, type GuardrailChecker } from './guardrails.js';
 import { acceptClient, type LoginOptions } from './login.js';
 import { Relay, type RelayEnd } from './relay.js';
 import { ProtocolError, readParameterStatus } from './messages.js';
-import { claimed, type RefusalAudit } from './refusals.js';
+import { claimed, MAX_CLAIMED, type RefusalAudit } from './refusals.js';
 import * as ser from './serializer.js';
 import { forwardedSettings } from './settings.js';
 import { StatementTracker } from './tracker.js';
@@ -121,7 +121,8 @@ export class ClientSession {
         type: 'gateway.refused',
         actor: claimed(r.user),
         ...(r.grantId === undefined ? {} : { grantId: r.grantId }),
-        data: { code: r.code, message: r.message, resource: claimed(r.resource), clientAddress: this.clientAddress, tls: r.tls },
+        // The message may quote the claimed database too (the core's wrong_resource).
+        data: { code: r.code, message: claimed(r.message, 2 * MAX_CLAIMED), resource: claimed(r.resource), clientAddress: this.clientAddress, tls: r.tls },
         at: ctx.clock.now(),
       });
       await this.#closeSoon(this.socket);
@@ -282,11 +283,13 @@ export class ClientSession {
    * Ends a session whose grant ended during its upstream login: it never started, so it is a
    * refusal (`expired`, `revoked` or `shutdown`) with the FATAL a cut sends.
    */
-  async #refuseCut(client: Socket, reason: 'expired' | 'revoked' | 'shutdown'): Promise<void> {
+  async #refuseCut(client: Socket, cut: 'expired' | 'revoked' | 'shutdown'): Promise<void> {
     const auth = this.auth as AuthorizedSession;
     this.#ending = true;
     this.#stopTimer();
     const at = this.ctx.clock.now();
+    // As in #finish: noticed at or after the grant's end, the grant's end ended it.
+    const reason = at.getTime() >= this.#expiresMs ? 'expired' : cut;
     this.ctx.audit.add({
       type: 'gateway.refused', actor: auth.userName, grantId: auth.grantId,
       data: { code: reason, message: `the grant ended during the login: access ${reason === 'shutdown' ? 'refused, the gateway is shutting down' : reason}`, resource: auth.resource, clientAddress: this.clientAddress, tls: this.#tls },
