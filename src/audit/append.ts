@@ -1,6 +1,6 @@
 import type { Dialect, Tx } from '../store/db.js';
 import { chainHash } from './chain.js';
-import { auditHeadKeyInUse, checkHeadSeal, headSealKeyId, lostHead, RECENT_REPORTS, ROLLBACK_DETECTED, sealHead } from './head-seal.js';
+import { auditHeadKeyInUse, checkHeadSeal, HEAD_KEY_ROTATED, headSealKeyId, lostHead, RECENT_REPORTS, RECENT_ROTATIONS, ROLLBACK_DETECTED, rotationRecorded, sealHead } from './head-seal.js';
 import { maskSecrets, redactedCanonicalJSON } from './redact.js';
 import type { AuditEventInput, AuditEventRow } from './types.js';
 
@@ -37,7 +37,12 @@ export async function appendPrepared(tx: Tx, dialect: Dialect, prepared: readonl
     async () => (await tx.selectFrom('audit_events').select('data').where('type', '=', ROLLBACK_DETECTED)
       .orderBy('seq', 'desc').limit(RECENT_REPORTS).execute()).map((r) => r.data),
   );
-  const rows = chainRows(head, withHeadCheck(head, prepared, lost));
+  // The rotation records are read only for a head a previous key sealed (once per rotation).
+  const rotations = Number(head.seq) > 0 && checkHeadSeal(Number(head.seq), head.hash, head.seal) === 'previous'
+    ? (await tx.selectFrom('audit_events').select('data').where('type', '=', HEAD_KEY_ROTATED)
+      .orderBy('seq', 'desc').limit(RECENT_ROTATIONS).execute()).map((r) => r.data)
+    : [];
+  const rows = chainRows(head, withHeadCheck(head, prepared, lost, rotations));
   for (let i = 0; i < rows.length; i += INSERT_CHUNK) {
     await tx.insertInto('audit_events').values(rows.slice(i, i + INSERT_CHUNK)).execute();
   }
@@ -65,6 +70,7 @@ export function withHeadCheck(
   head: { seq: number; hash: string; seal?: string | null },
   prepared: readonly PreparedEvent[],
   lost?: { seq: number; hash: string },
+  rotations: readonly string[] = [],
 ): readonly PreparedEvent[] {
   if (prepared.length === 0) return prepared;
   const seq = Number(head.seq);
@@ -78,14 +84,17 @@ export function withHeadCheck(
       message: `event ${lost.seq}, which this server wrote, is ${seq < lost.seq ? 'gone: the log was cut back' : 'no longer the one it wrote: the log was rewritten'} (the head is now event ${seq})`,
     } }));
   }
-  const check = seq === 0 ? 'valid' : checkHeadSeal(seq, head.hash, head.seal);
+  let check = seq === 0 ? 'valid' : checkHeadSeal(seq, head.hash, head.seal);
+  // A previous key's seal after its rotation was recorded: written with the old key since.
+  const resealedByOld = check === 'previous' && rotationRecorded(headSealKeyId(head.seal), auditHeadKeyInUse()?.id, rotations);
+  if (resealedByOld) check = 'invalid';
   if (check === 'previous') {
     // Sealed by an earlier master key given to this process: a rotation, on the record once (this
     // append seals the head with the new key).
     // Named `from`/`to`: a member named like a key would be redacted (redact.ts).
     const from = headSealKeyId(head.seal) ?? null;
     const to = auditHeadKeyInUse()?.id ?? null;
-    found.push(prepareEvent({ type: 'audit.head_key_rotated', actor: 'system', at, data: {
+    found.push(prepareEvent({ type: HEAD_KEY_ROTATED, actor: 'system', at, data: {
       seq, hash: head.hash, from, to,
       message: `the audit head (event ${seq}) was sealed by the previous master key ${from}; from here on it is sealed by ${to}`,
     } }));
@@ -93,7 +102,9 @@ export function withHeadCheck(
   if (check === 'missing' || check === 'invalid') {
     const message = check === 'missing'
       ? `the audit head (event ${seq}) carried no seal: expected once after the upgrade that added seals, otherwise someone wrote the head without the master key`
-      : `the audit head (event ${seq}) carried a seal neither this master key nor a previous one made: the log may have been rewritten up to there`;
+      : resealedByOld
+        ? `the audit head (event ${seq}) carried a seal of the previous master key ${headSealKeyId(head.seal)} after the rotation to ${auditHeadKeyInUse()?.id} was recorded: it was written with the old key since (whoever holds it, or an instance still on it), and the log may have been rewritten up to there`
+        : `the audit head (event ${seq}) carried a seal neither this master key nor a previous one made: the log may have been rewritten up to there`;
     found.push(prepareEvent({ type: 'audit.head_unsealed', actor: 'system', at, data: { seq, hash: head.hash, seal: check, message } }));
   }
   return found.length === 0 ? prepared : [...found, ...prepared];

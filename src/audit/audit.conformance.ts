@@ -6,7 +6,7 @@ import { appendEvents } from './append.js';
 import { AuditBatcher } from './batcher.js';
 import { chainHash } from './chain.js';
 import { exportEvents } from './export.js';
-import { notedSlots, setAuditHeadKey } from './head-seal.js';
+import { notedSlots, sealHead, setAuditHeadKey } from './head-seal.js';
 
 /** The newest head this process's main-thread writers noted. */
 const notedHead = () => notedSlots().main;
@@ -489,6 +489,31 @@ export function auditConformance(target: AuditTarget): void {
         setAuditHeadKey({ id: 'mthird', key: Buffer.alloc(32, 6) }, [{ id: 'mtest', key: Buffer.alloc(32, 7) }]);
         await store.db.updateTable('audit_head').set({ seal: head.seal }).where('id', '=', 1).execute();
         expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq: Number(head.seq), reason: 'head_forged' } });
+      });
+
+      it('once the rotation is recorded, a head the old key seals again is a forgery, not a second rotation (review 2026-12-02)', async () => {
+        await seed(3);
+        const oldKey = { id: 'mtest', key: Buffer.alloc(32, 7) };
+        setAuditHeadKey({ id: 'mnew', key: Buffer.alloc(32, 8) }, [oldKey]);
+        await append([ev(4)]); // records the rotation, seals with the new key
+        expect(await queryEvents(store.db, { type: 'audit.head_key_rotated', limit: 5 })).toHaveLength(1);
+        // Whoever still holds the old key (kept to open old SQL) appends an event and seals the head with it.
+        const last = await store.db.selectFrom('audit_events').select(['seq', 'hash']).orderBy('seq', 'desc').limit(1).executeTakeFirstOrThrow();
+        const seq = Number(last.seq) + 1;
+        const at = 9_999;
+        const data = '{"forged":true}';
+        const hash = chainHash(last.hash, { seq, at, type: 'grant.revoked', actor: 'mallory', requestId: null, grantId: null, dataJson: data });
+        await store.db.insertInto('audit_events').values({ seq, at, type: 'grant.revoked', actor: 'mallory', request_id: null, grant_id: null, data, prev_hash: last.hash, hash }).execute();
+        setAuditHeadKey(oldKey);
+        const seal = sealHead(seq, hash);
+        setAuditHeadKey({ id: 'mnew', key: Buffer.alloc(32, 8) }, [oldKey]);
+        await store.db.updateTable('audit_head').set({ seq, hash, seal }).where('id', '=', 1).execute();
+        expect(await verifyChain(store.db)).toMatchObject({ ok: false, firstBad: { seq, reason: 'head_forged' } });
+        await append([ev(7)]);
+        expect(await queryEvents(store.db, { type: 'audit.head_key_rotated', limit: 5 })).toHaveLength(1);
+        const alarms = await queryEvents(store.db, { type: 'audit.head_unsealed', limit: 5 });
+        expect(alarms.map((e) => [e.data.seq, e.data.seal])).toEqual([[seq, 'invalid']]);
+        expect(String(alarms[0]?.data.message)).toMatch(/previous master key mtest after the rotation to mnew was recorded/);
       });
 
       it('a wipe of the whole log (head back to the start) or of its newest events is on the record at the next append (second review)', async () => {

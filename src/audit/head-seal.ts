@@ -167,3 +167,27 @@ function alreadyReported(n: NotedHead, reports: readonly string[]): boolean {
 
 /** How many of the latest rollback reports an appender looks through (alreadyReported). */
 export const RECENT_REPORTS = 8;
+
+/** The event an appender writes when it finds the head sealed by a previous master key (a rotation). */
+export const HEAD_KEY_ROTATED = 'audit.head_key_rotated';
+/** How many of the newest rotation records are looked at (each rotation writes one). */
+export const RECENT_ROTATIONS = 64;
+
+/**
+ * Whether the log already records the rotation from key `from` to `to` (`datas`: the data of its
+ * newest `audit.head_key_rotated` events). Once it does, the new key has sealed the head, so a head
+ * sealed by the old key again was written with the old key since: by someone holding it (a leaked
+ * key kept in HALLPASS_PREVIOUS_MASTER_KEYS to open old SQL), or by an instance left on it. Either
+ * way it is not the rotation's own head (review 2026-12-02: such a forgery verified and was
+ * recorded as a second rotation).
+ */
+export function rotationRecorded(from: string | undefined, to: string | undefined, datas: readonly string[]): boolean {
+  return datas.some((d) => {
+    try {
+      const r = JSON.parse(d) as { from?: unknown; to?: unknown };
+      return r.from === from && r.to === to;
+    } catch {
+      return false;
+    }
+  });
+}

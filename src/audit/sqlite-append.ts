@@ -1,6 +1,6 @@
 import type { SqliteHandle } from '../store/db.js';
 import { chainRows, extendsSpan, grantSpans, withHeadCheck, type PreparedEvent } from './append.js';
-import { lostHeadSync, noteAppended, RECENT_REPORTS, ROLLBACK_DETECTED, sealHead } from './head-seal.js';
+import { checkHeadSeal, HEAD_KEY_ROTATED, lostHeadSync, noteAppended, RECENT_REPORTS, RECENT_ROTATIONS, ROLLBACK_DETECTED, sealHead } from './head-seal.js';
 import type { AuditEventRow } from './types.js';
 
 /**
@@ -32,7 +32,10 @@ export function sqliteAppender(sqlite: SqliteHandle): (prepared: readonly Prepar
       if (!head) throw new Error('audit_head row is missing: the store was not migrated');
       const lost = lostHeadSync(head, (seq) => (hashAt.get(seq) as { hash: string } | undefined)?.hash,
         () => (recentReports.all(ROLLBACK_DETECTED, RECENT_REPORTS) as Array<{ data: string }>).map((r) => r.data));
-      const rows = chainRows(head, withHeadCheck(head, prepared, lost));
+      const rotations = Number(head.seq) > 0 && checkHeadSeal(Number(head.seq), head.hash, head.seal) === 'previous'
+        ? (recentReports.all(HEAD_KEY_ROTATED, RECENT_ROTATIONS) as Array<{ data: string }>).map((r) => r.data)
+        : [];
+      const rows = chainRows(head, withHeadCheck(head, prepared, lost, rotations));
       for (const r of rows) insert.run(r.seq, r.at, r.type, r.actor, r.request_id, r.grant_id, r.data, r.prev_hash, r.hash);
       for (const [grantId, span] of grantSpans(rows)) {
         const prev = lastSpan.get(grantId) as { last_seq: number } | undefined;

@@ -8,7 +8,7 @@ import { inTx, type AccessDeps } from '../access/context.js';
 import { appendEvents } from './append.js';
 import { AuditBatcher } from './batcher.js';
 import { queryEvents } from './query.js';
-import { notedHeads, notedSlots, setAuditHeadKey } from './head-seal.js';
+import { notedHeads, notedSlots, sealHead, setAuditHeadKey } from './head-seal.js';
 
 /** The newest head this process's main-thread writers noted. */
 const notedHead = () => notedSlots().main;
@@ -87,6 +87,20 @@ describe('threadSink (audit writer thread on the SQLite store file)', () => {
     expect(await queryEvents(store.db, { type: 'audit.head_unsealed', limit: 5 })).toEqual([]);
     expect((await queryEvents(store.db, { type: 'audit.head_key_rotated', limit: 5 })).map((e) => [e.data.from, e.data.to])).toEqual([['mtest', 'mnew']]);
     expect(await verifyChain(store.db)).toMatchObject({ ok: true, count: 4 });
+    // The head sealed by the old key again, after the rotation is on the record: a forgery.
+    const h = await head();
+    setAuditHeadKey({ id: 'mtest', key: Buffer.alloc(32, 5) });
+    const oldSeal = sealHead(h.seq, h.hash);
+    setAuditHeadKey({ id: 'mnew', key: Buffer.alloc(32, 6) }, [{ id: 'mtest', key: Buffer.alloc(32, 5) }]);
+    await store.db.updateTable('audit_head').set({ seal: oldSeal }).where('id', '=', 1).execute();
+    const again = threadSink(join(dir, `s${n}.db`), storeSink(store));
+    try {
+      await again.record([ev(4)]);
+    } finally {
+      await again.close();
+    }
+    expect(await queryEvents(store.db, { type: 'audit.head_key_rotated', limit: 5 })).toHaveLength(1);
+    expect((await queryEvents(store.db, { type: 'audit.head_unsealed', limit: 5 })).map((e) => e.data.seal)).toEqual(['invalid']);
   }));
 
   it('a cut-back of the main thread\'s events is recorded by the writer thread\'s next append, and the main thread does not forget it (third review)', () =>

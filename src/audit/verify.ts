@@ -3,7 +3,7 @@ import type { DB } from '../store/schema.js';
 import { GENESIS_HASH, chainHash } from './chain.js';
 import type { Checkpoint } from './checkpoint.js';
 import { PREVIOUS_MASTER_KEYS_ENV } from '../secrets/master-key.js';
-import { checkHeadSeal } from './head-seal.js';
+import { auditHeadKeyInUse, checkHeadSeal, HEAD_KEY_ROTATED, headSealKeyId, RECENT_ROTATIONS, rotationRecorded } from './head-seal.js';
 
 export { parseCheckpoint, type Checkpoint } from './checkpoint.js';
 import type { AuditEventRow } from './types.js';
@@ -219,6 +219,14 @@ export async function verifyChain(db: Kysely<DB>, opts: VerifyOptions = {}): Pro
     // With the master key's head key (a server), the head must carry its seal: a chain rewritten
     // by whoever can only write the database verifies as a chain, but not as a sealed head.
     const seal = Number(head.seq) === 0 ? 'valid' : checkHeadSeal(Number(head.seq), head.hash, head.seal);
+    if (seal === 'previous') {
+      // A previous key's seal is the rotation's own head only until the rotation is recorded.
+      const rotations = (await db.selectFrom('audit_events').select('data').where('type', '=', HEAD_KEY_ROTATED)
+        .orderBy('seq', 'desc').limit(RECENT_ROTATIONS).execute()).map((r) => r.data);
+      if (rotationRecorded(headSealKeyId(head.seal), auditHeadKeyInUse()?.id, rotations)) {
+        return walker.fail(Number(head.seq), 'head_forged', `the head (event ${head.seq}) is sealed by the previous master key ${headSealKeyId(head.seal)} after the rotation to ${auditHeadKeyInUse()?.id} was recorded: it was written with the old key since (whoever holds it, or an instance still on it)`);
+      }
+    }
     if (seal === 'missing') {
       return walker.fail(Number(head.seq), 'head_unsealed', `the head (event ${head.seq}) carries no seal: it was written without the master key (expected only before the first append after the upgrade that added seals)`);
     }

@@ -80,9 +80,10 @@ export interface ProviderFactory {
   readonly guardrails?: readonly string[] | undefined;
   /**
    * `deployment` names this hallpass deployment (the same for all its instances, another for
-   * another deployment): a provider marks what it makes with it, and sweeps only what it marked.
+   * another deployment): a provider marks what it makes with it, and sweeps only what it marked,
+   * under that name or one of `earlierDeployments` (its names before a master key rotation).
    */
-  create(resource: ProviderResource, secrets: SecretResolver, opts?: { readonly deployment?: string | undefined }): Provider;
+  create(resource: ProviderResource, secrets: SecretResolver, opts?: { readonly deployment?: string | undefined; readonly earlierDeployments?: readonly string[] | undefined }): Provider;
 }
 
 /** A target-side failure with anything secret already removed from the message. */

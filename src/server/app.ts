@@ -90,7 +90,8 @@ export async function startHallpass(config: HallpassConfig, opts: StartOptions =
     cleanups.push(() => policy.close());
     // What providers make on targets is marked with this deployment's name: the master key's
     // fingerprint (derived, it reveals nothing), shared by every instance of the deployment.
-    const providers = new ProviderPool(providerFactories, secretResolver(config.env), () => policy.current, `hallpass ${auditSealKey(master.key).id}`);
+    const deploymentName = (key: Buffer): string => `hallpass ${auditSealKey(key).id}`;
+    const providers = new ProviderPool(providerFactories, secretResolver(config.env), () => policy.current, deploymentName(master.key), master.previous.map(deploymentName));
     cleanups.push(() => providers.close());
     const sealer = secretBoxFor(master.key, master.previous);
     // The scheduler needs deps and deps wake the scheduler: tie the knot through a late binding.

@@ -32,12 +32,15 @@ export class ProviderPool implements ProviderLookup {
   readonly #closing = new Set<Promise<void>>();
 
   readonly #deployment: string | undefined;
+  readonly #earlier: readonly string[];
 
-  constructor(factories: ReadonlyMap<string, ProviderFactory>, secrets: SecretResolver, policy: () => Policy, deployment?: string) {
+  /** `earlierDeployments`: this deployment's names before a master key rotation (its roles are still its own). */
+  constructor(factories: ReadonlyMap<string, ProviderFactory>, secrets: SecretResolver, policy: () => Policy, deployment?: string, earlierDeployments: readonly string[] = []) {
     this.#factories = factories;
     this.#secrets = secrets;
     this.#policy = policy;
     this.#deployment = deployment;
+    this.#earlier = earlierDeployments;
   }
 
   get(resource: string): Provider | undefined {
@@ -52,7 +55,7 @@ export class ProviderPool implements ProviderLookup {
     if (existing) this.#retire(resource, existing.provider);
     const factory = this.#factories.get(def.kind);
     if (!factory) return undefined;
-    const provider = factory.create({ name: def.name, kind: def.kind, connection: def.connection }, this.#secrets, { deployment: this.#deployment });
+    const provider = factory.create({ name: def.name, kind: def.kind, connection: def.connection }, this.#secrets, { deployment: this.#deployment, earlierDeployments: this.#earlier });
     this.#live.set(resource, { key, provider });
     return provider;
   }

@@ -118,6 +118,18 @@ describe('postgres provider against a scram-sha-256 target', () => {
       expect(listedMine).toContain(a);
       expect(listedMine).toContain(unmarked);
       expect(listedMine).not.toContain(b);
+      // After a master key rotation the deployment's name changes; its roles marked with the old
+      // name are still its own (review 2026-12-02: they were never swept again).
+      const rotated = createPostgresProvider(connectionFor(target).connection, resolveSecret, { deployment: 'hallpass mA2', earlierDeployments: ['hallpass mA'] });
+      const forgetful = createPostgresProvider(connectionFor(target).connection, resolveSecret, { deployment: 'hallpass mA2' });
+      try {
+        expect(await rotated.listManagedPrincipals()).toEqual(expect.arrayContaining([a, unmarked]));
+        expect(await rotated.listManagedPrincipals()).not.toContain(b);
+        expect(await forgetful.listManagedPrincipals()).not.toContain(a);
+      } finally {
+        await rotated.close();
+        await forgetful.close();
+      }
       expect(await theirs.listManagedPrincipals()).not.toContain(a);
       // Re-provisioning (a retried activation) keeps the mark.
       await mine.provision({ principal: a, secret: newSecret(), privileges: {}, validUntil: inAnHour() });

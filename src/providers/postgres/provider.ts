@@ -36,7 +36,11 @@ export interface PostgresProvider extends Provider {
  * role `hp_...` with a password and VALID UNTIL, removed (sessions terminated first) on revoke.
  * The admin password comes from `secrets` (env var or file), read per new connection.
  */
-export function createPostgresProvider(connection: unknown, secrets: SecretResolver, opts: { poolSize?: number; deployment?: string | undefined } = {}): PostgresProvider {
+export function createPostgresProvider(
+  connection: unknown,
+  secrets: SecretResolver,
+  opts: { poolSize?: number; deployment?: string | undefined; earlierDeployments?: readonly string[] | undefined } = {},
+): PostgresProvider {
   const marker = opts.deployment;
   const conn = parseConnection(connection);
   const orphan = conn.orphanOwner ?? DEFAULT_ORPHAN_OWNER;
@@ -146,7 +150,7 @@ export function createPostgresProvider(connection: unknown, secrets: SecretResol
     },
 
     async listManagedPrincipals() {
-      return guarded('listManagedPrincipals', [], async () => (await exec<{ rolname: string }>(conns.pool, sql.listManaged(marker))).rows.map((r) => r.rolname));
+      return guarded('listManagedPrincipals', [], async () => (await exec<{ rolname: string }>(conns.pool, sql.listManaged(marker, opts.earlierDeployments))).rows.map((r) => r.rolname));
     },
 
     async check() {
@@ -199,5 +203,5 @@ export const postgresProviderFactory: ProviderFactory = {
   connectionSchema,
   privilegesSchema,
   guardrails: Object.keys(GUARDRAILS),
-  create: (resource, secrets, opts) => createPostgresProvider(resource.connection, secrets, { deployment: opts?.deployment }),
+  create: (resource, secrets, opts) => createPostgresProvider(resource.connection, secrets, { deployment: opts?.deployment, earlierDeployments: opts?.earlierDeployments }),
 };

@@ -120,12 +120,14 @@ export const managedLikePattern = (prefix: string = MANAGED_PREFIX): string => `
  * roles on a shared cluster are not ours (a review saw one deployment's reconciler drop roles it
  * did not make, 2026-12-02).
  */
-export const listManaged = (marker?: string): Statement => marker === undefined
+export const listManaged = (marker?: string, earlier: readonly string[] = []): Statement => marker === undefined
   ? { text: `SELECT rolname FROM pg_catalog.pg_roles WHERE rolname LIKE $1 ESCAPE '\\' ORDER BY rolname`, values: [managedLikePattern()] }
   : {
+    // `earlier`: the names this deployment had before (its name follows the master key, so a
+    // rotation renames it; a review saw the roles made before one never swept again).
     text: `SELECT rolname FROM pg_catalog.pg_roles WHERE rolname LIKE $1 ESCAPE '\\'
-             AND coalesce(pg_catalog.shobj_description(oid, 'pg_authid'), $2) = $2 ORDER BY rolname`,
-    values: [managedLikePattern(), marker],
+             AND coalesce(pg_catalog.shobj_description(oid, 'pg_authid'), $2) = ANY($3::text[]) ORDER BY rolname`,
+    values: [managedLikePattern(), marker, [marker, ...earlier]],
   };
 /** Marks a role as made by this deployment (listManaged). */
 export const commentOnRole = (role: string, marker: string): string => `COMMENT ON ROLE ${quoteIdent(role)} IS ${quoteLiteral(marker)}`;
