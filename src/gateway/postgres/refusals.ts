@@ -128,25 +128,12 @@ export class RefusalAudit {
       }, this.#windowMs);
       this.#timer.unref();
     }
-    const key = addressKey(address);
-    let t = this.#byAddress.get(key);
-    if (t === undefined) {
-      if (this.#byAddress.size >= TRACKED_ADDRESSES) return undefined;
-      t = { individual: 0, suppressed: 0, codes: new Map() };
-      this.#byAddress.set(key, t);
-    }
-    return t;
+    return tallyIn(this.#byAddress, addressKey(address));
   }
 
   /** The grant's tally in the current window (#tally has started it); undefined past the memory bound. */
   #grantTally(grantId: string): Tally | undefined {
-    let t = this.#byGrant.get(grantId);
-    if (t === undefined) {
-      if (this.#byGrant.size >= TRACKED_ADDRESSES) return undefined;
-      t = { individual: 0, suppressed: 0, codes: new Map() };
-      this.#byGrant.set(grantId, t);
-    }
-    return t;
+    return tallyIn(this.#byGrant, grantId);
   }
 
   #endWindow(): void {
@@ -180,6 +167,17 @@ export class RefusalAudit {
     this.#byGrant = new Map();
     this.#untracked = 0;
   }
+}
+
+/** `key`'s tally in `table`, made if need be; undefined once the table holds TRACKED_ADDRESSES. */
+function tallyIn(table: Map<string, Tally>, key: string): Tally | undefined {
+  let t = table.get(key);
+  if (t === undefined) {
+    if (table.size >= TRACKED_ADDRESSES) return undefined;
+    t = { individual: 0, suppressed: 0, codes: new Map() };
+    table.set(key, t);
+  }
+  return t;
 }
 
 /**
