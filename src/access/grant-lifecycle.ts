@@ -39,9 +39,15 @@ export async function activateGrant(deps: AccessDeps, grantId: string): Promise<
   let prepared: GrantRow | undefined = current.status === 'activating' && current.expires_at !== null ? current : undefined;
   if (current.status === 'scheduled' || (current.status === 'activating' && current.expires_at === null)) {
     // Record the window (the intent) before the target is touched.
+    // A scheduled grant's window is its requested start plus its duration: one activated late (the
+    // server was down at its start) ends when that window does, not a full duration later (review
+    // 2026-12-02: three hours late, it ran five minutes past the window approved).
+    const requested = current.status === 'scheduled'
+      ? (await deps.store.db.selectFrom('requests').select('start_at').where('id', '=', current.request_id).executeTakeFirst())?.start_at ?? null
+      : null;
     prepared = await inTx(deps, async (tx, audit) => {
       const startsAt = now;
-      const expiresAt = now + current.duration_s * 1000;
+      const expiresAt = (requested !== null && requested < now ? requested : now) + current.duration_s * 1000;
       const row = await transitionGrant(tx, current.id, ['scheduled', 'activating'], {
         status: 'activating', starts_at: startsAt, expires_at: expiresAt, updated_at: now,
       }, owner);

@@ -3,6 +3,7 @@ import { isHolder, type Principal } from '../domain/principal.js';
 import { ProviderError } from '../providers/provider.js';
 import { getGrant, tryLeaseGrant, type GrantRow } from '../store/grants.js';
 import type { RequestRow } from '../store/requests.js';
+import { samePerson } from './person.js';
 import { inTx, type AccessDeps } from './context.js';
 import { beginEnd, revokeLeased } from './grant-lifecycle.js';
 
@@ -232,6 +233,17 @@ function maxWindowSeconds(deps: AccessDeps, request: RequestRow): number {
 export async function closeReview(deps: AccessDeps, admin: Principal, reviewId: string, note: string): Promise<void> {
   if (!admin.isAdmin) throw new AppError('forbidden', 'only an admin can close a review');
   const nowMs = deps.clock.now().getTime();
+  // Whoever used the break-glass access does not close its review, as nobody approves their own
+  // request (review 2026-12-02: an admin in the break-glass group closed their own). The refusal
+  // is on the record.
+  const of = await deps.store.db.selectFrom('reviews').innerJoin('requests', 'requests.id', 'reviews.request_id')
+    .select(['requests.requester_id', 'reviews.request_id']).where('reviews.id', '=', reviewId).executeTakeFirst();
+  if (of !== undefined && await samePerson(deps.store.db, of.requester_id, admin)) {
+    await inTx(deps, async (_tx, audit) => {
+      audit({ type: 'review.close_refused', actor: admin.name, requestId: of.request_id, at: nowMs, data: { reviewId, code: 'own_access' } });
+    });
+    throw new AppError('forbidden', 'you cannot close the review of your own break-glass access: another admin must');
+  }
   await inTx(deps, async (tx, audit) => {
     const r = await tx.updateTable('reviews').set({ status: 'closed', closed_at: nowMs, closed_by: admin.id, note })
       .where('id', '=', reviewId).where('status', '=', 'open').returningAll().executeTakeFirst();

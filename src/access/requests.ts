@@ -1,18 +1,18 @@
 import { AppError, badRequest, conflict, notFound } from '../domain/errors.js';
-import { canonicalEmail } from '../domain/email.js';
 import { newGrantId, newPrincipalName, newRequestId, newReviewId, newSecret } from '../domain/ids.js';
 import { isHolder, workloadJob, type Principal } from '../domain/principal.js';
 import { requestTransition, type RequestEvent } from '../domain/request.js';
 import { canApprove } from '../policy/approve.js';
-import { evaluate } from '../policy/evaluator.js';
+import { evaluate, mayStillAsk } from '../policy/evaluator.js';
 import type { Decision, MfaRequirement } from '../policy/types.js';
 import type { Executor, Tx } from '../store/db.js';
 import { getGrant, insertGrant, listGrants, type GrantRow } from '../store/grants.js';
-import { getUserById } from '../store/users.js';
+import { getUserById, toPrincipal } from '../store/users.js';
 import {
   getRequest, insertRequest, listApprovals, listRequests, recordApprovalOnce, transitionRequest, type RequestRow,
 } from '../store/requests.js';
 import { inTx, type AccessDeps, type AuditEvent } from './context.js';
+import { samePerson } from './person.js';
 import { activateGrant } from './grant-lifecycle.js';
 import { applyExtension } from './grants.js';
 
@@ -200,6 +200,9 @@ async function approveInto(
   }
   const grantId = newGrantId();
   const scheduled = request.start_at !== null && request.start_at > nowMs;
+  // Approved after its requested start: the window approved was start..start + duration, and it
+  // ends then (review 2026-12-02: it ran the full duration from the approval, past that window).
+  const windowEnd = (request.start_at !== null && !scheduled ? request.start_at : nowMs) + durationSeconds * 1000;
   const grant: GrantRow = {
     id: grantId,
     request_id: request.id,
@@ -213,7 +216,7 @@ async function approveInto(
     secret_enc: deps.sealer.seal(newSecret(), grantId),
     duration_s: durationSeconds,
     starts_at: scheduled ? null : nowMs,
-    expires_at: scheduled ? null : nowMs + durationSeconds * 1000,
+    expires_at: scheduled ? null : windowEnd,
     end_reason: null,
     ended_at: null,
     revoke_attempts: 0,
@@ -267,22 +270,6 @@ function checkPendingEvent(request: RequestRow, event: RequestEvent, nowMs: numb
 }
 
 /**
- * Who a principal is as a person: one person may hold two accounts (a local user, and an SSO
- * account named by the same email), so self-approval and "N distinct approvers" compare emails
- * (case-insensitively) as well as ids.
- */
-function personKey(u: { readonly id: string; readonly email?: string | null | undefined }): string {
-  const email = u.email ? canonicalEmail(u.email) : '';
-  return email ? `email:${email}` : `id:${u.id}`;
-}
-
-async function samePerson(ex: Executor, userId: string, actor: Principal): Promise<boolean> {
-  if (userId === actor.id) return true;
-  const other = await getUserById(ex, userId);
-  return other !== undefined && personKey({ id: other.id, email: other.email }) === personKey(actor);
-}
-
-/**
  * An approver votes. Never the requester; only members of the rule's approver groups; each
  * approver counts once (recordApprovalOnce); an approver may shorten, never lengthen.
  * The threshold-reaching vote approves the request and creates the grant in the same transaction.
@@ -305,6 +292,11 @@ export async function approveRequest(
     // Checked again under the lock: the requester may have been disabled since checkDecider.
     const requester = await lockedUser(deps, tx, locked.requester_id);
     if (!requester || requester.disabled !== 0) throw conflict(`the requester of ${id} is disabled: the request cannot be approved`);
+    // A break-glass request has no approval; any other is approved only while its rule is still
+    // there for the requester (moved out of its groups since asking, they are not granted).
+    if (locked.kind !== 'break_glass' && !mayStillAsk(deps.policy(), { resource: locked.resource, role: locked.role, ruleName: locked.rule ?? '' }, toPrincipal(requester))) {
+      throw conflict(`the requester of ${id} may no longer ask for ${locked.role} on ${locked.resource} under rule ${locked.rule ?? '(none)'}: the request cannot be approved`);
+    }
     for (const v of await listApprovals(tx, id)) {
       if (v.approver_id !== approver.id && await samePerson(tx, v.approver_id, approver)) {
         throw conflict(`you have already approved request ${id} under another account`);
@@ -314,9 +306,21 @@ export async function approveRequest(
       request_id: id, approver_id: approver.id, duration_s: opts.durationSeconds ?? null, comment: opts.comment ?? null, at: nowMs,
     });
     if (!recorded) throw conflict(`you have already approved request ${id}`);
-    const votes = await listApprovals(tx, id);
+    const cast = await listApprovals(tx, id);
+    // Only the votes of people who may still approve count: one removed from the approver groups
+    // (or disabled) since voting no longer does (review 2026-12-02: such a vote made the second
+    // of two). Each is checked against the policy in force now, as the new vote was.
+    const votes: typeof cast = [];
+    for (const v of cast) {
+      const who = v.approver_id === approver.id ? undefined : await getUserById(tx, v.approver_id);
+      const eligible = v.approver_id === approver.id || (who !== undefined && who.disabled === 0 && canApprove(deps.policy(), {
+        requesterId: locked.requester_id, ruleName: locked.rule ?? '', approverGroups: JSON.parse(locked.approver_groups) as string[],
+      }, toPrincipal(who)).ok);
+      if (eligible) votes.push(v);
+    }
     audit({ type: 'request.approval_recorded', actor: approver.name, requestId: id, at: nowMs, data: {
       approvals: votes.length, required: request.approvals_required, durationSeconds: opts.durationSeconds ?? null, comment: opts.comment ?? null,
+      ...(votes.length < cast.length ? { votesNoLongerCounted: cast.filter((v) => !votes.includes(v)).map((v) => v.approver_id) } : {}),
     } });
     if (votes.length < request.approvals_required) return (await getRequest(tx, id))!;
     const duration = Math.min(request.duration_s, ...votes.map((v) => v.duration_s ?? request.duration_s));

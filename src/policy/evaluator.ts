@@ -107,6 +107,17 @@ function extensionTooLong(windowSeconds: number, bySeconds: number, maxSeconds: 
     `more than the ${formatDuration(maxSeconds)} max of rule ${rule}`;
 }
 
+/**
+ * Whether `principal` may still ask for `role` on `resource` under the rule `ruleName` of the
+ * policy in force: the rule is there for them (its who). Approving a request checks it, so that
+ * a requester moved out of the rule's groups since asking is not granted on an old request (review
+ * 2026-12-02). The rule's conditions are not run again: they judged the request when it was made.
+ */
+export function mayStillAsk(policy: Policy, request: { resource: string; role: string; ruleName: string }, principal: Principal): boolean {
+  const rules = compiledPolicy(policy).candidates.get(request.resource)?.get(request.role) ?? NO_RULES;
+  return rules.some((r) => r.def.name === request.ruleName && whoMatches(r, principal));
+}
+
 function whoMatches(rule: CompiledRule, p: Principal): boolean {
   if (p.kind === 'workload') return rule.workloads.has(p.name);
   if (rule.users.has(p.name)) return true;

@@ -4,7 +4,8 @@ import { readFile } from 'node:fs/promises';
 import { inTx, type AccessDeps } from '../access/context.js';
 import { formatPolicyError, loadPolicyFile, type KindSchemas } from '../policy/index.js';
 import type { Policy } from '../policy/types.js';
-import { disableMissingUsers, upsertUser } from '../store/users.js';
+import { disableMissingUsers, getUserByName, upsertUser } from '../store/users.js';
+import { revokeEverything } from '../auth/login-tokens.js';
 import { ConfigError } from '../domain/errors.js';
 
 type Deps = Pick<AccessDeps, 'store' | 'clock' | 'appendAudit'>;
@@ -125,7 +126,12 @@ export class PolicyHolder {
         else if (r.changes.length > 0) userChanges.push({ user: u.name, change: `updated ${r.changes.join(', ')}` });
       }
       for (const name of await disableMissingUsers(tx, 'policy', new Set(next.users.keys()), at)) {
-        userChanges.push({ user: name, change: 'disabled (removed from policy)' });
+        // Revoked, not only refused while the user is disabled: a name added back (perhaps for
+        // someone else) would otherwise bring the old tokens, refresh tokens and web sessions back
+        // to life (review 2026-12-02).
+        const row = await getUserByName(tx, name);
+        const revoked = row === undefined ? { tokens: 0, sessions: 0 } : await revokeEverything(tx, row.id, at);
+        userChanges.push({ user: name, change: `disabled (removed from policy); ${revoked.tokens} tokens and ${revoked.sessions} web sessions revoked` });
         disabled.push(name);
       }
       if (!previous) {

@@ -125,17 +125,20 @@ export async function startTestHallpass(o: StartTestOptions): Promise<TestHallpa
     watchPolicy: false,
     log: () => {},
   }, o.start);
-  const tokens = new Map<string, string>();
+  const tokens = new Map<string, { token: string; id: string }>();
   return {
     h, dataDir, policyPath, adminToken,
     async token(user) {
       const cached = tokens.get(user);
-      if (cached) return cached;
+      // A user removed from the policy has their tokens revoked: one issued since is needed then.
+      if (cached && (await h.deps.store.db.selectFrom('api_tokens').select('revoked_at').where('id', '=', cached.id).executeTakeFirst())?.revoked_at === null) {
+        return cached.token;
+      }
       const row = await getUserByName(h.deps.store.db, user);
       if (!row) throw new Error(`no user ${user}`);
-      const t = (await issueToken(h.deps.store.db, { userId: row.id, name: 'login', now: Date.now() })).token;
-      tokens.set(user, t);
-      return t;
+      const t = await issueToken(h.deps.store.db, { userId: row.id, name: 'login', now: Date.now() });
+      tokens.set(user, { token: t.token, id: t.id });
+      return t.token;
     },
     async principal(user) {
       const row = await getUserByName(h.deps.store.db, user);
