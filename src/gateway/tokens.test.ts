@@ -12,7 +12,7 @@ describe('gateway tokens', () => {
     expect(t.expiresAt.getTime() - now.getTime()).toBe(GATEWAY_TOKEN_TTL_MS);
     const v = verifyGatewayToken(key, t.token, new Date(now.getTime() + 1000));
     expect(v).toEqual({ ok: true, grantId: 'grt_abc', nonce: t.nonce, expiresAt: t.expiresAt, reusable: false });
-    expect(verifyGatewayToken(key, t.token, t.expiresAt)).toEqual({ ok: false, code: 'expired' });
+    expect(verifyGatewayToken(key, t.token, t.expiresAt)).toEqual({ ok: false, code: 'expired', grantId: 'grt_abc' });
   });
 
   it('marks reusable tokens (for pools and pgbench) so a prefix change breaks the MAC', () => {

@@ -42,7 +42,9 @@ export function mintGatewayToken(
 
 export type VerifiedToken =
   | { readonly ok: true; readonly grantId: string; readonly nonce: string; readonly expiresAt: Date; readonly reusable: boolean }
-  | { readonly ok: false; readonly code: 'malformed' | 'bad_mac' | 'expired' };
+  | { readonly ok: false; readonly code: 'malformed' | 'bad_mac' }
+  /** Authentic (the MAC holds), so the grant it names is known; past its lifetime. */
+  | { readonly ok: false; readonly code: 'expired'; readonly grantId: string };
 
 /** Checks shape, MAC (constant time) and expiry. Does not check single use. */
 export function verifyGatewayToken(key: Uint8Array, token: string, now: Date): VerifiedToken {
@@ -54,7 +56,7 @@ export function verifyGatewayToken(key: Uint8Array, token: string, now: Date): V
   const expected = Buffer.from(sign(key, reusable, grantId, exp, nonce), 'utf8');
   const given = Buffer.from(mac, 'utf8');
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, code: 'bad_mac' };
-  if (now.getTime() >= exp) return { ok: false, code: 'expired' };
+  if (now.getTime() >= exp) return { ok: false, code: 'expired', grantId };
   return { ok: true, grantId, nonce, expiresAt: new Date(exp), reusable };
 }
 

@@ -18,8 +18,10 @@ export function gatewayAuthority(deps: AccessDeps, tokenKey: Buffer): GatewayAut
       const now = deps.clock.now();
       const v = verifyGatewayToken(tokenKey, input.token, now);
       if (!v.ok) {
+        // An expired token is authentic: its refusal names the grant, as a leaked token tried late
+        // is evidence too (third review: a tokenless flood could hide it among the anonymous ones).
         return v.code === 'expired'
-          ? { ok: false, code: 'expired', message: 'gateway token expired: mint a new one (hallpass connect / hallpass creds --via-gateway)' }
+          ? { ok: false, code: 'expired', message: 'gateway token expired: mint a new one (hallpass connect / hallpass creds --via-gateway)', grantId: v.grantId }
           : { ok: false, code: 'bad_token', message: 'invalid gateway token' };
       }
       const grant = await getGrant(deps.store.db, v.grantId);

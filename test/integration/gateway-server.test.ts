@@ -259,11 +259,13 @@ ${targetConnectionYaml(target)}    roles:
       const seq = await headSeq();
       const { error, local } = await pgAttempt('alice', token);
       expect(error?.message).toMatch(/^hallpass: gateway token expired: mint a new one/);
-      expectRefusal(await refusedAfter(seq), { code: 'expired', actor: 'alice', resource: 'app-db', clientAddress: local });
+      // The token is authentic: its refusal names the grant (third review, 2026-12-02: it did not,
+      // so a tokenless flood could hide a leaked token tried late among the anonymous refusals).
+      expectRefusal(await refusedAfter(seq), { code: 'expired', actor: 'alice', resource: 'app-db', clientAddress: local, grantId: g.id });
       // psql says the same
       const seq2 = await headSeq();
       expect(await psqlAttempt('alice', token)).toMatch(/FATAL:\s+hallpass: gateway token expired/);
-      expectRefusal(await refusedAfter(seq2), { code: 'expired', actor: 'alice', resource: 'app-db' });
+      expectRefusal(await refusedAfter(seq2), { code: 'expired', actor: 'alice', resource: 'app-db', grantId: g.id });
     });
 
     it('a token for a revoked grant (psql): revoked', async () => {
@@ -289,7 +291,7 @@ ${targetConnectionYaml(target)}    roles:
       const seq2 = await headSeq();
       const second = await pgAttempt('dave', fromApi);
       expect(second.error?.message).toMatch(/^hallpass: gateway token expired/);
-      expectRefusal(await refusedAfter(seq2), { code: 'expired', actor: 'dave', resource: 'app-db', clientAddress: second.local });
+      expectRefusal(await refusedAfter(seq2), { code: 'expired', actor: 'dave', resource: 'app-db', clientAddress: second.local, grantId: g.id });
     });
 
     it('a token used with the database name of another resource: wrong_resource (and the token is not spent)', async () => {

@@ -42,7 +42,7 @@ const ESCAPE_FUNCTIONS = new Set([
  * Functions that change data or signal other sessions, though called from a SELECT: sequences,
  * large objects, NOTIFY. (In a read-only transaction PostgreSQL itself refuses the first two.)
  */
-const WRITE_FUNCTIONS = new Set(['nextval', 'setval', 'lo_create', 'lo_creat', 'lo_import', 'lo_unlink', 'lo_put', 'lo_from_bytea', 'lo_truncate', 'lo_truncate64', 'lowrite', 'pg_notify']);
+const WRITE_FUNCTIONS = new Set(['nextval', 'setval', 'lo_create', 'lo_creat', 'lo_import', 'lo_unlink', 'lo_put', 'lo_from_bytea', 'lo_truncate', 'lo_truncate64', 'lowrite', 'pg_notify', 'pg_logical_emit_message']);
 /**
  * Functions that run SQL given to them as text, which no parse of the calling statement sees:
  * like dynamic SQL in a DO block, they hit every guardrail (core: ts_stat, ts_rewrite, the
@@ -420,6 +420,16 @@ function ownerChange(role: Json | undefined, f: Findings): void {
   hit(f, 'escape', 'handing an object to another role could escape the granted role');
 }
 
+/** Whether `expr` is absent, or the column `column` itself, cast any number of times. */
+function castOfColumn(expr: Json | undefined, column: string): boolean {
+  if (expr === undefined) return true;
+  const cast = field(expr, 'TypeCast');
+  if (cast !== undefined) return castOfColumn(cast.arg ?? null, column);
+  const fields = field(expr, 'ColumnRef')?.fields;
+  const last = Array.isArray(fields) ? fields[fields.length - 1] : undefined;
+  return field(last ?? null, 'String')?.sval === column;
+}
+
 /** Whether `v` (a parse tree) holds an option (DefElem) named `name`, at any depth. */
 function hasOption(v: Json | undefined, name: string): boolean {
   if (v === null || v === undefined || typeof v !== 'object') return false;
@@ -535,6 +545,14 @@ function inspect(type: string, n: Record<string, Json>, f: Findings, depth: numb
       break;
     case 'AlterTableCmd':
       if (n.subtype === 'AT_ChangeOwner') ownerChange(n.newowner, f);
+      // ALTER COLUMN … TYPE … USING rewrites every row with the expression: an UPDATE without a
+      // WHERE clause by another name (third review).
+      // USING the column itself, cast (`USING x::int`, what migrations write) converts it and is
+      // allowed.
+      if (n.subtype === 'AT_AlterColumnType' && !castOfColumn(field(n.def ?? null, 'ColumnDef')?.raw_default, String(n.name ?? ''))) {
+        hit(f, 'write', 'ALTER COLUMN … TYPE … USING rewrites every row');
+        hit(f, 'write_without_where', 'ALTER COLUMN … TYPE … USING rewrites every row');
+      }
       // An identity column's RESTART is setval on its sequence (second review).
       if ((n.subtype === 'AT_SetIdentity' || n.subtype === 'AT_AddIdentity') && hasOption(n.def, 'restart')) hit(f, 'write', 'RESTART of an identity column changes its sequence');
       break;
@@ -608,11 +626,26 @@ function variableSet(n: Record<string, Json>, f: Findings): void {
   }
   // RESET of default_transaction_read_only goes back to the `on` the gateway set at login; that of
   // transaction_read_only is refused by PostgreSQL 17 but was not always (review 2026-12-02).
-  if (READ_ONLY_SETTINGS.has(name) && (!resetting || name === 'transaction_read_only')) hit(f, 'read_only', `changing ${name} is not allowed for a read-only role`);
+  if (READ_ONLY_SETTINGS.has(name) && !turnsReadOnlyOn(name, n)) hit(f, 'read_only', `changing ${name} is not allowed for a read-only role`);
   if (CUT_OFF_SETTINGS.has(name) && !resetting) hit(f, 'escape', `changing ${name} could keep a statement running after the session is cut`);
   if ((name === 'transaction' || name === 'session characteristics') && readWriteOption(n.args)) {
     hit(f, 'read_only', 'READ WRITE is not allowed for a read-only role');
   }
+}
+
+/**
+ * A SET or RESET of a read-only setting that can only leave it on: SET to on (psycopg's read-only
+ * sessions send it; the third review found it denied), RESET or SET … TO DEFAULT of
+ * default_transaction_read_only (back to the `on` the gateway set at login). Not RESET of
+ * transaction_read_only, which PostgreSQL 17 refuses and older releases may not have.
+ */
+function turnsReadOnlyOn(name: string, n: Record<string, Json>): boolean {
+  if (n.kind === 'VAR_SET_VALUE') {
+    const value = constantText(n.args);
+    return value !== undefined && ON.has(value.trim().toLowerCase());
+  }
+  const back = n.kind === 'VAR_RESET' || n.kind === 'VAR_RESET_ALL' || n.kind === 'VAR_SET_DEFAULT';
+  return back && name === 'default_transaction_read_only';
 }
 
 /** true when a transaction option list asks for READ WRITE (transaction_read_only = false). */
@@ -635,6 +668,9 @@ function functionNamed(fname: string, schema: string | undefined, f: Findings): 
   if (WRITE_FUNCTIONS.has(fname)) {
     hit(f, 'write', `${fname}() writes`);
     if (fname === 'pg_notify') hit(f, 'read_only', 'pg_notify() signals other sessions, which a read-only role may not');
+    // PostgreSQL allows it in a read-only transaction, and change-data-capture consumers read
+    // what it writes to the WAL as events (third review, 2026-12-02).
+    if (fname === 'pg_logical_emit_message') hit(f, 'read_only', 'pg_logical_emit_message() writes to the WAL, which a read-only role may not');
   }
   // pg_cron's names are common words: only cron's own (or unqualified, which may resolve to it).
   const cron = CRON_FUNCTIONS.has(fname) && (schema === undefined || schema === 'cron');

@@ -128,6 +128,44 @@ describe('gateway: a session never reads SQL differently from the guardrails', (
     expect(await shown(on('enc_ascii', []))).toBe('SQL_ASCII');
   });
 
+  it('tells statement names apart byte for byte in a SQL_ASCII session, so each execution is audited with its own text (third review)', async () => {
+    await admin.query("create database names_ascii encoding 'SQL_ASCII' lc_collate 'C' lc_ctype 'C' template template0");
+    const { default: pgClient } = await import('pg');
+    const db = new pgClient.Client({ connectionString: fx.target.adminUrl('names_ascii') });
+    await db.connect();
+    try {
+      await db.query(`create table items (id int primary key, name text); insert into items values (1, 'one'), (2, 'two'); grant all on items to ${fx.roles.rw.user}`);
+      const g = fx.grant({ role: 'write', guardrails: ['ddl'], upstream: { database: 'names_ascii' } });
+      const s = await rawLogin(fx.port, fx.authority.token(g));
+      const msg = (t: string, body: Buffer): Buffer => {
+        const h = Buffer.alloc(5);
+        h.write(t, 0, 'latin1');
+        h.writeInt32BE(body.length + 4, 1);
+        return Buffer.concat([h, body]);
+      };
+      const z = Buffer.from([0]);
+      const parse = (name: number, sql: string) => msg('P', Buffer.concat([Buffer.from([name]), z, Buffer.from(sql), z, Buffer.from([0, 0])]));
+      let got = '';
+      s.on('data', (d: Buffer) => (got += d.toString('latin1')));
+      s.write(ser.query("set client_encoding = 'SQL_ASCII'"));
+      await until(() => got.includes('Z\0\0\0\x05'));
+      got = '';
+      // Two names that are two different bytes, each invalid UTF-8 (both decoded to U+FFFD).
+      s.write(Buffer.concat([
+        parse(0x81, "update items set name = 'evil' where id = 1"), parse(0x80, "update items set name = 'harmless' where id = 2"),
+        msg('B', Buffer.concat([z, Buffer.from([0x81]), z, Buffer.from([0, 0, 0, 0, 0, 0])])), msg('E', Buffer.concat([z, Buffer.from([0, 0, 0, 0])])), msg('S', Buffer.alloc(0)),
+      ]));
+      await until(() => got.includes('Z\0\0\0\x05'));
+      s.end(ser.terminate());
+      expect((await db.query('select id, name from items order by id')).rows).toEqual([{ id: 1, name: 'evil' }, { id: 2, name: 'two' }]);
+      await expect.poll(() => fx.sink.ofType('gateway.execute').filter((e) => e.grantId === g).length).toBe(1);
+      // It was audited with the other statement's text ('harmless', id = 2).
+      expect(fx.sink.ofType('gateway.execute').find((e) => e.grantId === g)?.data.sql).toBe("update items set name = 'evil' where id = 1");
+    } finally {
+      await db.end();
+    }
+  });
+
   it('refuses a session the target starts with standard_conforming_strings off (a role default)', async () => {
     const principal = fx.roles.rw.user;
     await admin.query(`alter role ${principal} set standard_conforming_strings = off`);

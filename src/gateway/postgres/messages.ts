@@ -97,6 +97,15 @@ export class Reader {
     this.offset += 4;
     return v;
   }
+  /** A statement or portal name (see nameOf). */
+  name(): string {
+    const end = this.buf.indexOf(0, this.offset);
+    if (end < 0) throw new ProtocolError('unterminated string in message');
+    const s = nameOf(this.buf, this.offset, end);
+    this.offset = end + 1;
+    return s;
+  }
+
   cstring(): string {
     if (this.buf[this.offset] === 0) {
       this.offset++; // the unnamed statement/portal: no search, no allocation
@@ -200,7 +209,20 @@ export function readParameterStatus(frame: Buffer): { name: string; value: strin
 /** Parse ('P'): statement name, SQL text, declared parameter type count. */
 export function readParse(frame: Buffer): { name: string; sql: string } {
   const r = new Reader(frame, 5);
-  return { name: r.cstring(), sql: r.cstring() };
+  return { name: r.name(), sql: r.cstring() };
+}
+
+/**
+ * A statement or portal name from bytes `start`..`end` of `buf`, as the target tells names apart:
+ * byte for byte. Valid UTF-8 is read as such; other bytes (a SQL_ASCII session may send any) are
+ * read one character per byte behind a NUL, which no name read as UTF-8 holds. As UTF-8 every
+ * invalid byte became U+FFFD, so `\x81` and `\x80` were one name here and two on the target, and
+ * the audit credited one's execution with the other's text (third review, 2026-12-02).
+ */
+export function nameOf(buf: Buffer, start: number, end: number): string {
+  if (start === end) return '';
+  const s = buf.toString('utf8', start, end);
+  return !s.includes('\uFFFD') || isUtf8(buf.subarray(start, end)) ? s : `\0${buf.toString('latin1', start, end)}`;
 }
 
 /** A parameter or argument value for the audit: text format as text, binary as `\\x…` hex. */
@@ -209,8 +231,8 @@ const valueText = (value: Buffer, format: number | undefined): string => (format
 /** Bind ('B'): portal and statement names; parameter values only when asked (auditing them is opt-in). */
 export function readBind(frame: Buffer, withParams: boolean): { portal: string; statement: string; params?: (string | null)[] } {
   const r = new Reader(frame, 5);
-  const portal = r.cstring();
-  const statement = r.cstring();
+  const portal = r.name();
+  const statement = r.name();
   if (!withParams) return { portal, statement };
   return { portal, statement, params: readValues(r, true).values };
 }
@@ -247,7 +269,7 @@ export function readFunctionCall(frame: Buffer, withArgs: boolean): { oid: numbe
 
 /** Execute ('E'): portal name. */
 export function readExecute(frame: Buffer): string {
-  return new Reader(frame, 5).cstring();
+  return new Reader(frame, 5).name();
 }
 
 /** CommandComplete ('C'): the command tag, e.g. "SELECT 5", "INSERT 0 1". */

@@ -10,6 +10,7 @@ import {
   readFunctionCall,
   readParameterStatus,
   lexicalSql,
+  nameOf,
   readParse,
   readQuery,
   rowsFromTag,
@@ -452,13 +453,13 @@ export class StatementTracker {
         return frame;
       case FrontendCode.Close:
         if (frame[5] === 0x53 /* 'S' */) {
-          const name = frame.toString('utf8', 6, frame.length - 1);
+          const name = nameOf(frame, 6, frame.length - 1);
           const prev = this.#statements.get(name);
           this.#statements.delete(name);
           this.#copyStatements.delete(name);
           this.#push({ kind: Kind.Close, start: 0, name, prev });
         } else {
-          this.#copyPortals.delete(frame.toString('utf8', 6, frame.length - 1));
+          this.#copyPortals.delete(nameOf(frame, 6, frame.length - 1));
           this.#push({ kind: Kind.Close, start: 0 });
         }
         return frame;
