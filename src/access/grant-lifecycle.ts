@@ -46,8 +46,9 @@ export async function activateGrant(deps: AccessDeps, grantId: string): Promise<
       ? (await deps.store.db.selectFrom('requests').select('start_at').where('id', '=', current.request_id).executeTakeFirst())?.start_at ?? null
       : null;
     prepared = await inTx(deps, async (tx, audit) => {
-      const startsAt = now;
       const expiresAt = (requested !== null && requested < now ? requested : now) + current.duration_s * 1000;
+      // A window that passed whole (ended below) never starts after its end.
+      const startsAt = Math.min(now, expiresAt);
       const row = await transitionGrant(tx, current.id, ['scheduled', 'activating'], {
         status: 'activating', starts_at: startsAt, expires_at: expiresAt, updated_at: now,
       }, owner);

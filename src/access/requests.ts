@@ -294,8 +294,13 @@ export async function approveRequest(
     if (!requester || requester.disabled !== 0) throw conflict(`the requester of ${id} is disabled: the request cannot be approved`);
     // A break-glass request has no approval; any other is approved only while its rule is still
     // there for the requester (moved out of its groups since asking, they are not granted).
-    if (locked.kind !== 'break_glass' && !mayStillAsk(deps.policy(), { resource: locked.resource, role: locked.role, ruleName: locked.rule ?? '' }, toPrincipal(requester))) {
-      throw conflict(`the requester of ${id} may no longer ask for ${locked.role} on ${locked.resource} under rule ${locked.rule ?? '(none)'}: the request cannot be approved`);
+    if (locked.kind !== 'break_glass' && !mayStillAsk(deps.policy(), { resource: locked.resource, role: locked.role }, toPrincipal(requester))) {
+      throw conflict(`the requester of ${id} may no longer ask for ${locked.role} on ${locked.resource}: the request cannot be approved`);
+    }
+    // A window that has passed whole cannot be granted (fourth review: "approved" for a grant that
+    // ended before it started).
+    if (locked.start_at !== null && locked.start_at + locked.duration_s * 1000 <= nowMs) {
+      throw conflict(`the window request ${id} asked for (from ${new Date(locked.start_at).toISOString()}, ${locked.duration_s} s) has passed: ask again`);
     }
     for (const v of await listApprovals(tx, id)) {
       if (v.approver_id !== approver.id && await samePerson(tx, v.approver_id, approver)) {

@@ -108,14 +108,15 @@ function extensionTooLong(windowSeconds: number, bySeconds: number, maxSeconds: 
 }
 
 /**
- * Whether `principal` may still ask for `role` on `resource` under the rule `ruleName` of the
- * policy in force: the rule is there for them (its who). Approving a request checks it, so that
- * a requester moved out of the rule's groups since asking is not granted on an old request (review
- * 2026-12-02). The rule's conditions are not run again: they judged the request when it was made.
+ * Whether `principal` may still ask for `role` on `resource` in the policy in force: some rule for
+ * them (its who) offers it. Approving a request checks it, so that a requester moved out of the
+ * rule's groups since asking is not granted on an old request (review 2026-12-02). Any such rule
+ * will do (a rule renamed meanwhile made the request impossible to approve); the rules' conditions
+ * are not run again: they judged the request when it was made.
  */
-export function mayStillAsk(policy: Policy, request: { resource: string; role: string; ruleName: string }, principal: Principal): boolean {
+export function mayStillAsk(policy: Policy, request: { resource: string; role: string }, principal: Principal): boolean {
   const rules = compiledPolicy(policy).candidates.get(request.resource)?.get(request.role) ?? NO_RULES;
-  return rules.some((r) => r.def.name === request.ruleName && whoMatches(r, principal));
+  return rules.some((r) => whoMatches(r, principal));
 }
 
 function whoMatches(rule: CompiledRule, p: Principal): boolean {

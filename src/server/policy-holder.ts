@@ -131,7 +131,12 @@ export class PolicyHolder {
         // to life (review 2026-12-02).
         const row = await getUserByName(tx, name);
         const revoked = row === undefined ? { tokens: 0, sessions: 0 } : await revokeEverything(tx, row.id, at);
-        userChanges.push({ user: name, change: `disabled (removed from policy); ${revoked.tokens} tokens and ${revoked.sessions} web sessions revoked` });
+        // So is the second factor: the name's next holder enrols their own (fourth review).
+        if (row !== undefined) {
+          await tx.deleteFrom('mfa_recovery_codes').where('user_id', '=', row.id).execute();
+          await tx.deleteFrom('mfa_totp').where('user_id', '=', row.id).execute();
+        }
+        userChanges.push({ user: name, change: `disabled (removed from policy); ${revoked.tokens} tokens and ${revoked.sessions} web sessions revoked, MFA enrolment removed` });
         disabled.push(name);
       }
       if (!previous) {

@@ -77,6 +77,16 @@ describe('approval and the window approved', () => {
     expect(new Date(a.body.grant.expiresAt).getTime()).toBe(start + 30 * 60_000);
   });
 
+  it('a request whose whole window has passed is not approved (it was, for a grant that ended before it started)', async () => {
+    const start = clock.now().getTime() + 60_000;
+    const r = await ask('frank', { role: 'write', duration: '5m', startAt: new Date(start).toISOString() });
+    expect(r.body.request.status).toBe('pending');
+    clock.advance(8 * 60_000);
+    const a = await approve('bob', r.body.request.id);
+    expect(a.status).toBe(409);
+    expect(a.body.error.message).toMatch(/has passed: ask again/);
+  });
+
   it('only the votes of people who may still approve count', async () => {
     const r = await ask('gina', { role: 'owner', ticket: 'OPS-1' });
     const id = r.body.request.id as string;
@@ -95,6 +105,17 @@ describe('approval and the window approved', () => {
     }
   });
 
+  it('a request whose rule was renamed since is still approved: some rule for the requester offers the role', async () => {
+    const r = await ask('hank', { role: 'write' });
+    await usePolicy((p) => p.replace('name: engineers-write', 'name: engineers-write-v2'));
+    try {
+      expect((await approve('bob', r.body.request.id)).body.request.status).toBe('approved');
+    } finally {
+      await usePolicy();
+    }
+    await t.api(await t.token('hank'), 'POST', `/api/v1/grants/${(await t.api(t.adminToken, 'GET', `/api/v1/requests/${r.body.request.id}`)).body.grantId}/revoke`, { reason: 'done' });
+  });
+
   it('a requester moved out of the rule\'s groups since asking is not granted', async () => {
     const r = await ask('hank', { role: 'write' });
     await usePolicy((p) => p.replace('{ name: hank, groups: [engineers] }', '{ name: hank, groups: [oncall] }'));
@@ -111,10 +132,14 @@ describe('approval and the window approved', () => {
   it('a user removed from the policy loses their tokens for good: adding the name back brings none back', async () => {
     const token = await t.token('ivan');
     expect((await t.api(token, 'GET', '/api/v1/me')).status).toBe(200);
+    const ivan = (await t.principal('ivan')).id;
+    await t.h.deps.store.db.insertInto('mfa_totp').values({ user_id: ivan, secret_enc: t.h.deps.sealer.seal('JBSWY3DPEHPK3PXP', `totp:${ivan}`), created_at: 0, confirmed_at: 0, last_step: null }).execute();
     await usePolicy((p) => p.replace('  - { name: ivan, groups: [engineers] }\n', ''));
     expect((await t.api(token, 'GET', '/api/v1/me')).status).toBe(401);
     await usePolicy();
     expect((await t.api(token, 'GET', '/api/v1/me')).status).toBe(401);
+    // Nor their second factor: the name's next holder enrols their own (fourth review).
+    expect(await t.h.deps.store.db.selectFrom('mfa_totp').select('user_id').where('user_id', '=', ivan).execute()).toEqual([]);
   });
 
   it('an admin does not close the review of their own break-glass access; another admin does', async () => {

@@ -420,11 +420,22 @@ function ownerChange(role: Json | undefined, f: Findings): void {
   hit(f, 'escape', 'handing an object to another role could escape the granted role');
 }
 
-/** Whether `expr` is absent, or the column `column` itself, cast any number of times. */
-function castOfColumn(expr: Json | undefined, column: string): boolean {
+/**
+ * Whether `expr` is absent, or the column `column` itself cast to a type without a modifier,
+ * possibly by way of text: a type change (`USING n::int`, `USING n::text::uuid`), not a rewrite.
+ * A modifier (`::varchar(1)`) or another type on the way (`::boolean::int`, `::date::timestamptz`)
+ * can lose what every row held (fourth review, 2026-12-02).
+ */
+function castOfColumn(expr: Json | undefined, column: string, outermost = true): boolean {
   if (expr === undefined) return true;
   const cast = field(expr, 'TypeCast');
-  if (cast !== undefined) return castOfColumn(cast.arg ?? null, column);
+  if (cast !== undefined) {
+    const type = field(cast.typeName ?? null, 'TypeName') ?? (cast.typeName as Record<string, Json> | undefined);
+    if (type === undefined || type === null || typeof type !== 'object' || Array.isArray(type) || type.typmods !== undefined) return false;
+    const name = nameParts(type.names).pop()?.toLowerCase() ?? '';
+    if (!outermost && !['text', 'varchar'].includes(name)) return false;
+    return castOfColumn(cast.arg ?? null, column, false);
+  }
   const fields = field(expr, 'ColumnRef')?.fields;
   const last = Array.isArray(fields) ? fields[fields.length - 1] : undefined;
   return field(last ?? null, 'String')?.sval === column;

@@ -99,6 +99,10 @@ export class Reader {
   }
   /** A statement or portal name (see nameOf). */
   name(): string {
+    if (this.buf[this.offset] === 0) {
+      this.offset++; // the unnamed statement/portal, the common case
+      return '';
+    }
     const end = this.buf.indexOf(0, this.offset);
     if (end < 0) throw new ProtocolError('unterminated string in message');
     const s = nameOf(this.buf, this.offset, end);
