@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { createRemoteJWKSet, jwtVerify } from 'jose';
 import * as client from 'openid-client';
 import type { AccessDeps } from '../access/context.js';
 import { inTx } from '../access/context.js';
@@ -90,7 +91,12 @@ export class OidcLogin {
         idTokenExpected: true,
       }, { redirect_uri: this.redirectUri() });
       const idClaims = tokens.claims();
-      if (!idClaims) throw new SsoRefused('the provider sent no ID token');
+      if (!idClaims || tokens.id_token === undefined) throw new SsoRefused('the provider sent no ID token');
+      // openid-client checks the ID token's claims but, over TLS to the token endpoint, not its
+      // signature (OIDC Core 3.1.3.7 allows that): whoever could answer for the token endpoint (a
+      // proxy, allowInsecureHttp) signed anyone in with any signature (review 2026-12-02). The
+      // signature is checked against the issuer's published keys.
+      await this.#verifySignature(config, tokens.id_token);
       // Many providers put email and groups only in the userinfo response (for the same subject).
       const info = config.serverMetadata().userinfo_endpoint
         ? await client.fetchUserInfo(config, tokens.access_token, idClaims.sub)
@@ -129,6 +135,23 @@ export class OidcLogin {
       return row;
     });
     return { user, mode: login.mode, cliRedirect: login.cli_redirect, cliChallenge: login.cli_challenge };
+  }
+
+  #jwks: ReturnType<typeof createRemoteJWKSet> | undefined;
+
+  /** The ID token's signature, by the issuer's keys (its jwks_uri), for this client, asymmetric only. */
+  async #verifySignature(config: client.Configuration, idToken: string): Promise<void> {
+    const meta = config.serverMetadata();
+    if (!meta.jwks_uri) throw new SsoRefused('the provider publishes no signing keys (jwks_uri)');
+    this.#jwks ??= createRemoteJWKSet(new URL(meta.jwks_uri), { cooldownDuration: 30_000, timeoutDuration: 5000 });
+    try {
+      await jwtVerify(idToken, this.#jwks, {
+        issuer: meta.issuer, audience: this.config.clientId, currentDate: this.deps.clock.now(), clockTolerance: 30,
+        algorithms: ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'],
+      });
+    } catch (e) {
+      throw new SsoRefused(`the ID token's signature does not verify with the provider's keys: ${e instanceof Error ? e.message.slice(0, 200) : 'error'}`);
+    }
   }
 
   /** A Configuration per use: its clock follows the injected clock (tests move it). */
