@@ -6,6 +6,8 @@ import { formatPolicyError, loadPolicyFile, type KindSchemas } from '../policy/i
 import type { Policy } from '../policy/types.js';
 import { disableMissingUsers, getUserByName, upsertUser } from '../store/users.js';
 import { revokeEverything } from '../auth/login-tokens.js';
+import { canonicalEmail } from '../domain/email.js';
+import type { Tx } from '../store/db.js';
 import { ConfigError } from '../domain/errors.js';
 
 type Deps = Pick<AccessDeps, 'store' | 'clock' | 'appendAudit'>;
@@ -130,14 +132,21 @@ export class PolicyHolder {
         // someone else) would otherwise bring the old tokens, refresh tokens and web sessions back
         // to life (review 2026-12-02).
         const row = await getUserByName(tx, name);
-        const revoked = row === undefined ? { tokens: 0, sessions: 0 } : await revokeEverything(tx, row.id, at);
-        // So is the second factor: the name's next holder enrols their own (fourth review).
-        if (row !== undefined) {
-          await tx.deleteFrom('mfa_recovery_codes').where('user_id', '=', row.id).execute();
-          await tx.deleteFrom('mfa_totp').where('user_id', '=', row.id).execute();
-        }
+        const revoked = row === undefined ? { tokens: 0, sessions: 0 } : await dropCredentials(tx, row.id, at);
         userChanges.push({ user: name, change: `disabled (removed from policy); ${revoked.tokens} tokens and ${revoked.sessions} web sessions revoked, MFA enrolment removed` });
         disabled.push(name);
+        // The same person's SSO account (the same email, as approvals count people) goes with them:
+        // it stayed enabled, with its tokens and a way to sign in again (review 2026-12-02).
+        if (row?.email) {
+          const person = canonicalEmail(row.email);
+          const sso = await tx.selectFrom('users').select(['id', 'name', 'email']).where('source', '=', 'oidc').where('disabled', '=', 0).execute();
+          for (const u of sso.filter((x) => x.email !== null && canonicalEmail(x.email) === person)) {
+            await tx.updateTable('users').set({ disabled: 1, updated_at: at }).where('id', '=', u.id).execute();
+            const r = await dropCredentials(tx, u.id, at);
+            userChanges.push({ user: u.name, change: `disabled (the SSO account of ${name}, removed from policy); ${r.tokens} tokens and ${r.sessions} web sessions revoked, MFA enrolment removed` });
+            disabled.push(u.name);
+          }
+        }
       }
       if (!previous) {
         const last = await tx.selectFrom('meta').select('value').where('key', '=', 'policy_version').executeTakeFirst();
@@ -157,4 +166,15 @@ export class PolicyHolder {
     });
     return disabled;
   }
+}
+
+/**
+ * A removed user's ways in: every API token, refresh token and web session revoked, and the MFA
+ * enrolment removed (the name's next holder enrols their own: fourth review, 2026-12-02).
+ */
+async function dropCredentials(tx: Tx, userId: string, at: number): Promise<{ tokens: number; sessions: number }> {
+  const revoked = await revokeEverything(tx, userId, at);
+  await tx.deleteFrom('mfa_recovery_codes').where('user_id', '=', userId).execute();
+  await tx.deleteFrom('mfa_totp').where('user_id', '=', userId).execute();
+  return revoked;
 }

@@ -1,4 +1,6 @@
 import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ManualClock } from '../../src/domain/clock.js';
 import { testPolicy } from '../support/hallpass.js';
@@ -237,5 +239,26 @@ describe.each(['sqlite', 'postgres'] as const)('OIDC single sign-on against a re
     expect(out.body.sessionsEnded).toBeGreaterThanOrEqual(2);
     expect((await t.call('GET', '/api/v1/me', { headers: { cookie: b } })).status).toBe(401);
     expect((await t.audit('auth.logout_everywhere')).length).toBe(1);
+  });
+
+  it('removing a person from the policy disables their SSO account too (the same email): review 2026-12-02', async () => {
+    const file = join(t.h.dataDir, 'policy.yaml');
+    const base = readFileSync(file, 'utf8');
+    const withDora = base.replace('  - { name: olga, groups: [oncall] }', '  - { name: olga, groups: [oncall] }\n  - { name: dora, email: Dora@Example.com, groups: [engineers] }');
+    expect(withDora).not.toBe(base);
+    writeFileSync(file, withDora);
+    await t.h.policy.reload(t.h.deps);
+    idp.accounts.set('dora', { email: 'dora@example.com', groups: ['Engineering'] });
+    const signedIn = await callback(await signInAtProvider((await startWeb()).href, 'dora'));
+    expect(signedIn.status).toBe(302);
+    const cookie = `hallpass_session=${cookieOf(signedIn)}`;
+    expect((await t.call('GET', '/api/v1/me', { headers: { cookie } })).status).toBe(200);
+    // dora leaves: her SSO account dora@example.com stayed enabled, with its session.
+    writeFileSync(file, base);
+    await t.h.policy.reload(t.h.deps);
+    expect((await t.call('GET', '/api/v1/me', { headers: { cookie } })).status).toBe(401);
+    const again = await callback(await signInAtProvider((await startWeb()).href, 'dora'));
+    expect(again.status).toBe(401);
+    expect(again.body.error.message).toMatch(/is disabled/);
   });
 });
