@@ -196,6 +196,12 @@ describe.each(['sqlite', 'postgres'] as const)('OIDC single sign-on against a re
     expect((await t.call('GET', '/api/v1/me', { token: r1.body.token })).status).toBe(401);
     expect((await t.audit('auth.refresh_reused')).length).toBe(1);
     expect((await t.audit('token.issued')).filter((e) => e.actor === 'erin@example.com').map((e) => e.data.via)).toEqual(['oidc', 'refresh']);
+    // The failed redemptions (the wrong verifier, the replay) and a made-up refresh token are on
+    // the record with the client's address (review 2026-12-02: none was).
+    expect((await t.call('POST', '/api/v1/auth/refresh', { body: { refreshToken: `hp_ref_${'x'.repeat(43)}` } })).status).toBe(401);
+    const failed = (await t.audit('auth.login_failed')).filter((e) => e.data.method === 'oidc-cli' || e.data.method === 'refresh');
+    expect(failed.map((e) => e.data.method)).toEqual(['oidc-cli', 'oidc-cli', 'refresh']);
+    expect(failed.every((e) => typeof e.data.clientAddress === 'string')).toBe(true);
   });
 
   it('without a loopback redirect the provider-side page shows a code to paste (device-style fallback)', async () => {

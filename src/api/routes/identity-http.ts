@@ -1,5 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { inTx } from '../../access/context.js';
+import { inTx, type AccessDeps } from '../../access/context.js';
+import type { Identity } from '../../auth/identity.js';
 import { revokeRefreshFor, type LoginTokens } from '../../auth/login-tokens.js';
 import { revokeSession, sessionCookie } from '../../auth/sessions.js';
 import { principalOf } from '../auth.js';
@@ -37,4 +38,16 @@ export async function signOutHere(req: FastifyRequest, reply: FastifyReply, ctx:
   });
   if (req.sessionId) void reply.header('set-cookie', sessionCookie('', 0, secure(req, ctx)));
   return { ok: true };
+}
+
+/**
+ * An anonymous sign-in failure on the record, with the client's address; throttled per address
+ * like the other anonymous failures (Identity.anonymousFailures), so a flood is a count.
+ */
+export async function auditAnonymousFailure(deps: AccessDeps, id: Identity, ip: string, at: number, data: { method: string; why: string }): Promise<void> {
+  const { audit: audited, suppressed } = id.anonymousFailures.failed(ip, at);
+  if (!audited) return;
+  await inTx(deps, async (_tx, audit) => {
+    audit({ type: 'auth.login_failed', actor: 'anonymous', at, data: { ...data, clientAddress: ip, ...(suppressed > 0 ? { suppressed } : {}) } });
+  });
 }

@@ -10,7 +10,7 @@ import { createSession, readCookie, sessionCookie } from '../../auth/sessions.js
 import { AppError, badRequest, notFound } from '../../domain/errors.js';
 import { getUserById } from '../../store/users.js';
 import type { ApiContext } from '../context.js';
-import { errors, secure, tokensView } from './identity-http.js';
+import { auditAnonymousFailure, errors, secure, tokensView } from './identity-http.js';
 import { LoginTokensView, OidcCliBody, OidcExchangeBody } from './identity-schemas.js';
 
 const LOOPBACK = /^http:\/\/(127\.0\.0\.1|localhost|\[::1\]):[0-9]{1,5}(\/[A-Za-z0-9/_-]*)?$/;
@@ -47,10 +47,7 @@ export function oidcRoutes(app: FastifyInstance, ctx: ApiContext, id: Identity):
       done = await oidc.finish(new URL(req.url, `http://${req.headers.host ?? 'localhost'}`), req.ip, readCookie(req.headers.cookie, BINDING_COOKIE));
     } catch (e) {
       if (!(e instanceof SsoRefused)) throw e;
-      const { audit: audited, suppressed } = id.anonymousFailures.failed(req.ip, at);
-      if (audited) await inTx(deps, async (_tx, audit) => {
-        audit({ type: 'auth.login_failed', actor: 'anonymous', at, data: { method: 'oidc', why: e.message, clientAddress: req.ip, ...(suppressed > 0 ? { suppressed } : {}) } });
-      });
+      await auditAnonymousFailure(deps, id, req.ip, at, { method: 'oidc', why: e.message });
       throw new AppError('unauthenticated', `single sign-on failed: ${e.message}`);
     }
     if (done.mode === 'web') {
@@ -83,7 +80,11 @@ export function oidcRoutes(app: FastifyInstance, ctx: ApiContext, id: Identity):
       audit({ type: 'token.issued', actor: u.name, at, data: { via: 'oidc', handle: t.access.id, clientAddress: req.ip } });
       return { t, name: u.name };
     });
-    if (!out) throw new AppError('unauthenticated', 'login code is invalid, expired, already used, or not yours');
+    if (!out) {
+      // A guessed, replayed or stolen code is a failed sign-in too (review 2026-12-02: not audited).
+      await auditAnonymousFailure(deps, id, req.ip, at, { method: 'oidc-cli', why: 'login code invalid, expired, already used, or not redeemed with its verifier' });
+      throw new AppError('unauthenticated', 'login code is invalid, expired, already used, or not yours');
+    }
     return tokensView(out.t, out.name);
   });
 

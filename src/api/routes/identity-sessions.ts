@@ -13,7 +13,7 @@ import { getUserById, getUserByName } from '../../store/users.js';
 import type { ApiContext } from '../context.js';
 import type { LoginLimiter } from '../rate-limit.js';
 import { LoginBody } from '../schemas.js';
-import { errors, iso, secure, signOutHere, tokensView } from './identity-http.js';
+import { auditAnonymousFailure, errors, iso, secure, signOutHere, tokensView } from './identity-http.js';
 import { LoginTokensView, RefreshBody } from './identity-schemas.js';
 
 /** Web session login (local users) and info, sign-out (this credential / everywhere), refresh-token rotation. */
@@ -95,6 +95,7 @@ export function sessionRoutes(app: FastifyInstance, ctx: ApiContext, id: Identit
       audit({ type: 'token.issued', actor: u.name, at, data: { via: 'refresh', handle: t.access.id, clientAddress: req.ip } });
       return { t, name: u.name };
     });
+    if (!out) await auditAnonymousFailure(deps, id, req.ip, at, { method: 'refresh', why: 'refresh token invalid, expired or revoked' });
     if (!out || out === 'reuse') throw new AppError('unauthenticated', 'refresh token is invalid, expired or already used (run: hallpass login)');
     return tokensView(out.t, out.name);
   });
