@@ -109,20 +109,26 @@ export class OidcLogin {
     if (typeof claims.iss !== 'string' || typeof claims.sub !== 'string') throw new SsoRefused('the ID token has no issuer or subject');
     const subject = { issuer: claims.iss, subject: claims.sub };
     const user = await inTx(this.deps, async (tx, audit) => {
-      const existing = await getUserByName(tx, id.name);
-      if (existing && existing.source !== 'oidc') throw new SsoRefused(`user ${id.name} is a local ${existing.kind}, not an SSO user`);
-      if (existing && existing.disabled !== 0) throw new SsoRefused(`user ${id.name} is disabled`);
+      // An account already bound to this provider identity is this person's, whatever its name: one
+      // named before names were canonical (an IDN domain in its xn-- spelling, say) must neither be
+      // left behind for a new account, nor let a disabled person in under the new name.
+      const bound = await tx.selectFrom('users').selectAll()
+        .where('sso_issuer', '=', subject.issuer).where('sso_subject', '=', subject.subject).executeTakeFirst();
+      const name = bound?.name ?? id.name;
+      const existing = bound ?? await getUserByName(tx, name);
+      if (existing && existing.source !== 'oidc') throw new SsoRefused(`user ${name} is a local ${existing.kind}, not an SSO user`);
+      if (existing && existing.disabled !== 0) throw new SsoRefused(`user ${name} is disabled`);
       if (existing && !sameSubject(existing, subject)) {
-        throw new SsoRefused(`user ${id.name} belongs to another account at the identity provider (a different subject with the same ${this.config.usernameClaim ?? 'email'}): ask an admin`);
+        throw new SsoRefused(`user ${name} belongs to another account at the identity provider (a different subject with the same ${this.config.usernameClaim ?? 'email'}): ask an admin`);
       }
       const before = existing ? (JSON.parse(existing.groups) as string[]) : [];
       const r = await upsertUser(tx, {
-        name: id.name, kind: 'user', email: id.email, groups: id.groups, attributes: id.attributes, isAdmin: id.isAdmin, source: 'oidc',
+        name, kind: 'user', email: id.email, groups: id.groups, attributes: id.attributes, isAdmin: id.isAdmin, source: 'oidc',
       }, now);
-      if (r.created) audit({ type: 'user.created', actor: 'system', at: now, data: { user: id.name, source: 'oidc', groups: id.groups, admin: id.isAdmin } });
+      if (r.created) audit({ type: 'user.created', actor: 'system', at: now, data: { user: name, source: 'oidc', groups: id.groups, admin: id.isAdmin } });
       else if (r.changes.length > 0) {
         audit({ type: 'user.updated', actor: 'system', at: now, data: {
-          user: id.name, source: 'oidc', changes: r.changes, groupsAdded: id.groups.filter((g) => !before.includes(g)),
+          user: name, source: 'oidc', changes: r.changes, groupsAdded: id.groups.filter((g) => !before.includes(g)),
           groupsRemoved: before.filter((g) => !id.groups.includes(g)), admin: id.isAdmin,
         } });
       }
@@ -131,7 +137,7 @@ export class OidcLogin {
         ? await tx.updateTable('users').set({ sso_issuer: subject.issuer, sso_subject: subject.subject })
           .where('id', '=', r.row.id).returningAll().executeTakeFirstOrThrow()
         : r.row;
-      audit({ type: 'auth.login', actor: id.name, at: now, data: { method: 'oidc', mode: login.mode, clientAddress } });
+      audit({ type: 'auth.login', actor: name, at: now, data: { method: 'oidc', mode: login.mode, clientAddress } });
       return row;
     });
     return { user, mode: login.mode, cliRedirect: login.cli_redirect, cliChallenge: login.cli_challenge };

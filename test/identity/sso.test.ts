@@ -114,6 +114,26 @@ describe.each(['sqlite', 'postgres'] as const)('OIDC single sign-on against a re
     expect((await callback(await signInAtProvider((await startWeb()).href, 'erin'))).status).toBe(302);
   });
 
+  it('an account bound to the provider identity is its account whatever its name: none is made beside it, and a disabled one stays out', async () => {
+    // An account named before names were canonical (here: any other name) under erin's subject.
+    const db = t.h.deps.store.db;
+    const erin = await db.selectFrom('users').selectAll().where('sso_subject', '=', 'erin').executeTakeFirstOrThrow();
+    await db.updateTable('users').set({ name: 'erin@legacy-spelling.example' }).where('id', '=', erin.id).execute();
+    try {
+      const r = await callback(await signInAtProvider((await startWeb()).href, 'erin'));
+      expect(r.status).toBe(302);
+      expect(await db.selectFrom('users').select('id').where('name', '=', 'erin@example.com').execute()).toEqual([]);
+      expect((await t.audit('auth.login')).at(-1)?.actor).toBe('erin@legacy-spelling.example');
+      await db.updateTable('users').set({ disabled: 1 }).where('id', '=', erin.id).execute();
+      const refused = await callback(await signInAtProvider((await startWeb()).href, 'erin'));
+      expect(refused.status).toBe(401);
+      expect(refused.body.error.message).toMatch(/is disabled/);
+      expect(await db.selectFrom('users').select('id').where('name', '=', 'erin@example.com').execute()).toEqual([]);
+    } finally {
+      await db.updateTable('users').set({ name: erin.name, disabled: 0 }).where('id', '=', erin.id).execute();
+    }
+  });
+
   it('refuses a wrong state', async () => {
     const back = await signInAtProvider((await startWeb()).href, 'erin');
     back.searchParams.set('state', randomBytes(32).toString('base64url'));
