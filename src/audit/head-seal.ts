@@ -155,10 +155,15 @@ export function lostHeadSync(head: { seq: number }, at: (seq: number) => string 
  * saying so had not arrived (fifth review: a second alarm, wrongly saying "rewritten").
  */
 function alreadyReported(n: NotedHead, reports: readonly string[]): boolean {
-  return reports.some((d) => {
+  return someRecord(reports, (r) => r.seq === n.seq && r.hash === n.hash);
+}
+
+/** Whether one of `datas` (audit event data, as stored) parses to a record `match` accepts. */
+function someRecord(datas: readonly string[], match: (r: Record<string, unknown>) => boolean): boolean {
+  return datas.some((d) => {
     try {
-      const r = JSON.parse(d) as { seq?: unknown; hash?: unknown };
-      return r.seq === n.seq && r.hash === n.hash;
+      const r: unknown = JSON.parse(d);
+      return r !== null && typeof r === 'object' && match(r as Record<string, unknown>);
     } catch {
       return false;
     }
@@ -182,12 +187,5 @@ export const RECENT_ROTATIONS = 64;
  * recorded as a second rotation).
  */
 export function rotationRecorded(from: string | undefined, to: string | undefined, datas: readonly string[]): boolean {
-  return datas.some((d) => {
-    try {
-      const r = JSON.parse(d) as { from?: unknown; to?: unknown };
-      return r.from === from && r.to === to;
-    } catch {
-      return false;
-    }
-  });
+  return someRecord(datas, (r) => r.from === from && r.to === to);
 }

@@ -84,10 +84,7 @@ export class RefusalAudit {
       this.add(event);
       return;
     }
-    if (grant !== undefined) {
-      grant.suppressed++;
-      grant.codes.set(code, (grant.codes.get(code) ?? 0) + 1);
-    }
+    if (grant !== undefined) countIn(grant, code);
     this.#suppress(tally, code);
   }
 
@@ -110,8 +107,7 @@ export class RefusalAudit {
       this.#untracked++;
       return;
     }
-    tally.suppressed++;
-    tally.codes.set(code, (tally.codes.get(code) ?? 0) + 1);
+    countIn(tally, code);
   }
 
   /** The address's tally in the current window (a new window if the last one is over); undefined past the memory bound. */
@@ -167,6 +163,12 @@ export class RefusalAudit {
     this.#byGrant = new Map();
     this.#untracked = 0;
   }
+}
+
+/** One more refusal of `code` counted (not audited one by one) in `tally`. */
+function countIn(tally: Tally, code: string): void {
+  tally.suppressed++;
+  tally.codes.set(code, (tally.codes.get(code) ?? 0) + 1);
 }
 
 /** `key`'s tally in `table`, made if need be; undefined once the table holds TRACKED_ADDRESSES. */
