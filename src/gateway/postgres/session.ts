@@ -287,14 +287,11 @@ export class ClientSession {
     const auth = this.auth as AuthorizedSession;
     this.#ending = true;
     this.#stopTimer();
-    const at = this.ctx.clock.now();
-    // As in #finish: noticed at or after the grant's end, the grant's end ended it.
-    const reason = at.getTime() >= this.#expiresMs ? 'expired' : cut;
+    const { reason, at } = this.#endedBy(cut);
     this.ctx.audit.add({
       type: 'gateway.refused', actor: auth.userName, grantId: auth.grantId,
       data: { code: reason, message: `the grant ended during the login: access ${reason === 'shutdown' ? 'refused, the gateway is shutting down' : reason}`, resource: auth.resource, clientAddress: this.clientAddress, tls: this.#tls },
-      // As for a session's end: never later than the grant's end.
-      at: reason === 'expired' && at.getTime() > this.#expiresMs ? new Date(this.#expiresMs) : at,
+      at,
     });
     const fatal = clientMessage(reason, auth.resource, undefined);
     if (fatal && client.writable) client.end(fatal);
@@ -341,23 +338,29 @@ export class ClientSession {
     this.#timer = undefined;
   }
 
+  /**
+   * Why and when a session (or a login) ended, as recorded. Whatever ends it at or after its
+   * grant's end (the client closing, the target, a protocol error or a cut noticed before the
+   * session's own timer fired), the grant's end ended it: no byte is relayed after it (mayRelay),
+   * what still runs is cancelled as at a cut-off, and the record says `expired` at the grant's end
+   * (a review saw `client_closed` stamped 8-12 ms late).
+   */
+  #endedBy<R extends EndReason>(ended: R): { reason: R | 'expired'; at: Date } {
+    const now = this.ctx.clock.now();
+    if (now.getTime() < this.#expiresMs) return { reason: ended, at: now };
+    return { reason: 'expired', at: new Date(this.#expiresMs) };
+  }
+
   #finish(ended: EndReason, detail?: string): void {
     if (this.#ending) return;
     this.#ending = true;
-    // Whatever ends a session at or after its grant's end (the client closing, the target, a
-    // protocol error noticed before the session's own timer fired), the grant's end ended it: no
-    // byte is relayed after it (mayRelay), what still runs is cancelled as at a cut-off, and the
-    // record says `expired` at the grant's end (a review saw `client_closed` stamped 8-12 ms late).
-    const reason: EndReason = this.ctx.clock.now().getTime() >= this.#expiresMs ? 'expired' : ended;
+    const { reason, at: endedAt } = this.#endedBy(ended);
     this.#stopTimer();
     this.#relay?.stop();
     // A query still running upstream would outlive the session: it is cancelled below.
     const busy = this.#tracker?.busy ?? false;
     this.#tracker?.flush();
     if (this.#key) this.ctx.cancelKeys.unregister(this.#key.pid);
-    const now = this.ctx.clock.now();
-    // No byte is relayed after the grant's end (mayRelay), so the session ended by then.
-    const endedAt = reason === 'expired' && now.getTime() > this.#expiresMs ? new Date(this.#expiresMs) : now;
     const auth = this.auth as AuthorizedSession;
     const client = this.#client;
     const upstream = this.#upstream as UpstreamConnection;
